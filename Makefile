@@ -1,0 +1,51 @@
+# Two commands do everything: `make run` (serve the demo study) and `make test` (the whole suite).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+HOST ?= 127.0.0.1
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/collabstudy_test
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: install install-test run test lint bench-relay bench-dashboard clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev,local,train]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py load_study deploy/studies/collabllm-cowriting.yaml --slug demo --offline --if-changed
+	$(BIN)/python manage.py demo_setup --port $(PORT) --host $(HOST)
+	$(BIN)/python -m uvicorn studyapp.asgi:application --host $(HOST) --port $(PORT)
+
+test: install-test
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+		$(BIN)/python manage.py makemigrations --check --dry-run --settings=studyapp.settings_test
+	$(BIN)/ruff check .
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install-test
+	$(BIN)/ruff check .
+
+bench-relay: install-test
+	$(BIN)/python -m bench.relay
+
+bench-dashboard: install-test
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(BIN)/python -m bench.dashboard
+
+clean:
+	rm -rf $(VENV) db.sqlite3 staticfiles

@@ -1,0 +1,56 @@
+"""Which participation a browser holds, and which page of the journey it belongs on.
+
+The session remembers one participation per study (set at entry). Every participant page asks
+``participation_for_step``: a participant who is not on that step is sent to the step they are
+on, so steps cannot be skipped or repeated by typing URLs.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest
+from django.shortcuts import redirect
+from django.urls import reverse
+
+from studyapp.participants.models import TERMINAL_STATUSES, Participation, Status
+
+_SESSION_KEY = "participation:{slug}"
+
+STEP_URLS = {
+    Status.ENTERED: "participants:consent",
+    Status.CONSENTED: "participants:prewriting",
+    Status.WRITING: "writing:page",
+    Status.FINISHED: "feedback:final",
+}
+
+
+def remember_participation(request: HttpRequest, participation: Participation) -> None:
+    request.session[_SESSION_KEY.format(slug=participation.study.slug)] = str(
+        participation.public_id
+    )
+
+
+def session_participation(request: HttpRequest, slug: str) -> Participation:
+    public_id = request.session.get(_SESSION_KEY.format(slug=slug))
+    if not public_id:
+        raise Http404("No participation in this browser: please use the link from your platform.")
+    try:
+        return Participation.objects.select_related("study", "version", "condition").get(
+            public_id=public_id, study__slug=slug
+        )
+    except Participation.DoesNotExist as exc:
+        raise Http404("Unknown participation.") from exc
+
+
+def step_url(participation: Participation) -> str:
+    slug = participation.study.slug
+    if participation.status in TERMINAL_STATUSES:
+        return reverse("feedback:done", args=[slug])
+    return reverse(STEP_URLS[Status(participation.status)], args=[slug])
+
+
+def participation_for_step(request: HttpRequest, slug: str, status: Status):
+    """(participation, None) when on ``status``'s step, else (participation, redirect)."""
+    participation = session_participation(request, slug)
+    if participation.status != status:
+        return participation, redirect(step_url(participation))
+    return participation, None

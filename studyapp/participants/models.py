@@ -1,0 +1,120 @@
+"""Participations: one person's walk through one study, and its event log."""
+
+import uuid
+
+from django.db import models
+
+
+class Platform(models.TextChoices):
+    PROLIFIC = "prolific"
+    MTURK = "mturk"
+    PILOT = "pilot"
+
+
+class Status(models.TextChoices):
+    ENTERED = "entered"
+    CONSENTED = "consented"
+    WRITING = "writing"
+    FINISHED = "finished"  # chat finished, final questions pending
+    COMPLETED = "completed"
+    DECLINED = "declined"
+    RETURNED = "returned"
+    TIMED_OUT = "timed_out"
+    EXCLUDED = "excluded"
+
+
+TERMINAL_STATUSES = frozenset(
+    {Status.COMPLETED, Status.DECLINED, Status.RETURNED, Status.TIMED_OUT, Status.EXCLUDED}
+)
+
+
+class Outcome(models.TextChoices):
+    COMPLETED = "completed"
+    DECLINED = "declined"
+    FAILED_ATTENTION = "failed_attention"
+    TIMED_OUT = "timed_out"
+    RETURNED = "returned"
+    EXCLUDED = "excluded"
+
+
+class Participation(models.Model):
+    # Public, unguessable id used in URLs and tokens; the integer pk never leaves the server.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    study = models.ForeignKey(
+        "studies.Study", on_delete=models.PROTECT, related_name="participations"
+    )
+    version = models.ForeignKey("studies.StudyVersion", on_delete=models.PROTECT)
+    condition = models.ForeignKey(
+        "studies.Condition", on_delete=models.PROTECT, null=True, blank=True
+    )
+    platform = models.CharField(max_length=20, choices=Platform.choices)
+    external_id = models.CharField(max_length=200)
+    # Platform ids: STUDY_ID/SESSION_ID (Prolific), assignmentId/hitId/turkSubmitTo (MTurk).
+    platform_data = models.JSONField(default=dict, blank=True)
+    is_test = models.BooleanField(default=False, help_text="pilot or researcher test run")
+
+    document_type = models.CharField(max_length=100, blank=True)
+    topic = models.CharField(max_length=300, blank=True)
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ENTERED)
+    entered_at = models.DateTimeField(auto_now_add=True)
+    consented_at = models.DateTimeField(null=True, blank=True)
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    writing_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    declined_at = models.DateTimeField(null=True, blank=True)
+    returned_at = models.DateTimeField(null=True, blank=True)
+    timed_out_at = models.DateTimeField(null=True, blank=True)
+    excluded_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    active_seconds = models.FloatField(default=0)
+    focus_losses = models.PositiveIntegerField(default=0)
+    attention_passed = models.BooleanField(null=True, blank=True)
+    outcome = models.CharField(max_length=30, choices=Outcome.choices, blank=True)
+    completion_code = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "platform", "external_id"], name="unique_platform_id_per_study"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["study", "status"]),
+            models.Index(fields=["study", "condition"]),
+            models.Index(fields=["last_seen_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study_id}:{self.platform}:{self.public_id}"
+
+    @property
+    def total_seconds(self) -> float | None:
+        end = self.completed_at or self.finished_at
+        return (end - self.entered_at).total_seconds() if end else None
+
+
+class EventKind(models.TextChoices):
+    FOCUS = "focus"
+    BLUR = "blur"
+    HEARTBEAT = "heartbeat"
+    CONNECT = "connect"
+    RECONNECT = "reconnect"
+    DISCONNECT = "disconnect"
+    STOP = "stop"
+    PROTOCOL_ERROR = "protocol_error"
+    MODEL_ERROR = "model_error"
+
+
+class ParticipationEvent(models.Model):
+    participation = models.ForeignKey(
+        Participation, on_delete=models.CASCADE, related_name="events"
+    )
+    kind = models.CharField(max_length=30, choices=EventKind.choices)
+    at = models.DateTimeField(auto_now_add=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["participation", "at"])]

@@ -1,0 +1,13 @@
+"""Test settings: the real PostgreSQL and Redis named by DATABASE_URL and REDIS_URL."""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/collabstudy_test")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+from studyapp.settings import *  # noqa: F403
+
+# Eager Celery in unit tests; tests that need a real worker start one explicitly.
+CELERY_TASK_ALWAYS_EAGER = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+OFFLINE_TOKENS_PER_SECOND = 400

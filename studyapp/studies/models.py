@@ -1,0 +1,69 @@
+"""Studies, their immutable versions (snapshots of the study file) and their conditions."""
+
+import secrets
+
+from django.db import models
+
+
+def _new_secret() -> str:
+    return secrets.token_hex(32)
+
+
+class Study(models.Model):
+    slug = models.SlugField(unique=True)
+    title = models.CharField(max_length=200)
+    is_open = models.BooleanField(default=True)
+    # Keyed pseudonyms in exports are HMACs of platform ids under this per-study secret.
+    pseudonym_secret = models.CharField(max_length=64, default=_new_secret, editable=False)
+    # MTurk previews store nothing about the person; only how many there were.
+    preview_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class StudyVersion(models.Model):
+    """One load of a study file. Never edited: loading again makes a new version."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    spec = models.JSONField()
+    source_text = models.TextField()
+    source_sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["study", "number"], name="unique_version_number")
+        ]
+        ordering = ["study", "number"]
+
+    def __str__(self) -> str:
+        return f"{self.study.slug} v{self.number}"
+
+
+class Condition(models.Model):
+    """One arm of a study version. Its name is for researchers only, never for participants."""
+
+    version = models.ForeignKey(StudyVersion, on_delete=models.CASCADE, related_name="conditions")
+    name = models.CharField(max_length=100)
+    weight = models.PositiveIntegerField(default=1)
+    backend = models.CharField(max_length=40)
+    # The condition's block of the study file: model, endpoints, prompt, sampling, ...
+    config = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "name"], name="unique_condition_name"),
+            models.CheckConstraint(
+                condition=models.Q(weight__gt=0), name="condition_weight_positive"
+            ),
+        ]
+        ordering = ["version", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.version} / {self.name}"

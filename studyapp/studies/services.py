@@ -1,0 +1,69 @@
+"""Writes for studies: loading a study file as a new immutable version."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+
+from studyapp.studies.models import Condition, Study, StudyVersion
+from studyapp.studies.spec import parse_study_file
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    version: StudyVersion
+    created: bool
+
+
+def _offline(condition: dict[str, Any]) -> dict[str, Any]:
+    from collab_models.arms import override_offline
+
+    return override_offline(condition)
+
+
+def study_load(
+    *, text: str, slug: str | None = None, offline: bool = False, if_changed: bool = False
+) -> LoadResult:
+    """Create a new version of the study described by ``text`` (creating the study if new).
+
+    ``offline`` turns every arm into the offline backend (the demo). With ``if_changed`` an
+    identical file does not create a new version.
+    """
+    spec = parse_study_file(text)
+    if slug:
+        spec["slug"] = slug
+    if offline:
+        spec["conditions"] = [_offline(c) for c in spec["conditions"]]
+        spec["offline_demo"] = True
+    digest = hashlib.sha256(f"{offline}\n{text}".encode()).hexdigest()
+    with transaction.atomic():
+        study, _ = Study.objects.select_for_update().get_or_create(
+            slug=spec["slug"], defaults={"title": spec["title"]}
+        )
+        latest = study.versions.order_by("-number").first()
+        if if_changed and latest and latest.source_sha256 == digest:
+            return LoadResult(version=latest, created=False)
+        version = StudyVersion.objects.create(
+            study=study,
+            number=(latest.number + 1) if latest else 1,
+            spec=spec,
+            source_text=text,
+            source_sha256=digest,
+        )
+        Condition.objects.bulk_create(
+            Condition(
+                version=version,
+                name=c["name"],
+                weight=c["weight"],
+                backend=c["backend"],
+                config=c,
+            )
+            for c in spec["conditions"]
+        )
+        if study.title != spec["title"]:
+            study.title = spec["title"]
+            study.save(update_fields=["title"])
+    return LoadResult(version=version, created=True)

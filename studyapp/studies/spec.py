@@ -1,0 +1,149 @@
+"""Parsing and validating study files.
+
+A study file is YAML (see deploy/studies/). ``parse_study_file`` returns the normalised spec that
+is frozen into a StudyVersion; helpers here read that spec so callers never index raw dicts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+BACKENDS = frozenset({"openai", "transformers", "offline"})
+ASSIGNMENT_METHODS = frozenset({"permuted_blocks", "least_filled"})
+DEFAULT_CODES = {
+    "completed": "COMPLETED",
+    "declined": "NOCONSENT",
+    "failed_attention": "FAILATTN",
+    "timed_out": "TIMEDOUT",
+}
+
+
+class StudySpecError(ValueError):
+    """The study file is not valid; the message says where."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise StudySpecError(message)
+
+
+def parse_study_file(text: str) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise StudySpecError(f"not valid YAML: {exc}") from exc
+    _require(isinstance(raw, dict), "a study file must be a mapping")
+    return normalise(raw)
+
+
+def normalise(raw: dict[str, Any]) -> dict[str, Any]:
+    spec = dict(raw)
+    _require(bool(spec.get("slug")), "slug is required")
+    spec.setdefault("title", spec["slug"])
+    spec.setdefault("description", "")
+    spec.setdefault("allow_pilot", False)
+    spec["consent"] = _consent(spec.get("consent") or {})
+    spec["conditions"] = _conditions(spec.get("conditions") or [])
+    spec["assignment"] = _assignment(spec.get("assignment") or {})
+    spec["document_types"] = _document_types(spec.get("document_types") or [])
+    spec["prewriting"] = {
+        "min_answers": 1,
+        "max_answer_chars": 1000,
+        **(spec.get("prewriting") or {}),
+    }
+    spec["writing"] = _writing(spec.get("writing") or {})
+    spec["scales"] = _scales(spec.get("scales") or {})
+    spec["survey"] = _survey(spec.get("survey") or {})
+    spec["completion_codes"] = {**DEFAULT_CODES, **(spec.get("completion_codes") or {})}
+    spec["limits"] = {
+        "session_minutes": 90,
+        "idle_minutes": 30,
+        "free_slot_on_timeout": True,
+        "quota": None,
+        **(spec.get("limits") or {}),
+    }
+    spec["bonus"] = {"per_completion": 0.0, **(spec.get("bonus") or {})}
+    spec["side_by_side"] = _side_by_side(spec.get("side_by_side") or {})
+    return spec
+
+
+def _consent(consent: dict[str, Any]) -> dict[str, Any]:
+    _require(bool(consent.get("text")), "consent.text is required")
+    boxes = consent.get("checkboxes") or []
+    _require(all(isinstance(b, str) and b for b in boxes), "consent.checkboxes must be strings")
+    return {"text": consent["text"], "checkboxes": boxes}
+
+
+def _conditions(conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    _require(len(conditions) >= 1, "at least one condition is required")
+    names = [c.get("name") for c in conditions]
+    _require(all(names), "every condition needs a name")
+    _require(len(set(names)) == len(names), "condition names must be unique")
+    out = []
+    for cond in conditions:
+        backend = cond.get("backend", "openai")
+        _require(backend in BACKENDS, f"condition {cond['name']}: unknown backend {backend!r}")
+        weight = cond.get("weight", 1)
+        _require(isinstance(weight, int) and weight > 0, f"condition {cond['name']}: weight > 0")
+        out.append({**cond, "backend": backend, "weight": weight})
+    return out
+
+
+def _assignment(assignment: dict[str, Any]) -> dict[str, Any]:
+    method = assignment.get("method", "permuted_blocks")
+    _require(method in ASSIGNMENT_METHODS, f"assignment.method must be one of {ASSIGNMENT_METHODS}")
+    return {"method": method, "active_window_minutes": 60, **assignment}
+
+
+def _document_types(types: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    _require(len(types) >= 1, "at least one document type is required")
+    for doc_type in types:
+        _require(bool(doc_type.get("key")), "every document type needs a key")
+        _require(len(doc_type.get("topics") or []) >= 1, f"{doc_type['key']}: topics required")
+        doc_type.setdefault("label", doc_type["key"])
+        doc_type.setdefault("questions", [])
+    return types
+
+
+def _writing(writing: dict[str, Any]) -> dict[str, Any]:
+    merged = {"min_turns": 8, "max_turns": 30, "rating_every": 3, "instructions": "", **writing}
+    _require(merged["rating_every"] >= 1, "writing.rating_every must be >= 1")
+    _require(merged["max_turns"] >= merged["min_turns"], "writing.max_turns < min_turns")
+    return merged
+
+
+def _scales(scales: dict[str, Any]) -> dict[str, Any]:
+    interaction = {
+        "min": 1,
+        "max": 10,
+        "question": "How would you rate your interaction with the assistant so far?",
+        "anchors": {},
+        **(scales.get("interaction") or {}),
+    }
+    return {**scales, "interaction": interaction}
+
+
+def _survey(survey: dict[str, Any]) -> dict[str, Any]:
+    questions = survey.get("questions") or []
+    for question in questions:
+        _require(bool(question.get("key")), "every survey question needs a key")
+        _require(
+            question.get("kind") in {"scale", "text", "choice"}, "survey kind: scale|text|choice"
+        )
+    return {"questions": questions, "attention_check": survey.get("attention_check")}
+
+
+def _side_by_side(side: dict[str, Any]) -> dict[str, Any]:
+    # At the listed turns the participant picks one of two candidate replies (DPO pairs).
+    return {"turns": [], "mode": "samples", "arms": [], **side}
+
+
+def rating_turns(spec: dict[str, Any], turn: int) -> bool:
+    """True when an interaction rating is due after the reply to user turn ``turn``."""
+    return turn > 0 and turn % spec["writing"]["rating_every"] == 0
+
+
+def document_type(spec: dict[str, Any], key: str) -> dict[str, Any] | None:
+    return next((t for t in spec["document_types"] if t["key"] == key), None)

@@ -1,0 +1,10 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("dashboard/", include("studyapp.dashboards.urls")),
+    path("", include("studyapp.participants.urls")),
+    path("", include("studyapp.writing.urls")),
+    path("", include("studyapp.feedback.urls")),
+]

@@ -1,0 +1,89 @@
+"""What happens on the co-writing page: chat messages, document versions and edit batches."""
+
+import uuid
+
+from django.db import models
+
+
+class Role(models.TextChoices):
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class Message(models.Model):
+    """One chat message. Assistant messages carry the full record of the generation.
+
+    ``turn`` counts user turns (the reply to the k-th user message has turn k). Alternatives
+    for the same context (regenerations, side-by-side candidates) share ``alternative_group``;
+    only ``is_active`` messages form the conversation the model and the participant see.
+    """
+
+    participation = models.ForeignKey(
+        "participants.Participation", on_delete=models.CASCADE, related_name="messages"
+    )
+    generation_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    turn = models.PositiveIntegerField()
+    role = models.CharField(max_length=20, choices=Role.choices)
+    text = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True)
+    alternative_group = models.UUIDField(null=True, blank=True)
+    chosen = models.BooleanField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # Generation record (assistant messages only).
+    raw_output = models.TextField(blank=True)
+    backend = models.CharField(max_length=40, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    adapter = models.CharField(max_length=200, blank=True)
+    sampling = models.JSONField(default=dict, blank=True)
+    seed = models.BigIntegerField(null=True, blank=True)
+    prompt_version = models.CharField(max_length=100, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    ttft_ms = models.FloatField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=40, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["participation", "turn", "role"],
+                condition=models.Q(is_active=True),
+                name="one_active_message_per_turn_and_role",
+            ),
+        ]
+        indexes = [models.Index(fields=["participation", "turn"])]
+        ordering = ["participation", "turn", "id"]
+
+
+class DocumentVersion(models.Model):
+    """The full document text at every save."""
+
+    participation = models.ForeignKey(
+        "participants.Participation", on_delete=models.CASCADE, related_name="document_versions"
+    )
+    number = models.PositiveIntegerField()
+    text = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["participation", "number"], name="unique_document_version_number"
+            )
+        ]
+        ordering = ["participation", "number"]
+
+
+class EditBatch(models.Model):
+    """Editor events batched by the page (for replaying how the document was written)."""
+
+    participation = models.ForeignKey(
+        "participants.Participation", on_delete=models.CASCADE, related_name="edit_batches"
+    )
+    document_version = models.ForeignKey(
+        DocumentVersion, on_delete=models.CASCADE, null=True, blank=True
+    )
+    events = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)

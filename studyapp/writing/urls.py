@@ -1,0 +1,2 @@
+app_name = "writing"
+urlpatterns: list = []
