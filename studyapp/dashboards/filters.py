@@ -1,0 +1,100 @@
+"""Which participations an analysis counts: shared by the dashboards and the exports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from django.db.models import Q, QuerySet
+
+from studyapp.participants.models import Participation, Status
+
+View = Literal["completers", "itt"]
+VIEWS: tuple[str, ...] = get_args(View)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse_bool(params: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = params.get(key)
+    if raw is None:
+        return default
+    value = str(raw).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{key} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+@dataclass(frozen=True)
+class ParticipationFilter:
+    """The analysis population.
+
+    ``completers`` counts participations whose status is completed; ``itt`` (intention to treat)
+    counts every participation that was assigned an arm, whatever happened next.
+    """
+
+    include_test: bool = False  # pilot / researcher test runs (Participation.is_test)
+    include_failed_attention: bool = False  # attention_passed is False
+    view: View = "completers"
+
+    def __post_init__(self) -> None:
+        if self.view not in VIEWS:
+            raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {self.view!r}")
+
+    def q(self, prefix: str = "") -> Q:
+        """The filter as a Q, for related models too (prefix e.g. ``participation__``)."""
+        q = Q(**{f"{prefix}condition__isnull": False})
+        if self.view == "completers":
+            q &= Q(**{f"{prefix}status": Status.COMPLETED})
+        if not self.include_test:
+            q &= Q(**{f"{prefix}is_test": False})
+        if not self.include_failed_attention:
+            # attention_passed is NULL when the study has no check: keep those.
+            q &= ~Q(**{f"{prefix}attention_passed": False})
+        return q
+
+    def apply(self, qs: QuerySet[Participation]) -> QuerySet[Participation]:
+        return qs.filter(self.q())
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> ParticipationFilter:
+        """Read ``include_test``, ``include_failed_attention``, ``view`` (query string, CLI)."""
+        view = (params.get("view") or "completers").strip().lower()
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+        return cls(
+            include_test=_parse_bool(params, "include_test", False),
+            include_failed_attention=_parse_bool(params, "include_failed_attention", False),
+            view=view,  # type: ignore[arg-type]
+        )
+
+    def as_params(self) -> dict[str, str]:
+        return {
+            "include_test": "1" if self.include_test else "0",
+            "include_failed_attention": "1" if self.include_failed_attention else "0",
+            "view": self.view,
+        }
+
+    def describe(self) -> str:
+        if self.view == "completers":
+            population = "Participants who completed the study"
+        else:
+            population = (
+                "Every participant assigned to an arm, whether or not they finished "
+                "(intention to treat)"
+            )
+        tests = (
+            "pilot and researcher test runs included"
+            if self.include_test
+            else "pilot and researcher test runs excluded"
+        )
+        attention = (
+            "participants who failed an attention check included"
+            if self.include_failed_attention
+            else "participants who failed an attention check excluded"
+        )
+        return f"{population}; {tests}; {attention}."
