@@ -8,3 +8,7 @@ urlpatterns = [
     path("", include("studyapp.writing.urls")),
     path("", include("studyapp.feedback.urls")),
 ]
+
+# Lost participants (no participation in this browser, stale links) get a page that sends them
+# back to their platform link.
+handler404 = "studyapp.participants.views.not_found"

@@ -118,3 +118,36 @@ class ParticipationEvent(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["participation", "at"])]
+
+
+class AllocationSlot(models.Model):
+    """One place in a permuted block of a study version's conditions.
+
+    Blocks are drawn ahead of time and stored so that the sequence survives restarts and is the
+    same for every web worker; an arrival takes the earliest free slot. A slot freed by a
+    timed-out participation is simply taken by the next arrival, which keeps the arms balanced.
+    """
+
+    version = models.ForeignKey(
+        "studies.StudyVersion", on_delete=models.CASCADE, related_name="allocation_slots"
+    )
+    block = models.PositiveIntegerField()
+    position = models.PositiveIntegerField()
+    condition = models.ForeignKey("studies.Condition", on_delete=models.CASCADE)
+    participation = models.OneToOneField(
+        Participation,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="allocation_slot",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "block", "position"], name="unique_allocation_slot"
+            )
+        ]
+        indexes = [models.Index(fields=["version", "participation", "block", "position"])]
+        ordering = ["version", "block", "position"]

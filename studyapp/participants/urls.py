@@ -1,2 +1,10 @@
+from django.urls import path
+
+from studyapp.participants import views
+
 app_name = "participants"
-urlpatterns: list = []
+urlpatterns = [
+    path("study/<slug:slug>/", views.entry, name="entry"),
+    path("study/<slug:slug>/consent/", views.consent, name="consent"),
+    path("study/<slug:slug>/prewriting/", views.prewriting, name="prewriting"),
+]

@@ -1,0 +1,73 @@
+"""End of the journey: leaving the chat, the final questions, the completion page."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from studyapp.feedback.forms import FinalSurveyForm
+from studyapp.feedback.selectors import completion_code_for, prolific_completion_url
+from studyapp.feedback.services import (
+    FinishRefused,
+    SurveyInvalid,
+    final_survey_submit,
+    writing_finish,
+)
+from studyapp.participants.access import participation_for_step, session_participation, step_url
+from studyapp.participants.models import TERMINAL_STATUSES, Platform, Status
+from studyapp.participants.platforms import EntryLinkError, mturk_submit_base
+
+
+@require_POST
+def finish(request: HttpRequest, slug: str) -> HttpResponse:
+    participation = session_participation(request, slug)
+    if participation.status != Status.WRITING:
+        return redirect(step_url(participation))
+    try:
+        participation = writing_finish(participation=participation)
+    except FinishRefused as exc:
+        context = {"message": str(exc), "back_url": reverse("writing:page", args=[slug]),
+                   "spec": participation.version.spec}
+        return render(request, "feedback/finish_refused.html", context, status=409)
+    return redirect(step_url(participation))
+
+
+@require_http_methods(["GET", "POST"])
+def final(request: HttpRequest, slug: str) -> HttpResponse:
+    participation, elsewhere = participation_for_step(request, slug, Status.FINISHED)
+    if elsewhere:
+        return elsewhere
+    spec = participation.version.spec
+    form = FinalSurveyForm(request.POST or None, spec=spec)
+    if request.method == "POST" and form.is_valid():
+        try:
+            participation = final_survey_submit(
+                participation=participation, answers=form.cleaned_data
+            )
+            return redirect(step_url(participation))
+        except SurveyInvalid as exc:
+            form.add_error(None, str(exc))
+    return render(request, "feedback/final.html", {"form": form, "spec": spec})
+
+
+@require_GET
+def done(request: HttpRequest, slug: str) -> HttpResponse:
+    participation = session_participation(request, slug)
+    if participation.status not in TERMINAL_STATUSES:
+        return redirect(step_url(participation))
+    code = completion_code_for(participation=participation)
+    context = {"participation": participation, "code": code, "spec": participation.version.spec}
+    if participation.platform == Platform.PROLIFIC and code:
+        return redirect(prolific_completion_url(code=code))
+    if participation.platform == Platform.MTURK:
+        try:
+            base = mturk_submit_base(participation.platform_data.get("turkSubmitTo", ""))
+        except EntryLinkError:
+            base = ""
+        if base:
+            context["submit_url"] = f"{base}/mturk/externalSubmit"
+            context["assignment_id"] = participation.platform_data.get("assignmentId", "")
+            return render(request, "feedback/mturk_submit.html", context)
+    return render(request, "feedback/done.html", context)

@@ -1,0 +1,59 @@
+"""Reads about participations: who counts towards balance and quota."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from studyapp.participants.models import Participation, Status
+from studyapp.studies.models import Study
+from studyapp.studies.spec import document_type
+
+IN_PROGRESS_STATUSES = (Status.ENTERED, Status.CONSENTED, Status.WRITING, Status.FINISHED)
+
+
+def active_window_start(*, spec: dict[str, Any], now: datetime | None = None) -> datetime:
+    minutes = spec["assignment"]["active_window_minutes"]
+    return (now or timezone.now()) - timedelta(minutes=minutes)
+
+
+def participations_counting(*, study: Study, since: datetime) -> QuerySet[Participation]:
+    """Non-test participations that hold a place: completers, and starters active since ``since``.
+
+    Starters who went quiet longer ago than that are presumed gone (their place is given to the
+    next arrival, as in oTree/psiTurk); pilots and researcher test runs never count.
+    """
+    return (
+        Participation.objects.filter(study=study, is_test=False)
+        .alias(activity_at=Coalesce("last_seen_at", "entered_at"))
+        .filter(
+            Q(status=Status.COMPLETED)
+            | Q(status__in=IN_PROGRESS_STATUSES, activity_at__gte=since)
+        )
+    )
+
+
+def study_is_full(*, study: Study, spec: dict[str, Any]) -> bool:
+    quota = spec["limits"].get("quota")
+    if not quota:
+        return False
+    since = active_window_start(spec=spec)
+    return participations_counting(study=study, since=since).count() >= quota
+
+
+def participation_find(*, study: Study, platform: str, external_id: str) -> Participation | None:
+    return (
+        Participation.objects.select_related("study", "version", "condition")
+        .filter(study=study, platform=platform, external_id=external_id)
+        .first()
+    )
+
+
+def prewriting_min_answers(*, spec: dict[str, Any], doc_key: str) -> int:
+    """How many questions must be answered (never more than the document type has)."""
+    doc = document_type(spec, doc_key) or {"questions": []}
+    return min(spec["prewriting"]["min_answers"], len(doc["questions"]))

@@ -1,0 +1,109 @@
+"""Participant pages: entry, consent and pre-writing. Parse, call one service, respond."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from studyapp.participants.access import (
+    participation_for_step,
+    remember_participation,
+    step_url,
+)
+from studyapp.participants.forms import ConsentForm, PrewritingForm
+from studyapp.participants.models import Participation, Status
+from studyapp.participants.platforms import EntryLinkError, parse_entry_link
+from studyapp.participants.services import (
+    ConsentIncomplete,
+    EntryRefused,
+    PrewritingInvalid,
+    participation_consent,
+    participation_decline,
+    participation_enter,
+    preview_record,
+    prewriting_submit,
+)
+from studyapp.studies.models import Study
+from studyapp.studies.spec import document_type
+
+# Refusals are a deliberate "not for you, not now": 403 with an explanation page.
+REFUSED_STATUS = 403
+
+
+@require_GET
+def entry(request: HttpRequest, slug: str) -> HttpResponse:
+    study = get_object_or_404(Study, slug=slug)
+    version = study.versions.order_by("-number").first()
+    if version is None:
+        raise Http404("This study is not set up yet.")
+    context = {"study": study, "spec": version.spec}
+    try:
+        link = parse_entry_link(request.GET)
+    except EntryLinkError as exc:
+        return render(request, "participants/entry_error.html", {**context, "error": exc},
+                      status=400)
+    if link.is_preview:
+        preview_record(study=study)
+        return render(request, "participants/preview.html", context)
+    try:
+        participation = participation_enter(study=study, link=link)
+    except EntryRefused as exc:
+        return render(request, "participants/unavailable.html", {**context, "reason": exc.reason},
+                      status=REFUSED_STATUS)
+    remember_participation(request, participation)
+    return redirect(step_url(participation))
+
+
+def _page_context(participation: Participation) -> dict:
+    return {"participation": participation, "spec": participation.version.spec}
+
+
+@require_http_methods(["GET", "POST"])
+def consent(request: HttpRequest, slug: str) -> HttpResponse:
+    participation, elsewhere = participation_for_step(request, slug, Status.ENTERED)
+    if elsewhere:
+        return elsewhere
+    spec = participation.version.spec
+    form = ConsentForm(request.POST or None, spec=spec)
+    if request.method == "POST":
+        if request.POST.get("decision") == "decline":
+            participation = participation_decline(participation=participation)
+            return redirect(step_url(participation))
+        if form.is_valid():
+            try:
+                participation = participation_consent(
+                    participation=participation, agreed=form.agreed()
+                )
+                return redirect(step_url(participation))
+            except ConsentIncomplete as exc:
+                form.add_error(None, str(exc))
+    return render(request, "participants/consent.html", {**_page_context(participation),
+                                                         "form": form})
+
+
+@require_http_methods(["GET", "POST"])
+def prewriting(request: HttpRequest, slug: str) -> HttpResponse:
+    participation, elsewhere = participation_for_step(request, slug, Status.CONSENTED)
+    if elsewhere:
+        return elsewhere
+    spec = participation.version.spec
+    form = PrewritingForm(request.POST or None, spec=spec, doc_key=participation.document_type)
+    if request.method == "POST" and form.is_valid():
+        try:
+            participation = prewriting_submit(
+                participation=participation,
+                topic=form.cleaned_data["topic"],
+                answers=form.answers(),
+            )
+            return redirect(step_url(participation))
+        except PrewritingInvalid as exc:
+            form.add_error(None, str(exc))
+    doc = document_type(spec, participation.document_type)
+    return render(request, "participants/prewriting.html",
+                  {**_page_context(participation), "form": form, "doc": doc})
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """The site's 404 page: it points lost participants back to their platform link."""
+    return render(request, "participants/not_found.html", status=404)

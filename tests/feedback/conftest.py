@@ -1,0 +1,9 @@
+import pytest
+
+from tests.participants.journey import load_reference
+
+
+@pytest.fixture
+def version(db):
+    """The reference study as ``demo`` (its arms' backends are never called on these pages)."""
+    return load_reference()

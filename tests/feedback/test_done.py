@@ -1,0 +1,99 @@
+from django.test import Client
+from django.urls import reverse
+
+from studyapp.feedback.services import final_survey_submit, writing_finish
+from studyapp.participants.models import Outcome, Participation, Status
+from tests.participants.journey import (
+    enter,
+    held_participation,
+    mturk_params,
+    prolific_params,
+    record_turns,
+    start_writing,
+)
+
+DONE = reverse("feedback:done", args=["demo"])
+ANSWERS = {
+    "document_quality": 8, "overall": 9, "strengths": "Helpful ideas.",
+    "weaknesses": "A bit verbose.", "stop_reason": "Other", "attention": "Somewhat disagree",
+}
+
+
+def _complete(client: Client, params: dict[str, str], **answers) -> Participation:
+    participation = start_writing(client, "demo", params)
+    record_turns(participation, 8)
+    participation = writing_finish(participation=participation)
+    return final_survey_submit(participation=participation, answers={**ANSWERS, **answers})
+
+
+def test_prolific_completion_redirects_with_the_code(client, version):
+    _complete(client, prolific_params("PID1"))
+    response = client.get(DONE)
+    assert response.status_code == 302
+    assert response["Location"] == "https://app.prolific.com/submissions/complete?cc=C1A2B3CD"
+
+
+def test_mturk_completion_posts_the_assignment_to_mturk(client, version):
+    _complete(client, mturk_params("W1"))
+    response = client.get(DONE)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'action="https://workersandbox.mturk.com/mturk/externalSubmit"' in page
+    assert 'name="assignmentId" value="A-W1"' in page
+    assert 'method="post"' in page
+    assert ".submit()" in page
+
+
+def test_mturk_resubmission_uses_the_current_assignment(version):
+    first = Client()
+    enter(first, "demo", mturk_params("W1"))
+    second = Client()
+    enter(second, "demo", {**mturk_params("W1"), "assignmentId": "A-again"})
+    assert held_participation(second, "demo").platform_data["assignmentId"] == "A-again"
+
+
+def test_a_forged_mturk_submit_host_is_never_used(client, version):
+    participation = _complete(client, mturk_params("W1"))
+    Participation.objects.filter(pk=participation.pk).update(
+        platform_data={**participation.platform_data, "turkSubmitTo": "https://evil.example"}
+    )
+    page = client.get(DONE).content.decode()
+    assert "evil.example" not in page
+    assert "externalSubmit" not in page
+    assert "C1A2B3CD" in page
+
+
+def test_pilot_completion_shows_the_code(client, version):
+    _complete(client, {"participant_label": "pilot-7"}, attention="Strongly agree")
+    response = client.get(DONE)
+    assert response.status_code == 200
+    assert b'id="completion-code">FAILATTN<' in response.content
+
+
+def test_timed_out_participants_get_the_timeout_code(client, version):
+    enter(client, "demo", {"participant_label": "pilot-8"})
+    Participation.objects.update(status=Status.TIMED_OUT, outcome=Outcome.TIMED_OUT)
+    response = client.get(DONE)
+    assert response.status_code == 200
+    assert b"TIMEDOUT" in response.content
+    assert b"expired" in response.content
+
+
+def test_returned_participants_get_no_code(client, version):
+    enter(client, "demo", prolific_params("PID1"))
+    Participation.objects.update(status=Status.RETURNED, outcome=Outcome.RETURNED)
+    response = client.get(DONE)
+    assert response.status_code == 200
+    assert b"no completion code" in response.content
+
+
+def test_done_before_the_end_goes_back_to_the_current_step(client, version):
+    start_writing(client, "demo", prolific_params("PID1"))
+    response = client.get(DONE)
+    assert response["Location"] == reverse("writing:page", args=["demo"])
+
+
+def test_returning_after_completion_lands_on_done(version):
+    _complete(Client(), prolific_params("PID1"))
+    response = enter(Client(), "demo", prolific_params("PID1"))
+    assert response["Location"] == DONE
