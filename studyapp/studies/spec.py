@@ -9,6 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from django.conf import settings
+
+# Relative prompt_file paths in a study file are read from here.
+STUDY_FILES_DIR = settings.BASE_DIR / "deploy" / "studies"
 
 BACKENDS = frozenset({"openai", "transformers", "offline"})
 ASSIGNMENT_METHODS = frozenset({"permuted_blocks", "least_filled"})
@@ -88,7 +92,19 @@ def _conditions(conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         weight = cond.get("weight", 1)
         _require(isinstance(weight, int) and weight > 0, f"condition {cond['name']}: weight > 0")
         out.append({**cond, "backend": backend, "weight": weight})
+    for cond in out:
+        _check_arm(cond)
     return out
+
+
+def _check_arm(condition: dict[str, Any]) -> None:
+    # Building an arm contacts nothing; it catches typos and bad sampling values at load time.
+    from collab_models.arms import ConfigError, build_arm
+
+    try:
+        build_arm(condition, base_dir=STUDY_FILES_DIR)
+    except ConfigError as exc:
+        raise StudySpecError(str(exc)) from exc
 
 
 def _assignment(assignment: dict[str, Any]) -> dict[str, Any]:
