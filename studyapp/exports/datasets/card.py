@@ -1,0 +1,218 @@
+"""The dataset card (README.md) written next to every training-data export."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from studyapp.dashboards.filters import ParticipationFilter
+from studyapp.exports.datasets.kinds import DatasetOptions, Kind
+from studyapp.studies.models import Study
+
+
+@dataclass
+class CardFacts:
+    study: Study
+    kind: Kind
+    fmt: str
+    participation_filter: ParticipationFilter
+    options: DatasetOptions
+    generated_at: str
+    split_files: dict[str, str]  # split -> file name
+    split_rows: dict[str, int]
+    participants: int
+    conversations_used: int
+    platforms: Counter = field(default_factory=Counter)
+    conditions: Counter = field(default_factory=Counter)
+    stats: Counter = field(default_factory=Counter)
+
+
+def _front_matter(facts: CardFacts) -> str:
+    meta: dict[str, Any] = {
+        "pretty_name": f"{facts.study.title} ({facts.kind.name})",
+        "language": ["en"],
+        "license": "other",
+        "task_categories": ["text-generation"],
+        "tags": ["human-feedback", "co-writing", "multiturn", "collabstudy", facts.kind.name],
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [
+                    {"split": split, "path": name} for split, name in facts.split_files.items()
+                ],
+            }
+        ],
+    }
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
+
+
+def _consent(study: Study) -> list[str]:
+    seen: dict[str, list[int]] = {}
+    boxes: dict[str, list[str]] = {}
+    for version in study.versions.order_by("number"):
+        consent = version.spec.get("consent") or {}
+        text = str(consent.get("text", "")).strip()
+        seen.setdefault(text, []).append(version.number)
+        boxes[text] = list(consent.get("checkboxes") or [])
+    lines: list[str] = []
+    for text, numbers in seen.items():
+        label = ", ".join(str(n) for n in numbers)
+        lines += [f"Consent shown in study version(s) {label}:", ""]
+        lines += [f"> {line}" if line else ">" for line in text.splitlines()]
+        lines.append("")
+        if boxes[text]:
+            lines += ["Participants had to tick:", ""]
+            lines += [f"- {box}" for box in boxes[text]]
+            lines.append("")
+    return lines
+
+
+def _versions(study: Study) -> list[str]:
+    return [
+        f"- version {v.number}, loaded {v.created_at:%Y-%m-%d}, study file sha256 "
+        f"`{v.source_sha256[:16]}`"
+        for v in study.versions.order_by("number")
+    ]
+
+
+def _labelling(facts: CardFacts) -> list[str]:
+    o = facts.options
+    r = o.reward
+    reward = [
+        "For the assistant reply at user turn t:",
+        "",
+        "```",
+        f"R(t) = {r.rating} * mean(norm(rating_r) for checkpoints r, t <= r <= t + {r.window})",
+        f"     + {r.document} * norm(final document quality)",
+        f"     - {r.cost} * min({r.lam} * tokens(t .. t + {r.window}), 1)",
+        "```",
+        "",
+        "norm maps the study's scale (interaction 1-10, document quality 1-10 unless the study "
+        "file says otherwise) onto 0..1. Interaction ratings are the in-chat checkpoint "
+        "ratings (\"based on your experience so far\"), asked after the reply to every "
+        "rating_every-th turn. tokens counts the assistant tokens of the replies at turns t to "
+        f"t + {r.window} as the backend reported them (estimated as characters / 4 when it did "
+        "not). Turns with no rating in their window have no observed future and are left out. "
+        f"Final document quality comes from the {o.document_source}"
+        + (" (the LLM judge's latest score)" if o.document_source == "judge" else
+           " (the final question)")
+        + "; when it is missing the term counts 0 and reward_components.document is empty.",
+    ]
+    if facts.kind.name == "kto":
+        return [
+            f"label is true when the covering rating is >= {o.kto_desirable} and false when "
+            f"it is <= {o.undesirable}"
+            + (f"; turns rated {o.undesirable + 1} to {o.kto_desirable - 1} are left out"
+               if o.kto_desirable - o.undesirable > 1 else "")
+            + ". Turns after the last checkpoint have no covering rating and are left out.",
+        ]
+    if facts.kind.name == "dpo":
+        return [
+            "Pairs come only from replies the participant really compared: regenerations "
+            "(messages sharing an alternative group; the reply the conversation continued "
+            "with is chosen, each discarded one gives a pair) and side-by-side turns (the "
+            "candidate picked is chosen). Failed or empty replies never enter a pair. "
+            "score_chosen is the chosen reply's real-user reward:",
+            "",
+            *reward,
+        ]
+    if facts.kind.name in {"reward", "collabllm"}:
+        return reward
+    return [
+        "Conversations are cut before the first turn whose reply failed (error or empty), "
+        "and a last user message that never got a reply is dropped, so every conversation "
+        "ends with an assistant message.",
+    ]
+
+
+def _table(counter: Counter, label: str) -> list[str]:
+    if not counter:
+        return []
+    lines = [f"| {label} | participants |", "| --- | --- |"]
+    lines += [f"| {key or '(none)'} | {n} |" for key, n in sorted(counter.items())]
+    return [*lines, ""]
+
+
+def card_markdown(facts: CardFacts) -> str:
+    kind, study = facts.kind, facts.study
+    lines = [
+        _front_matter(facts),
+        f"# {study.title}: {kind.name} dataset",
+        "",
+        kind.summary,
+        "",
+        "## Provenance",
+        "",
+        f"- Study `{study.slug}` ({study.title}), run with CollabStudy: participants recruited "
+        "from crowd-work platforms co-wrote a document with one anonymous AI assistant, "
+        "randomly assigned among the study's arms, and rated the interaction as they went.",
+        *_versions(study),
+        f"- Exported {facts.generated_at} as {facts.fmt}.",
+        "",
+        "## Consent",
+        "",
+        *_consent(study),
+        "## Population",
+        "",
+        f"Filter: {facts.participation_filter.describe()}",
+        "",
+        f"{facts.participants} participants in the filtered population, "
+        f"{facts.conversations_used} contributed rows.",
+        "",
+        *_table(facts.platforms, "platform"),
+        *_table(facts.conditions, "arm"),
+        "## Counts",
+        "",
+        "| split | file | rows |",
+        "| --- | --- | --- |",
+        *(
+            f"| {split} | `{name}` | {facts.split_rows.get(split, 0)} |"
+            for split, name in facts.split_files.items()
+        ),
+        "",
+    ]
+    if facts.options.test_fraction:
+        lines += [
+            f"Splits are by participant (about {facts.options.test_fraction:.0%} in test), "
+            "so no conversation is in both.",
+            "",
+        ]
+    if facts.stats:
+        lines += ["Left out or noted while building:", ""]
+        lines += [f"- {reason}: {n}" for reason, n in sorted(facts.stats.items())]
+        lines.append("")
+    lines += [
+        "## Fields",
+        "",
+        *(f"- `{name}`: {meaning}" for name, meaning in kind.fields.items()),
+        "",
+        "## How rows are built",
+        "",
+        *_labelling(facts),
+        "",
+        "Options used: `" + yaml.safe_dump(facts.options.as_dict(), default_flow_style=True)
+        .strip() + "`",
+        "",
+        "## Personal data",
+        "",
+        "- Participants appear only under keyed pseudonyms: HMAC-SHA256 of platform and "
+        "platform id under a secret kept with the study, truncated to 16 hex characters. "
+        "Platform ids (participant, study, session, assignment and HIT ids) are never "
+        "exported; where a participant typed their own id into the chat, a pre-writing "
+        "answer or the document, it is replaced by `[platform id]`.",
+        "- No names, IP addresses or browser fingerprints are collected.",
+        "- Participants were told not to share personal information in the chat, but the "
+        "free text is theirs: review it before publishing.",
+        "",
+        "## Limitations",
+        "",
+        "- Ratings are single-item judgements by crowd workers; they are noisy and were given "
+        "about the interaction so far, not about any one reply.",
+        "- Replies were sampled (the arms' sampling settings are in the analysis export's "
+        "messages table).",
+        "",
+    ]
+    return "\n".join(lines)

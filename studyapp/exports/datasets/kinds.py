@@ -1,0 +1,355 @@
+"""The five training-data kinds: how a conversation becomes rows, and each kind's schema."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from collab_models.real_user_reward import (
+    RewardWeights,
+    TurnReward,
+    covering_checkpoint,
+    turn_reward,
+)
+from studyapp.exports.datasets.conversations import Conversation
+from studyapp.studies.spec import document_type as spec_document_type
+
+DOCUMENT_SOURCES = ("participant", "judge")
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    """Labelling choices; every one is written into the dataset card."""
+
+    # KTO: a turn covered by a rating >= desirable is desirable (label true); <= undesirable
+    # is undesirable; ratings in between are left out. Default: everything below 7 is false.
+    kto_desirable: int = 7
+    kto_undesirable: int | None = None
+    reward: RewardWeights = field(default_factory=RewardWeights)
+    document_source: str = "participant"  # final quality from the participant or the judge
+    test_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.document_source not in DOCUMENT_SOURCES:
+            raise ValueError(f"document_source must be one of {DOCUMENT_SOURCES}")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ValueError("test_fraction must be in [0, 1)")
+        if self.kto_undesirable is not None and self.kto_undesirable >= self.kto_desirable:
+            raise ValueError("kto_undesirable must be below kto_desirable")
+
+    @property
+    def undesirable(self) -> int:
+        return self.kto_desirable - 1 if self.kto_undesirable is None else self.kto_undesirable
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kto_desirable": self.kto_desirable,
+            "kto_undesirable": self.undesirable,
+            "reward": self.reward.as_dict(),
+            "document_source": self.document_source,
+            "test_fraction": self.test_fraction,
+        }
+
+
+Row = dict[str, Any]
+Builder = Callable[[Conversation, DatasetOptions, Counter], Iterator[Row]]
+
+_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+_MESSAGES = pa.list_(_MESSAGE)
+_ABOUT = [
+    ("conversation_id", pa.string()),
+    ("condition", pa.string()),
+]
+
+
+def _about(c: Conversation) -> Row:
+    return {"conversation_id": c.person.pseudonym, "condition": c.person.condition}
+
+
+# --- sft --------------------------------------------------------------------------------------
+
+
+def sft_rows(c: Conversation, options: DatasetOptions, stats: Counter) -> Iterator[Row]:
+    if not c.messages:
+        stats["conversations without a usable reply"] += 1
+        return
+    yield {
+        "messages": c.messages,
+        **_about(c),
+        "document_type": c.document_type,
+        "topic": c.topic,
+    }
+
+
+# --- kto --------------------------------------------------------------------------------------
+
+
+def kto_rows(c: Conversation, options: DatasetOptions, stats: Counter) -> Iterator[Row]:
+    every = int(c.spec.get("writing", {}).get("rating_every", 3))
+    for turn in c.turns:
+        checkpoint = covering_checkpoint(turn, every)
+        rating = c.interaction.get(checkpoint)
+        if rating is None:
+            stats["turns without a covering rating"] += 1
+            continue
+        if options.undesirable < rating < options.kto_desirable:
+            stats["turns rated between the thresholds"] += 1
+            continue
+        yield {
+            "prompt": c.prompt_for(turn),
+            "completion": [c.reply(turn)],
+            "label": rating >= options.kto_desirable,
+            "rating": rating,
+            "rating_turn": checkpoint,
+            **_about(c),
+            "turn": turn,
+        }
+
+
+# --- reward (and the score of collabllm rows) -------------------------------------------------
+
+
+def rewards_of(c: Conversation, options: DatasetOptions) -> dict[int, TurnReward | None]:
+    ratings = c.normalised_ratings()
+    document = c.normalised_document(options.document_source)
+    return {
+        turn: turn_reward(
+            turn=turn, ratings=ratings, document_quality=document,
+            tokens_by_turn=c.tokens_by_turn, weights=options.reward,
+        )
+        for turn in c.turns
+    }
+
+
+def reward_rows(c: Conversation, options: DatasetOptions, stats: Counter) -> Iterator[Row]:
+    for turn, reward in rewards_of(c, options).items():
+        if reward is None:
+            stats["turns without a rating in the window"] += 1
+            continue
+        yield {
+            "prompt": c.prompt_for(turn),
+            "completion": [c.reply(turn)],
+            "reward": reward.reward,
+            "reward_components": reward.components(),
+            **_about(c),
+            "turn": turn,
+        }
+
+
+# --- dpo --------------------------------------------------------------------------------------
+
+
+def dpo_rows(c: Conversation, options: DatasetOptions, stats: Counter) -> Iterator[Row]:
+    rewards = rewards_of(c, options) if c.alternatives else {}
+    for alternatives in sorted(c.alternatives, key=lambda a: a.turn):
+        chosen_reward = rewards.get(alternatives.turn)
+        for rejected in alternatives.rejected:
+            stats[f"pairs from {alternatives.source}"] += 1
+            yield {
+                "prompt": c.prompt_for(alternatives.turn),
+                "chosen": [{"role": "assistant", "content": alternatives.chosen.text}],
+                "rejected": [{"role": "assistant", "content": rejected.text}],
+                # Only the kept reply has an observed future, so only it has a reward.
+                "score_chosen": chosen_reward.reward if chosen_reward else None,
+                "score_rejected": None,
+                "source": alternatives.source,
+                **_about(c),
+                "turn": alternatives.turn,
+            }
+
+
+# --- collabllm --------------------------------------------------------------------------------
+
+
+def single_turn_prompt(c: Conversation) -> str:
+    """The task as one prompt: document type, topic and the participant's pre-writing notes."""
+    doc = spec_document_type(c.spec, c.document_type) or {}
+    label = str(doc.get("label") or c.document_type or "document").lower()
+    lines = [f"Write a {label} on the topic: {c.topic}"]
+    notes = [(q, a) for q, a in c.prewriting.items() if a.strip()]
+    if notes:
+        lines += ["", "The writer's notes:"]
+        lines += [f"- {q} {a}" for q, a in notes]
+    return "\n".join(lines)
+
+
+def collabllm_rows(c: Conversation, options: DatasetOptions, stats: Counter) -> Iterator[Row]:
+    task = single_turn_prompt(c)
+    metadata = {
+        "document_type": c.document_type,
+        "topic": c.topic,
+        "condition": c.person.condition,
+        "study_version": c.person.version,
+        "document_quality": c.document_quality,
+        "judge_score": c.judge_score,
+    }
+    for turn, reward in rewards_of(c, options).items():
+        if reward is None:
+            stats["turns without a rating in the window"] += 1
+            continue
+        prompt = c.prompt_for(turn)
+        yield {
+            "prompt": prompt,
+            "completion": c.reply(turn)["content"],
+            "conv_id": c.person.pseudonym,
+            # CollabLLM's convention: turn_id is the number of messages in the prompt.
+            "turn_id": len(prompt),
+            "score": reward.reward,
+            "single_turn_prompt": task,
+            "single_turn_completion": c.final_document,
+            "single_turn_metadata": metadata,
+        }
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    build: Builder
+    schema: pa.Schema
+    summary: str
+    fields: dict[str, str]
+
+
+_COMPONENTS = pa.struct(
+    [
+        ("rating", pa.float64()),
+        ("document", pa.float64()),
+        ("cost", pa.float64()),
+        ("tokens", pa.int64()),
+        ("rating_turns", pa.list_(pa.int64())),
+    ]
+)
+_METADATA = pa.struct(
+    [
+        ("document_type", pa.string()),
+        ("topic", pa.string()),
+        ("condition", pa.string()),
+        ("study_version", pa.int64()),
+        ("document_quality", pa.int64()),
+        ("judge_score", pa.float64()),
+    ]
+)
+_ABOUT_FIELDS = {
+    "conversation_id": "keyed pseudonym of the participant (one conversation each)",
+    "condition": "the assistant arm that wrote the replies",
+}
+
+KINDS: dict[str, Kind] = {
+    "sft": Kind(
+        name="sft",
+        build=sft_rows,
+        schema=pa.schema(
+            [("messages", _MESSAGES), *_ABOUT, ("document_type", pa.string()),
+             ("topic", pa.string())]
+        ),
+        summary=(
+            "Whole conversations in TRL's conversational language-modelling format, as the "
+            "participant saw them: the active user and assistant messages, without the arm's "
+            "system prompt (it differs between arms and was never shown)."
+        ),
+        fields={
+            "messages": "list of {role, content}: user and assistant turns, alternating",
+            **_ABOUT_FIELDS,
+            "document_type": "the document type written",
+            "topic": "the topic the participant picked",
+        },
+    ),
+    "kto": Kind(
+        name="kto",
+        build=kto_rows,
+        schema=pa.schema(
+            [("prompt", _MESSAGES), ("completion", _MESSAGES), ("label", pa.bool_()),
+             ("rating", pa.int64()), ("rating_turn", pa.int64()), *_ABOUT,
+             ("turn", pa.int64())]
+        ),
+        summary=(
+            "Every assistant turn covered by an in-chat interaction rating, in TRL's unpaired "
+            "preference format. The rating asked after turn r covers turns "
+            "r - rating_every + 1 .. r."
+        ),
+        fields={
+            "prompt": "the conversation before the reply (ends with the user's message)",
+            "completion": "the assistant reply, as a one-message list",
+            "label": "true when the covering rating >= the desirable threshold",
+            "rating": "the covering interaction rating, on the study's scale",
+            "rating_turn": "the checkpoint turn of that rating",
+            **_ABOUT_FIELDS,
+            "turn": "the user turn the reply answers",
+        },
+    ),
+    "dpo": Kind(
+        name="dpo",
+        build=dpo_rows,
+        schema=pa.schema(
+            [("prompt", _MESSAGES), ("chosen", _MESSAGES), ("rejected", _MESSAGES),
+             ("score_chosen", pa.float64()), ("score_rejected", pa.float64()),
+             ("source", pa.string()), *_ABOUT, ("turn", pa.int64())]
+        ),
+        summary=(
+            "Real preference pairs only, in TRL's conversational preference format: two "
+            "replies to the same context, where the participant regenerated a reply (the kept "
+            "one is chosen) or picked one of two candidates shown side by side."
+        ),
+        fields={
+            "prompt": "the shared context (ends with the user's message)",
+            "chosen": "the reply the conversation continued with",
+            "rejected": "the reply the participant discarded or did not pick",
+            "score_chosen": "real-user reward of the chosen reply (see reward), when known",
+            "score_rejected": "always empty: a discarded reply has no observed future",
+            "source": "regeneration or side_by_side",
+            **_ABOUT_FIELDS,
+            "turn": "the user turn both replies answer",
+        },
+    ),
+    "reward": Kind(
+        name="reward",
+        build=reward_rows,
+        schema=pa.schema(
+            [("prompt", _MESSAGES), ("completion", _MESSAGES), ("reward", pa.float64()),
+             ("reward_components", _COMPONENTS), *_ABOUT, ("turn", pa.int64())]
+        ),
+        summary=(
+            "Every assistant turn with a real-user multiturn-aware reward (prompt-completion "
+            "format plus a scalar): the ratings that followed it, the final document quality "
+            "and the reading cost."
+        ),
+        fields={
+            "prompt": "the conversation before the reply",
+            "completion": "the assistant reply, as a one-message list",
+            "reward": "R(t), see the formula below",
+            "reward_components": "rating (mean normalised), document (normalised), cost, "
+            "tokens, rating_turns",
+            **_ABOUT_FIELDS,
+            "turn": "the user turn the reply answers",
+        },
+    ),
+    "collabllm": Kind(
+        name="collabllm",
+        build=collabllm_rows,
+        schema=pa.schema(
+            [("prompt", _MESSAGES), ("completion", pa.string()), ("conv_id", pa.string()),
+             ("turn_id", pa.int64()), ("score", pa.float64()),
+             ("single_turn_prompt", pa.string()), ("single_turn_completion", pa.string()),
+             ("single_turn_metadata", _METADATA)]
+        ),
+        summary=(
+            "CollabLLM's flat multiturn rows (loadable by collabllm's MultiturnDataset): one "
+            "row per assistant turn, scored with the real-user reward."
+        ),
+        fields={
+            "prompt": "the conversation before the reply",
+            "completion": "the assistant reply (text)",
+            "conv_id": "keyed pseudonym of the participant",
+            "turn_id": "number of messages in prompt (CollabLLM's convention)",
+            "score": "real-user reward of the reply (same as the reward kind)",
+            "single_turn_prompt": "the task in one prompt: type, topic, pre-writing notes",
+            "single_turn_completion": "the final document",
+            "single_turn_metadata": "document_type, topic, condition, study_version, "
+            "document_quality, judge_score",
+        },
+    ),
+}

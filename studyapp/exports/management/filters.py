@@ -1,0 +1,35 @@
+"""Command-line options for the analysis population, shared by the export commands."""
+
+from __future__ import annotations
+
+from django.core.management.base import CommandError
+
+from studyapp.dashboards.filters import VIEWS, ParticipationFilter
+
+
+def add_filter_arguments(parser) -> None:
+    group = parser.add_argument_group("population (the same filters as the dashboard)")
+    group.add_argument(
+        "--view", choices=VIEWS, default="completers",
+        help="completers (default) or itt: everyone assigned to an arm",
+    )
+    group.add_argument(
+        "--include-test", action="store_true", help="include pilot and researcher test runs"
+    )
+    group.add_argument(
+        "--include-failed-attention", action="store_true",
+        help="include participants who failed the attention check",
+    )
+
+
+def filter_from_options(options: dict) -> ParticipationFilter:
+    try:
+        return ParticipationFilter.from_params(
+            {
+                "view": options["view"],
+                "include_test": "1" if options["include_test"] else "0",
+                "include_failed_attention": "1" if options["include_failed_attention"] else "0",
+            }
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc

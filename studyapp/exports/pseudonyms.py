@@ -1,0 +1,60 @@
+"""Keyed pseudonyms and the redaction of platform ids.
+
+Platform ids (PROLIFIC_PID, workerId, STUDY_ID, SESSION_ID, assignmentId, hitId) never leave the
+database in analysis or training exports. A participation is known outside only by its keyed
+pseudonym: HMAC-SHA256 under the study's own secret, so the same person gets unrelated
+pseudonyms in two studies and nobody without the secret can test a guessed id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+PSEUDONYM_HEX_CHARS = 16
+REDACTED = "[platform id]"
+# Keys of Participation.platform_data that hold an address, not an identifier.
+_NOT_IDS = frozenset({"turkSubmitTo"})
+# Shorter strings (a pilot label such as "p1") would blank ordinary words out of the text.
+_MIN_REDACT_CHARS = 4
+
+
+def participant_pseudonym(*, secret: str, platform: str, external_id: str) -> str:
+    digest = hmac.new(
+        secret.encode(), f"{platform}:{external_id}".encode(), hashlib.sha256
+    ).hexdigest()
+    return digest[:PSEUDONYM_HEX_CHARS]
+
+
+def platform_ids(*, external_id: str, platform_data: Mapping[str, Any]) -> list[str]:
+    """Every identifier the platform gave this participation (values worth redacting)."""
+    ids = [external_id]
+    ids += [
+        str(value)
+        for key, value in (platform_data or {}).items()
+        if key not in _NOT_IDS and isinstance(value, str | int) and not isinstance(value, bool)
+    ]
+    return [i for i in dict.fromkeys(ids) if len(i) >= _MIN_REDACT_CHARS]
+
+
+@dataclass(frozen=True)
+class Redactor:
+    """Replaces a participation's own platform ids in free text (people paste their id in chat)."""
+
+    pattern: re.Pattern[str] | None
+
+    @classmethod
+    def for_ids(cls, ids: Iterable[str]) -> Redactor:
+        ids = sorted(set(ids), key=len, reverse=True)
+        if not ids:
+            return cls(pattern=None)
+        return cls(pattern=re.compile("|".join(re.escape(i) for i in ids), re.IGNORECASE))
+
+    def __call__(self, text: str | None) -> str | None:
+        if not text or self.pattern is None:
+            return text
+        return self.pattern.sub(REDACTED, text)
