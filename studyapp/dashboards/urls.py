@@ -1,2 +1,12 @@
+from django.urls import path
+
+from studyapp.dashboards import views
+
 app_name = "dashboards"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("vendor/plotly.min.js", views.plotly_js, name="plotly_js"),
+    path("<slug:slug>/", views.study, name="study"),
+    path("<slug:slug>/monitor.json", views.monitor, name="monitor"),
+    path("<slug:slug>/p/<uuid:public_id>/", views.conversation, name="conversation"),
+]

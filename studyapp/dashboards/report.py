@@ -1,0 +1,214 @@
+"""The study dashboard as one object: selectors' numbers, their statistics and their figures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import plotly.graph_objects as go
+
+from studyapp.dashboards import figures, stats
+from studyapp.dashboards.filters import ParticipationFilter
+from studyapp.dashboards.selectors import (
+    Flow,
+    ParticipantRow,
+    StudyOverview,
+    interaction_by_turn,
+    latency_by_arm,
+    participant_outcomes,
+    study_flow,
+    study_overview,
+)
+from studyapp.studies.models import Study
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: str
+    label: str
+    value: Callable[[ParticipantRow], float | None]
+
+
+def _minutes(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds / 60
+
+
+# The outcomes of the paper's comparison, in the order the statistics table lists them.
+OUTCOMES = [
+    Outcome("document_quality", "Document quality (1-10)", lambda r: r.document_quality),
+    Outcome("overall", "Overall interaction rating (1-10)", lambda r: r.overall),
+    Outcome("time_spent_min", "Time spent (minutes)", lambda r: _minutes(r.time_spent_s)),
+    Outcome(
+        "interaction_mean", "Mean in-chat interaction rating (1-10)", lambda r: r.interaction_mean
+    ),
+]
+
+CONVERSATION_PANELS = [
+    ("User turns", lambda r: r.user_turns),
+    ("Participant words", lambda r: r.user_words),
+    ("Assistant words", lambda r: r.assistant_words),
+    ("Completion tokens", lambda r: r.completion_tokens),
+    ("Final document words", lambda r: r.document_words),
+]
+
+
+@dataclass
+class OutcomeStats:
+    key: str
+    label: str
+    summaries: dict[str, stats.Summary]
+    comparisons: list[stats.Comparison]
+
+
+@dataclass
+class BalanceRow:
+    arm: str
+    weight: int | None
+    expected_share: float | None
+    assigned: int
+    assigned_share: float | None
+    completed: int
+    completion_rate: float | None
+    document_types: dict[str, int]
+
+
+@dataclass
+class StudyReport:
+    overview: StudyOverview
+    pfilter: ParticipationFilter
+    flow: Flow
+    balance: list[BalanceRow]
+    balance_p_assigned: float
+    n_by_arm: dict[str, int]
+    outcomes: list[OutcomeStats]
+    latency: dict[str, dict[str, Any]]
+    judge: tuple[str, str] | None
+    figures: dict[str, dict[str, Any]]
+
+
+def figure_data(fig: go.Figure) -> dict[str, Any]:
+    """The figure as JSON-ready data for ``json_script`` (plotly's own encoder first)."""
+    return json.loads(fig.to_json())
+
+
+def _by_arm(
+    rows: list[ParticipantRow], arms: list[str], value: Callable[[ParticipantRow], float | None]
+) -> dict[str, list[float]]:
+    groups: dict[str, list[float]] = {arm: [] for arm in arms}
+    for row in rows:
+        number = value(row)
+        if number is not None and row.arm in groups:
+            groups[row.arm].append(float(number))
+    return groups
+
+
+def _balance(flow: Flow, overview: StudyOverview) -> tuple[list[BalanceRow], float]:
+    weights = {a.name: a.weight for a in overview.arms}
+    total_weight = sum(weights.values())
+    assigned_total = flow.assigned
+    rows = []
+    for arm in flow.arms:
+        weight = weights.get(arm.name)
+        rows.append(
+            BalanceRow(
+                arm=arm.name,
+                weight=weight,
+                expected_share=weight / total_weight if weight and total_weight else None,
+                assigned=arm.entered,
+                assigned_share=arm.entered / assigned_total if assigned_total else None,
+                completed=arm.completed,
+                completion_rate=arm.completed / arm.entered if arm.entered else None,
+                document_types=arm.document_types,
+            )
+        )
+    p_value = stats.chi_square_balance([r.assigned for r in rows], [r.weight or 0 for r in rows])
+    return rows, p_value
+
+
+def _engagement(
+    study: Study, pfilter: ParticipationFilter, arms: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    by_arm: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
+    for row in interaction_by_turn(study=study, pfilter=pfilter):
+        low, high = stats.t_interval(row["mean"], row["sd"], row["n"])
+        by_arm.setdefault(row["arm"], []).append({**row, "ci_low": low, "ci_high": high})
+    return by_arm
+
+
+def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
+    overview = study_overview(study=study)
+    arms = [a.name for a in overview.arms]
+    colours = figures.arm_colours(arms)
+    flow = study_flow(study=study, arms=overview.arms, include_test=pfilter.include_test)
+    balance, balance_p = _balance(flow, overview)
+    table = participant_outcomes(study=study, pfilter=pfilter)
+    rows = table.rows
+    outcome_stats = []
+    groups_by_outcome = {}
+    for outcome in OUTCOMES:
+        groups = _by_arm(rows, arms, outcome.value)
+        groups_by_outcome[outcome.key] = groups
+        outcome_stats.append(
+            OutcomeStats(
+                key=outcome.key,
+                label=outcome.label,
+                summaries={arm: stats.summarise(values) for arm, values in groups.items()},
+                comparisons=stats.pairwise_tests(groups),
+            )
+        )
+    summaries = {o.key: o.summaries for o in outcome_stats}
+    latency = latency_by_arm(study=study, pfilter=pfilter)
+    latency = {arm: latency[arm] for arm in arms if arm in latency}
+    figs = {
+        "flow": figures.flow_sankey(flow, colours),
+        "engagement": figures.engagement_figure(_engagement(study, pfilter, arms), colours),
+        "document_quality": figures.distribution_figure(
+            groups_by_outcome["document_quality"],
+            colours,
+            title="Document quality",
+            axis="Rating (1-10)",
+        ),
+        "time_spent": figures.distribution_figure(
+            groups_by_outcome["time_spent_min"],
+            colours,
+            title="Time spent",
+            axis="Minutes (completed - entered)",
+            kind="box",
+        ),
+        "overall": figures.mean_ci_figure(
+            summaries["overall"],
+            colours,
+            title="Overall interaction rating",
+            axis="Mean rating (1-10), bootstrap 95% CI",
+        ),
+        "conversation": figures.conversation_size_figure(
+            {title: _by_arm(rows, arms, value) for title, value in CONVERSATION_PANELS}, colours
+        ),
+        "latency": figures.latency_figure(latency, colours),
+    }
+    if table.judge is not None:
+        judge, rubric = table.judge
+        figs["judge"] = figures.distribution_figure(
+            _by_arm(rows, arms, lambda r: r.judge_score),
+            colours,
+            title=f"Judge score ({judge}, rubric {rubric})",
+            axis="Score",
+            kind="box",
+        )
+    n_by_arm = {arm: 0 for arm in arms}
+    for row in rows:
+        n_by_arm[row.arm] = n_by_arm.get(row.arm, 0) + 1
+    return StudyReport(
+        overview=overview,
+        pfilter=pfilter,
+        flow=flow,
+        balance=balance,
+        balance_p_assigned=balance_p,
+        n_by_arm=n_by_arm,
+        outcomes=outcome_stats,
+        latency=latency,
+        judge=table.judge,
+        figures={key: figure_data(fig) for key, fig in figs.items()},
+    )

@@ -1,0 +1,493 @@
+"""Reads for the dashboards. Every number is aggregated in the database.
+
+Arms are identified by condition *name*, so that a study reloaded as a new version (new
+Condition rows) keeps one column per arm. Per-participant values (one row per participation)
+come from grouped SQL queries; only those rows reach Python, never the message rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import (
+    Avg,
+    Count,
+    F,
+    FloatField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    StdDev,
+    Subquery,
+    Sum,
+)
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from studyapp.dashboards.filters import ParticipationFilter
+from studyapp.dashboards.sql import WordCount, percentiles_by
+from studyapp.feedback.models import FINAL_TURN, DocumentScore, Rating, Scale
+from studyapp.participants.models import Participation, Status
+from studyapp.studies.models import Condition, Study, StudyVersion
+from studyapp.writing.models import DocumentVersion, Message, Role
+
+ACTIVE_STATUSES = (Status.ENTERED, Status.CONSENTED, Status.WRITING, Status.FINISHED)
+ARM = "condition__name"
+
+
+# --- studies -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    weight: int
+    backend: str
+
+
+@dataclass(frozen=True)
+class StudyOverview:
+    study: Study
+    version: StudyVersion | None
+    arms: list[Arm]  # current version's arms first, then arms only older versions had
+    offline: bool
+
+
+def study_list() -> list[Study]:
+    """Every study with its participation counts (test runs excluded) in one query."""
+    real = Q(participations__is_test=False)
+
+    def count(condition: Q) -> Count:
+        # distinct: the versions join repeats every participation once per version.
+        return Count("participations", filter=condition, distinct=True)
+
+    rows = Study.objects.annotate(
+        n_entered=count(real),
+        n_assigned=count(real & Q(participations__condition__isnull=False)),
+        n_completed=count(real & Q(participations__status=Status.COMPLETED)),
+        n_writing=count(real & Q(participations__status=Status.WRITING)),
+        n_test=count(Q(participations__is_test=True)),
+        n_versions=Count("versions", distinct=True),
+    ).order_by("-created_at")
+    return list(rows)
+
+
+def study_overview(*, study: Study) -> StudyOverview:
+    version = study.versions.order_by("-number").first()
+    conditions = (
+        Condition.objects.filter(version__study=study)
+        .order_by("-version__number", "id")
+        .values_list("name", "weight", "backend", "version_id")
+    )
+    arms: dict[str, Arm] = {}
+    current_backends = []
+    for name, weight, backend, version_id in conditions:
+        arms.setdefault(name, Arm(name=name, weight=weight, backend=backend))
+        if version is not None and version_id == version.id:
+            current_backends.append(backend)
+    offline = version is not None and (
+        bool(version.spec.get("offline_demo")) or "offline" in current_backends
+    )
+    return StudyOverview(study=study, version=version, arms=list(arms.values()), offline=offline)
+
+
+def studies_offline(*, studies: list[Study]) -> dict[int, bool]:
+    """Whether each study's current version runs on the offline backend (two queries)."""
+    latest = StudyVersion.objects.filter(study=OuterRef("study")).order_by("-number")
+    versions = StudyVersion.objects.filter(
+        study__in=studies, pk=Subquery(latest.values("pk")[:1])
+    ).annotate(n_offline=Count("conditions", filter=Q(conditions__backend="offline")))
+    flags = {s.id: False for s in studies}
+    for version in versions:
+        flags[version.study_id] = bool(version.spec.get("offline_demo")) or version.n_offline > 0
+    return flags
+
+
+# --- participant flow ----------------------------------------------------------------------
+
+
+@dataclass
+class ArmFlow:
+    name: str | None  # None: not (yet) assigned to an arm
+    entered: int = 0
+    consented: int = 0
+    completed: int = 0
+    returned: int = 0
+    timed_out: int = 0
+    excluded: int = 0
+    declined: int = 0
+    active: int = 0
+    failed_attention: int = 0
+    document_types: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Flow:
+    previews: int
+    entered: int
+    consented: int
+    unassigned: ArmFlow
+    arms: list[ArmFlow]
+
+    @property
+    def assigned(self) -> int:
+        return sum(a.entered for a in self.arms)
+
+
+def _flow_counts() -> dict[str, Any]:
+    return {
+        "entered": Count("id"),
+        "consented": Count("id", filter=Q(consented_at__isnull=False)),
+        "completed": Count("id", filter=Q(status=Status.COMPLETED)),
+        "returned": Count("id", filter=Q(status=Status.RETURNED)),
+        "timed_out": Count("id", filter=Q(status=Status.TIMED_OUT)),
+        "excluded": Count("id", filter=Q(status=Status.EXCLUDED)),
+        "declined": Count("id", filter=Q(status=Status.DECLINED)),
+        "active": Count("id", filter=Q(status__in=ACTIVE_STATUSES)),
+        "failed_attention": Count("id", filter=Q(attention_passed=False)),
+    }
+
+
+def study_flow(*, study: Study, arms: list[Arm], include_test: bool = False) -> Flow:
+    """CONSORT-style counts, overall and per arm, in two grouped queries."""
+    qs = Participation.objects.filter(study=study)
+    if not include_test:
+        qs = qs.filter(is_test=False)
+    by_arm = {a.name: ArmFlow(name=a.name) for a in arms}
+    unassigned = ArmFlow(name=None)
+    for row in qs.values(arm=F(ARM)).annotate(**_flow_counts()).order_by():
+        name = row.pop("arm")
+        target = unassigned if name is None else by_arm.setdefault(name, ArmFlow(name=name))
+        for key, value in row.items():
+            setattr(target, key, value)
+    doc_types = qs.filter(condition__isnull=False).values(arm=F(ARM), doc=F("document_type"))
+    for row in doc_types.annotate(n=Count("id")).order_by("doc"):
+        by_arm[row["arm"]].document_types[row["doc"] or "(none)"] = row["n"]
+    everyone = [unassigned, *by_arm.values()]
+    return Flow(
+        previews=study.preview_count,
+        entered=sum(a.entered for a in everyone),
+        consented=sum(a.consented for a in everyone),
+        unassigned=unassigned,
+        arms=list(by_arm.values()),
+    )
+
+
+# --- per-participant outcomes ------------------------------------------------------------
+
+
+@dataclass
+class ParticipantRow:
+    id: int
+    public_id: str
+    arm: str
+    status: str
+    document_type: str
+    time_spent_s: float | None = None
+    active_seconds: float | None = None
+    document_quality: float | None = None
+    overall: float | None = None
+    interaction_mean: float | None = None
+    user_turns: int = 0
+    user_words: int = 0
+    assistant_words: int = 0
+    completion_tokens: int = 0
+    model_errors: int = 0
+    document_words: int | None = None
+    judge_score: float | None = None
+
+
+def _population(study: Study, pfilter: ParticipationFilter) -> QuerySet[Participation]:
+    return pfilter.apply(Participation.objects.filter(study=study))
+
+
+def _judge_choice(study: Study, pfilter: ParticipationFilter) -> tuple[str, str] | None:
+    """The (judge, rubric) that scored most documents of the population, if any."""
+    top = (
+        DocumentScore.objects.filter(participation__study=study, score__isnull=False)
+        .filter(pfilter.q("participation__"))
+        .values("judge", "rubric_version")
+        .annotate(n=Count("id"))
+        .order_by("-n", "judge", "rubric_version")
+        .first()
+    )
+    return (top["judge"], top["rubric_version"]) if top else None
+
+
+@dataclass
+class ParticipantTable:
+    rows: list[ParticipantRow]
+    judge: tuple[str, str] | None
+
+
+def participant_outcomes(*, study: Study, pfilter: ParticipationFilter) -> ParticipantTable:
+    """One row per participation in the population with its outcomes (five grouped queries)."""
+    population = _population(study, pfilter)
+    final = Q(ratings__turn=FINAL_TURN)
+    base = population.values("id", "public_id", "status", "document_type", arm=F(ARM)).annotate(
+        time_spent=F("completed_at") - F("entered_at"),
+        active=F("active_seconds"),
+        document_quality=Max(
+            "ratings__value", filter=final & Q(ratings__scale=Scale.DOCUMENT_QUALITY)
+        ),
+        overall=Max("ratings__value", filter=final & Q(ratings__scale=Scale.OVERALL)),
+        interaction_mean=Avg(
+            "ratings__value", filter=Q(ratings__scale=Scale.INTERACTION), output_field=FloatField()
+        ),
+    )
+    rows: dict[int, ParticipantRow] = {}
+    for r in base.order_by("id"):
+        spent = r["time_spent"]
+        rows[r["id"]] = ParticipantRow(
+            id=r["id"],
+            public_id=str(r["public_id"]),
+            arm=r["arm"],
+            status=r["status"],
+            document_type=r["document_type"],
+            time_spent_s=spent.total_seconds() if spent is not None else None,
+            active_seconds=r["active"],
+            document_quality=r["document_quality"],
+            overall=r["overall"],
+            interaction_mean=r["interaction_mean"],
+        )
+    _add_message_totals(rows, population)
+    _add_document_words(rows, population)
+    judge = _judge_choice(study, pfilter)
+    if judge is not None:
+        scores = DocumentScore.objects.filter(
+            participation__in=population.values("pk"), judge=judge[0], rubric_version=judge[1]
+        ).values_list("participation_id", "score")
+        for pid, score in scores:
+            rows[pid].judge_score = score
+    return ParticipantTable(rows=list(rows.values()), judge=judge)
+
+
+def _add_message_totals(rows: dict[int, ParticipantRow], population: QuerySet) -> None:
+    user, assistant = Q(role=Role.USER), Q(role=Role.ASSISTANT)
+    totals = (
+        Message.objects.filter(participation__in=population.values("pk"), is_active=True)
+        .values("participation_id")
+        .annotate(
+            user_turns=Count("id", filter=user),
+            user_words=Coalesce(Sum(WordCount("text"), filter=user), 0),
+            assistant_words=Coalesce(Sum(WordCount("text"), filter=assistant), 0),
+            completion_tokens=Coalesce(Sum("completion_tokens", filter=assistant), 0),
+            model_errors=Count("id", filter=assistant & ~Q(error="")),
+        )
+        .order_by()
+    )
+    for t in totals:
+        row = rows[t.pop("participation_id")]
+        for key, value in t.items():
+            setattr(row, key, value)
+
+
+def _add_document_words(rows: dict[int, ParticipantRow], population: QuerySet) -> None:
+    latest = DocumentVersion.objects.filter(participation=OuterRef("participation_id")).order_by(
+        "-number"
+    )
+    words = (
+        DocumentVersion.objects.filter(
+            participation__in=population.values("pk"), pk=Subquery(latest.values("pk")[:1])
+        )
+        .annotate(words=WordCount("text"))
+        .values_list("participation_id", "words")
+    )
+    for pid, n in words:
+        rows[pid].document_words = n
+
+
+# --- in-chat ratings over turns, latency ----------------------------------------------------
+
+
+def interaction_by_turn(*, study: Study, pfilter: ParticipationFilter) -> list[dict[str, Any]]:
+    """Mean, sample SD and n of the in-chat rating per arm and checkpoint turn."""
+    rows = (
+        Rating.objects.filter(participation__study=study, scale=Scale.INTERACTION)
+        .filter(pfilter.q("participation__"))
+        .values("turn", arm=F(f"participation__{ARM}"))
+        .annotate(
+            n=Count("id"),
+            mean=Avg("value", output_field=FloatField()),
+            sd=StdDev("value", sample=True),
+        )
+        .order_by("arm", "turn")
+    )
+    return list(rows)
+
+
+def latency_by_arm(
+    *, study: Study, pfilter: ParticipationFilter | None = None, since: datetime | None = None
+) -> dict[str, dict[str, Any]]:
+    """Assistant replies, model errors and time-to-first-token p50/p95 (ms) per arm."""
+    qs = Message.objects.filter(participation__study=study, role=Role.ASSISTANT)
+    if pfilter is not None:
+        qs = qs.filter(pfilter.q("participation__"))
+    if since is not None:
+        qs = qs.filter(created_at__gte=since)
+    arm = f"participation__{ARM}"
+    out: dict[str, dict[str, Any]] = {}
+    counts = qs.values(arm=F(arm)).annotate(
+        replies=Count("id"), errors=Count("id", filter=~Q(error=""))
+    )
+    for row in counts.order_by():
+        out[row["arm"]] = {**row, "ttft_p50": None, "ttft_p95": None}
+    fractions = {"ttft_p50": 0.5, "ttft_p95": 0.95}
+    for name, values in percentiles_by(qs, group=arm, value="ttft_ms", fractions=fractions).items():
+        out[name].update(values)
+    return out
+
+
+# --- live monitor ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    active_minutes: int = 3  # "writing now": seen this recently
+    stuck_minutes: int = 10  # writing, but not seen for this long
+    window_minutes: int = 60  # errors and latency over this recent window
+    limit: int = 100  # rows per list
+
+
+def _current_turn() -> Subquery:
+    return Subquery(
+        Message.objects.filter(participation=OuterRef("pk"), role=Role.USER, is_active=True)
+        .order_by("-turn")
+        .values("turn")[:1]
+    )
+
+
+def _session_rows(qs: QuerySet, now: datetime, limit: int) -> list[dict[str, Any]]:
+    rows = qs.annotate(turn=_current_turn()).values(
+        "public_id", "is_test", "last_seen_at", "writing_at", "turn", arm=F(ARM)
+    )[:limit]
+    out = []
+    for row in rows:
+        seen = row["last_seen_at"]
+        out.append(
+            {
+                **row,
+                "public_id": str(row["public_id"]),
+                "seen_seconds_ago": (now - seen).total_seconds() if seen else None,
+            }
+        )
+    return out
+
+
+def study_monitor(
+    *, study: Study, now: datetime | None = None, settings: MonitorSettings | None = None
+) -> dict[str, Any]:
+    """Who is writing now, who seems stuck, who is hitting model errors; latency by arm."""
+    now = now or timezone.now()
+    settings = settings or MonitorSettings()
+    active_since = now - timedelta(minutes=settings.active_minutes)
+    stuck_before = now - timedelta(minutes=settings.stuck_minutes)
+    window_since = now - timedelta(minutes=settings.window_minutes)
+    writing = Participation.objects.filter(study=study, status=Status.WRITING)
+    is_stuck = Q(last_seen_at__lt=stuck_before) | Q(last_seen_at__isnull=True)
+    counts = writing.aggregate(
+        writing_now=Count("id", filter=Q(last_seen_at__gte=active_since)),
+        stuck=Count("id", filter=is_stuck),
+        writing_total=Count("id"),
+    )
+    recent_error = Q(messages__role=Role.ASSISTANT, messages__created_at__gte=window_since) & ~Q(
+        messages__error=""
+    )
+    erroring = (
+        writing.annotate(recent_errors=Count("messages", filter=recent_error))
+        .filter(recent_errors__gt=0)
+        .annotate(
+            last_error=Subquery(
+                Message.objects.filter(participation=OuterRef("pk"), role=Role.ASSISTANT)
+                .exclude(error="")
+                .order_by("-created_at")
+                .values("error")[:1]
+            )
+        )
+        .order_by("-recent_errors")
+    )
+    return {
+        "generated_at": now.isoformat(),
+        "settings": settings.__dict__,
+        "counts": counts,
+        "writing_now": _session_rows(
+            writing.filter(last_seen_at__gte=active_since).order_by("-last_seen_at"),
+            now,
+            settings.limit,
+        ),
+        "stuck": _session_rows(
+            writing.filter(is_stuck).order_by(F("last_seen_at").asc(nulls_first=True)),
+            now,
+            settings.limit,
+        ),
+        "erroring": [
+            {**row, "public_id": str(row["public_id"])}
+            for row in erroring.values(
+                "public_id", "recent_errors", "last_error", "last_seen_at", arm=F(ARM)
+            )[: settings.limit]
+        ],
+        "latency_recent": latency_by_arm(study=study, since=window_since),
+    }
+
+
+# --- one conversation --------------------------------------------------------------------
+
+
+@dataclass
+class TurnBlock:
+    turn: int
+    messages: list[Message] = field(default_factory=list)
+    rating: Rating | None = None
+    thumb: int | None = None  # +1 / -1 on the turn's active reply
+
+
+@dataclass
+class Conversation:
+    participation: Participation
+    turns: list[TurnBlock]
+    final_ratings: dict[str, int]
+    surveys: dict[str, dict[str, Any]]
+    versions: list[DocumentVersion]
+    scores: list[DocumentScore]
+    events: dict[str, int]
+
+
+def participation_conversation(*, study: Study, public_id: str) -> Conversation:
+    """Everything researchers read about one participation (a fixed number of queries)."""
+    participation = Participation.objects.select_related("condition", "version").get(
+        study=study, public_id=public_id
+    )
+    turns: dict[int, TurnBlock] = {}
+    # Active messages first within a turn and role; alternatives (regenerations) after them.
+    messages = participation.messages.order_by("turn", "-role", "-is_active", "id")
+    for message in messages:
+        turns.setdefault(message.turn, TurnBlock(turn=message.turn)).messages.append(message)
+    final: dict[str, int] = {}
+    for rating in participation.ratings.order_by("turn", "scale"):
+        if rating.scale == Scale.INTERACTION:
+            turns.setdefault(rating.turn, TurnBlock(turn=rating.turn)).rating = rating
+        elif rating.scale == Scale.THUMB:
+            turns.setdefault(rating.turn, TurnBlock(turn=rating.turn)).thumb = rating.value
+        elif rating.turn == FINAL_TURN:
+            final[rating.scale] = rating.value
+    events = participation.events.values("kind").annotate(n=Count("id")).order_by("kind")
+    return Conversation(
+        participation=participation,
+        turns=[turns[t] for t in sorted(turns)],
+        final_ratings=final,
+        surveys={s.kind: s.answers for s in participation.survey_responses.all()},
+        versions=list(participation.document_versions.order_by("number")),
+        scores=list(participation.document_scores.order_by("judge", "rubric_version")),
+        events={e["kind"]: e["n"] for e in events},
+    )
+
+
+def recent_participations(*, study: Study, limit: int = 50) -> list[dict[str, Any]]:
+    return list(
+        Participation.objects.filter(study=study)
+        .order_by("-entered_at")
+        .values("public_id", "status", "is_test", "entered_at", "last_seen_at", arm=F(ARM))[:limit]
+    )

@@ -1,0 +1,175 @@
+"""Statistics for the dashboards: pure functions of plain numbers, no database.
+
+Every arm's outcome is summarised by n, mean, median and a percentile-bootstrap 95 % CI of the
+mean (fixed seed, so a page shows the same interval on every load). Arms are compared pairwise
+with Mann-Whitney U (ratings are ordinal) and Welch's t (unequal variances), each with an effect
+size, and the p-values of each test are Holm-corrected across the pairwise comparisons of one
+outcome.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+from scipy import stats as sps
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 20250214
+CONFIDENCE = 0.95
+
+
+def _clean(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    return array[np.isfinite(array)]
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean; (nan, nan) for fewer than two values."""
+    data = _clean(values)
+    if data.size < 2:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    uniques, counts = np.unique(data, return_counts=True)
+    if uniques.size <= 64:
+        # Resampling n values from the empirical distribution is a multinomial draw over its
+        # distinct values: the same distribution of means, and far cheaper for 1-10 ratings.
+        draws = rng.multinomial(data.size, counts / data.size, size=resamples)
+        means = draws @ uniques / data.size
+    else:
+        means = np.empty(resamples)
+        # Chunks keep the index matrix small for arms with thousands of participants.
+        chunk = max(1, 2_000_000 // data.size)
+        for start in range(0, resamples, chunk):
+            stop = min(resamples, start + chunk)
+            idx = rng.integers(0, data.size, size=(stop - start, data.size), dtype=np.int32)
+            means[start:stop] = data[idx].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return (float(low), float(high))
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    mean: float
+    median: float
+    sd: float
+    ci_low: float
+    ci_high: float
+
+
+def summarise(values: Sequence[float] | np.ndarray, *, seed: int = BOOTSTRAP_SEED) -> Summary:
+    data = _clean(values)
+    if data.size == 0:
+        return Summary(0, math.nan, math.nan, math.nan, math.nan, math.nan)
+    low, high = bootstrap_ci(data, seed=seed)
+    sd = float(np.std(data, ddof=1)) if data.size > 1 else math.nan
+    return Summary(data.size, float(data.mean()), float(np.median(data)), sd, low, high)
+
+
+def t_interval(mean: float, sd: float | None, n: int) -> tuple[float, float]:
+    """Student-t CI of a mean from its aggregates (what SQL returns: avg, stddev_samp, count)."""
+    if n < 2 or sd is None or not math.isfinite(sd):
+        return (math.nan, math.nan)
+    half = float(sps.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd / math.sqrt(n)
+    return (mean - half, mean + half)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values (NaN entries stay NaN and do not count as tests)."""
+    indexed = [(p, i) for i, p in enumerate(pvalues) if p is not None and math.isfinite(p)]
+    adjusted = [math.nan] * len(pvalues)
+    m = len(indexed)
+    running = 0.0
+    for rank, (p, i) in enumerate(sorted(indexed)):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def rank_biserial(u_statistic: float, n_a: int, n_b: int) -> float:
+    """Rank-biserial r from the U of sample a: P(a > b) - P(a < b), in [-1, 1]."""
+    return 2 * u_statistic / (n_a * n_b) - 1
+
+
+def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
+    pooled = ((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2)
+    if pooled <= 0:
+        return math.nan
+    return float((a.mean() - b.mean()) / math.sqrt(pooled))
+
+
+def hedges_g(a: np.ndarray, b: np.ndarray) -> float:
+    # Small-sample correction J = 1 - 3 / (4 (n_a + n_b) - 9).
+    return cohens_d(a, b) * (1 - 3 / (4 * (a.size + b.size) - 9))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    a: str
+    b: str
+    n_a: int
+    n_b: int
+    mwu_u: float
+    mwu_p: float
+    rank_biserial: float
+    welch_t: float
+    welch_df: float
+    welch_p: float
+    cohens_d: float
+    hedges_g: float
+    mwu_p_holm: float = math.nan
+    welch_p_holm: float = math.nan
+
+
+def _compare(a_name: str, b_name: str, a: np.ndarray, b: np.ndarray) -> Comparison:
+    if a.size < 2 or b.size < 2:
+        nan = math.nan
+        return Comparison(a_name, b_name, a.size, b.size, nan, nan, nan, nan, nan, nan, nan, nan)
+    mwu = sps.mannwhitneyu(a, b, alternative="two-sided")
+    welch = sps.ttest_ind(a, b, equal_var=False)
+    return Comparison(
+        a=a_name,
+        b=b_name,
+        n_a=a.size,
+        n_b=b.size,
+        mwu_u=float(mwu.statistic),
+        mwu_p=float(mwu.pvalue),
+        rank_biserial=rank_biserial(float(mwu.statistic), a.size, b.size),
+        welch_t=float(welch.statistic),
+        welch_df=float(welch.df),
+        welch_p=float(welch.pvalue),
+        cohens_d=cohens_d(a, b),
+        hedges_g=hedges_g(a, b),
+    )
+
+
+def pairwise_tests(groups: Mapping[str, Sequence[float] | np.ndarray]) -> list[Comparison]:
+    """Every pair of arms (in the mapping's order), with Holm-adjusted p-values per test."""
+    arrays = {name: _clean(values) for name, values in groups.items()}
+    raw = [_compare(a, b, arrays[a], arrays[b]) for a, b in combinations(arrays, 2)]
+    mwu_holm = holm([c.mwu_p for c in raw])
+    welch_holm = holm([c.welch_p for c in raw])
+    return [
+        Comparison(**{**c.__dict__, "mwu_p_holm": m, "welch_p_holm": w})
+        for c, m, w in zip(raw, mwu_holm, welch_holm, strict=True)
+    ]
+
+
+def chi_square_balance(observed: Sequence[int], weights: Sequence[float]) -> float:
+    """p-value of the observed arm counts against the allocation weights (NaN if undefined)."""
+    total = sum(observed)
+    if total == 0 or len(observed) < 2 or sum(weights) <= 0:
+        return math.nan
+    expected = [total * w / sum(weights) for w in weights]
+    return float(sps.chisquare(observed, expected).pvalue)

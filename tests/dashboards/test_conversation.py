@@ -1,0 +1,106 @@
+"""The conversation viewer: escaped transcript, inline ratings, metadata, document replay data."""
+
+import json
+import re
+
+import pytest
+from django.urls import reverse
+
+from studyapp.feedback.models import Rating, Scale
+from studyapp.participants.models import Status
+from studyapp.writing.models import Message, Role
+from tests.dashboards.builders import PSpec, build_known_study
+from tests.factories import DocumentVersionFactory, StudyVersionFactory, SurveyResponseFactory
+
+EVIL = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+@pytest.fixture
+def convo(db):
+    spec = PSpec(
+        arm="collabllm",
+        status=Status.COMPLETED,
+        turns=4,
+        interaction={3: 7},
+        document_quality=8,
+        overall=9,
+        minutes=20,
+        assistant_texts=["Hi", "Draft", EVIL, "Done"],
+        tokens=[11, 22, 33, 44],
+        ttft=[61.0, 62.0, 63.0, 64.0],
+        errors={4: "<b>upstream</b> 503"},
+        documents=["v1 text", f"v2 {EVIL}"],
+    )
+    known = build_known_study(specs=[spec])
+    participation = known.built[0].participation
+    SurveyResponseFactory(participation=participation, answers={"strengths": EVIL})
+    url = reverse("dashboards:conversation", args=[known.study.slug, participation.public_id])
+    return known, participation, url
+
+
+def test_model_text_is_escaped(staff_client, convo):
+    _, _, url = convo
+    html = staff_client.get(url).content.decode()
+    assert "<script>alert" not in html
+    assert "<img src=x" not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert "&lt;b&gt;upstream&lt;/b&gt; 503" in html  # error text too
+    # The replay data is JSON inside a script element: < is escaped as \u003C.
+    data = re.search(
+        r'<script id="document-versions" type="application/json">(.*?)</script>', html, re.S
+    )[1]
+    assert "<" not in data
+    assert [v["text"] for v in json.loads(data)] == ["v1 text", f"v2 {EVIL}"]
+
+
+def test_in_chat_ratings_follow_their_turn(staff_client, convo):
+    _, _, url = convo
+    html = staff_client.get(url).content.decode()
+    assistant_3 = html.index('data-turn="3" data-role="assistant"')
+    rating = html.index('data-rating-turn="3"')
+    user_4 = html.index('data-turn="4" data-role="user"')
+    assert assistant_3 < rating < user_4
+    assert "Interaction rating after turn 3: <strong>7</strong>/10" in html
+
+
+def test_metadata_and_final_answers_are_shown(staff_client, convo):
+    _, participation, url = convo
+    html = staff_client.get(url).content.decode()
+    assert "ttft 63 ms" in html
+    assert "tokens \u2013 in / 33 out" in html
+    assert 'data-final="document_quality">8<' in html
+    assert 'data-final="overall">9<' in html
+    assert f'Participation <span class="mono">{participation.public_id}</span>' in html
+
+
+def test_alternatives_are_listed_after_the_active_reply(staff_client, convo):
+    _, participation, url = convo
+    Message.objects.create(
+        participation=participation, turn=2, role=Role.ASSISTANT, text="older try", is_active=False
+    )
+    html = staff_client.get(url).content.decode()
+    assert html.index(">Draft<") < html.index(">older try<")
+    assert "alternative" in html
+
+
+def test_participation_of_another_study_is_a_404(staff_client, convo):
+    _, participation, _ = convo
+    other = StudyVersionFactory().study
+    url = reverse("dashboards:conversation", args=[other.slug, participation.public_id])
+    assert staff_client.get(url).status_code == 404
+
+
+def test_query_count_is_fixed(staff_client, convo, django_assert_max_num_queries):
+    _, participation, url = convo
+    for n in range(3, 12):
+        DocumentVersionFactory(participation=participation, number=n)
+        Rating.objects.create(participation=participation, scale=Scale.THUMB, turn=n, value=1)
+    with django_assert_max_num_queries(12):
+        assert staff_client.get(url).status_code == 200
+
+
+def test_thumbs_are_shown_on_their_reply(staff_client, convo):
+    _, participation, url = convo
+    Rating.objects.create(participation=participation, scale=Scale.THUMB, turn=2, value=-1)
+    html = staff_client.get(url).content.decode()
+    assert html.index(">Draft<") < html.index('data-thumb="-1"') < html.index(">Done<")

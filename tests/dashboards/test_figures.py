@@ -1,0 +1,158 @@
+"""Every number inside the study page's plotly figures, against values computed from the spec."""
+
+import numpy as np
+import pytest
+from django.urls import reverse
+from scipy import stats as sps
+
+from studyapp.participants.models import Status
+from tests.dashboards.builders import ARMS
+from tests.dashboards.helpers import figures_of, traces
+
+
+@pytest.fixture
+def page(staff_client, known):
+    response = staff_client.get(reverse("dashboards:study", args=[known.study.slug]))
+    assert response.status_code == 200
+    return figures_of(response)
+
+
+def by_arm(known, value, **select):
+    out = {arm: [] for arm in ARMS}
+    for b in known.select(**select):
+        v = value(b.spec)
+        if v is not None:
+            out[b.spec.arm].append(v)
+    return out
+
+
+def test_document_quality_violins_hold_each_completers_rating(page, known):
+    expected = by_arm(known, lambda s: s.document_quality)
+    fig = traces(page["document_quality"])
+    assert list(fig) == list(ARMS)
+    for arm in ARMS:
+        assert fig[arm]["type"] == "violin"
+        assert sorted(fig[arm]["y"]) == sorted(expected[arm])
+        assert fig[arm]["meanline"]["visible"] is True
+    assert sorted(fig["base"]["y"]) == [4, 5, 6, 7]  # the hand-written spec, as a sanity anchor
+
+
+def test_time_spent_boxes_hold_minutes_from_entry_to_completion(page, known):
+    expected = by_arm(known, lambda s: s.minutes)
+    fig = traces(page["time_spent"])
+    for arm in ARMS:
+        assert fig[arm]["type"] == "box"
+        assert sorted(fig[arm]["y"]) == pytest.approx(sorted(expected[arm]), abs=1e-6)
+
+
+def test_overall_rating_bars_are_means_with_their_bootstrap_interval(page, known):
+    expected = by_arm(known, lambda s: s.overall)
+    bar = page["overall"]["data"][0]
+    assert bar["x"] == list(ARMS)
+    assert bar["y"] == pytest.approx([np.mean(expected[a]) for a in ARMS])
+    assert bar["customdata"] == [len(expected[a]) for a in ARMS]
+    for arm, plus, minus, mean in zip(
+        ARMS, bar["error_y"]["array"], bar["error_y"]["arrayminus"], bar["y"], strict=True
+    ):
+        assert plus >= 0, arm
+        assert minus >= 0, arm
+        low, high = mean - minus, mean + plus
+        assert min(expected[arm]) <= low <= mean <= high <= max(expected[arm])
+
+
+def test_engagement_is_the_mean_rating_per_checkpoint_with_a_t_interval(page, known):
+    fig = traces(page["engagement"])
+    for arm in ARMS:
+        per_turn = {}
+        for b in known.select():
+            if b.spec.arm == arm:
+                for turn, value in b.spec.interaction.items():
+                    per_turn.setdefault(turn, []).append(value)
+        turns = sorted(per_turn)
+        trace = fig[arm]
+        assert trace["x"] == turns
+        assert trace["y"] == pytest.approx([np.mean(per_turn[t]) for t in turns])
+        assert trace["customdata"] == [len(per_turn[t]) for t in turns]
+        for i, t in enumerate(turns):
+            values = np.array(per_turn[t], dtype=float)
+            low, high = sps.t.interval(
+                0.95, len(values) - 1, loc=values.mean(), scale=sps.sem(values)
+            )
+            assert trace["error_y"]["array"][i] == pytest.approx(high - values.mean())
+            assert trace["error_y"]["arrayminus"][i] == pytest.approx(values.mean() - low)
+    assert fig["base"]["y"][0] == pytest.approx((6 + 5 + 7 + 5) / 4)
+
+
+def test_conversation_panels_count_turns_words_tokens_and_document_words(page, known):
+    measures = {
+        "User turns": lambda s: s.turns,
+        "Participant words": lambda s: sum(s.user_words),
+        "Assistant words": lambda s: sum(len(t.split()) for t in s.assistant_texts),
+        "Completion tokens": lambda s: sum(t for t in s.tokens if t is not None),
+        "Final document words": lambda s: len(s.documents[-1].split()),
+    }
+    panels = {}
+    for trace in page["conversation"]["data"]:
+        panels.setdefault(trace["meta"], {})[trace["name"]] = trace["y"]
+    assert list(panels) == list(measures)
+    for title, measure in measures.items():
+        expected = by_arm(known, measure)
+        for arm in ARMS:
+            assert sorted(panels[title][arm]) == sorted(expected[arm]), (title, arm)
+
+
+def test_time_to_first_token_bars_are_percentiles_of_every_reply(page, known):
+    expected = {arm: [] for arm in ARMS}
+    for b in known.select():
+        expected[b.spec.arm] += [t for t in b.spec.ttft if t is not None]
+    p50, p95 = page["latency"]["data"]
+    assert p50["x"] == list(ARMS)
+    assert p50["y"] == pytest.approx([np.percentile(expected[a], 50) for a in ARMS])
+    assert p95["y"] == pytest.approx([np.percentile(expected[a], 95) for a in ARMS])
+
+
+def test_judge_scores_are_shown_per_arm(page, known):
+    expected = by_arm(known, lambda s: s.judge)
+    fig = traces(page["judge"])
+    for arm in ARMS:
+        assert sorted(fig[arm]["y"]) == pytest.approx(sorted(expected[arm]))
+    assert "judge-a" in page["judge"]["layout"]["title"]["text"]
+
+
+def test_flow_sankey_links_entered_to_arms_to_outcomes(page, known):
+    sankey = page["flow"]["data"][0]
+    labels = sankey["node"]["label"]
+    link = sankey["link"]
+    flows = {
+        (labels[s].split(" (")[0], labels[t].split(" (")[0]): v
+        for s, t, v in zip(link["source"], link["target"], link["value"], strict=True)
+    }
+    real = [b.spec for b in known.built if not b.spec.is_test]
+    assert labels[0] == f"Entered (n={len(real)})"
+    status_label = {
+        Status.COMPLETED: "Completed",
+        Status.RETURNED: "Returned",
+        Status.TIMED_OUT: "Timed out",
+        Status.WRITING: "Still active",
+    }
+    expected = {}
+    for spec in real:
+        if spec.arm is None:
+            target = "Declined consent" if spec.status == Status.DECLINED else "Not yet assigned"
+            expected[("Entered", target)] = expected.get(("Entered", target), 0) + 1
+            continue
+        expected[("Entered", spec.arm)] = expected.get(("Entered", spec.arm), 0) + 1
+        key = (spec.arm, status_label[spec.status])
+        expected[key] = expected.get(key, 0) + 1
+    assert flows == expected
+    assert flows[("Entered", "base")] == 6
+
+
+def test_figures_do_not_include_pilots_unless_asked(staff_client, known):
+    url = reverse("dashboards:study", args=[known.study.slug])
+    default = traces(figures_of(staff_client.get(url))["document_quality"])
+    with_tests = traces(
+        figures_of(staff_client.get(url, {"include_test": "1"}))["document_quality"]
+    )
+    assert 2 not in default["collabllm"]["y"]
+    assert sorted(with_tests["collabllm"]["y"]) == sorted([*default["collabllm"]["y"], 2])

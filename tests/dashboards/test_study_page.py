@@ -1,0 +1,199 @@
+"""The study page: statistics table, population filters, offline flag, query budget."""
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from scipy import stats as sps
+
+from studyapp.participants.models import Status
+from tests.dashboards.builders import ARMS, build_known_study, build_participation, completer
+
+STUDY_PAGE_MAX_QUERIES = 30
+
+
+def url_of(known):
+    return reverse("dashboards:study", args=[known.study.slug])
+
+
+def holm_by_hand(pvalues):
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+OUTCOME_VALUES = {
+    "document_quality": lambda s: s.document_quality,
+    "overall": lambda s: s.overall,
+    "time_spent_min": lambda s: s.minutes,
+    "interaction_mean": lambda s: np.mean(list(s.interaction.values())) if s.interaction else None,
+}
+
+
+def expected_groups(known, key, **select):
+    groups = {arm: [] for arm in ARMS}
+    for b in known.select(**select):
+        value = OUTCOME_VALUES[key](b.spec)
+        if value is not None:
+            groups[b.spec.arm].append(float(value))
+    return groups
+
+
+@pytest.mark.parametrize("key", list(OUTCOME_VALUES))
+def test_statistics_table_matches_scipy_and_hand_holm(staff_client, known, key):
+    report = staff_client.get(url_of(known)).context["report"]
+    outcome = next(o for o in report.outcomes if o.key == key)
+    groups = expected_groups(known, key)
+    for arm in ARMS:
+        summary = outcome.summaries[arm]
+        assert summary.n == len(groups[arm])
+        assert summary.mean == pytest.approx(np.mean(groups[arm]))
+        assert summary.median == pytest.approx(np.median(groups[arm]))
+        assert summary.ci_low <= summary.mean <= summary.ci_high
+    pairs = [(c.a, c.b) for c in outcome.comparisons]
+    assert pairs == [
+        ("base", "proactive_base"),
+        ("base", "collabllm"),
+        ("proactive_base", "collabllm"),
+    ]
+    mwu = [sps.mannwhitneyu(groups[a], groups[b], alternative="two-sided") for a, b in pairs]
+    welch = [sps.ttest_ind(groups[a], groups[b], equal_var=False) for a, b in pairs]
+    mwu_holm = holm_by_hand([r.pvalue for r in mwu])
+    welch_holm = holm_by_hand([r.pvalue for r in welch])
+    for i, c in enumerate(outcome.comparisons):
+        assert c.mwu_u == pytest.approx(mwu[i].statistic)
+        assert c.mwu_p == pytest.approx(mwu[i].pvalue)
+        assert c.mwu_p_holm == pytest.approx(mwu_holm[i])
+        assert c.rank_biserial == pytest.approx(
+            2 * mwu[i].statistic / (len(groups[c.a]) * len(groups[c.b])) - 1
+        )
+        assert c.welch_t == pytest.approx(welch[i].statistic)
+        assert c.welch_p == pytest.approx(welch[i].pvalue)
+        assert c.welch_p_holm == pytest.approx(welch_holm[i])
+
+
+def test_statistics_table_is_rendered(staff_client, known):
+    html = staff_client.get(url_of(known)).content.decode()
+    assert 'data-stats="document_quality"' in html
+    assert 'data-pair="base|collabllm"' in html
+    # base's document quality 5, 6, 7, 4 -> mean 5.50
+    assert 'data-arm="base"><th scope="row">base</th><td class="n" data-n>4</td>' in html
+    assert '<td class="n" data-mean>5.50</td>' in html
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"view": "itt"},
+        {"include_test": "1"},
+        {"include_failed_attention": "1"},
+        {"view": "itt", "include_test": "1", "include_failed_attention": "1"},
+    ],
+)
+def test_filters_change_the_population(staff_client, known, params):
+    report = staff_client.get(url_of(known), params).context["report"]
+    select = {
+        "view": params.get("view", "completers"),
+        "include_test": params.get("include_test") == "1",
+        "include_failed_attention": params.get("include_failed_attention") == "1",
+    }
+    expected = {arm: 0 for arm in ARMS}
+    for b in known.select(**select):
+        expected[b.spec.arm] += 1
+    assert report.n_by_arm == expected
+    quality = next(o for o in report.outcomes if o.key == "document_quality")
+    # Non-completers have no final rating: under ITT their n differs from the population's.
+    assert {a: s.n for a, s in quality.summaries.items()} == {
+        arm: len(v) for arm, v in expected_groups(known, "document_quality", **select).items()
+    }
+
+
+def test_filters_change_n_as_expected(staff_client, known):
+    def n(**params):
+        return staff_client.get(url_of(known), params).context["report"].n_by_arm
+
+    assert n() == {"base": 4, "proactive_base": 4, "collabllm": 4}
+    assert n(view="itt") == {"base": 5, "proactive_base": 5, "collabllm": 6}
+    assert n(include_test="1")["collabllm"] == 5
+    assert n(include_failed_attention="1")["base"] == 5
+
+
+def test_flow_counts_and_balance(staff_client, known):
+    report = staff_client.get(url_of(known)).context["report"]
+    flow = report.flow
+    real = [b.spec for b in known.built if not b.spec.is_test]
+    assert flow.entered == len(real)
+    assert flow.assigned == sum(1 for s in real if s.arm)
+    arms = {a.name: a for a in flow.arms}
+    assert arms["base"].completed == 5
+    assert arms["base"].failed_attention == 1
+    assert arms["collabllm"].timed_out == 1
+    assert arms["collabllm"].active == 1
+    assert arms["proactive_base"].returned == 1
+    assert flow.unassigned.declined == 1
+    assert flow.unassigned.active == 1
+    balance = {row.arm: row for row in report.balance}
+    assert balance["base"].assigned == 6
+    assert balance["base"].expected_share == pytest.approx(1 / 3)
+    assert report.balance_p_assigned == pytest.approx(sps.chisquare([6, 5, 6]).pvalue)
+
+
+def test_page_query_count_is_bounded(staff_client, known, django_assert_max_num_queries):
+    with django_assert_max_num_queries(STUDY_PAGE_MAX_QUERIES):
+        assert staff_client.get(url_of(known)).status_code == 200
+
+
+def test_query_count_does_not_grow_with_participants(staff_client, known):
+    def count_queries():
+        with CaptureQueriesContext(connection) as ctx:
+            staff_client.get(url_of(known), {"view": "itt"})
+        return len(ctx.captured_queries)
+
+    before = count_queries()
+    for i in range(6):
+        build_participation(
+            known.version, known.arms, completer(ARMS[i % 3], 10 + i, 5, 5, {3: 5}, 20.0), 50 + i
+        )
+    assert count_queries() == before
+
+
+def test_offline_study_is_flagged(staff_client, db):
+    offline = build_known_study(backend="offline", specs=[])
+    real = build_known_study(backend="openai", specs=[])
+    assert "data-offline-flag" in staff_client.get(url_of(offline)).content.decode()
+    assert "data-offline-flag" not in staff_client.get(url_of(real)).content.decode()
+    index = staff_client.get(reverse("dashboards:index")).content.decode()
+    offline_row = index.split(f'data-study="{offline.study.slug}"')[1].split("</tr>")[0]
+    real_row = index.split(f'data-study="{real.study.slug}"')[1].split("</tr>")[0]
+    assert "data-offline-flag" in offline_row
+    assert "data-offline-flag" not in real_row
+
+
+def test_demo_study_loaded_offline_is_flagged(staff_client, demo_version):
+    response = staff_client.get(reverse("dashboards:study", args=["demo"]))
+    assert "Offline backend." in response.content.decode()
+
+
+def test_empty_study_renders(staff_client, db):
+    empty = build_known_study(specs=[])
+    response = staff_client.get(url_of(empty))
+    assert response.status_code == 200
+    assert response.context["report"].n_by_arm == {arm: 0 for arm in ARMS}
+
+
+def test_index_lists_studies_with_counts(staff_client, known):
+    from tests.factories import StudyVersionFactory
+
+    StudyVersionFactory(study=known.study, number=2)  # a second version must not double counts
+    html = staff_client.get(reverse("dashboards:index")).content.decode()
+    row = html.split(f'data-study="{known.study.slug}"')[1].split("</tr>")[0]
+    real = [b.spec for b in known.built if not b.spec.is_test]
+    assert f'data-count="entered">{len(real)}<' in row
+    completed = sum(1 for s in real if s.status == Status.COMPLETED)
+    assert f'data-count="completed">{completed}<' in row
+    assert 'data-count="test">1<' in row
