@@ -9,8 +9,15 @@ from studyapp.writing.models import DocumentVersion, EditBatch, Message
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdmin):
     list_display = (
-        "participation", "turn", "role", "is_active", "backend", "model", "finish_reason",
-        "ttft_ms", "created_at",
+        "participation",
+        "turn",
+        "role",
+        "is_active",
+        "backend",
+        "model",
+        "finish_reason",
+        "ttft_ms",
+        "created_at",
     )
     list_filter = ("role", "is_active", "backend", "finish_reason")
     list_select_related = ("participation",)

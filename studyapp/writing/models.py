@@ -25,6 +25,8 @@ class Message(models.Model):
     turn = models.PositiveIntegerField()
     role = models.CharField(max_length=20, choices=Role.choices)
     text = models.TextField(blank=True)
+    # The page's id for a user message, so a resend after a dropped connection is not stored twice.
+    client_msg_id = models.CharField(max_length=64, blank=True)
     is_active = models.BooleanField(default=True)
     alternative_group = models.UUIDField(null=True, blank=True)
     chosen = models.BooleanField(null=True, blank=True)
@@ -44,9 +46,16 @@ class Message(models.Model):
     duration_ms = models.FloatField(null=True, blank=True)
     finish_reason = models.CharField(max_length=40, blank=True)
     error = models.TextField(blank=True)
+    # Something odd about a turn that still succeeded (e.g. a JSON reply that had to be repaired).
+    warning = models.TextField(blank=True)
 
     class Meta:
         constraints = [
+            models.UniqueConstraint(
+                fields=["participation", "client_msg_id"],
+                condition=~models.Q(client_msg_id=""),
+                name="unique_client_msg_id",
+            ),
             models.UniqueConstraint(
                 fields=["participation", "turn", "role"],
                 condition=models.Q(is_active=True),

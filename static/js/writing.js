@@ -1,0 +1,405 @@
+/* The co-writing page: chat over the study's WebSocket (protocol v1, docs/protocol.md) beside
+ * an editable document. Plain JavaScript, no build step.
+ *
+ * Model text is untrusted: it is only ever put on the page with textContent.
+ * Numbered frames (seq) are applied once: anything at or below lastSeq is ignored, and after a
+ * reconnect the server's state frame says where lastSeq now stands.
+ */
+(function () {
+  "use strict";
+
+  var cfg = JSON.parse(document.getElementById("writing-config").textContent);
+  var $ = function (id) { return document.getElementById(id); };
+  var els = {
+    status: $("status"), messages: $("messages"), input: $("chat-input"), send: $("send"),
+    stop: $("stop"), form: $("chat-form"), chatError: $("chat-error"), rating: $("rating"),
+    turnError: $("turn-error"), turnErrorText: $("turn-error-text"), retry: $("retry"),
+    doc: $("document"), docStatus: $("doc-status"), finish: $("finish"),
+    finishForm: $("finish-form"), turnCount: $("turn-count")
+  };
+
+  var HEARTBEAT_MS = 15000;
+  var DOC_DEBOUNCE_MS = 1000;
+  var MAX_EDITS_PER_SAVE = 500;
+
+  var ws = null;
+  var connected = false;
+  var gotState = false;
+  var closedForGood = false;
+  var attempts = 0;
+  var reconnectTimer = null;
+  var lastSeq = null;          // highest numbered frame applied; null before the first state
+  var streaming = null;        // {generation_id, turn, text, el}
+  var ratingDue = null;        // turn whose rating is required, or null
+  var retryTurn = null;        // turn whose reply failed, or null
+  var pendingSend = null;      // {client_msg_id, text} sent but not acknowledged
+  var ratingSending = false;
+
+  var docVersion = 0;          // the server version our text is based on
+  var docSavedText = null;     // the text the server last confirmed
+  var docLoaded = false;
+  var docTimer = null;
+  var edits = [];
+  var editsInFlight = [];
+  var docInFlight = null;      // text sent, not yet confirmed
+  var docWaiters = [];
+
+  // -- rendering ----------------------------------------------------------------------------
+  function messageEl(role, turn, text) {
+    var li = document.createElement("li");
+    li.className = "msg " + role;
+    li.dataset.turn = String(turn);
+    li.dataset.role = role;
+    var who = document.createElement("span");
+    who.className = "msg-who";
+    who.textContent = role === "user" ? "You" : "Assistant";
+    var body = document.createElement("div");
+    body.className = "msg-text";
+    body.textContent = text;
+    li.appendChild(who);
+    li.appendChild(body);
+    return li;
+  }
+
+  function setText(li, text) { li.querySelector(".msg-text").textContent = text; }
+
+  function findMsg(role, turn) {
+    return els.messages.querySelector('.msg.' + role + '[data-turn="' + turn + '"]');
+  }
+
+  function scrollChat() { els.messages.scrollTop = els.messages.scrollHeight; }
+
+  function ensureUser(turn, text) {
+    var li = findMsg("user", turn);
+    if (!li) {
+      li = messageEl("user", turn, text);
+      var next = null;
+      els.messages.querySelectorAll(".msg").forEach(function (m) {
+        if (!next && Number(m.dataset.turn) > turn) { next = m; }
+      });
+      els.messages.insertBefore(li, next);
+    }
+    return li;
+  }
+
+  function assistantEl(turn, generationId) {
+    var old = findMsg("assistant", turn);
+    if (old && old.dataset.generationId === generationId) { return old; }
+    if (old) { old.remove(); }
+    var li = messageEl("assistant", turn, "");
+    li.dataset.generationId = generationId;
+    var user = findMsg("user", turn);
+    els.messages.insertBefore(li, user ? user.nextSibling : null);
+    return li;
+  }
+
+  function turnsCompleted() {
+    return els.messages.querySelectorAll(".msg.assistant:not(.streaming):not(.failed)").length;
+  }
+
+  function setStatus(state, text) {
+    els.status.dataset.state = state;
+    els.status.textContent = text;
+  }
+
+  function showChatError(text) {
+    els.chatError.textContent = text || "";
+    els.chatError.hidden = !text;
+  }
+
+  function refresh() {
+    var done = turnsCompleted();
+    els.turnCount.textContent = String(done);
+    var canWrite = connected && gotState && !closedForGood;
+    var blocked = !!streaming || ratingDue !== null || retryTurn !== null || !!pendingSend;
+    els.input.disabled = !canWrite || !!pendingSend;
+    els.send.disabled = !canWrite || blocked || els.input.value.trim() === "";
+    els.stop.hidden = !streaming;
+    els.stop.disabled = !canWrite;
+    els.rating.hidden = ratingDue === null;
+    els.rating.querySelectorAll("[data-value]").forEach(function (b) {
+      b.disabled = !canWrite || ratingSending;
+    });
+    if (ratingDue !== null) { els.rating.dataset.turn = String(ratingDue); }
+    els.turnError.hidden = retryTurn === null || !!streaming;
+    els.retry.disabled = !canWrite;
+    els.doc.disabled = !docLoaded || closedForGood;
+    els.finish.disabled = done < cfg.min_turns || !!streaming || ratingDue !== null;
+  }
+
+  // -- the socket ---------------------------------------------------------------------------
+  function socketUrl() {
+    var scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    return scheme + "//" + location.host + cfg.ws_path + "?token=" + encodeURIComponent(cfg.token);
+  }
+
+  function connect() {
+    reconnectTimer = null;
+    setStatus(attempts ? "reconnecting" : "connecting", attempts ? "Reconnecting…" : "Connecting…");
+    ws = new WebSocket(socketUrl());
+    ws.onopen = function () {
+      connected = true;
+      send({ type: "hello", last_seq: lastSeq, focused: document.hasFocus() });
+    };
+    ws.onmessage = function (ev) {
+      var frame;
+      try { frame = JSON.parse(ev.data); } catch (e) { return; }
+      handle(frame);
+    };
+    ws.onclose = function (ev) {
+      connected = false;
+      gotState = false;
+      ws = null;
+      if (ev.code === 4401 || ev.code === 4409) { closedForGood = true; }
+      refresh();
+      if (closedForGood) { return; }
+      attempts += 1;
+      var delay = Math.min(10000, 500 * Math.pow(2, attempts - 1)) * (0.75 + Math.random() / 2);
+      setStatus("reconnecting", "Connection lost — reconnecting…");
+      reconnectTimer = setTimeout(connect, delay);
+    };
+  }
+
+  function send(frame) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) { return false; }
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  function handle(frame) {
+    if (typeof frame.seq === "number") {
+      if (lastSeq !== null && frame.seq <= lastSeq) { return; }  // already applied
+      lastSeq = frame.seq;
+    }
+    var fn = HANDLERS[frame.type];
+    if (fn) { fn(frame); }
+    refresh();
+  }
+
+  var HANDLERS = {
+    state: function (f) {
+      var keep = streaming && f.generation && f.generation.generation_id === streaming.generation_id &&
+        f.last_seq === lastSeq ? streaming.text : "";
+      els.messages.textContent = "";
+      f.messages.forEach(function (m) {
+        var li = messageEl(m.role, m.turn, m.text);
+        if (m.generation_id) { li.dataset.generationId = m.generation_id; }
+        els.messages.appendChild(li);
+      });
+      streaming = null;
+      if (f.generation) { startStreaming(f.generation.turn, f.generation.generation_id, keep); }
+      ratingDue = f.rating_due;
+      retryTurn = f.retry_turn;
+      if (retryTurn !== null) { els.turnErrorText.textContent = "The last reply was interrupted."; }
+      lastSeq = f.last_seq;
+      if (pendingSend) {
+        var stored = f.messages.some(function (m) { return m.client_msg_id === pendingSend.client_msg_id; });
+        if (stored) { els.input.value = ""; }
+        pendingSend = null;
+      }
+      loadDocument(f.document);
+      gotState = true;
+      attempts = 0;
+      setStatus("connected", "Connected");
+      scrollChat();
+    },
+    ack: function (f) {
+      if (f.of === "send") {
+        if (pendingSend && pendingSend.client_msg_id === f.client_msg_id) {
+          ensureUser(f.turn, pendingSend.text);
+          els.input.value = "";
+          pendingSend = null;
+        }
+      } else if (f.of === "rate") {
+        ratingSending = false;
+        ratingDue = null;
+      }
+    },
+    turn_start: function (f) {
+      ensureUser(f.turn, f.user_text);
+      retryTurn = null;
+      startStreaming(f.turn, f.generation_id, "");
+      scrollChat();
+    },
+    delta: function (f) {
+      if (!streaming) { return; }
+      streaming.text += f.text;
+      setText(streaming.el, streaming.text);
+      scrollChat();
+    },
+    turn_end: function (f) {
+      var li = findMsg("assistant", f.turn);
+      if (!li || li.dataset.generationId !== f.generation_id) { li = assistantEl(f.turn, f.generation_id); }
+      setText(li, f.text);
+      li.classList.remove("streaming");
+      if (f.finish_reason === "cancelled") { li.classList.add("stopped"); }
+      if (streaming && streaming.generation_id === f.generation_id) { streaming = null; }
+      scrollChat();
+    },
+    turn_error: function (f) {
+      var li = findMsg("assistant", f.turn);
+      if (li && li.dataset.generationId === f.generation_id) {
+        li.classList.remove("streaming");
+        li.classList.add("failed");
+      }
+      if (streaming && streaming.generation_id === f.generation_id) { streaming = null; }
+      retryTurn = f.turn;
+      els.turnErrorText.textContent = f.message;
+    },
+    rating_due: function (f) { ratingDue = f.turn; },
+    doc_saved: function (f) {
+      docVersion = f.version;
+      if (docInFlight !== null) { docSavedText = docInFlight; }
+      docInFlight = null;
+      editsInFlight = [];
+      els.docStatus.textContent = els.doc.value === docSavedText ? "Saved" : "Editing…";
+      var waiters = docWaiters;
+      docWaiters = [];
+      waiters.forEach(function (w) { w(); });
+    },
+    error: function (f) {
+      if (f.code === "unauthorized") {
+        closedForGood = true;
+        setStatus("closed", "This link is no longer valid. Please open the study again from your platform.");
+        return;
+      }
+      if (f.code === "not_writing") {
+        closedForGood = true;
+        setStatus("closed", "This chat has ended.");
+        if (f.next_url) { location.assign(f.next_url); }
+        return;
+      }
+      if (f.code === "not_generating") { return; }
+      if (f.of === "send") { pendingSend = null; }
+      if (f.of === "rate") { ratingSending = false; }
+      if (f.of === "doc") { docInFlight = null; edits = editsInFlight.concat(edits); editsInFlight = []; }
+      showChatError(f.message);
+    }
+  };
+
+  function startStreaming(turn, generationId, text) {
+    var li = assistantEl(turn, generationId);
+    li.classList.add("streaming");
+    li.classList.remove("failed");
+    setText(li, text);
+    streaming = { generation_id: generationId, turn: turn, text: text, el: li };
+  }
+
+  // -- chat ---------------------------------------------------------------------------------
+  function newId() {
+    if (window.crypto && crypto.randomUUID) { return crypto.randomUUID(); }
+    return String(Date.now()) + "-" + String(Math.random()).slice(2, 12);
+  }
+
+  els.form.addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var text = els.input.value;
+    if (els.send.disabled || !text.trim()) { return; }
+    showChatError("");
+    pendingSend = { client_msg_id: newId(), text: text };
+    if (!send({ type: "send", text: text, client_msg_id: pendingSend.client_msg_id })) { pendingSend = null; }
+    refresh();
+  });
+  els.input.addEventListener("keydown", function (ev) {
+    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      els.form.requestSubmit ? els.form.requestSubmit() : els.form.dispatchEvent(new Event("submit"));
+    }
+  });
+  els.input.addEventListener("input", refresh);
+  els.stop.addEventListener("click", function () { send({ type: "stop" }); });
+  els.retry.addEventListener("click", function () {
+    showChatError("");
+    send({ type: "retry" });
+  });
+  els.rating.addEventListener("click", function (ev) {
+    var button = ev.target.closest("[data-value]");
+    if (!button || ratingDue === null || ratingSending) { return; }
+    ratingSending = send({ type: "rate", turn: ratingDue, value: Number(button.dataset.value) });
+    refresh();
+  });
+
+  // -- the document -------------------------------------------------------------------------
+  function loadDocument(doc) {
+    if (!docLoaded || (els.doc.value === docSavedText && docInFlight === null)) {
+      els.doc.value = doc.text;
+      docSavedText = doc.text;
+      docVersion = doc.version;
+      docLoaded = true;
+      els.docStatus.textContent = doc.version ? "Saved" : "";
+      return;
+    }
+    // Local edits the server has not confirmed (made while offline): keep them and save now.
+    edits = editsInFlight.concat(edits);
+    editsInFlight = [];
+    docInFlight = null;
+    setTimeout(saveDocument, 0);
+  }
+
+  function saveDocument() {
+    clearTimeout(docTimer);
+    docTimer = null;
+    if (!docLoaded || docInFlight !== null) { return; }
+    var text = els.doc.value;
+    if (text === docSavedText && edits.length === 0) { return; }
+    var batch = edits.slice(0, MAX_EDITS_PER_SAVE);
+    if (!connected || !gotState) { return; }
+    if (send({ type: "doc", text: text, version_base: docVersion, edits: batch })) {
+      docInFlight = text;
+      editsInFlight = batch;
+      edits = edits.slice(batch.length);
+      els.docStatus.textContent = "Saving…";
+    }
+  }
+
+  var lastDocLength = 0;
+  els.doc.addEventListener("focus", function () { lastDocLength = els.doc.value.length; });
+  els.doc.addEventListener("input", function (ev) {
+    var len = els.doc.value.length;
+    edits.push({
+      t: Date.now(), type: ev.inputType || "input", at: els.doc.selectionStart,
+      delta: len - lastDocLength, len: len, data: ev.data ? String(ev.data).slice(0, 200) : null
+    });
+    lastDocLength = len;
+    els.docStatus.textContent = "Editing…";
+    clearTimeout(docTimer);
+    docTimer = setTimeout(saveDocument, edits.length >= MAX_EDITS_PER_SAVE ? 0 : DOC_DEBOUNCE_MS);
+  });
+  els.doc.addEventListener("blur", saveDocument);
+
+  function documentFlushed(timeoutMs) {
+    saveDocument();
+    if (docInFlight === null && els.doc.value === docSavedText) { return Promise.resolve(); }
+    return new Promise(function (resolve) {
+      docWaiters.push(resolve);
+      setTimeout(resolve, timeoutMs);
+    });
+  }
+
+  els.finishForm.addEventListener("submit", function (ev) {
+    if (els.finishForm.dataset.flushed === "1") { return; }
+    ev.preventDefault();
+    els.finish.disabled = true;
+    documentFlushed(3000).then(function () {
+      els.finishForm.dataset.flushed = "1";
+      els.finishForm.submit();
+    });
+  });
+
+  // -- presence -----------------------------------------------------------------------------
+  window.addEventListener("focus", function () { if (gotState) { send({ type: "focus" }); } });
+  window.addEventListener("blur", function () {
+    if (gotState) { send({ type: "blur" }); }
+    saveDocument();
+  });
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "hidden") { saveDocument(); }
+  });
+  window.addEventListener("pagehide", saveDocument);
+  setInterval(function () {
+    if (gotState) { send({ type: "heartbeat", focused: document.hasFocus() }); }
+  }, HEARTBEAT_MS);
+
+  refresh();
+  connect();
+})();

@@ -1,0 +1,82 @@
+"""The in-chat interaction rating: due every ``writing.rating_every`` turns, one per checkpoint.
+
+A checkpoint turn's rating is due once its reply has ended (an active assistant message that
+did not fail) and is required before the next message. The database's unique constraint on
+(participation, scale, turn) is what finally guarantees one rating per checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from studyapp.feedback.models import Rating, Scale
+from studyapp.participants.models import Participation, Status
+from studyapp.studies.spec import rating_turns
+from studyapp.writing.models import Message, Role
+
+
+class RatingRefused(Exception):
+    """The rating is not acceptable; ``code`` is the protocol's error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def interaction_scale(spec: dict[str, Any]) -> dict[str, Any]:
+    return spec["scales"]["interaction"]
+
+
+def interaction_rating_due(*, participation: Participation) -> int | None:
+    """The earliest completed checkpoint turn that has no interaction rating yet."""
+    spec = participation.version.spec
+    completed = Message.objects.filter(
+        participation=participation, role=Role.ASSISTANT, is_active=True, error=""
+    ).values_list("turn", flat=True)
+    checkpoints = sorted({t for t in completed if rating_turns(spec, t)})
+    if not checkpoints:
+        return None
+    rated = set(
+        Rating.objects.filter(
+            participation=participation, scale=Scale.INTERACTION, turn__in=checkpoints
+        ).values_list("turn", flat=True)
+    )
+    return next((t for t in checkpoints if t not in rated), None)
+
+
+def interaction_rating_submit(*, participation_id: int, turn: Any, value: Any) -> Rating:
+    """Store the interaction rating for checkpoint ``turn``.
+
+    Raises :class:`RatingRefused` (code ``bad_rating``) when the value is off the study's scale,
+    the turn is not a checkpoint whose reply has ended, or it was already rated.
+    """
+    with transaction.atomic():
+        participation = (
+            Participation.objects.select_for_update(of=("self",))
+            .select_related("version")
+            .get(pk=participation_id)
+        )
+        if participation.status != Status.WRITING:
+            raise RatingRefused("not_writing", "This chat has ended.")
+        scale = interaction_scale(participation.version.spec)
+        _check_value(value, scale)
+        if not isinstance(turn, int) or isinstance(turn, bool):
+            raise RatingRefused("bad_rating", "turn must be a whole number.")
+        if turn != interaction_rating_due(participation=participation):
+            raise RatingRefused("bad_rating", f"No rating is due for turn {turn}.")
+        try:
+            with transaction.atomic():
+                return Rating.objects.create(
+                    participation=participation, scale=Scale.INTERACTION, turn=turn, value=value
+                )
+        except IntegrityError as exc:  # a concurrent submission for the same checkpoint won
+            raise RatingRefused("bad_rating", f"Turn {turn} is already rated.") from exc
+
+
+def _check_value(value: Any, scale: dict[str, Any]) -> None:
+    low, high = scale["min"], scale["max"]
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise RatingRefused("bad_rating", f"The rating must be a whole number, {low} to {high}.")

@@ -1,0 +1,59 @@
+"""Presence on the writing page: last seen, active (focused) time and focus losses.
+
+The page reports ``focus``/``blur`` when its tab gains or loses focus and a ``heartbeat`` about
+every 15 seconds. Active time accrues only between two reports while the page was focused, and
+each gap counts at most ``ACTIVE_GAP_CAP_S``: a laptop that slept with the tab focused does not
+earn hours of active time. Heartbeats update the counters without an event row each (they would
+be most of the table); focus, blur, connect, reconnect and disconnect each log one row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from studyapp.participants.models import EventKind, Participation, ParticipationEvent
+
+HEARTBEAT_INTERVAL_S = 15
+ACTIVE_GAP_CAP_S = 2 * HEARTBEAT_INTERVAL_S
+
+# Kinds that log an event row; heartbeats only move the counters.
+LOGGED_KINDS = frozenset(
+    {EventKind.FOCUS, EventKind.BLUR, EventKind.CONNECT, EventKind.RECONNECT, EventKind.DISCONNECT}
+)
+
+
+def active_increment(
+    *, since: float | None, now: float, focused: bool, cap: float = ACTIVE_GAP_CAP_S
+) -> float:
+    """Seconds of active time between two reports (monotonic clock readings)."""
+    if since is None or not focused or now <= since:
+        return 0.0
+    return min(now - since, cap)
+
+
+def activity_record(
+    *,
+    participation_id: int,
+    kind: EventKind,
+    active_delta: float = 0.0,
+    focus_lost: bool = False,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Mark the participant seen now, add ``active_delta`` seconds of active time, count a focus
+    loss when ``focus_lost``, and log an event row for every kind but heartbeats."""
+    now = timezone.now()
+    updates: dict[str, Any] = {"last_seen_at": now}
+    if active_delta > 0:
+        updates["active_seconds"] = F("active_seconds") + active_delta
+    if focus_lost:
+        updates["focus_losses"] = F("focus_losses") + 1
+    with transaction.atomic():
+        Participation.objects.filter(pk=participation_id).update(**updates)
+        if kind in LOGGED_KINDS:
+            ParticipationEvent.objects.create(
+                participation_id=participation_id, kind=kind, data=data or {}
+            )

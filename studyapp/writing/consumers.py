@@ -1,0 +1,250 @@
+"""The writing page's socket (protocol v1, docs/protocol.md).
+
+Thin by design: authenticate by the signed token, parse and validate each frame, call one
+service, and relay the participation's numbered frames. Generations run in the relay, never in
+``receive()``, so a "stop" is handled at once and a dropped socket loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from studyapp.feedback.ratings import RatingRefused, interaction_rating_submit
+from studyapp.participants.activity import active_increment, activity_record
+from studyapp.participants.models import EventKind
+from studyapp.writing import protocol, relay
+from studyapp.writing.framestore import Frame, frame_store
+from studyapp.writing.protocol import ProtocolError, error_frame
+from studyapp.writing.selectors import (
+    chat_state,
+    page_settings,
+    participation_next_url,
+    socket_access,
+)
+from studyapp.writing.services import (
+    WritingRefused,
+    document_save,
+    message_send,
+    turn_retry,
+)
+
+log = logging.getLogger(__name__)
+
+
+class WritingConsumer(AsyncWebsocketConsumer):
+    participation_id: int | None = None
+    public_id = ""
+    # Highest seq sent on this socket; None until hello (frames before it are replayed by it).
+    sent_seq: int | None = None
+    focused = False
+    last_tick: float | None = None
+
+    # -- connection ---------------------------------------------------------------------------
+    async def connect(self) -> None:
+        slug = self.scope["url_route"]["kwargs"]["slug"]
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
+        token = (query.get("token") or [""])[0]
+        access = await database_sync_to_async(socket_access)(slug=slug, token=token)
+        await self.accept()
+        if access.error is not None:
+            code = (
+                protocol.CLOSE_NOT_WRITING
+                if access.error == "not_writing"
+                else protocol.CLOSE_UNAUTHORIZED
+            )
+            extra = {"next_url": access.next_url} if access.next_url else {}
+            await self._send(error_frame(access.error, **extra))
+            await self.close(code=code)
+            return
+        self.participation_id = access.participation_id
+        self.public_id = access.public_id
+
+    async def disconnect(self, code: int) -> None:
+        if self.participation_id is None:
+            return
+        await self.channel_layer.group_discard(relay.group_name(self.public_id), self.channel_name)
+        if self.sent_seq is not None:
+            await self._activity(EventKind.DISCONNECT, data={"code": code})
+
+    # -- frames from the page -----------------------------------------------------------------
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.participation_id is None:
+            return
+        kind = None
+        try:
+            frame = protocol.decode(text_data, bytes_data)
+            kind = frame["type"]
+            handler = self.HANDLERS.get(kind)
+            if handler is None:
+                raise ProtocolError("unknown_type", f"Unknown frame type {kind!r}.", field="type")
+            if self.sent_seq is None and kind != "hello":
+                raise ProtocolError("hello_required")
+            await handler(self, frame)
+        except ProtocolError as exc:
+            await self._send(error_frame(exc.code, exc.message, of=kind, field=exc.field))
+        except (WritingRefused, RatingRefused) as exc:
+            await self._refused(exc.code, exc.message, kind)
+        except Exception:
+            log.exception("writing socket: %s frame failed", kind)
+            await self._send(error_frame("server_error", of=kind))
+
+    async def _refused(self, code: str, message: str, kind: str | None) -> None:
+        extra = {}
+        if code == "not_writing":
+            next_url = await database_sync_to_async(participation_next_url)(
+                participation_id=self.participation_id
+            )
+            extra = {"next_url": next_url} if next_url else {}
+        await self._send(error_frame(code, message, of=kind, **extra))
+
+    async def on_hello(self, frame: dict[str, Any]) -> None:
+        hello = protocol.parse_hello(frame)
+        # Join the group before reading anything: a frame published after the reads below
+        # arrives through the group, one published before is in the replay.
+        await self.channel_layer.group_add(relay.group_name(self.public_id), self.channel_name)
+        state = await database_sync_to_async(chat_state)(participation_id=self.participation_id)
+        snapshot = await frame_store().snapshot(self.public_id)
+        resume = relay.resume_plan(
+            pending_turn=state.pending_turn, snapshot=snapshot, client_seq=hello.last_seq
+        )
+        await self._send(
+            {
+                "type": "state",
+                "protocol": protocol.PROTOCOL_VERSION,
+                "messages": state.messages,
+                "turns_completed": state.turns_completed,
+                "rating_due": state.rating_due,
+                "generation": resume.generation,
+                "retry_turn": resume.retry_turn,
+                "document": {"text": state.document_text, "version": state.document_version},
+                "last_seq": resume.last_seq,
+                **page_settings(spec=state.spec),
+                "limits": {
+                    "max_message_chars": settings.MAX_MESSAGE_CHARS,
+                    "max_document_chars": settings.MAX_DOCUMENT_CHARS,
+                    "max_frame_bytes": settings.MAX_WS_FRAME_BYTES,
+                },
+            }
+        )
+        self.sent_seq = resume.last_seq
+        for replayed in resume.frames:
+            await self._deliver(replayed)
+        first = self.last_tick is None
+        self.focused, self.last_tick = hello.focused, time.monotonic()
+        kind = EventKind.CONNECT if hello.last_seq is None and first else EventKind.RECONNECT
+        await self._activity(kind, data={"last_seq": hello.last_seq})
+
+    async def on_send(self, frame: dict[str, Any]) -> None:
+        send = protocol.parse_send(frame)
+        if await relay.generation_in_flight(self.public_id):
+            raise ProtocolError("busy")
+        plan = await database_sync_to_async(message_send)(
+            participation_id=self.participation_id,
+            text=send.text,
+            client_msg_id=send.client_msg_id,
+        )
+        if not plan.duplicate:
+            await relay.generation_start(plan)
+        ack = {"type": "ack", "of": "send", "turn": plan.turn, "client_msg_id": send.client_msg_id}
+        await self._send({**ack, "duplicate": plan.duplicate})
+
+    async def on_retry(self, frame: dict[str, Any]) -> None:
+        if await relay.generation_in_flight(self.public_id):
+            raise ProtocolError("busy")
+        plan = await database_sync_to_async(turn_retry)(participation_id=self.participation_id)
+        await relay.generation_start(plan)
+        await self._send({"type": "ack", "of": "retry", "turn": plan.turn})
+
+    async def on_stop(self, frame: dict[str, Any]) -> None:
+        if not await relay.generation_stop(self.public_id):
+            raise ProtocolError("not_generating")
+
+    async def on_rate(self, frame: dict[str, Any]) -> None:
+        rate = protocol.parse_rate(frame)
+        await database_sync_to_async(interaction_rating_submit)(
+            participation_id=self.participation_id, turn=rate.turn, value=rate.value
+        )
+        await self._send({"type": "ack", "of": "rate", "turn": rate.turn, "value": rate.value})
+
+    async def on_doc(self, frame: dict[str, Any]) -> None:
+        doc = protocol.parse_doc(frame)
+        saved = await database_sync_to_async(document_save)(
+            participation_id=self.participation_id,
+            text=doc.text,
+            version_base=doc.version_base,
+            edits=doc.edits,
+        )
+        await self._send(
+            {"type": "doc_saved", "version": saved.version, "conflict": saved.conflict}
+        )
+
+    async def on_focus(self, frame: dict[str, Any]) -> None:
+        await self._activity(EventKind.FOCUS, focused_after=True)
+
+    async def on_blur(self, frame: dict[str, Any]) -> None:
+        await self._activity(EventKind.BLUR, focused_after=False, focus_lost=self.focused)
+
+    async def on_heartbeat(self, frame: dict[str, Any]) -> None:
+        await self._activity(EventKind.HEARTBEAT, focused_after=protocol.parse_heartbeat(frame))
+
+    HANDLERS = {
+        "hello": on_hello,
+        "send": on_send,
+        "retry": on_retry,
+        "stop": on_stop,
+        "rate": on_rate,
+        "doc": on_doc,
+        "focus": on_focus,
+        "blur": on_blur,
+        "heartbeat": on_heartbeat,
+    }
+
+    # -- frames from the relay ----------------------------------------------------------------
+    async def relay_frames(self, event: dict[str, Any]) -> None:
+        for frame in event["frames"]:
+            await self._deliver(frame)
+
+    async def _deliver(self, frame: Frame) -> None:
+        """Send a numbered frame once, in order: drop what was sent, backfill a gap."""
+        if self.sent_seq is None or frame["seq"] <= self.sent_seq:
+            return
+        if frame["seq"] > self.sent_seq + 1:
+            # The channel layer dropped something (a full channel): take it from the buffer.
+            for missed in await frame_store().frames_after(self.public_id, self.sent_seq):
+                if missed["seq"] < frame["seq"]:
+                    await self._send(missed)
+        await self._send(frame)
+        self.sent_seq = frame["seq"]
+
+    # -- helpers ------------------------------------------------------------------------------
+    async def _send(self, frame: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(frame))
+
+    async def _activity(
+        self,
+        kind: EventKind,
+        *,
+        focused_after: bool | None = None,
+        focus_lost: bool = False,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        now = time.monotonic()
+        delta = active_increment(since=self.last_tick, now=now, focused=self.focused)
+        self.last_tick = now
+        if focused_after is not None:
+            self.focused = focused_after
+        await database_sync_to_async(activity_record)(
+            participation_id=self.participation_id,
+            kind=kind,
+            active_delta=delta,
+            focus_lost=focus_lost,
+            data=data,
+        )

@@ -1,0 +1,178 @@
+"""The writing page's WebSocket protocol, v1 (docs/protocol.md): frame parsing and error codes.
+
+Parsing is pure: each client frame type has a parser that returns its validated fields or
+raises :class:`ProtocolError`. Rules that need the database (busy, rating due, ...) are
+checked by the services and reported with the same error frame.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+PROTOCOL_VERSION = "v1"
+
+# Close codes for connections refused at the door (the error frame before the close says why).
+CLOSE_UNAUTHORIZED = 4401  # forged, expired or foreign token, or another study's URL
+CLOSE_NOT_WRITING = 4409  # the participation is not on the writing step (any more)
+
+ERROR_CODES = {
+    "unauthorized": "The link is not valid for this study; reload the page from your platform.",
+    "not_writing": "This chat has ended.",
+    "bad_json": "Frames must be JSON objects sent as text.",
+    "frame_too_large": "The frame is larger than the server accepts.",
+    "unknown_type": "Unknown frame type.",
+    "bad_field": "A field is missing or has the wrong type.",
+    "hello_required": "Send hello first.",
+    "message_empty": "The message is empty.",
+    "message_too_long": "The message is too long.",
+    "busy": "The assistant is still replying.",
+    "rating_required": "Please rate the conversation before sending another message.",
+    "retry_required": "The last reply did not arrive; retry it before sending.",
+    "nothing_to_retry": "There is no failed reply to retry.",
+    "not_generating": "No reply is being generated.",
+    "bad_rating": "That rating is not accepted.",
+    "max_turns": "The chat has reached its maximum number of messages.",
+    "doc_too_long": "The document is too long.",
+    "server_error": "Something went wrong on our side; please try again.",
+}
+
+_CLIENT_MSG_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message or ERROR_CODES[code])
+        self.code = code
+        self.message = message or ERROR_CODES[code]
+        self.field = field
+
+
+def error_frame(
+    code: str, message: str = "", *, of: str | None = None, field: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message or ERROR_CODES[code]}
+    if of:
+        frame["of"] = of
+    if field:
+        frame["field"] = field
+    return {**frame, **extra}
+
+
+def decode(text: str | None, data: bytes | None) -> dict[str, Any]:
+    """The JSON object in a text frame, within the size limit."""
+    if text is None:
+        raise ProtocolError("bad_json", "Frames must be sent as text, not binary.")
+    limit = settings.MAX_WS_FRAME_BYTES
+    if len(text) > limit or (len(text) * 4 > limit and len(text.encode("utf-8")) > limit):
+        raise ProtocolError("frame_too_large", f"Frames are limited to {limit} bytes.")
+    try:
+        frame = json.loads(text)
+    except ValueError as exc:
+        raise ProtocolError("bad_json", "The frame is not valid JSON.") from exc
+    if not isinstance(frame, dict):
+        raise ProtocolError("bad_json", "A frame must be a JSON object.")
+    if not isinstance(frame.get("type"), str):
+        raise ProtocolError("bad_field", "Every frame needs a string 'type'.", field="type")
+    return frame
+
+
+def _int(frame: dict[str, Any], name: str, *, minimum: int | None = None) -> int:
+    value = frame.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ProtocolError("bad_field", f"'{name}' must be a whole number.", field=name)
+    if minimum is not None and value < minimum:
+        raise ProtocolError("bad_field", f"'{name}' must be at least {minimum}.", field=name)
+    return value
+
+
+def _optional_bool(frame: dict[str, Any], name: str, default: bool | None) -> bool | None:
+    value = frame.get(name, default)
+    if value is not None and not isinstance(value, bool):
+        raise ProtocolError("bad_field", f"'{name}' must be true or false.", field=name)
+    return value
+
+
+@dataclass(frozen=True)
+class Hello:
+    last_seq: int | None
+    focused: bool
+
+
+def parse_hello(frame: dict[str, Any]) -> Hello:
+    last_seq = None
+    if frame.get("last_seq") is not None:
+        last_seq = _int(frame, "last_seq", minimum=0)
+    return Hello(last_seq=last_seq, focused=bool(_optional_bool(frame, "focused", True)))
+
+
+@dataclass(frozen=True)
+class Send:
+    text: str
+    client_msg_id: str
+
+
+def parse_send(frame: dict[str, Any]) -> Send:
+    text = frame.get("text")
+    if not isinstance(text, str):
+        raise ProtocolError("bad_field", "'text' must be a string.", field="text")
+    if not text.strip():
+        raise ProtocolError("message_empty", field="text")
+    if len(text) > settings.MAX_MESSAGE_CHARS:
+        raise ProtocolError(
+            "message_too_long",
+            f"Messages are limited to {settings.MAX_MESSAGE_CHARS} characters.",
+            field="text",
+        )
+    client_msg_id = frame.get("client_msg_id", "")
+    if client_msg_id != "" and (
+        not isinstance(client_msg_id, str) or not _CLIENT_MSG_ID.match(client_msg_id)
+    ):
+        raise ProtocolError(
+            "bad_field",
+            "'client_msg_id' must be 1-64 letters, digits, - or _.",
+            field="client_msg_id",
+        )
+    return Send(text=text, client_msg_id=client_msg_id)
+
+
+@dataclass(frozen=True)
+class Rate:
+    turn: int
+    value: int
+
+
+def parse_rate(frame: dict[str, Any]) -> Rate:
+    return Rate(turn=_int(frame, "turn", minimum=1), value=_int(frame, "value"))
+
+
+@dataclass(frozen=True)
+class Doc:
+    text: str
+    version_base: int
+    edits: list[dict[str, Any]]
+
+
+def parse_doc(frame: dict[str, Any]) -> Doc:
+    text = frame.get("text")
+    if not isinstance(text, str):
+        raise ProtocolError("bad_field", "'text' must be a string.", field="text")
+    if len(text) > settings.MAX_DOCUMENT_CHARS:
+        raise ProtocolError(
+            "doc_too_long",
+            f"The document is limited to {settings.MAX_DOCUMENT_CHARS} characters.",
+            field="text",
+        )
+    edits = frame.get("edits", [])
+    if not isinstance(edits, list) or not all(isinstance(e, dict) for e in edits):
+        raise ProtocolError("bad_field", "'edits' must be a list of objects.", field="edits")
+    return Doc(text=text, version_base=_int(frame, "version_base", minimum=0), edits=edits)
+
+
+def parse_heartbeat(frame: dict[str, Any]) -> bool | None:
+    """The page's focus at the heartbeat, when it says."""
+    return _optional_bool(frame, "focused", None)

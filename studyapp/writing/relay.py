@@ -1,0 +1,290 @@
+"""The generation relay: model deltas to numbered frames, decoupled from any socket.
+
+A generation runs as its own asyncio task in the ASGI process that accepted the message. It
+coalesces the model's deltas into frames (the first at once, then at most one every
+``FLUSH_INTERVAL_S``), numbers each frame and appends it to the shared :mod:`framestore`, then
+sends it to the participation's channel-layer group. Sockets only listen: a dropped connection
+neither stops nor loses a reply, and a client that reconnects (to any process) is given what it
+missed by :func:`resume_plan`. "Stop" reaches the generation through a channel-layer channel
+that the generation owns, so it works from any process. The turn is written to the database
+once, when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from studyapp.writing.framestore import Frame, Snapshot, frame_store
+from studyapp.writing.services import TurnPlan, turn_record
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.05
+KEEPALIVE_S = 5.0
+MODEL_ERROR_MESSAGE = (
+    "Sorry, the assistant could not reply just now. Please press Retry to try again."
+)
+END_TYPES = frozenset({"turn_end", "turn_error"})
+CANCEL_MESSAGE_TYPE = "generation.cancel"
+
+# Strong references: the event loop only keeps weak ones to running tasks.
+_running: set[asyncio.Task[None]] = set()
+
+
+def group_name(public_id: str) -> str:
+    return f"writing.{public_id}"
+
+
+def generation_timeout_s() -> float:
+    return float(getattr(settings, "GENERATION_TIMEOUT_S", 600))
+
+
+async def publish(public_id: str, frames: list[Frame]) -> None:
+    if frames:
+        await get_channel_layer().group_send(
+            group_name(public_id), {"type": "relay.frames", "frames": frames}
+        )
+
+
+async def generation_start(plan: TurnPlan) -> str:
+    """Mark a generation in flight for ``plan``, announce it, and start it as its own task."""
+    layer = get_channel_layer()
+    generation_id = str(uuid.uuid4())
+    cancel_channel = await layer.new_channel()
+    marker = {"generation_id": generation_id, "turn": plan.turn, "cancel_channel": cancel_channel}
+    start = {
+        "type": "turn_start",
+        "turn": plan.turn,
+        "generation_id": generation_id,
+        "user_text": plan.user_text,
+    }
+    frame = await frame_store().begin(plan.public_id, marker, start)
+    await publish(plan.public_id, [frame])
+    task = asyncio.get_running_loop().create_task(
+        _generation_run(plan, generation_id, cancel_channel),
+        name=f"generation-{generation_id}",
+    )
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+    return generation_id
+
+
+async def generation_stop(public_id: str) -> bool:
+    """Ask the generation in flight (in whichever process) to stop; False when none is."""
+    marker = await frame_store().generation(public_id)
+    if marker is None:
+        return False
+    await get_channel_layer().send(marker["cancel_channel"], {"type": CANCEL_MESSAGE_TYPE})
+    return True
+
+
+async def generation_in_flight(public_id: str) -> bool:
+    return await frame_store().generation(public_id) is not None
+
+
+async def generations_wait(limit_s: float | None = None) -> bool:
+    """Wait for this process's generations to end (tests, graceful shutdown); True if all did."""
+    pending = set(_running)
+    if not pending:
+        return True
+    _, still = await asyncio.wait(pending, timeout=limit_s)
+    return not still
+
+
+def _build_arm(config: dict[str, Any]) -> Any:
+    from collab_models.arms import build_arm
+
+    return build_arm(
+        config, base_dir=settings.BASE_DIR, offline_rate=settings.OFFLINE_TOKENS_PER_SECOND
+    )
+
+
+class _Generation:
+    """One reply being streamed: reads the model, flushes frames, honours stop and timeout."""
+
+    def __init__(self, plan: TurnPlan, generation_id: str, cancel_channel: str) -> None:
+        self.plan = plan
+        self.key = plan.public_id
+        self.generation_id = generation_id
+        self.cancel_channel = cancel_channel
+        self.seed = secrets.randbelow(2**31)
+        self.shown: list[str] = []  # every delta published, i.e. what the participant saw
+        self.pending: list[str] = []
+        self.wake = asyncio.Event()
+        self.stream: Any = None
+        self.error: BaseException | None = None
+        self.cancelled = False
+
+    async def _read(self) -> None:
+        async for delta in self.stream:
+            self.pending.append(delta)
+            self.wake.set()
+
+    async def _flush(self) -> None:
+        if not self.pending:
+            return
+        text = "".join(self.pending)
+        self.pending.clear()
+        self.shown.append(text)
+        frames = await frame_store().append(self.key, [{"type": "delta", "text": text}])
+        await publish(self.key, frames)
+
+    async def _wait(self, tasks: set[asyncio.Future[Any]], limit_s: float) -> bool:
+        done, _ = await asyncio.wait(tasks, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
+        return bool(done)
+
+    async def run(self) -> dict[str, Any]:
+        """Stream the reply; return the turn's record as a dict."""
+        layer = get_channel_layer()
+        cancel = asyncio.ensure_future(layer.receive(self.cancel_channel))
+        reader: asyncio.Future[None] | None = None
+        try:
+            self.stream = _build_arm(self.plan.condition_config).reply(
+                self.plan.history, seed=self.seed
+            )
+            reader = asyncio.ensure_future(self._read())
+            await self._pump(reader, cancel)
+            if cancel.done() and not reader.done():
+                self.cancelled = True
+                await self._close(reader)
+            elif not reader.done():  # timed out
+                self.error = TimeoutError(f"no end after {generation_timeout_s():.0f} s")
+                await self._close(reader)
+            elif reader.exception() is not None:
+                self.error = reader.exception()
+            await self._flush()
+        except Exception as exc:  # a broken arm config or a relay bug ends the turn as failed
+            log.exception("generation %s failed", self.generation_id)
+            self.error = exc
+            if reader is not None and not reader.done():
+                reader.cancel()
+        finally:
+            if not cancel.done():
+                cancel.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await cancel
+        return self._record()
+
+    async def _pump(self, reader: asyncio.Future[None], cancel: asyncio.Future[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + generation_timeout_s()
+        while not (reader.done() or cancel.done()) and loop.time() < deadline:
+            if not self.pending:
+                self.wake.clear()
+                waiter = asyncio.ensure_future(self.wake.wait())
+                woke = await self._wait({reader, cancel, waiter}, KEEPALIVE_S)
+                waiter.cancel()
+                if not woke:  # a slow model: keep the in-flight marker alive
+                    await frame_store().touch(self.key)
+                    continue
+            # Leading edge: the first delta after a pause goes out at once; the rest coalesce.
+            await self._flush()
+            await self._wait({reader, cancel}, FLUSH_INTERVAL_S)
+
+    async def _close(self, reader: asyncio.Future[None]) -> None:
+        await self.stream.aclose()
+        if not await self._wait({reader}, 5.0):
+            reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+
+    def _record(self) -> dict[str, Any]:
+        record = self.stream.record if self.stream is not None else None
+        out: dict[str, Any] = record.as_dict() if record is not None else {}
+        config = self.plan.condition_config
+        out.setdefault("backend", config.get("backend", ""))
+        out.setdefault("model", config.get("model", ""))
+        shown = "".join(self.shown)
+        if self.cancelled:
+            out.update(finish_reason="cancelled", text=shown)
+        if self.error is not None:
+            message = out.get("error") or f"{type(self.error).__name__}: {self.error}"
+            out.update(
+                finish_reason="error",
+                text=shown,
+                error=message,
+                permanent=bool(getattr(self.error, "permanent", False)),
+            )
+        out.setdefault("text", shown)
+        return out
+
+
+async def _generation_run(plan: TurnPlan, generation_id: str, cancel_channel: str) -> None:
+    generation = _Generation(plan, generation_id, cancel_channel)
+    base = {"turn": plan.turn, "generation_id": generation_id}
+    frames: list[Frame]
+    try:
+        record = await generation.run()
+        await database_sync_to_async(turn_record)(
+            participation_id=plan.participation_id,
+            turn=plan.turn,
+            generation_id=generation_id,
+            record=record,
+            seed=generation.seed,
+        )
+        if record["finish_reason"] == "error":
+            frames = [{"type": "turn_error", **base, "message": MODEL_ERROR_MESSAGE, "retry": True}]
+        else:
+            frames = [
+                {
+                    "type": "turn_end",
+                    **base,
+                    "finish_reason": record["finish_reason"],
+                    "text": record["text"],
+                }
+            ]
+            if plan.rating_checkpoint:
+                frames.append({"type": "rating_due", "turn": plan.turn})
+    except Exception:
+        # The turn could not be stored; the participant can retry it (it is still unanswered).
+        log.exception("generation %s could not be recorded", generation_id)
+        frames = [{"type": "turn_error", **base, "message": MODEL_ERROR_MESSAGE, "retry": True}]
+    try:
+        frames = await frame_store().end(plan.public_id, generation_id, frames)
+        await publish(plan.public_id, frames)
+    except Exception:
+        log.exception("generation %s could not publish its end", generation_id)
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What a (re)connecting client gets after its ``state`` frame."""
+
+    generation: dict[str, Any] | None  # {"generation_id", "turn"} still streaming
+    retry_turn: int | None  # unanswered turn with nothing in flight: offer Retry
+    last_seq: int  # the client's new "last seen"; ``frames`` all come after it
+    frames: list[Frame]
+
+
+def resume_plan(*, pending_turn: int | None, snapshot: Snapshot, client_seq: int | None) -> Resume:
+    """Decide what to replay, given the database (read first) and the store (read second).
+
+    A client that already holds part of the streaming reply (``client_seq`` within it) resumes
+    after ``client_seq``; any other client gets the reply in flight from its turn_start.
+    """
+    frames, tail, marker = snapshot.frames, snapshot.tail, snapshot.generation
+    if pending_turn is None:
+        # Finished turns come from the database; a turn_end still on its way is idempotent.
+        return Resume(None, None, tail, [])
+    if marker is not None and marker["turn"] == pending_turn:
+        start = marker["start_seq"]
+        resumes = client_seq is not None and start <= client_seq <= tail
+        after = client_seq if resumes and client_seq is not None else start - 1
+        generation = {"generation_id": marker["generation_id"], "turn": marker["turn"]}
+        return Resume(generation, None, after, [f for f in frames if f["seq"] > after])
+    starts = [f for f in frames if f["type"] == "turn_start" and f["turn"] == pending_turn]
+    if starts and any(f["type"] in END_TYPES and f["seq"] > starts[-1]["seq"] for f in frames):
+        # The generation ended between the two reads: replay it whole, end included.
+        after = starts[-1]["seq"] - 1
+        return Resume(None, None, after, [f for f in frames if f["seq"] > after])
+    return Resume(None, pending_turn, tail, [])

@@ -1,0 +1,150 @@
+"""Reads for the writing page: the conversation, the document and where the chat stands."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.urls import NoReverseMatch
+
+from studyapp.feedback.ratings import interaction_rating_due, interaction_scale
+from studyapp.participants.access import step_url
+from studyapp.participants.models import Participation, Status
+from studyapp.participants.tokens import participation_id_from_token
+from studyapp.writing.models import DocumentVersion, Message, Role
+
+
+@dataclass(frozen=True)
+class ChatState:
+    """The database's side of the chat, as the page needs it after a (re)connect."""
+
+    status: str
+    messages: list[dict[str, Any]]
+    # The user turn that has no reply yet (being generated, failed or interrupted).
+    pending_turn: int | None
+    turns_completed: int
+    rating_due: int | None
+    document_text: str
+    document_version: int
+    spec: dict[str, Any]
+
+
+def active_messages(*, participation_id: int) -> list[Message]:
+    """The conversation as the participant and the model see it, in order."""
+    return list(
+        Message.objects.filter(participation_id=participation_id, is_active=True).order_by(
+            "turn", "id"
+        )
+    )
+
+
+def chat_history(messages: list[Message]) -> list[dict[str, str]]:
+    """Messages as the model's chat history (``collab_models.base.ChatMessage`` dicts)."""
+    return [{"role": m.role, "content": m.text} for m in messages]
+
+
+def pending_turn(messages: list[Message]) -> int | None:
+    replied = {m.turn for m in messages if m.role == Role.ASSISTANT}
+    asked = [m.turn for m in messages if m.role == Role.USER and m.turn not in replied]
+    return max(asked) if asked else None
+
+
+def latest_document(*, participation_id: int) -> DocumentVersion | None:
+    return (
+        DocumentVersion.objects.filter(participation_id=participation_id)
+        .order_by("-number")
+        .first()
+    )
+
+
+def message_public(message: Message) -> dict[str, Any]:
+    """A message as the participant may see it: no backend, model or record fields."""
+    out: dict[str, Any] = {"turn": message.turn, "role": message.role, "text": message.text}
+    if message.role == Role.ASSISTANT:
+        out["generation_id"] = str(message.generation_id)
+        out["finish_reason"] = message.finish_reason
+    elif message.client_msg_id:
+        out["client_msg_id"] = message.client_msg_id
+    return out
+
+
+def chat_state(*, participation_id: int) -> ChatState:
+    participation = Participation.objects.select_related("version").get(pk=participation_id)
+    messages = active_messages(participation_id=participation_id)
+    document = latest_document(participation_id=participation_id)
+    return ChatState(
+        status=participation.status,
+        messages=[message_public(m) for m in messages],
+        pending_turn=pending_turn(messages),
+        turns_completed=sum(1 for m in messages if m.role == Role.ASSISTANT and not m.error),
+        rating_due=interaction_rating_due(participation=participation),
+        document_text=document.text if document else "",
+        document_version=document.number if document else 0,
+        spec=participation.version.spec,
+    )
+
+
+def page_settings(*, spec: dict[str, Any]) -> dict[str, Any]:
+    """The study rules the page enforces client-side (the server enforces them again)."""
+    writing = spec["writing"]
+    scale = interaction_scale(spec)
+    return {
+        "min_turns": writing["min_turns"],
+        "max_turns": writing["max_turns"],
+        "rating_every": writing["rating_every"],
+        "rating_scale": {
+            "min": scale["min"],
+            "max": scale["max"],
+            "question": scale["question"],
+            "anchors": {str(k): v for k, v in (scale.get("anchors") or {}).items()},
+        },
+    }
+
+
+@dataclass(frozen=True)
+class SocketAccess:
+    """Who a socket belongs to, or why it is refused (``error`` is a protocol error code)."""
+
+    participation_id: int | None = None
+    public_id: str = ""
+    error: str | None = None
+    next_url: str = ""
+
+
+def socket_access(*, slug: str, token: str) -> SocketAccess:
+    """The participation a socket's token names, if it is on this study's writing step.
+
+    The signed token is the only credential, so a socket can reach nothing but the
+    participation it was issued for.
+    """
+    public_id = participation_id_from_token(token) if token else None
+    if public_id is None:
+        return SocketAccess(error="unauthorized")
+    key = _uuid_or_none(public_id)
+    participations = Participation.objects.select_related("study")
+    participation = participations.filter(public_id=key, study__slug=slug).first() if key else None
+    if participation is None:
+        return SocketAccess(error="unauthorized")
+    if participation.status != Status.WRITING:
+        return SocketAccess(error="not_writing", next_url=_next_url(participation))
+    return SocketAccess(participation_id=participation.pk, public_id=participation.public_id.hex)
+
+
+def participation_next_url(*, participation_id: int) -> str:
+    participation = Participation.objects.select_related("study").get(pk=participation_id)
+    return _next_url(participation)
+
+
+def _next_url(participation: Participation) -> str:
+    try:
+        return step_url(participation)
+    except NoReverseMatch:  # a step whose page is not installed
+        return ""
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None

@@ -1,0 +1,245 @@
+"""Writes for the writing page: user messages, finished turns and document saves.
+
+Each write locks the participation row first, so two tabs (or a tab and a reconnect) cannot
+both pass the "may I send now?" checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from studyapp.feedback.ratings import interaction_rating_due
+from studyapp.participants.models import EventKind, Participation, ParticipationEvent, Status
+from studyapp.studies.spec import rating_turns
+from studyapp.writing.models import DocumentVersion, EditBatch, Message, Role
+from studyapp.writing.selectors import (
+    active_messages,
+    chat_history,
+    latest_document,
+    pending_turn,
+)
+
+MAX_EDIT_EVENTS = 2000
+
+
+class WritingRefused(Exception):
+    """The request breaks a rule of the chat; ``code`` is the protocol's error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class TurnPlan:
+    """Everything a generation needs, read inside the transaction that allowed it."""
+
+    participation_id: int
+    public_id: str
+    turn: int
+    user_text: str
+    history: list[dict[str, str]] = field(default_factory=list)
+    condition_config: dict[str, Any] = field(default_factory=dict)
+    # An interaction rating is due once this turn's reply has ended.
+    rating_checkpoint: bool = False
+    # True when the message was already stored (a resend): nothing new to generate.
+    duplicate: bool = False
+
+
+def _locked_writing(participation_id: int) -> Participation:
+    participation = (
+        Participation.objects.select_for_update(of=("self",))
+        .select_related("version", "condition")
+        .get(pk=participation_id)
+    )
+    if participation.status != Status.WRITING or participation.condition is None:
+        raise WritingRefused("not_writing", "This chat has ended.")
+    return participation
+
+
+def _plan(
+    participation: Participation, turn: int, user_text: str, messages: list[Message]
+) -> TurnPlan:
+    return TurnPlan(
+        participation_id=participation.pk,
+        public_id=participation.public_id.hex,
+        turn=turn,
+        user_text=user_text,
+        history=chat_history(messages),
+        condition_config=participation.condition.config,
+        rating_checkpoint=rating_turns(participation.version.spec, turn),
+    )
+
+
+def message_send(*, participation_id: int, text: str, client_msg_id: str) -> TurnPlan:
+    """Store a user message as the next turn, if the chat allows one now.
+
+    Precondition: the caller has checked that no generation is in flight (``busy``); an
+    unanswered turn found here is one whose reply failed (``retry_required``).
+    """
+    with transaction.atomic():
+        participation = _locked_writing(participation_id)
+        if client_msg_id:
+            existing = Message.objects.filter(
+                participation=participation, client_msg_id=client_msg_id
+            ).first()
+            if existing is not None:
+                return TurnPlan(
+                    participation_id=participation.pk,
+                    public_id=participation.public_id.hex,
+                    turn=existing.turn,
+                    user_text=existing.text,
+                    duplicate=True,
+                )
+        messages = active_messages(participation_id=participation.pk)
+        if pending_turn(messages) is not None:
+            raise WritingRefused(
+                "retry_required", "The last reply did not arrive; retry it before sending."
+            )
+        due = interaction_rating_due(participation=participation)
+        if due is not None:
+            raise WritingRefused("rating_required", f"Please rate the conversation (turn {due}).")
+        turn = max((m.turn for m in messages), default=0) + 1
+        max_turns = participation.version.spec["writing"]["max_turns"]
+        if turn > max_turns:
+            raise WritingRefused("max_turns", f"This chat allows at most {max_turns} messages.")
+        message = Message.objects.create(
+            participation=participation,
+            turn=turn,
+            role=Role.USER,
+            text=text,
+            client_msg_id=client_msg_id,
+        )
+        return _plan(participation, turn, text, [*messages, message])
+
+
+def turn_retry(*, participation_id: int) -> TurnPlan:
+    """Plan a new generation for the unanswered turn (after a failure or an interruption)."""
+    with transaction.atomic():
+        participation = _locked_writing(participation_id)
+        messages = active_messages(participation_id=participation.pk)
+        turn = pending_turn(messages)
+        if turn is None:
+            raise WritingRefused("nothing_to_retry", "There is no failed reply to retry.")
+        user = next(m for m in messages if m.role == Role.USER and m.turn == turn)
+        return _plan(participation, turn, user.text, [m for m in messages if m.turn <= turn])
+
+
+_RECORD_FIELDS = (
+    "raw_output",
+    "backend",
+    "model",
+    "adapter",
+    "prompt_version",
+    "sampling",
+    "prompt_tokens",
+    "completion_tokens",
+    "ttft_ms",
+    "duration_ms",
+    "finish_reason",
+)
+
+
+def turn_record(
+    *,
+    participation_id: int,
+    turn: int,
+    generation_id: str,
+    record: dict[str, Any],
+    seed: int | None,
+) -> Message:
+    """Store a finished generation once: the reply with its full record.
+
+    A failed turn (``finish_reason == "error"``) is kept inactive with its partial text and
+    error, and logged as a ``model_error`` event; a stopped one is logged as ``stop``.
+    """
+    failed = record.get("finish_reason") == "error"
+    fields = {k: record[k] for k in _RECORD_FIELDS if record.get(k) is not None}
+    problem = record.get("error") or ""
+    message = Message(
+        participation_id=participation_id,
+        generation_id=generation_id,
+        turn=turn,
+        role=Role.ASSISTANT,
+        text=record.get("text") or "",
+        is_active=not failed,
+        seed=seed,
+        # A reply that succeeded with a complaint (e.g. repaired JSON) is a warning, not an error.
+        error=(problem or "model error") if failed else "",
+        warning="" if failed else problem,
+        **fields,
+    )
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                message.save()
+        except IntegrityError:
+            # The turn already has an active reply (should not happen): keep this one aside
+            # rather than lose it.
+            message.pk = None
+            message.is_active = False
+            message.warning = (message.warning + " superseded: turn already answered").strip()
+            message.save()
+        _log_turn_event(participation_id, message, record)
+    return message
+
+
+def _log_turn_event(participation_id: int, message: Message, record: dict[str, Any]) -> None:
+    base = {"turn": message.turn, "generation_id": str(message.generation_id)}
+    if message.finish_reason == "error":
+        data = {
+            **base,
+            "error": message.error,
+            "backend": message.backend,
+            "model": message.model,
+            "endpoint": record.get("endpoint") or "",
+            "permanent": bool(record.get("permanent")),
+        }
+        ParticipationEvent.objects.create(
+            participation_id=participation_id, kind=EventKind.MODEL_ERROR, data=data
+        )
+    elif message.finish_reason == "cancelled":
+        ParticipationEvent.objects.create(
+            participation_id=participation_id,
+            kind=EventKind.STOP,
+            data={**base, "chars": len(message.text)},
+        )
+
+
+@dataclass(frozen=True)
+class DocumentSaved:
+    version: int
+    # The page edited an older version than the latest (another tab saved in between).
+    conflict: bool
+
+
+def document_save(
+    *, participation_id: int, text: str, version_base: int, edits: list[dict[str, Any]]
+) -> DocumentSaved:
+    """Save the document as a new version (unless unchanged) with the page's edit events."""
+    if len(text) > settings.MAX_DOCUMENT_CHARS:
+        raise WritingRefused(
+            "doc_too_long", f"The document is limited to {settings.MAX_DOCUMENT_CHARS} characters."
+        )
+    if len(edits) > MAX_EDIT_EVENTS:
+        raise WritingRefused("bad_field", f"At most {MAX_EDIT_EVENTS} edit events per save.")
+    with transaction.atomic():
+        participation = _locked_writing(participation_id)
+        latest = latest_document(participation_id=participation.pk)
+        number = latest.number if latest else 0
+        conflict = version_base != number
+        version = latest
+        if text != (latest.text if latest else ""):
+            version = DocumentVersion.objects.create(
+                participation=participation, number=number + 1, text=text
+            )
+        if edits:
+            EditBatch.objects.create(
+                participation=participation, document_version=version, events=edits
+            )
+        return DocumentSaved(version=version.number if version else 0, conflict=conflict)

@@ -1,0 +1,221 @@
+"""Fixtures for the writing page: participations on the demo study, sockets, live servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing.websocket import WebsocketCommunicator
+from django.conf import settings
+from django.db import connection
+
+from studyapp.participants.tokens import participation_token
+from studyapp.writing import relay
+from tests.factories import ParticipationFactory
+
+REPO = Path(__file__).resolve().parents[2]
+ORIGIN = b"http://127.0.0.1"
+# Every name a participant must never see: condition names, backends, model names.
+CONDITION_NAMES = ("base", "proactive_base", "collabllm")
+
+
+def make_participation(version, condition_name: str = "base", **fields: Any):
+    condition = version.conditions.get(name=condition_name)
+    return ParticipationFactory(
+        version=version,
+        condition=condition,
+        document_type="blog_post",
+        topic="Travelling on a tight budget",
+        **fields,
+    )
+
+
+def token_for(participation) -> str:
+    return participation_token(public_id=str(participation.public_id))
+
+
+class Client:
+    """A WebsocketCommunicator that keeps every frame it received (for leak scans)."""
+
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.comm = communicator
+        self.frames: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+
+    async def send(self, frame: dict[str, Any] | str) -> None:
+        text = frame if isinstance(frame, str) else json.dumps(frame)
+        await self.comm.send_to(text_data=text)
+
+    async def recv(self, wait_s: float = 10) -> dict[str, Any]:
+        text = await self.comm.receive_from(timeout=wait_s)
+        self.raw.append(text)
+        frame = json.loads(text)
+        self.frames.append(frame)
+        return frame
+
+    async def until(
+        self, predicate: Callable[[dict[str, Any]], bool], wait_s: float = 15
+    ) -> list[dict[str, Any]]:
+        """Frames received up to and including the first that satisfies ``predicate``."""
+        got: list[dict[str, Any]] = []
+        deadline = time.monotonic() + wait_s
+        while True:
+            frame = await self.recv(wait_s=max(0.1, deadline - time.monotonic()))
+            got.append(frame)
+            if predicate(frame):
+                return got
+
+    async def until_type(self, kind: str, wait_s: float = 15) -> list[dict[str, Any]]:
+        return await self.until(lambda f: f["type"] == kind, wait_s)
+
+    async def hello(self, last_seq: int | None = None) -> dict[str, Any]:
+        await self.send({"type": "hello", "last_seq": last_seq, "focused": True})
+        state = await self.recv()
+        assert state["type"] == "state", state
+        return state
+
+    async def error(self, frame: dict[str, Any] | str) -> dict[str, Any]:
+        await self.send(frame)
+        (reply,) = await self.until_type("error")
+        return reply
+
+    async def turn(self, text: str, msg_id: str | None = None) -> list[dict[str, Any]]:
+        """Send a message and return the frames up to its turn_end/turn_error."""
+        frame = {"type": "send", "text": text}
+        if msg_id:
+            frame["client_msg_id"] = msg_id
+        await self.send(frame)
+        return await self.until(lambda f: f["type"] in ("turn_end", "turn_error"))
+
+    async def close(self) -> None:
+        await self.comm.disconnect()
+
+
+async def open_client(slug: str, token: str, *, hello: bool = True) -> tuple[Client, Any]:
+    from studyapp.asgi import application
+
+    path = f"/ws/study/{slug}/?token={token}"
+    communicator = WebsocketCommunicator(application, path, headers=[(b"origin", ORIGIN)])
+    connected, _ = await communicator.connect(timeout=10)
+    assert connected
+    client = Client(communicator)
+    state = await client.hello() if hello else None
+    return client, state
+
+
+@pytest.fixture
+async def drain_generations() -> AsyncIterator[None]:
+    """Leave no generation of this test running into the next one."""
+    yield
+    assert await relay.generations_wait(20), "a generation did not end"
+
+
+@pytest.fixture
+def writer(demo_version):
+    """A participation on the writing step of the demo study (offline arm "base")."""
+    return make_participation(demo_version)
+
+
+async def db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return await database_sync_to_async(fn)(*args, **kwargs)
+
+
+# -- live ASGI servers ------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _database_url() -> str:
+    cfg = connection.settings_dict
+    password = f":{cfg['PASSWORD']}" if cfg.get("PASSWORD") else ""
+    return (
+        f"postgres://{cfg['USER']}{password}@{cfg['HOST'] or '127.0.0.1'}:{cfg['PORT'] or 5432}"
+        f"/{cfg['NAME']}"
+    )
+
+
+class LiveServer:
+    """``uvicorn studyapp.asgi:application`` in a subprocess on the test database and Redis."""
+
+    def __init__(self, tokens_per_second: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "studyapp.settings",
+            "DATABASE_URL": _database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "SECRET_KEY": settings.SECRET_KEY,
+            "OFFLINE_TOKENS_PER_SECOND": str(tokens_per_second),
+            "LOG_LEVEL": "WARNING",
+        }
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "uvicorn", "studyapp.asgi:application",
+                "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
+                "--log-level", "warning",
+            ],
+            cwd=REPO,
+            env=env,
+        )  # fmt: skip
+
+    def wait_ready(self, timeout: float = 40) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"uvicorn exited with {self.proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("uvicorn did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def live_servers(django_db_setup, django_db_blocker) -> Iterator[list[LiveServer]]:
+    """Two ASGI processes sharing the test database and Redis, streaming slowly (25 tokens/s)
+    so that a test can act in the middle of a reply."""
+    servers = [LiveServer(tokens_per_second=25) for _ in range(2)]
+    try:
+        for server in servers:
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def ws_origin(server: LiveServer) -> str:
+    return server.url
+
+
+async def wait_for(predicate: Callable[[], Any], wait_s: float = 10) -> Any:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        value = await predicate() if asyncio.iscoroutinefunction(predicate) else predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
