@@ -1,0 +1,330 @@
+"""Relay benchmark: what the app adds between a streaming model server and the participant.
+
+Starts a loopback model server that speaks vLLM's stream format at ``--tps`` tokens/second per
+stream, and the ASGI app (uvicorn, Redis channel layer, PostgreSQL) with a study whose arm points
+at it. For each concurrency level N it runs N participants over real WebSockets, each sending one
+message and reading the streamed reply, and N clients connected straight to the model server.
+It prints time to first token and gaps between frames (p50/p99) as each side sees them, what the
+relay adds, the app process's CPU and peak memory, and lost or duplicated frames.
+
+    python -m bench.relay --streams 1,50,200
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+import websockets
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+BENCH_DB = "collabstudy_bench_relay"
+STUDY_SLUG = "bench-relay"
+
+
+@dataclass
+class StreamResult:
+    ttft_ms: float
+    gaps_ms: list[float] = field(default_factory=list)
+    text: str = ""
+    final_text: str = ""
+    lost: int = 0
+    duplicated: int = 0
+    error: str = ""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on port {port}")
+
+
+# -- set-up -------------------------------------------------------------------------------------
+def database_url(base: str) -> str:
+    return base.rsplit("/", 1)[0] + "/" + BENCH_DB
+
+
+def prepare_database(base_url: str) -> str:
+    with psycopg.connect(base_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    return database_url(base_url)
+
+
+def django_setup(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "studyapp.settings"
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def load_study(model_url: str) -> None:
+    from studyapp.studies.services import study_load
+
+    text = (REPO / "deploy" / "studies" / "collabllm-cowriting.yaml").read_text()
+    os.environ["VLLM_URL"] = model_url
+    study_load(text=text, slug=STUDY_SLUG)
+
+
+def make_tokens(count: int, label: str) -> list[str]:
+    """``count`` participations on the Base arm, on the writing step, and their socket tokens."""
+    from django.utils import timezone
+
+    from studyapp.participants.models import Participation, Platform, Status
+    from studyapp.participants.tokens import participation_token
+    from studyapp.studies.models import Study
+
+    study = Study.objects.get(slug=STUDY_SLUG)
+    version = study.versions.order_by("-number").first()
+    condition = version.conditions.get(name="base")
+    now = timezone.now()
+    made = Participation.objects.bulk_create(
+        Participation(
+            study=study,
+            version=version,
+            condition=condition,
+            platform=Platform.PILOT,
+            external_id=f"{label}-{i}",
+            is_test=True,
+            document_type="blog_post",
+            topic="Travelling on a tight budget",
+            status=Status.WRITING,
+            consented_at=now,
+            assigned_at=now,
+            writing_at=now,
+        )
+        for i in range(count)
+    )
+    return [participation_token(public_id=str(p.public_id)) for p in made]
+
+
+# -- clients ------------------------------------------------------------------------------------
+async def participant(app_port: int, token: str, start: asyncio.Event) -> StreamResult:
+    url = f"ws://127.0.0.1:{app_port}/ws/study/{STUDY_SLUG}/?token={token}"
+    headers = {"Origin": f"http://127.0.0.1:{app_port}"}
+    async with websockets.connect(url, additional_headers=headers, max_size=2**22) as ws:
+        await ws.send(json.dumps({"type": "hello", "last_seq": None, "focused": True}))
+        state = json.loads(await ws.recv())
+        last_seq = state.get("last_seq") or 0
+        await start.wait()
+        sent = time.perf_counter()
+        await ws.send(json.dumps({"type": "send", "text": "Help me write a blog post."}))
+        result = StreamResult(ttft_ms=float("nan"))
+        previous: float | None = None
+        while True:
+            frame = json.loads(await ws.recv())
+            now = time.perf_counter()
+            seq = frame.get("seq")
+            if isinstance(seq, int):
+                # Frames are numbered per participation: a gap is a lost frame, a repeat a dup.
+                result.duplicated += seq <= last_seq
+                result.lost += max(0, seq - last_seq - 1)
+                last_seq = max(last_seq, seq)
+            if frame["type"] == "delta":
+                if previous is None:
+                    result.ttft_ms = (now - sent) * 1000
+                else:
+                    result.gaps_ms.append((now - previous) * 1000)
+                previous = now
+                result.text += frame["text"]
+            elif frame["type"] == "turn_end":
+                result.final_text = frame.get("text", "")
+                return result
+            elif frame["type"] in ("turn_error", "error"):
+                result.error = json.dumps(frame)
+                return result
+
+
+async def direct(client: httpx.AsyncClient, model_url: str, start: asyncio.Event) -> StreamResult:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Help me write a blog post."}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": 0.8,
+        "top_p": 1.0,
+        "max_tokens": 1024,
+    }
+    await start.wait()
+    sent = time.perf_counter()
+    result = StreamResult(ttft_ms=float("nan"))
+    previous: float | None = None
+    async with client.stream("POST", f"{model_url}/v1/chat/completions", json=body) as response:
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            choices = chunk.get("choices") or []
+            content = choices[0]["delta"].get("content") if choices else None
+            if not content:
+                continue
+            now = time.perf_counter()
+            if previous is None:
+                result.ttft_ms = (now - sent) * 1000
+            else:
+                result.gaps_ms.append((now - previous) * 1000)
+            previous = now
+            result.text += content
+    result.final_text = result.text
+    return result
+
+
+async def run_level(app_port: int, model_url: str, tokens: list[str]) -> tuple[list, list]:
+    start = asyncio.Event()
+    limits = httpx.Limits(max_connections=len(tokens) + 10)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        direct_tasks = [asyncio.create_task(direct(client, model_url, start)) for _ in tokens]
+        await asyncio.sleep(0.2)
+        start.set()
+        direct_results = await asyncio.gather(*direct_tasks)
+    start = asyncio.Event()
+    relay_tasks = [asyncio.create_task(participant(app_port, t, start)) for t in tokens]
+    await asyncio.sleep(min(10, 0.5 + len(tokens) * 0.02))  # every socket connected and said hello
+    start.set()
+    relay_results = await asyncio.gather(*relay_tasks, return_exceptions=True)
+    return direct_results, relay_results
+
+
+# -- process accounting -------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def summarise(level: int, direct_results: list, relay_results: list, cpu: float, wall: float,
+              rss: float) -> dict:  # fmt: skip
+    failures = [r for r in relay_results if isinstance(r, BaseException) or r.error]
+    ok = [r for r in relay_results if not isinstance(r, BaseException) and not r.error]
+    d_ttft = [r.ttft_ms for r in direct_results]
+    r_ttft = [r.ttft_ms for r in ok]
+    d_gaps = [g for r in direct_results for g in r.gaps_ms]
+    r_gaps = [g for r in ok for g in r.gaps_ms]
+    return {
+        "streams": level,
+        "failed": len(failures),
+        "first_failure": str(failures[0])[:300] if failures else "",
+        "ttft_direct_p50": percentile(d_ttft, 50),
+        "ttft_direct_p99": percentile(d_ttft, 99),
+        "ttft_relay_p50": percentile(r_ttft, 50),
+        "ttft_relay_p99": percentile(r_ttft, 99),
+        "ttft_added_p50": percentile(r_ttft, 50) - percentile(d_ttft, 50),
+        "ttft_added_p99": percentile(r_ttft, 99) - percentile(d_ttft, 99),
+        "gap_direct_p50": percentile(d_gaps, 50),
+        "gap_direct_p99": percentile(d_gaps, 99),
+        "gap_relay_p50": percentile(r_gaps, 50),
+        "gap_relay_p99": percentile(r_gaps, 99),
+        "lost_frames": sum(r.lost for r in ok),
+        "duplicated_frames": sum(r.duplicated for r in ok),
+        "text_mismatches": sum(r.text != r.final_text for r in ok),
+        "app_cpu_percent": 100 * cpu / wall if wall else float("nan"),
+        "app_peak_rss_mb": rss,
+    }
+
+
+def print_row(row: dict) -> None:
+    print(
+        f"N={row['streams']:>4}  failed={row['failed']}  "
+        f"TTFT ms direct p50/p99 {row['ttft_direct_p50']:.1f}/{row['ttft_direct_p99']:.1f}  "
+        f"relay {row['ttft_relay_p50']:.1f}/{row['ttft_relay_p99']:.1f}  "
+        f"added {row['ttft_added_p50']:+.1f}/{row['ttft_added_p99']:+.1f}\n"
+        f"        gaps ms direct p50/p99 {row['gap_direct_p50']:.1f}/{row['gap_direct_p99']:.1f}  "
+        f"relay {row['gap_relay_p50']:.1f}/{row['gap_relay_p99']:.1f}  "
+        f"lost={row['lost_frames']} dup={row['duplicated_frames']} "
+        f"text_mismatch={row['text_mismatches']}  "
+        f"app CPU {row['app_cpu_percent']:.0f}%  peak RSS {row['app_peak_rss_mb']:.0f} MB",
+        flush=True,
+    )
+    if row["first_failure"]:
+        print(f"        first failure: {row['first_failure']}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", default="1,50,200")
+    parser.add_argument("--tps", type=float, default=50.0)
+    parser.add_argument("--tokens", type=int, default=50)
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    env = {"DATABASE_URL": prepare_database(base_db), "REDIS_URL": redis_url}
+    model_port, app_port = free_port(), free_port()
+    model_url = f"http://127.0.0.1:{model_port}"
+    model = subprocess.Popen(
+        [sys.executable, "-m", "tests.collab_models.vllm_fake", "--port", str(model_port),
+         "--tps", str(args.tps), "--tokens", str(args.tokens), "--model", MODEL],
+        cwd=REPO,
+    )  # fmt: skip
+    django_setup(env)
+    load_study(model_url)
+    app = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "studyapp.asgi:application", "--host", "127.0.0.1",
+         "--port", str(app_port), "--no-access-log", "--log-level", "warning"],
+        cwd=REPO,
+        env={**os.environ, **env, "DJANGO_SETTINGS_MODULE": "studyapp.settings",
+             "VLLM_URL": model_url, "ALLOWED_HOSTS": "127.0.0.1,localhost"},
+    )  # fmt: skip
+    rows = []
+    try:
+        wait_port(model_port)
+        wait_port(app_port)
+        print(f"model server {model_url} at {args.tps:g} tokens/s, {args.tokens} tokens a reply")
+        for level in [int(n) for n in args.streams.split(",")]:
+            tokens = make_tokens(level, f"n{level}-{time.time_ns()}")
+            cpu0, wall0 = cpu_seconds(app.pid), time.perf_counter()
+            direct_results, relay_results = asyncio.run(run_level(app_port, model_url, tokens))
+            cpu, wall = cpu_seconds(app.pid) - cpu0, time.perf_counter() - wall0
+            row = summarise(level, direct_results, relay_results, cpu, wall, peak_rss_mb(app.pid))
+            rows.append(row)
+            print_row(row)
+    finally:
+        app.terminate()
+        model.terminate()
+        app.wait(10)
+        model.wait(10)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
