@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
@@ -55,6 +57,11 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect(step_url(participation))
 
 
+def _paragraphs(text: str) -> list[str]:
+    """Study-file prose as paragraphs: blank lines separate them, single line breaks are wraps."""
+    return [" ".join(block.split()) for block in re.split(r"\n\s*\n", text) if block.strip()]
+
+
 def _page_context(participation: Participation) -> dict:
     return {"participation": participation, "spec": participation.version.spec}
 
@@ -78,8 +85,12 @@ def consent(request: HttpRequest, slug: str) -> HttpResponse:
                 return redirect(step_url(participation))
             except ConsentIncomplete as exc:
                 form.add_error(None, str(exc))
-    return render(request, "participants/consent.html", {**_page_context(participation),
-                                                         "form": form})
+    context = {
+        **_page_context(participation),
+        "form": form,
+        "paragraphs": _paragraphs(spec["consent"]["text"]),
+    }
+    return render(request, "participants/consent.html", context)
 
 
 @require_http_methods(["GET", "POST"])

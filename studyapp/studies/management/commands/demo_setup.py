@@ -34,13 +34,14 @@ class Command(BaseCommand):
         base = f"http://{host}:{port}"
         entry = f"{base}/study/{study.slug}/"
         pid = secrets.token_hex(12)
+        label = f"demo-{secrets.token_hex(4)}"
         lines = [
             "",
             f"CollabStudy demo ready ({'created' if created else 'updated'} researcher login)",
-            f"  Researcher login:   {DEMO_USERNAME} / {password}",
-            f"  Dashboards:         {base}/dashboard/",
-            f"  Admin:              {base}/admin/",
-            f"  Participant (pilot): {entry}?participant_label=demo-{secrets.token_hex(4)}",
+            f"  Researcher login:             {DEMO_USERNAME} / {password}",
+            f"  Dashboards:                   {base}/dashboard/",
+            f"  Admin:                        {base}/admin/",
+            f"  Participant (pilot):          {entry}?participant_label={label}",
             f"  Participant (Prolific-style): {entry}?PROLIFIC_PID={pid}"
             f"&STUDY_ID=demo-study&SESSION_ID={secrets.token_hex(8)}",
             "  Each link is one participant; change the label or PROLIFIC_PID for another.",

@@ -1,0 +1,244 @@
+"""A Prolific participant's whole journey in headless Chromium against the real ASGI app.
+
+uvicorn serves ``studyapp.asgi:application`` (HTTP and WebSockets) on a loopback port with the
+test database and Redis; replies come from the offline backend, streamed over the socket.
+Nothing leaves the machine: the final redirect to Prolific is intercepted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from studyapp.feedback.models import FINAL_TURN, Rating, Scale, SurveyKind, SurveyResponse
+from studyapp.participants.models import Outcome, Participation, Status
+from studyapp.writing.models import DocumentVersion, Message, Role
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TURNS = 8
+RATED = {3: 7, 6: 9}
+EDITS = {2: "A first paragraph I wrote myself.", 5: "\nA second paragraph, added later."}
+PID = "5f1e2d3c4b5a69788796a5b4"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _database_url() -> str:
+    # The test database pytest-django created ("test_" + the configured name).
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgresql://{auth}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def server(demo_version):
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.browser.server_settings",
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "studyapp.asgi:application",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        cwd=REPO, env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(base, proc)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_until_up(base: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"uvicorn exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{base}/admin/login/", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("uvicorn did not start within 30 s")
+
+
+def _drive(base: str) -> dict:
+    """Walk the journey in Chromium; returns what the browser saw (no database access here:
+    Playwright's sync API runs an event loop in this thread, where Django refuses queries)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    seen: dict = {"frames": [], "errors": [], "html": {}, "completion_url": None}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_context().new_page()
+        page.set_default_timeout(20_000)
+        expect.set_options(timeout=20_000)
+        page.on("pageerror", lambda exc: seen["errors"].append(str(exc)))
+        page.on("websocket", lambda ws: ws.on(
+            "framereceived", lambda payload: seen["frames"].append(json.loads(payload))
+        ))
+
+        def complete(route):
+            seen["completion_url"] = route.request.url
+            route.fulfill(status=200, content_type="text/html", body="<p>Prolific</p>")
+
+        page.route("https://app.prolific.com/**", complete)
+        page.route(lambda url: not url.startswith(base) and "prolific.com" not in url,
+                   lambda route: route.abort())
+
+        page.goto(f"{base}/study/demo/?PROLIFIC_PID={PID}&STUDY_ID=st1&SESSION_ID=se1")
+        expect(page).to_have_url(f"{base}/study/demo/consent/")
+        seen["html"]["consent"] = page.content()
+        page.check("#id_agree_0")
+        page.check("#id_agree_1")
+        page.click("#consent-agree")
+
+        expect(page).to_have_url(f"{base}/study/demo/prewriting/")
+        seen["html"]["prewriting"] = page.content()
+        page.locator("input[name=topic]").first.check()
+        for i in range(6):
+            page.fill(f"#id_answer_{i}", f"Pre-writing answer {i}")
+        page.click("#prewriting-submit")
+
+        expect(page).to_have_url(f"{base}/study/demo/write/")
+        expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+        seen["html"]["writing"] = page.content()
+        for turn in range(1, TURNS + 1):
+            page.fill("#chat-input", f"Message number {turn}: please help with the draft.")
+            page.click("#send")
+            reply = page.locator(f'.msg.assistant[data-turn="{turn}"]')
+            expect(reply).to_have_count(1)
+            expect(reply).not_to_have_class(re.compile(r"\bstreaming\b"))
+            expect(reply.locator(".msg-text")).not_to_be_empty()
+            expect(page.locator("#turn-error")).to_be_hidden()
+            expect(page.locator("#stop")).to_be_hidden()
+            if turn in RATED:
+                expect(page.locator("#rating")).to_be_visible()
+                page.click(f'#rating .rating-value[data-value="{RATED[turn]}"]')
+                expect(page.locator("#rating")).to_be_hidden()
+            if turn in EDITS:
+                page.locator("#document").press("End")
+                page.locator("#document").type(EDITS[turn], delay=2)
+                page.locator("#chat-input").focus()  # blur saves the document
+                expect(page.locator("#doc-status")).to_have_text("Saved")
+        expect(page.locator("#turn-count")).to_have_text(str(TURNS))
+        expect(page.locator("#finish")).to_be_enabled()
+        page.click("#finish")
+
+        expect(page).to_have_url(f"{base}/study/demo/final/")
+        seen["html"]["final"] = page.content()
+        page.check('input[name=document_quality][value="8"]')
+        page.check('input[name=overall][value="9"]')
+        page.fill("#id_strengths", "It asked what I wanted before drafting.")
+        page.fill("#id_weaknesses", "Some replies were a little long.")
+        page.check('input[name=stop_reason][value="I was satisfied with the document"]')
+        page.check('input[name=attention][value="Somewhat disagree"]')
+        page.click("#final-submit")
+        page.wait_for_url("https://app.prolific.com/**")
+        browser.close()
+    return seen
+
+
+def _streamed_turns(frames: list[dict]) -> dict[int, dict]:
+    """Per turn: the deltas streamed between turn_start and turn_end, and turn_end's text."""
+    turns: dict[int, dict] = {}
+    current = None
+    for frame in frames:
+        if frame.get("type") == "turn_start":
+            current = turns.setdefault(frame["turn"], {"deltas": [], "text": None})
+        elif frame.get("type") == "delta" and current is not None:
+            current["deltas"].append(frame["text"])
+        elif frame.get("type") == "turn_end":
+            turns.setdefault(frame["turn"], {"deltas": [], "text": None})["text"] = frame["text"]
+            current = None
+    return turns
+
+
+def test_prolific_participant_completes_the_study_in_a_browser(server, demo_version):
+    seen = _drive(server)
+
+    assert seen["errors"] == []
+    query = parse_qs(urlparse(seen["completion_url"]).query)
+    assert seen["completion_url"].startswith("https://app.prolific.com/submissions/complete?")
+    assert query == {"cc": ["C1A2B3CD"]}
+    for name in ("proactive_base", "collabllm"):
+        assert all(name not in html for html in seen["html"].values())
+
+    streamed = _streamed_turns(seen["frames"])
+    assert sorted(streamed) == list(range(1, TURNS + 1))
+    for turn, got in streamed.items():
+        assert got["deltas"], f"turn {turn} arrived without streaming"
+        assert "".join(got["deltas"]) == got["text"]
+
+    participation = Participation.objects.get(external_id=PID)
+    assert participation.status == Status.COMPLETED
+    assert participation.outcome == Outcome.COMPLETED
+    assert participation.completion_code == "C1A2B3CD"
+    assert participation.attention_passed is True
+    assert participation.total_seconds > 0
+    assert participation.condition.version == demo_version
+
+    messages = Message.objects.filter(participation=participation, is_active=True)
+    assert messages.count() == 2 * TURNS
+    for turn, got in streamed.items():
+        reply = messages.get(turn=turn, role=Role.ASSISTANT)
+        assert reply.text == got["text"]
+        assert reply.error == ""
+        assert messages.get(turn=turn, role=Role.USER).text.startswith(f"Message number {turn}:")
+
+    interaction = dict(
+        Rating.objects.filter(participation=participation, scale=Scale.INTERACTION)
+        .values_list("turn", "value")
+    )
+    assert interaction == RATED
+    final = dict(
+        Rating.objects.filter(participation=participation, turn=FINAL_TURN)
+        .values_list("scale", "value")
+    )
+    assert final == {Scale.DOCUMENT_QUALITY: 8, Scale.OVERALL: 9}
+
+    versions = list(DocumentVersion.objects.filter(participation=participation).order_by("number"))
+    assert len(versions) >= 2
+    assert EDITS[2] in versions[0].text or EDITS[2] in versions[1].text
+    assert versions[-1].text.endswith(EDITS[2] + EDITS[5])
+
+    kinds = set(SurveyResponse.objects.filter(participation=participation)
+                .values_list("kind", flat=True))
+    assert kinds == {SurveyKind.PREWRITING, SurveyKind.FINAL}
