@@ -32,6 +32,9 @@ INSTALLED_APPS = [
     "studyapp.feedback",
     "studyapp.dashboards",
     "studyapp.exports",
+    "studyapp.sidebyside",
+    "studyapp.scoring",
+    "studyapp.payments",
 ]
 
 MIDDLEWARE = [
@@ -92,6 +95,25 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Background work: named queues (a worker runs `-Q default,exports,scoring,maintenance`) and the
+# periodic jobs, all declared here. Exports are long and few; scoring waits on a model server;
+# maintenance must never queue behind either.
+CELERY_TASK_ROUTES = {
+    "exports.*": {"queue": "exports"},
+    "scoring.*": {"queue": "scoring"},
+    "participants.*": {"queue": "maintenance"},
+    "payments.*": {"queue": "maintenance"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "time-out-abandoned-participations": {
+        "task": "participants.time_out_abandoned",
+        "schedule": 60.0,
+    },
+    "score-finished-documents": {
+        "task": "scoring.score_pending",
+        "schedule": 300.0,
+    },
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

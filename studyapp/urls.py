@@ -3,6 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("dashboard/<slug:slug>/exports/", include("studyapp.exports.urls")),
     path("dashboard/", include("studyapp.dashboards.urls")),
     path("", include("studyapp.participants.urls")),
     path("", include("studyapp.writing.urls")),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,38 @@ class DatasetOptions:
             "document_source": self.document_source,
             "test_fraction": self.test_fraction,
         }
+
+
+def dataset_options_from(params: Mapping[str, Any]) -> DatasetOptions:
+    """Options from a flat mapping (a dashboard form, a job's stored params).
+
+    Keys: kto_desirable, kto_undesirable, window, w_rating, w_document, w_cost, token_lambda,
+    document_source, test_fraction; missing or empty keys take the defaults. Raises ValueError.
+    """
+
+    def get(key: str, cast: Callable[[Any], Any], default: Any) -> Any:
+        value = params.get(key)
+        if value is None or value == "":
+            return default
+        try:
+            return cast(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{key}: {value!r} is not a valid value") from exc
+
+    base = RewardWeights()
+    return DatasetOptions(
+        kto_desirable=get("kto_desirable", int, 7),
+        kto_undesirable=get("kto_undesirable", int, None),
+        reward=RewardWeights(
+            window=get("window", int, base.window),
+            rating=get("w_rating", float, base.rating),
+            document=get("w_document", float, base.document),
+            cost=get("w_cost", float, base.cost),
+            lam=get("token_lambda", float, base.lam),
+        ),
+        document_source=get("document_source", str, "participant"),
+        test_fraction=get("test_fraction", float, 0.0),
+    )
 
 
 Row = dict[str, Any]

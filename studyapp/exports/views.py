@@ -1,0 +1,77 @@
+"""The dashboard's export panel: start a job, poll its progress, download the archive.
+
+Staff only, like every dashboard page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from studyapp.dashboards.filters import ParticipationFilter
+from studyapp.exports.models import ExportJob, JobStatus
+from studyapp.exports.scope import ExportError
+from studyapp.exports.selectors import export_job_json, export_jobs_recent
+from studyapp.exports.services import export_job_create
+from studyapp.studies.models import Study
+
+_OPTION_KEYS = (
+    "kto_desirable", "kto_undesirable", "window", "w_rating", "w_document", "w_cost",
+    "token_lambda", "document_source", "test_fraction",
+)  # fmt: skip
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+@require_POST
+@staff_member_required
+def start(request: HttpRequest, slug: str) -> HttpResponse:
+    study = get_object_or_404(Study, slug=slug)
+    try:
+        population = ParticipationFilter.from_params(request.POST)
+        job = export_job_create(
+            study=study,
+            kind=request.POST.get("kind", ""),
+            fmt=request.POST.get("format", ""),
+            participation_filter=population,
+            options={k: request.POST[k] for k in _OPTION_KEYS if request.POST.get(k)},
+            requested_by=request.user,
+        )
+    except (ValueError, ExportError) as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    if _wants_json(request):
+        job.refresh_from_db()  # an eager run may already have finished it
+        return JsonResponse({"job": export_job_json(job)}, status=202)
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = reverse("exports:status", args=[slug])
+    return redirect(target)
+
+
+@require_GET
+@never_cache
+@staff_member_required
+def status(request: HttpRequest, slug: str) -> JsonResponse:
+    study = get_object_or_404(Study, slug=slug)
+    return JsonResponse({"study": study.slug, "jobs": export_jobs_recent(study=study)})
+
+
+@require_GET
+@staff_member_required
+def download(request: HttpRequest, slug: str, job_id: int) -> FileResponse:
+    job = get_object_or_404(ExportJob, pk=job_id, study__slug=slug, status=JobStatus.SUCCEEDED)
+    path = Path(job.path).resolve()
+    # The path comes from the database; serve nothing outside the export directory.
+    if not path.is_relative_to(Path(settings.EXPORT_DIR).resolve()) or not path.is_file():
+        raise Http404("This export's file is gone.")
+    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)

@@ -1,0 +1,1 @@
+"""Bonus payments: a ledger so that no bonus is ever paid twice."""

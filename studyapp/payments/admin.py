@@ -1,0 +1,18 @@
+from django.contrib import admin
+
+from studyapp.payments.models import BonusBatch, BonusLedgerEntry
+
+
+@admin.register(BonusLedgerEntry)
+class BonusLedgerEntryAdmin(admin.ModelAdmin):
+    list_display = ("participation", "amount", "reason", "created_at", "paid_batch")
+    list_filter = ("participation__study", "reason")
+    # Paid entries are history: edit nothing that a file has already carried out.
+    readonly_fields = ("paid_batch", "created_at")
+    raw_id_fields = ("participation",)
+
+
+@admin.register(BonusBatch)
+class BonusBatchAdmin(admin.ModelAdmin):
+    list_display = ("pk", "study", "created_at", "created_by")
+    readonly_fields = ("study", "created_at", "created_by")
