@@ -157,3 +157,16 @@ def test_bad_options_fail_clearly(study_data, tmp_path):
         _export(tmp_path, "kto", "--kto-desirable", "5", "--kto-undesirable", "6")
     with pytest.raises(CommandError, match="no study with slug"):
         call_command("export_dataset", "nope", "--kind", "sft", "--out", str(tmp_path / "n"))
+
+
+def test_reward_can_take_the_final_quality_from_the_judge(study_data, tmp_path):
+    # The fixture's judge scored the first participant's document 7 (of 1-10); the
+    # participant rated it 8.
+    out = _export(tmp_path, "reward", "--document-source", "judge")
+    rows = {(r["conversation_id"], r["turn"]): r for r in _rows(out / "train.jsonl")}
+    base = _pseudonym(study_data["counted"][0])
+    assert rows[(base, 1)]["reward_components"]["document"] == pytest.approx(6 / 9)
+    assert rows[(base, 1)]["reward"] == pytest.approx(7 / 9 + 6 / 9 - 150e-4)
+    unjudged = _pseudonym(study_data["counted"][1])
+    assert rows[(unjudged, 1)]["reward_components"]["document"] is None
+    assert "document_source: judge" in (out / "README.md").read_text()
