@@ -4,6 +4,8 @@ import uuid
 
 from django.db import models
 
+from studyapp.dashboards.sql import WordCount
+
 
 class Role(models.TextChoices):
     USER = "user"
@@ -25,6 +27,10 @@ class Message(models.Model):
     turn = models.PositiveIntegerField()
     role = models.CharField(max_length=20, choices=Role.choices)
     text = models.TextField(blank=True)
+    # Kept by the database so dashboards sum words without re-reading every text.
+    word_count = models.GeneratedField(
+        expression=WordCount("text"), output_field=models.IntegerField(), db_persist=True
+    )
     # The page's id for a user message, so a resend after a dropped connection is not stored twice.
     client_msg_id = models.CharField(max_length=64, blank=True)
     is_active = models.BooleanField(default=True)
@@ -62,7 +68,11 @@ class Message(models.Model):
                 name="one_active_message_per_turn_and_role",
             ),
         ]
-        indexes = [models.Index(fields=["participation", "turn"])]
+        indexes = [
+            models.Index(fields=["participation", "turn"]),
+            # The live dashboard reads the replies of the last hour.
+            models.Index(fields=["created_at"], name="message_created_at"),
+        ]
         ordering = ["participation", "turn", "id"]
 
 
@@ -74,6 +84,9 @@ class DocumentVersion(models.Model):
     )
     number = models.PositiveIntegerField()
     text = models.TextField(blank=True)
+    word_count = models.GeneratedField(
+        expression=WordCount("text"), output_field=models.IntegerField(), db_persist=True
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -8,6 +8,13 @@ neither stops nor loses a reply, and a client that reconnects (to any process) i
 missed by :func:`resume_plan`. "Stop" reaches the generation through a channel-layer channel
 that the generation owns, so it works from any process. The turn is written to the database
 once, when it ends.
+
+"Stop" reaches a generation through a channel-layer channel owned by its process: each process
+(event loop) runs one long-lived listener on one channel, named in the generation's marker, and
+sets the generation's stop event when asked. The listener is never cancelled while the process
+serves: cancelling a channels_redis receive that has just popped a message strands that
+message in the layer's backup queue for up to its 5 s poll, which showed up as stalled replies
+when each generation listened on a channel of its own.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import contextlib
 import logging
 import secrets
 import uuid
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +43,16 @@ MODEL_ERROR_MESSAGE = (
     "Sorry, the assistant could not reply just now. Please press Retry to try again."
 )
 END_TYPES = frozenset({"turn_end", "turn_error"})
-CANCEL_MESSAGE_TYPE = "generation.cancel"
+STOP_MESSAGE_TYPE = "generation.stop"
 
 # Strong references: the event loop only keeps weak ones to running tasks.
 _running: set[asyncio.Task[None]] = set()
+# This process's generations by id, each with the event that stops it.
+_stop_events: dict[str, asyncio.Event] = {}
+# One stop listener (channel name, task) per event loop.
+_listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[str, asyncio.Task[None]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def group_name(public_id: str) -> str:
@@ -56,26 +70,65 @@ async def publish(public_id: str, frames: list[Frame]) -> None:
         )
 
 
+async def _stop_listen(channel: str) -> None:
+    layer = get_channel_layer()
+    while True:
+        try:
+            message = await layer.receive(channel)
+        except Exception:  # the layer is unreachable: keep trying, stops are not fatal
+            log.exception("stop listener on %s failed; retrying", channel)
+            await asyncio.sleep(1.0)
+            continue
+        event = _stop_events.get(str(message.get("generation_id")))
+        if event is not None:
+            event.set()
+
+
+async def stop_channel() -> str:
+    """The channel on which this process takes stop requests (its listener starts on demand)."""
+    loop = asyncio.get_running_loop()
+    entry = _listeners.get(loop)
+    if entry is None or entry[1].done():
+        # Default prefix: channels_redis reads all of a process's channels of one prefix together.
+        channel = await get_channel_layer().new_channel()
+        task = loop.create_task(_stop_listen(channel), name="relay-stop-listener")
+        entry = _listeners[loop] = (channel, task)
+    return entry[0]
+
+
+async def stop_listener_close() -> None:
+    """End this event loop's stop listener (before the loop closes: tests, shutdown hooks)."""
+    entry = _listeners.pop(asyncio.get_running_loop(), None)
+    if entry is not None:
+        entry[1].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await entry[1]
+
+
 async def generation_start(plan: TurnPlan) -> str:
     """Mark a generation in flight for ``plan``, announce it, and start it as its own task."""
-    layer = get_channel_layer()
     generation_id = str(uuid.uuid4())
-    cancel_channel = await layer.new_channel()
-    marker = {"generation_id": generation_id, "turn": plan.turn, "cancel_channel": cancel_channel}
+    stop_event = _stop_events[generation_id] = asyncio.Event()
+    channel = await stop_channel()
+    marker = {"generation_id": generation_id, "turn": plan.turn, "stop_channel": channel}
     start = {
         "type": "turn_start",
         "turn": plan.turn,
         "generation_id": generation_id,
         "user_text": plan.user_text,
     }
-    frame = await frame_store().begin(plan.public_id, marker, start)
-    await publish(plan.public_id, [frame])
+    try:
+        frame = await frame_store().begin(plan.public_id, marker, start)
+        await publish(plan.public_id, [frame])
+    except BaseException:
+        _stop_events.pop(generation_id, None)
+        raise
     task = asyncio.get_running_loop().create_task(
-        _generation_run(plan, generation_id, cancel_channel),
-        name=f"generation-{generation_id}",
+        _generation_run(plan, generation_id, stop_event), name=f"generation-{generation_id}"
     )
     _running.add(task)
     task.add_done_callback(_running.discard)
+    task.add_done_callback(lambda _: _stop_events.pop(generation_id, None))
     return generation_id
 
 
@@ -84,7 +137,12 @@ async def generation_stop(public_id: str) -> bool:
     marker = await frame_store().generation(public_id)
     if marker is None:
         return False
-    await get_channel_layer().send(marker["cancel_channel"], {"type": CANCEL_MESSAGE_TYPE})
+    local = _stop_events.get(marker["generation_id"])
+    if local is not None:  # streaming in this process: no need for the round trip
+        local.set()
+        return True
+    message = {"type": STOP_MESSAGE_TYPE, "generation_id": marker["generation_id"]}
+    await get_channel_layer().send(marker["stop_channel"], message)
     return True
 
 
@@ -112,11 +170,11 @@ def _build_arm(config: dict[str, Any]) -> Any:
 class _Generation:
     """One reply being streamed: reads the model, flushes frames, honours stop and timeout."""
 
-    def __init__(self, plan: TurnPlan, generation_id: str, cancel_channel: str) -> None:
+    def __init__(self, plan: TurnPlan, generation_id: str, stop_event: asyncio.Event) -> None:
         self.plan = plan
         self.key = plan.public_id
         self.generation_id = generation_id
-        self.cancel_channel = cancel_channel
+        self.stop_event = stop_event
         self.seed = secrets.randbelow(2**31)
         self.shown: list[str] = []  # every delta published, i.e. what the participant saw
         self.pending: list[str] = []
@@ -145,8 +203,7 @@ class _Generation:
 
     async def run(self) -> dict[str, Any]:
         """Stream the reply; return the turn's record as a dict."""
-        layer = get_channel_layer()
-        cancel = asyncio.ensure_future(layer.receive(self.cancel_channel))
+        cancel = asyncio.ensure_future(self.stop_event.wait())
         reader: asyncio.Future[None] | None = None
         try:
             self.stream = _build_arm(self.plan.condition_config).reply(
@@ -169,10 +226,7 @@ class _Generation:
             if reader is not None and not reader.done():
                 reader.cancel()
         finally:
-            if not cancel.done():
-                cancel.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await cancel
+            cancel.cancel()
         return self._record()
 
     async def _pump(self, reader: asyncio.Future[None], cancel: asyncio.Future[Any]) -> None:
@@ -219,8 +273,8 @@ class _Generation:
         return out
 
 
-async def _generation_run(plan: TurnPlan, generation_id: str, cancel_channel: str) -> None:
-    generation = _Generation(plan, generation_id, cancel_channel)
+async def _generation_run(plan: TurnPlan, generation_id: str, stop_event: asyncio.Event) -> None:
+    generation = _Generation(plan, generation_id, stop_event)
     base = {"turn": plan.turn, "generation_id": generation_id}
     frames: list[Frame]
     try:

@@ -86,8 +86,7 @@ class Client:
 
     async def error(self, frame: dict[str, Any] | str) -> dict[str, Any]:
         await self.send(frame)
-        (reply,) = await self.until_type("error")
-        return reply
+        return (await self.until_type("error"))[-1]
 
     async def turn(self, text: str, msg_id: str | None = None) -> list[dict[str, Any]]:
         """Send a message and return the frames up to its turn_end/turn_error."""
@@ -118,6 +117,8 @@ async def drain_generations() -> AsyncIterator[None]:
     """Leave no generation of this test running into the next one."""
     yield
     assert await relay.generations_wait(20), "a generation did not end"
+    # The listener's receive belongs to this test's event loop, which closes now.
+    await relay.stop_listener_close()
 
 
 @pytest.fixture
