@@ -119,8 +119,6 @@
   function startMonitor() {
     var section = document.querySelector("[data-monitor]");
     if (!section) return;
-    var initial = readJSON("monitor-data");
-    if (initial) renderMonitor(section, initial);
     var url = section.getAttribute("data-url");
     var status = section.querySelector("[data-monitor-status]");
     function poll() {
@@ -133,6 +131,7 @@
         .then(function (data) { renderMonitor(section, data); })
         .catch(function (err) { if (status) status.textContent = "refresh failed (" + err.message + ")"; });
     }
+    poll();
     window.setInterval(poll, POLL_MS);
     document.addEventListener("visibilitychange", poll);
   }

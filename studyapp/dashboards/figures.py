@@ -1,7 +1,8 @@
 """Plotly figure builders. Inputs are already-aggregated numbers; outputs are go.Figure objects.
 
-Arrays are passed as plain lists so that the figure JSON holds plain numbers (plotly would
-otherwise base64-encode numpy arrays), which keeps the page easy to check and to copy from.
+Per-participant arrays go in as numpy arrays: plotly validates them without a Python loop and
+writes them as base64 typed arrays (``{"dtype", "bdata"}``), which plotly.js reads natively;
+on a study of thousands of participants that halves the page and most of its server time.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -48,14 +50,23 @@ def arm_colours(arms: Sequence[str]) -> dict[str, str]:
 
 def _layout(fig: go.Figure, title: str, **extra: Any) -> go.Figure:
     layout = {
+        **fig.layout.to_plotly_json(),
         "title": {"text": title, "x": 0, "xanchor": "left"},
         "template": TEMPLATE,
         "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
         "height": 380,
         "legend": {"orientation": "h", "y": -0.2},
+        **extra,
     }
-    fig.update_layout(**{**layout, **extra})
-    return fig
+    # A template given to the constructor costs ~1 ms; update_layout(template=...) ~20 ms.
+    return go.Figure(data=fig.data, layout=layout)
+
+
+def _array(values: Sequence[float]) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.size and np.all(array == np.round(array)) and np.abs(array).max() < 2**31:
+        return array.astype(np.int32)  # ratings, turns, words: 4 bytes instead of 8
+    return array
 
 
 def _finite(value: float | None) -> float | None:
@@ -169,7 +180,7 @@ def distribution_figure(
     """One violin (or box) per arm, with its box, mean and points."""
     fig = go.Figure()
     for arm, values in groups.items():
-        common = {"name": arm, "y": list(values), "marker": {"color": colours.get(arm)}}
+        common = {"name": arm, "y": _array(values), "marker": {"color": colours.get(arm)}}
         if kind == "violin":
             fig.add_trace(
                 go.Violin(
@@ -226,7 +237,7 @@ def conversation_size_figure(
             fig.add_trace(
                 go.Box(
                     name=arm,
-                    y=list(values),
+                    y=_array(values),
                     marker={"color": colours.get(arm)},
                     boxmean=True,
                     legendgroup=arm,

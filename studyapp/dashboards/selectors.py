@@ -13,9 +13,11 @@ from typing import Any
 
 from django.db.models import (
     Avg,
+    Case,
     Count,
     F,
     FloatField,
+    IntegerField,
     Max,
     OuterRef,
     Q,
@@ -23,12 +25,14 @@ from django.db.models import (
     StdDev,
     Subquery,
     Sum,
+    Value,
+    When,
 )
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from studyapp.dashboards.filters import ParticipationFilter
-from studyapp.dashboards.sql import WordCount, percentiles_by
+from studyapp.dashboards.sql import aggregate_with_percentiles
 from studyapp.feedback.models import FINAL_TURN, DocumentScore, Rating, Scale
 from studyapp.participants.models import Participation, Status
 from studyapp.studies.models import Condition, Study, StudyVersion
@@ -179,13 +183,10 @@ def study_flow(*, study: Study, arms: list[Arm], include_test: bool = False) -> 
 # --- per-participant outcomes ------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class ParticipantRow:
     id: int
-    public_id: str
     arm: str
-    status: str
-    document_type: str
     time_spent_s: float | None = None
     active_seconds: float | None = None
     document_quality: float | None = None
@@ -195,7 +196,6 @@ class ParticipantRow:
     user_words: int = 0
     assistant_words: int = 0
     completion_tokens: int = 0
-    model_errors: int = 0
     document_words: int | None = None
     judge_score: float | None = None
 
@@ -227,9 +227,8 @@ def participant_outcomes(*, study: Study, pfilter: ParticipationFilter) -> Parti
     """One row per participation in the population with its outcomes (five grouped queries)."""
     population = _population(study, pfilter)
     final = Q(ratings__turn=FINAL_TURN)
-    base = population.values("id", "public_id", "status", "document_type", arm=F(ARM)).annotate(
+    base = population.annotate(
         time_spent=F("completed_at") - F("entered_at"),
-        active=F("active_seconds"),
         document_quality=Max(
             "ratings__value", filter=final & Q(ratings__scale=Scale.DOCUMENT_QUALITY)
         ),
@@ -237,21 +236,25 @@ def participant_outcomes(*, study: Study, pfilter: ParticipationFilter) -> Parti
         interaction_mean=Avg(
             "ratings__value", filter=Q(ratings__scale=Scale.INTERACTION), output_field=FloatField()
         ),
+    ).values_list(
+        "id",
+        ARM,
+        "time_spent",
+        "active_seconds",
+        "document_quality",
+        "overall",
+        "interaction_mean",
     )
     rows: dict[int, ParticipantRow] = {}
-    for r in base.order_by("id"):
-        spent = r["time_spent"]
-        rows[r["id"]] = ParticipantRow(
-            id=r["id"],
-            public_id=str(r["public_id"]),
-            arm=r["arm"],
-            status=r["status"],
-            document_type=r["document_type"],
+    for pid, arm, spent, active, quality, overall, interaction in base.order_by():
+        rows[pid] = ParticipantRow(
+            id=pid,
+            arm=arm,
             time_spent_s=spent.total_seconds() if spent is not None else None,
-            active_seconds=r["active"],
-            document_quality=r["document_quality"],
-            overall=r["overall"],
-            interaction_mean=r["interaction_mean"],
+            active_seconds=active,
+            document_quality=quality,
+            overall=overall,
+            interaction_mean=interaction,
         )
     _add_message_totals(rows, population)
     _add_document_words(rows, population)
@@ -266,16 +269,17 @@ def participant_outcomes(*, study: Study, pfilter: ParticipationFilter) -> Parti
 
 
 def _add_message_totals(rows: dict[int, ParticipantRow], population: QuerySet) -> None:
-    user, assistant = Q(role=Role.USER), Q(role=Role.ASSISTANT)
+    # Failed generations are stored inactive (the turn is then retried): not part of the chat.
+    active = Q(is_active=True)
+    user, assistant = active & Q(role=Role.USER), active & Q(role=Role.ASSISTANT)
     totals = (
-        Message.objects.filter(participation__in=population.values("pk"), is_active=True)
+        Message.objects.filter(participation__in=population.values("pk"))
         .values("participation_id")
         .annotate(
             user_turns=Count("id", filter=user),
-            user_words=Coalesce(Sum(WordCount("text"), filter=user), 0),
-            assistant_words=Coalesce(Sum(WordCount("text"), filter=assistant), 0),
+            user_words=Coalesce(Sum("word_count", filter=user), 0),
+            assistant_words=Coalesce(Sum("word_count", filter=assistant), 0),
             completion_tokens=Coalesce(Sum("completion_tokens", filter=assistant), 0),
-            model_errors=Count("id", filter=assistant & ~Q(error="")),
         )
         .order_by()
     )
@@ -286,17 +290,12 @@ def _add_message_totals(rows: dict[int, ParticipantRow], population: QuerySet) -
 
 
 def _add_document_words(rows: dict[int, ParticipantRow], population: QuerySet) -> None:
-    latest = DocumentVersion.objects.filter(participation=OuterRef("participation_id")).order_by(
-        "-number"
+    # One index lookup per participation on (participation, number), newest version first.
+    latest = DocumentVersion.objects.filter(participation=OuterRef("pk")).order_by("-number")
+    words = population.annotate(words=Subquery(latest.values("word_count")[:1])).values_list(
+        "id", "words"
     )
-    words = (
-        DocumentVersion.objects.filter(
-            participation__in=population.values("pk"), pk=Subquery(latest.values("pk")[:1])
-        )
-        .annotate(words=WordCount("text"))
-        .values_list("participation_id", "words")
-    )
-    for pid, n in words:
+    for pid, n in words.order_by():
         rows[pid].document_words = n
 
 
@@ -319,26 +318,43 @@ def interaction_by_turn(*, study: Study, pfilter: ParticipationFilter) -> list[d
     return list(rows)
 
 
+def _arm_index(study: Study, field: str) -> tuple[Case | None, list[str]]:
+    """An integer per arm name, as a CASE over condition ids (one arm may span versions).
+
+    Grouping on it sorts integers instead of collated text, which is most of what an ordered
+    aggregate such as percentile_cont costs.
+    """
+    ids: dict[str, list[int]] = {}
+    for pk, name in Condition.objects.filter(version__study=study).values_list("id", "name"):
+        ids.setdefault(name, []).append(pk)
+    names = list(ids)
+    if not names:
+        return None, names
+    whens = [When(**{f"{field}__in": ids[name]}, then=Value(i)) for i, name in enumerate(names)]
+    return Case(*whens, output_field=IntegerField()), names
+
+
 def latency_by_arm(
     *, study: Study, pfilter: ParticipationFilter | None = None, since: datetime | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Assistant replies, model errors and time-to-first-token p50/p95 (ms) per arm."""
+    """Assistant replies (failed ones included), model errors and time to first token p50/p95
+    (ms) per arm."""
+    arm_index, names = _arm_index(study, "participation__condition_id")
+    if arm_index is None:
+        return {}
     qs = Message.objects.filter(participation__study=study, role=Role.ASSISTANT)
     if pfilter is not None:
         qs = qs.filter(pfilter.q("participation__"))
     if since is not None:
         qs = qs.filter(created_at__gte=since)
-    arm = f"participation__{ARM}"
-    out: dict[str, dict[str, Any]] = {}
-    counts = qs.values(arm=F(arm)).annotate(
-        replies=Count("id"), errors=Count("id", filter=~Q(error=""))
+    rows = aggregate_with_percentiles(
+        qs,
+        group=arm_index,
+        value="ttft_ms",
+        fractions={"ttft_p50": 0.5, "ttft_p95": 0.95},
+        aggregates={"replies": Count("id"), "errors": Count("id", filter=~Q(error=""))},
     )
-    for row in counts.order_by():
-        out[row["arm"]] = {**row, "ttft_p50": None, "ttft_p95": None}
-    fractions = {"ttft_p50": 0.5, "ttft_p95": 0.95}
-    for name, values in percentiles_by(qs, group=arm, value="ttft_ms", fractions=fractions).items():
-        out[name].update(values)
-    return out
+    return {names[i]: {"arm": names[i], **rows[i]} for i in range(len(names)) if i in rows}
 
 
 # --- live monitor ------------------------------------------------------------------------

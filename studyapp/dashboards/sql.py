@@ -46,24 +46,32 @@ class Percentile(Aggregate):
         super().__init__(expression, fraction=repr(float(fraction)), **extra)
 
 
-def percentiles_by(
-    qs: QuerySet, *, group: str, value: str, fractions: dict[str, float]
-) -> dict[Any, dict[str, float | None]]:
-    """Percentiles of ``value`` per ``group``: ``{group: {name: value}}``.
+def aggregate_with_percentiles(
+    qs: QuerySet,
+    *,
+    group: Any,
+    value: str,
+    fractions: dict[str, float],
+    aggregates: dict[str, Aggregate],
+) -> dict[Any, dict[str, Any]]:
+    """``aggregates`` and percentiles of ``value`` per ``group``: ``{group: {name: number}}``.
 
-    On PostgreSQL this is one aggregate query; elsewhere (the SQLite demo) the values are read
-    and numpy interpolates the same way.
+    On PostgreSQL this is one query (percentile_cont skips NULLs, like every aggregate);
+    elsewhere (the SQLite demo) the values are read and numpy interpolates the same way.
     """
-    qs = qs.filter(**{f"{value}__isnull": False})
+    key = F(group) if isinstance(group, str) else group
+    grouped = qs.values(key=key).order_by()
     if connection.vendor == "postgresql":
-        rows = qs.values(key=F(group)).annotate(
-            **{name: Percentile(value, fraction) for name, fraction in fractions.items()}
-        )
-        return {row.pop("key"): row for row in rows.order_by()}
+        percentiles = {name: Percentile(value, f) for name, f in fractions.items()}
+        rows = grouped.annotate(**aggregates, **percentiles)
+        return {row.pop("key"): row for row in rows}
+    out = {row.pop("key"): row for row in grouped.annotate(**aggregates)}
     values: dict[Any, list[float]] = {}
-    for key, number in qs.values_list(group, value).order_by():
+    pairs = qs.filter(**{f"{value}__isnull": False}).values_list(key, value).order_by()
+    for key, number in pairs:
         values.setdefault(key, []).append(number)
-    return {
-        key: {name: float(np.quantile(numbers, f)) for name, f in fractions.items()}
-        for key, numbers in values.items()
-    }
+    for key, row in out.items():
+        numbers = values.get(key)
+        for name, f in fractions.items():
+            row[name] = float(np.quantile(numbers, f)) if numbers else None
+    return out

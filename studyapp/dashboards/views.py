@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET
 from studyapp.dashboards.filters import ParticipationFilter
 from studyapp.dashboards.report import study_report
 from studyapp.dashboards.selectors import (
+    MonitorSettings,
     participation_conversation,
     recent_participations,
     studies_offline,
@@ -46,9 +47,10 @@ def study(request: HttpRequest, slug: str) -> HttpResponse:
         pfilter = ParticipationFilter.from_params(request.GET)
     except ValueError as exc:
         return HttpResponseBadRequest(str(exc))
+    # The live monitor is not computed here: the page's script fetches it at once, then polls.
     context = {
         "report": study_report(study=study, pfilter=pfilter),
-        "monitor": study_monitor(study=study),
+        "monitor_settings": MonitorSettings(),
         "recent": recent_participations(study=study),
     }
     return render(request, "dashboards/study.html", context)

@@ -35,7 +35,8 @@ class PSpec:
     assistant_texts: list[str] = field(default_factory=list)
     tokens: list[int | None] = field(default_factory=list)
     ttft: list[float | None] = field(default_factory=list)
-    errors: dict[int, str] = field(default_factory=dict)  # turn -> error text
+    errors: dict[int, str] = field(default_factory=dict)  # turn -> error text (then a retry)
+    retry_ttft: float | None = 50.0  # time to first token of the reply after a failed one
     documents: list[str] = field(default_factory=list)
     judge: float | None = None
     is_test: bool = False
@@ -111,18 +112,32 @@ def build_participation(
         messages.append(
             Message(participation=p, turn=turn, role=Role.USER, text=" ".join(["w"] * words))
         )
+        reply = {
+            "participation": p,
+            "turn": turn,
+            "role": Role.ASSISTANT,
+            "backend": "openai",
+            "model": "m",
+            "ttft_ms": spec.ttft[turn - 1] if spec.ttft else None,
+        }
+        if turn in spec.errors:
+            # As the relay stores it: the failed generation inactive, then the retry's reply.
+            messages.append(
+                Message(
+                    **reply,
+                    text="",
+                    is_active=False,
+                    error=spec.errors[turn],
+                    finish_reason="error",
+                )
+            )
+            reply["ttft_ms"] = spec.retry_ttft
         messages.append(
             Message(
-                participation=p,
-                turn=turn,
-                role=Role.ASSISTANT,
+                **reply,
                 text=spec.assistant_texts[turn - 1],
-                backend="openai",
-                model="m",
                 completion_tokens=spec.tokens[turn - 1] if spec.tokens else None,
-                ttft_ms=spec.ttft[turn - 1] if spec.ttft else None,
-                error=spec.errors.get(turn, ""),
-                finish_reason="error" if turn in spec.errors else "stop",
+                finish_reason="stop",
             )
         )
     Message.objects.bulk_create(messages)
@@ -235,3 +250,10 @@ def build_known_study(*, backend: str = "openai", specs: list[PSpec] | None = No
         for i, spec in enumerate(specs if specs is not None else known_specs())
     ]
     return KnownStudy(study=version.study, version=version, arms=arms, built=built)
+
+
+def reply_ttfts(spec: PSpec) -> list[float]:
+    """Time to first token of every generation the spec produces (failed ones and retries)."""
+    out = [t for t in spec.ttft if t is not None]
+    out += [spec.retry_ttft for turn in spec.errors if spec.retry_ttft is not None]
+    return out

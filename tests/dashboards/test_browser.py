@@ -56,6 +56,8 @@ def test_study_dashboard_draws_every_figure_and_the_monitor(page, live_server, k
     targets = page.locator("[data-figure-target]")
     assert targets.count() == 8  # flow + six paper figures + judge score
     assert page.locator("[data-figure-target] .main-svg").count() >= targets.count()
+    # The monitor is fetched by the page's script right after load.
+    page.wait_for_selector("[data-monitor-table='writing_now'] tbody tr")
     rows = page.locator("[data-monitor-table='writing_now'] tbody tr")
     assert rows.count() == 1
     assert (

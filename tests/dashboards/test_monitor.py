@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from studyapp.participants.models import Status
 from studyapp.writing.models import Message
-from tests.dashboards.builders import ARMS
+from tests.dashboards.builders import ARMS, reply_ttfts
 
 
 @pytest.fixture
@@ -52,9 +52,9 @@ def test_erroring_lists_writing_sessions_with_recent_model_errors(monitor, known
 def test_recent_latency_and_errors_by_arm(monitor, known):
     for arm in ARMS:
         specs = [b.spec for b in known.built if b.spec.arm == arm]
-        ttft = [t for s in specs for t in s.ttft if t is not None]
+        ttft = [t for s in specs for t in reply_ttfts(s)]
         stats = monitor["latency_recent"][arm]
-        assert stats["replies"] == sum(s.turns for s in specs)
+        assert stats["replies"] == sum(s.turns + len(s.errors) for s in specs)
         assert stats["errors"] == sum(len(s.errors) for s in specs)
         assert stats["ttft_p50"] == pytest.approx(np.percentile(ttft, 50))
         assert stats["ttft_p95"] == pytest.approx(np.percentile(ttft, 95))
