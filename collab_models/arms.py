@@ -1,0 +1,314 @@
+"""Arms: one study condition turned into something that answers a conversation.
+
+The web app calls :func:`build_arm` with a condition block of a study file and then
+``arm.reply(history)`` for each turn; it never sees backends, prompts or adapters.
+
+A condition block (all keys but ``name`` optional; ``backend`` defaults to ``openai``)::
+
+    name: proactive_base
+    backend: openai                # openai | transformers | offline
+    endpoints: ["${VLLM_URL:-http://127.0.0.1:8001}"]
+    model: meta-llama/Llama-3.1-8B-Instruct
+    adapter: collabllm/CollabLLM-writing-Llama-3.1-8B-Instruct   # informational
+    prompt: proactive              # or system_prompt: "...", or prompt_file: path, or none
+    response_format: json_response # or text
+    sampling: {temperature: 0.8, top_p: 1.0, max_tokens: 1024, seed: 7}
+    timeouts: {connect: 5, first_token: 30, between_tokens: 30, total: 300}
+    retries: 2                     # extra attempts before the first token
+    health_check: false            # probe GET /health before reusing a replica that failed
+    api_key: "${VLLM_API_KEY:-}"
+    style: proactive               # offline only: base | proactive | collabllm
+    rate: 40                       # offline only: tokens per second
+    device: auto                   # transformers only: auto | cpu | cuda | cuda:1
+    dtype: auto                    # transformers only: auto | float32 | bfloat16 | float16
+
+``${VAR}``, ``${VAR:-default}`` and ``${VAR-default}`` in ``endpoints``, ``model``,
+``api_key``, ``prompt_file`` and ``device`` are expanded from the environment when the arm is
+built. An endpoint that expands to several URLs separated by commas or spaces
+(``${VLLM_BASE_URLS}``) gives several replicas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from collab_models.adapters import RESPONSE_FORMATS, make_adapter
+from collab_models.base import Backend, ChatMessage, ReplyStream, SamplingParams, TurnRecord
+from collab_models.offline_backend import DEFAULT_RATE, STYLES, OfflineBackend
+from collab_models.openai_backend import OpenAIBackend, Timeouts
+from collab_models.probes import ProbeResult, probe_endpoint
+from collab_models.prompts import Prompt, build_messages, resolve_prompt
+from collab_models.streaming import AdaptedStream
+
+BACKENDS = ("openai", "transformers", "offline")
+_KNOWN_KEYS = {
+    "name", "weight", "backend", "endpoints", "endpoint", "model", "adapter", "prompt",
+    "system_prompt", "prompt_file", "response_format", "sampling", "style", "rate", "timeouts",
+    "retries", "health_check", "api_key", "device", "dtype", "extra_body", "description",
+    "label",
+}  # fmt: skip
+_EXPANDED_KEYS = ("model", "api_key", "prompt_file", "device")
+_ONLINE_KEYS = (
+    "endpoints", "endpoint", "timeouts", "retries", "health_check", "api_key", "extra_body",
+    "device", "dtype",
+)  # fmt: skip
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class ConfigError(ValueError):
+    """A condition block that cannot be turned into an arm."""
+
+
+def expand_env(value: str, *, environ: Mapping[str, str] | None = None) -> str:
+    """Expand ``${VAR}``, ``${VAR:-default}`` (unset or empty) and ``${VAR-default}`` (unset).
+
+    Defaults nest (``${VLLM_URLS_BASE:-${VLLM_URL:-http://127.0.0.1:8001}}``); values taken
+    from the environment are inserted as they are, never expanded again.
+    """
+    env = os.environ if environ is None else environ
+    text, _, missing = _expand(value, 0, env, inside=False)
+    if missing:
+        raise ConfigError(f"environment variable {missing} is not set (used in {value!r})")
+    return text
+
+
+def _expand(s: str, i: int, env: Mapping[str, str], *, inside: bool) -> tuple[str, int, str]:
+    """Expand ``s`` from ``i`` to its end, or to the ``}`` closing a default when ``inside``.
+
+    Returns the text, where it stopped, and the first unset variable that was needed ("" if
+    none), so that an unset variable only in an unused default is no error.
+    """
+    out: list[str] = []
+    missing = ""
+    while i < len(s):
+        if inside and s[i] == "}":
+            break
+        name = _NAME.match(s, i + 2) if s.startswith("${", i) else None
+        if name is None:
+            out.append(s[i])
+            i += 1
+            continue
+        j = name.end()
+        op = ":-" if s.startswith(":-", j) else "-" if s.startswith("-", j) else ""
+        default, default_missing = "", ""
+        if op:
+            default, j, default_missing = _expand(s, j + len(op), env, inside=True)
+        if not s.startswith("}", j):
+            raise ConfigError(f"unclosed ${{...}} in {s!r}")
+        current = env.get(name.group())
+        if (op == ":-" and not current) or (op == "-" and current is None):
+            out.append(default)
+            missing = missing or default_missing
+        elif current is None:
+            missing = missing or name.group()
+        else:
+            out.append(current)
+        i = j + 1
+    return "".join(out), i, missing
+
+
+def derive_style(config: Mapping[str, Any]) -> str:
+    """The offline style that mimics a condition: from its ``style``, else from its prompt."""
+    if config.get("style"):
+        return str(config["style"])
+    prompt = str(config.get("prompt") or "")
+    if prompt.startswith("collabllm"):
+        return "collabllm"
+    if prompt or config.get("system_prompt") or config.get("prompt_file"):
+        return "proactive"
+    return "base"
+
+
+def override_offline(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The same condition on the offline backend (the demo study): same name, prompt, response
+    format and sampling; a style derived from its prompt; no endpoints or server settings."""
+    offline = {k: v for k, v in config.items() if k not in _ONLINE_KEYS}
+    offline["backend"] = "offline"
+    offline["style"] = derive_style(config)
+    return offline
+
+
+@dataclass
+class Arm:
+    """One condition, ready to answer. Build it with :func:`build_arm`."""
+
+    name: str
+    backend: Backend
+    prompt: Prompt
+    response_format: str
+    sampling: SamplingParams
+    model: str = ""
+    adapter: str = ""
+    endpoints: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def reply(self, history: list[ChatMessage], *, seed: int | None = None) -> ReplyStream:
+        """Stream the next assistant message for ``history`` (user and assistant messages).
+
+        The system prompt is added here, sampling values are sent explicitly, and the response
+        adapter turns the raw reply into shown text. Iterate the result for text deltas; once it
+        ends, ``.record`` carries ``prompt_version``, ``adapter`` and ``sampling`` as well. A
+        failure raises :class:`~collab_models.base.ModelError` after the record is set.
+        """
+        sampling = self.sampling if seed is None else replace(self.sampling, seed=seed)
+        if getattr(self.backend, "uses_prompt", True):
+            messages = build_messages(self.prompt, history)
+        else:
+            messages = list(history)
+        inner = self.backend.stream(messages, sampling)
+
+        def decorate(record: TurnRecord) -> None:
+            record.prompt_version = self.prompt.version
+            record.adapter = self.adapter
+            record.sampling = sampling.as_dict()
+
+        return AdaptedStream(inner, make_adapter(self.response_format), decorate)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary for logs and dashboards (no secrets)."""
+        return {
+            "name": self.name,
+            "backend": self.backend.name,
+            "model": self.model,
+            "adapter": self.adapter,
+            "endpoints": list(self.endpoints),
+            "prompt_version": self.prompt.version,
+            "response_format": self.response_format,
+            "sampling": self.sampling.as_dict(),
+            **self.extra,
+        }
+
+    async def probe(self) -> list[ProbeResult]:
+        """Readiness checks for ``check_models``: for an openai arm, ``/health``, ``/v1/models``
+        and one short streamed completion on every endpoint; other backends have nothing to
+        reach and report one line."""
+        if isinstance(self.backend, OpenAIBackend):
+            results: list[ProbeResult] = []
+            for url in self.endpoints:
+                results += await probe_endpoint(url, self.model, api_key=self.backend.api_key)
+            return results
+        return [ProbeResult(self.backend.name, "-", True, "no server to check")]
+
+
+def _sampling(raw: Any) -> SamplingParams:
+    if raw is None:
+        return SamplingParams()
+    if not isinstance(raw, Mapping):
+        raise ConfigError("sampling must be a mapping")
+    unknown = set(raw) - {"temperature", "top_p", "max_tokens", "seed"}
+    if unknown:
+        raise ConfigError(f"unknown sampling keys {sorted(unknown)}")
+    try:
+        sampling = SamplingParams(
+            temperature=float(raw.get("temperature", SamplingParams.temperature)),
+            top_p=float(raw.get("top_p", SamplingParams.top_p)),
+            max_tokens=int(raw.get("max_tokens", SamplingParams.max_tokens)),
+            seed=None if raw.get("seed") is None else int(raw["seed"]),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad sampling value: {exc}") from exc
+    if sampling.temperature < 0 or not 0 < sampling.top_p <= 1 or sampling.max_tokens < 1:
+        raise ConfigError("sampling needs temperature >= 0, 0 < top_p <= 1, max_tokens >= 1")
+    return sampling
+
+
+def _endpoints(config: Mapping[str, Any]) -> list[str]:
+    raw = config.get("endpoints", config.get("endpoint"))
+    items = [raw] if isinstance(raw, str) else list(raw or [])
+    urls: list[str] = []
+    for item in items:
+        urls += [u for u in re.split(r"[\s,]+", expand_env(str(item))) if u]
+    return urls
+
+
+def build_arm(
+    config: Mapping[str, Any],
+    *,
+    base_dir: Path | None = None,
+    offline_rate: float | None = None,
+    strict: bool = True,
+) -> Arm:
+    """Turn a condition block into an :class:`Arm` (see the module docstring for the keys).
+
+    Cheap and side-effect free: nothing is contacted or loaded until the first reply, so study
+    loading can call it to validate. ``base_dir`` anchors a relative ``prompt_file``;
+    ``offline_rate`` (tokens/second) overrides the ``rate`` of an offline arm. Raises
+    :class:`ConfigError` with a readable message on a bad block; with ``strict`` (the default)
+    an unknown key is an error too (it is usually a typo).
+    """
+    try:
+        if strict and isinstance(config, Mapping) and set(config) - _KNOWN_KEYS:
+            raise ValueError(f"unknown keys {sorted(set(config) - _KNOWN_KEYS)}")
+        return _build(config, base_dir=base_dir, offline_rate=offline_rate)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        name = config.get("name", "?") if isinstance(config, Mapping) else "?"
+        raise ConfigError(f"condition {name!r}: {exc}") from exc
+
+
+def _build(config: Mapping[str, Any], *, base_dir: Path | None, offline_rate: float | None) -> Arm:
+    values = {k: expand_env(str(config[k])) for k in _EXPANDED_KEYS if config.get(k)}
+    kind = str(config.get("backend") or "openai")
+    if kind not in BACKENDS:
+        raise ValueError(f"unknown backend {kind!r} (expected one of {BACKENDS})")
+    response_format = str(config.get("response_format") or "text")
+    if response_format not in RESPONSE_FORMATS:
+        raise ValueError(f"unknown response_format {response_format!r}")
+    prompt = resolve_prompt(
+        prompt=config.get("prompt"),
+        system_prompt=config.get("system_prompt"),
+        prompt_file=values.get("prompt_file"),
+        base_dir=base_dir,
+    )
+    model = values.get("model", "")
+    backend: Backend
+    endpoints: tuple[str, ...] = ()
+    extra: dict[str, Any] = {}
+    if kind == "openai":
+        openai = OpenAIBackend(
+            endpoints=_endpoints(config),
+            model=model,
+            timeouts=Timeouts.from_config(config.get("timeouts")),
+            retries=int(config.get("retries", 2)),
+            api_key=values.get("api_key"),
+            health_check=bool(config.get("health_check", False)),
+            extra_body=config.get("extra_body"),
+        )
+        backend, endpoints = openai, openai.endpoints
+        extra["timeouts"] = dataclasses.asdict(openai.timeouts)
+    elif kind == "transformers":
+        from collab_models.transformers_backend import TransformersBackend
+
+        backend = TransformersBackend(
+            model=model, device=values.get("device", "auto"), dtype=str(config.get("dtype", "auto"))
+        )
+    else:
+        style = derive_style(config)
+        if style not in STYLES:
+            raise ValueError(f"unknown offline style {style!r} (expected one of {STYLES})")
+        rate = offline_rate if offline_rate is not None else config.get("rate", DEFAULT_RATE)
+        backend = OfflineBackend(
+            style=style,
+            rate=None if rate is None else float(rate),
+            json_reply=response_format == "json_response",
+        )
+        extra.update(style=style, rate=rate)
+        model = model or f"offline/{style}"
+    return Arm(
+        name=str(config.get("name") or kind),
+        backend=backend,
+        prompt=prompt,
+        response_format=response_format,
+        sampling=_sampling(config.get("sampling")),
+        model=model,
+        adapter=str(config.get("adapter") or ""),
+        endpoints=endpoints,
+        extra=extra,
+    )

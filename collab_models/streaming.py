@@ -1,0 +1,210 @@
+"""Reply streams shared by all backends.
+
+:class:`ProducerStream` runs a backend's producer coroutine as its own task and hands its deltas
+to the caller through a queue. Running the producer apart from the consumer means ``aclose()``
+works from any task (a "stop" button handled elsewhere), and a cancelled producer closes its
+HTTP connection or stops its generation thread at once.
+
+:class:`AdaptedStream` wraps any reply stream with a response adapter (see
+:mod:`collab_models.adapters`) and fills in the arm's fields of the final record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, Protocol
+
+from collab_models.base import FinishReason, ModelError, ReplyStream, TurnRecord
+
+Producer = Callable[["ProducerStream"], Coroutine[Any, Any, None]]
+
+
+class _End:
+    """Queue marker: the producer has finished (``error`` set when it failed)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: ModelError | None = None) -> None:
+        self.error = error
+
+
+def _ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 3)
+
+
+class ProducerStream:
+    """A :class:`~collab_models.base.ReplyStream` fed by a producer coroutine.
+
+    The producer receives this stream, calls :meth:`emit` for each text delta and may fill in
+    :attr:`draft` (tokens, finish reason, model, endpoint). It starts on the first ``__anext__``.
+    It signals failure by raising :class:`ModelError`; any other exception is wrapped in one.
+    """
+
+    def __init__(self, producer: Producer, draft: TurnRecord) -> None:
+        self.record: TurnRecord | None = None
+        self.draft = draft
+        self._producer = producer
+        self._queue: asyncio.Queue[str | _End] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._parts: list[str] = []
+        self._started = 0.0
+        self._done = False
+
+    # -- producer side -------------------------------------------------------------------------
+    def emit(self, delta: str) -> None:
+        """Hand one text delta to the caller (empty deltas are dropped)."""
+        if not delta:
+            return
+        if self.draft.ttft_ms is None:
+            self.draft.ttft_ms = _ms_since(self._started)
+        self._queue.put_nowait(delta)
+
+    @property
+    def started_at(self) -> float:
+        """``time.perf_counter()`` when the producer started."""
+        return self._started
+
+    async def _run(self) -> None:
+        try:
+            await self._producer(self)
+        except ModelError as exc:
+            self._queue.put_nowait(_End(exc))
+        except asyncio.CancelledError:
+            self._queue.put_nowait(_End())
+            raise
+        except Exception as exc:  # a backend bug must end the turn, not hang the caller
+            self._queue.put_nowait(_End(ModelError(f"{type(exc).__name__}: {exc}")))
+        else:
+            self._queue.put_nowait(_End())
+
+    # -- consumer side -------------------------------------------------------------------------
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self
+
+    async def __anext__(self) -> str:
+        if self._done:
+            raise StopAsyncIteration
+        if self._task is None:
+            self._started = time.perf_counter()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        item = await self._queue.get()
+        if isinstance(item, str):
+            self._parts.append(item)
+            return item
+        if self._done:  # aclose() ran while we waited
+            raise StopAsyncIteration
+        self._done = True
+        if item.error is not None:
+            self._finish("error", str(item.error))
+            raise item.error
+        self._finish(self.draft.finish_reason)
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Cancel the generation; the record keeps the text handed out so far."""
+        if self._done:
+            return
+        self._done = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.wait([self._task])
+        self._finish("cancelled")
+        self._queue.put_nowait(_End())  # wakes a consumer waiting in another task
+
+    def _finish(self, reason: FinishReason, error: str = "") -> None:
+        text = "".join(self._parts)
+        self.draft.text = text
+        self.draft.raw_output = text
+        self.draft.finish_reason = reason
+        if error:
+            self.draft.error = error
+        if self._task is not None:
+            self.draft.duration_ms = _ms_since(self._started)
+        self.record = self.draft
+
+
+class ResponseAdapter(Protocol):
+    """Turns raw model deltas into the text shown to the participant."""
+
+    def feed(self, delta: str) -> str:
+        """Take one raw delta; return the text to show now (may be empty)."""
+        ...
+
+    def finish(self) -> tuple[str, str]:
+        """The stream ended: return (text still to show, warning or "")."""
+        ...
+
+
+class AdaptedStream:
+    """A reply stream seen through a response adapter, with the arm's fields on the record."""
+
+    def __init__(
+        self,
+        inner: ReplyStream,
+        adapter: ResponseAdapter,
+        decorate: Callable[[TurnRecord], None] | None = None,
+    ) -> None:
+        self.record: TurnRecord | None = None
+        self._inner = inner
+        self._source = inner.__aiter__()
+        self._adapter = adapter
+        self._decorate = decorate
+        self._parts: list[str] = []
+        self._raw: list[str] = []
+        self._done = False
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self
+
+    async def __anext__(self) -> str:
+        while not self._done:
+            try:
+                delta = await anext(self._source)
+            except StopAsyncIteration:
+                if self._done:  # aclose() ran while we waited
+                    break
+                self._done = True
+                tail, warning = self._adapter.finish()
+                if tail:
+                    self._parts.append(tail)
+                self._finish(warning)
+                if tail:
+                    return tail
+                break
+            except ModelError:
+                self._done = True
+                self._finish("")
+                raise
+            self._raw.append(delta)
+            shown = self._adapter.feed(delta)
+            if shown:
+                self._parts.append(shown)
+                return shown
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Cancel the generation; the record keeps the text shown so far."""
+        if self._done:
+            return
+        self._done = True
+        await self._inner.aclose()
+        self._finish("")
+
+    def _finish(self, warning: str) -> None:
+        inner = self._inner.record
+        if inner is None:  # the inner stream always sets one; guard for foreign streams
+            inner = TurnRecord(text="", raw_output="", backend="unknown", model="")
+        record = dataclasses.replace(
+            inner,
+            text="".join(self._parts),
+            raw_output=inner.raw_output or "".join(self._raw),
+            sampling=dict(inner.sampling),
+        )
+        if warning and not record.error:
+            record.error = warning
+        if self._decorate is not None:
+            self._decorate(record)
+        self.record = record

@@ -1,0 +1,268 @@
+"""The one network seam: every HTTP call in ``collab_models`` goes through here.
+
+:func:`open_stream` starts a streamed request (the token streams); :func:`get_client` gives an
+httpx client for everything else (probes). Streams to plain ``http://`` servers use the lean
+client of :mod:`collab_models.http1`; ``https://``, a custom client factory, or
+``COLLAB_MODELS_FAST_HTTP=0`` route them through httpx instead. Both raise
+:class:`TransportError` for network failures.
+
+Clients are kept per running event loop (an httpx client's connections belong to the loop that
+opened them). Each loop holds a few clients ("shards") handed out in turn: httpcore's connection
+pool does work proportional to the square of its connections on every request, so one pool
+with 200 open streams spends most of its time bookkeeping. Shards of a dozen connections each
+keep that cost negligible (``COLLAB_MODELS_POOL_SHARDS``, default 16).
+
+Tests and benchmarks point backends at a real local server; code that needs a different
+transport (a proxy, ``httpx.MockTransport``, custom TLS) installs a factory with
+:func:`use_client_factory`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Protocol
+
+import httpx
+
+from collab_models.http1 import H1Pool, Sink, TransportError, parse_origin
+
+__all__ = [
+    "ClientFactory",
+    "Exchange",
+    "TransportError",
+    "aclose_client",
+    "get_client",
+    "open_stream",
+    "set_client_factory",
+    "set_fast_http",
+    "use_client_factory",
+]
+
+ClientFactory = Callable[[], httpx.AsyncClient]
+
+USER_AGENT = "collabstudy-collab-models/0.1"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+@cache
+def _ssl_context() -> ssl.SSLContext:
+    # Built once: a context costs ~15 ms, and every shard would otherwise build its own.
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _shards() -> int:
+    return max(1, _env_int("COLLAB_MODELS_POOL_SHARDS", 16))
+
+
+def default_client_factory() -> httpx.AsyncClient:
+    """One shard: a client sized for its share of hundreds of concurrent streams.
+
+    ``trust_env`` is off so that an ``HTTP_PROXY`` meant for the internet never captures traffic
+    to model servers on the local network; set ``COLLAB_MODELS_TRUST_ENV=1`` to honour it.
+    """
+    shards = _shards()
+    limits = httpx.Limits(
+        max_connections=max(1, _env_int("COLLAB_MODELS_MAX_CONNECTIONS", 4096) // shards),
+        max_keepalive_connections=max(1, _env_int("COLLAB_MODELS_MAX_KEEPALIVE", 512) // shards),
+        keepalive_expiry=30.0,
+    )
+    return httpx.AsyncClient(
+        limits=limits,
+        # Per-request timeouts are set by the callers; this is only the fallback.
+        timeout=httpx.Timeout(30.0, connect=5.0),
+        headers={"user-agent": USER_AGENT},
+        verify=_ssl_context(),
+        trust_env=os.environ.get("COLLAB_MODELS_TRUST_ENV", "") in {"1", "true", "yes"},
+    )
+
+
+@dataclass
+class _LoopClients:
+    factory: ClientFactory
+    clients: list[httpx.AsyncClient] = field(default_factory=list)
+    turn: int = 0
+    h1: H1Pool = field(default_factory=H1Pool)
+
+
+_factory: ClientFactory = default_client_factory
+_fast_http = os.environ.get("COLLAB_MODELS_FAST_HTTP", "1") not in {"0", "false", "no"}
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = (
+    weakref.WeakKeyDictionary()
+)
+_background: set[asyncio.Task[None]] = set()
+
+
+def _entry() -> _LoopClients:
+    loop = asyncio.get_running_loop()
+    entry = _loops.get(loop)
+    if entry is None or entry.factory is not _factory:
+        if entry is not None:  # the factory changed (tests, set-up): retire the old clients
+            _close_later(loop, entry.clients)
+            entry.h1.close()
+        entry = _LoopClients(_factory)
+        _loops[loop] = entry
+    return entry
+
+
+def get_client() -> httpx.AsyncClient:
+    """A client of the running event loop (shards created on first use, handed out in turn)."""
+    entry = _entry()
+    if len(entry.clients) < _shards():
+        entry.clients.append(entry.factory())
+        entry.turn = len(entry.clients) - 1
+    else:
+        entry.turn = (entry.turn + 1) % len(entry.clients)
+    client = entry.clients[entry.turn]
+    if client.is_closed:
+        client = entry.clients[entry.turn] = entry.factory()
+    return client
+
+
+def _close_later(loop: asyncio.AbstractEventLoop, clients: list[httpx.AsyncClient]) -> None:
+    for client in clients:
+        if not client.is_closed:
+            task = loop.create_task(client.aclose())
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+
+
+async def aclose_client() -> None:
+    """Close the running loop's clients (call on shutdown; the next call makes new ones)."""
+    entry = _loops.pop(asyncio.get_running_loop(), None)
+    if entry is not None:
+        entry.h1.close()
+        for client in entry.clients:
+            await client.aclose()
+
+
+def set_client_factory(factory: ClientFactory | None) -> ClientFactory:
+    """Install ``factory`` (``None``: the default) and return the previous one.
+
+    Each loop's clients are replaced on their next use; open streams on the old ones end.
+    """
+    global _factory
+    previous = _factory
+    _factory = factory or default_client_factory
+    return previous
+
+
+@contextmanager
+def use_client_factory(factory: ClientFactory) -> Iterator[None]:
+    """Use ``factory`` for clients created inside the ``with`` block."""
+    previous = set_client_factory(factory)
+    try:
+        yield
+    finally:
+        set_client_factory(previous)
+
+
+def set_fast_http(enabled: bool) -> bool:
+    """Use the lean HTTP/1.1 client for ``http://`` streams (default) or httpx; returns the
+    previous setting."""
+    global _fast_http
+    previous = _fast_http
+    _fast_http = enabled
+    return previous
+
+
+class Exchange(Protocol):
+    """A streamed response: its status, then its body read whole or pumped to a sink."""
+
+    status: int
+
+    async def read_body(self, limit: int) -> bytes:
+        """The whole (short) body, at most ``limit`` bytes."""
+        ...
+
+    async def pump(self, sink: Sink, limit: Callable[[], float]) -> None:
+        """Feed the body to ``sink`` until it ends; :class:`TimeoutError` once the event-loop
+        time passes ``limit()`` (re-read as data flows)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the connection (closing it when the body was not read to the end)."""
+        ...
+
+
+class _HttpxExchange:
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status = response.status_code
+
+    async def read_body(self, limit: int) -> bytes:
+        try:
+            return (await self._response.aread())[:limit]
+        except httpx.HTTPError as exc:
+            raise TransportError(_describe(exc)) from None
+
+    async def pump(self, sink: Sink, limit: Callable[[], float]) -> None:
+        loop = asyncio.get_running_loop()
+        when = limit()
+        try:
+            async with asyncio.timeout_at(when) as timer:
+                async for chunk in self._response.aiter_bytes():
+                    sink(chunk)
+                    # Move the timer only when it drifted by 10% of what is left: a timer per
+                    # chunk costs more than the chunk. It may thus fire up to 10% early.
+                    new = limit()
+                    if new < when or new - when > 0.1 * (new - loop.time()):
+                        when = new
+                        timer.reschedule(when)
+        except httpx.HTTPError as exc:
+            raise TransportError(_describe(exc)) from None
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def open_stream(
+    url: str,
+    *,
+    body: bytes,
+    headers: Mapping[str, str],
+    connect_timeout: float,
+    read_timeout: float,
+) -> Exchange:
+    """POST ``body`` to ``url`` and return once the response headers arrived.
+
+    Cancel it (e.g. with ``asyncio.timeout``) to give up waiting; the connection is closed.
+    """
+    entry = _entry()
+    parsed = httpx.URL(url)
+    all_headers = {"user-agent": USER_AGENT, "content-type": "application/json", **headers}
+    if _fast_http and parsed.scheme == "http" and entry.factory is default_client_factory:
+        host, port, target = parse_origin(parsed)
+        return await entry.h1.request(
+            "POST", host, port, target,
+            headers=all_headers, body=body, connect_timeout=connect_timeout,
+        )  # fmt: skip
+    client = get_client()
+    request = client.build_request(
+        "POST",
+        parsed,
+        content=body,
+        headers=all_headers,
+        timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout),
+    )
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        raise TransportError(_describe(exc)) from None
+    return _HttpxExchange(response)

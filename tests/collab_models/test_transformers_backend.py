@@ -1,0 +1,147 @@
+"""The local transformers backend, on a tiny random-weight Llama built here (no downloads)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from collab_models.arms import build_arm
+from collab_models.base import ChatMessage
+
+SENTENCES = [
+    "the garden is green and the sun is warm",
+    "write a short story about a quiet lighthouse keeper",
+    "my friends like to cook at home on sunday",
+    "a blog post about small habits that help every day",
+]
+SPECIALS = ["[UNK]", "[PAD]", "<s>", "</s>", "<user>", "<assistant>", "<system>"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}"
+    "{% if add_generation_prompt %}<assistant> {% endif %}"
+)
+HISTORY: list[ChatMessage] = [{"role": "user", "content": "write a short story about the garden"}]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A 2-layer, 32-wide Llama with a word-level tokenizer and a chat template, saved to disk."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = sorted({w for s in SENTENCES for w in s.split()})
+    vocab = {tok: i for i, tok in enumerate([*SPECIALS, *words])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]", bos_token="<s>",
+        eos_token="</s>",
+    )  # fmt: skip
+    tokenizer.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        bos_token_id=vocab["<s>"], eos_token_id=vocab["</s>"], pad_token_id=vocab["[PAD]"],
+    )  # fmt: skip
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # never end early: the tests want a predictable number of tokens
+        model.lm_head.weight[vocab["</s>"]] = 0
+        model.lm_head.bias = None
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+def arm_config(path: Path, **sampling: object) -> dict[str, object]:
+    return {
+        "name": "local",
+        "backend": "transformers",
+        "model": str(path),
+        "device": "cpu",
+        "sampling": {"temperature": 0.0, "max_tokens": 12, **sampling},
+    }
+
+
+async def test_streams_a_reply_with_a_full_record(tiny_model: Path) -> None:
+    arm = build_arm(arm_config(tiny_model))
+
+    stream = arm.reply(HISTORY)
+    deltas = [d async for d in stream]
+
+    assert len(deltas) >= 3
+    record = stream.record
+    assert record is not None
+    assert record.text == "".join(deltas)
+    assert record.text.strip()
+    assert not any(s in record.text for s in ("<s>", "</s>", "[PAD]"))
+    assert record.backend == "transformers"
+    assert record.model == str(tiny_model)
+    assert record.completion_tokens == 12
+    assert record.finish_reason == "length"
+    assert record.prompt_tokens is not None
+    assert record.prompt_tokens > 5
+    assert record.ttft_ms is not None
+    assert record.duration_ms is not None
+    assert record.prompt_version == "none"
+    assert record.endpoint == "local:cpu"
+
+
+async def test_greedy_replies_repeat_and_seeded_sampling_works(tiny_model: Path) -> None:
+    arm = build_arm(arm_config(tiny_model))
+    first = "".join([d async for d in arm.reply(HISTORY)])
+    second = "".join([d async for d in arm.reply(HISTORY)])
+    assert first == second
+
+    sampled = build_arm(arm_config(tiny_model, temperature=1.0, top_p=0.9))
+    one = "".join([d async for d in sampled.reply(HISTORY, seed=4)])
+    two = "".join([d async for d in sampled.reply(HISTORY, seed=4)])
+    assert one == two
+
+
+async def test_cancel_stops_generation(tiny_model: Path) -> None:
+    arm = build_arm(arm_config(tiny_model, max_tokens=200))
+    stream = arm.reply(HISTORY)
+
+    got = []
+    async for delta in stream:
+        got.append(delta)
+        if len(got) == 2:
+            break
+    await stream.aclose()
+
+    record = stream.record
+    assert record is not None
+    assert record.finish_reason == "cancelled"
+    assert record.text == "".join(got)
+    # The generation thread sees the cancel flag at its next token and ends.
+    import threading
+
+    for _ in range(100):
+        if not any(t.name == "collab-models-generate" for t in threading.enumerate()):
+            break
+        await asyncio.sleep(0.02)
+    assert not any(t.name == "collab-models-generate" for t in threading.enumerate())
+
+
+async def test_missing_model_is_a_permanent_error(tmp_path: Path) -> None:
+    from collab_models.base import ModelError
+
+    stream = build_arm(arm_config(tmp_path / "absent")).reply(HISTORY)
+    with pytest.raises(ModelError) as info:
+        [_ async for _ in stream]
+    assert info.value.permanent
+    assert "cannot load model" in str(info.value)
