@@ -72,6 +72,17 @@ class Message(models.Model):
             models.Index(fields=["participation", "turn"]),
             # The live dashboard reads the replies of the last hour.
             models.Index(fields=["created_at"], name="message_created_at"),
+            # Dashboards total whole studies from these two (index-only scans), never reading
+            # the message texts.
+            models.Index(
+                fields=["participation", "role", "is_active", "word_count", "completion_tokens"],
+                name="message_totals_cover",
+            ),
+            models.Index(
+                fields=["participation", "ttft_ms", "finish_reason"],
+                condition=models.Q(role="assistant"),
+                name="message_reply_latency_cover",
+            ),
         ]
         ordering = ["participation", "turn", "id"]
 

@@ -1,0 +1,95 @@
+"""Presence: heartbeats, focus and blur update last seen, active time and focus losses."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from studyapp.participants.activity import (
+    ACTIVE_GAP_CAP_S,
+    active_increment,
+    activity_record,
+)
+from studyapp.participants.models import EventKind, Participation, ParticipationEvent
+from tests.writing.conftest import db, open_client, token_for
+
+
+def test_active_time_counts_only_focused_gaps_and_caps_each_one():
+    assert active_increment(since=100.0, now=110.0, focused=True) == 10.0
+    assert active_increment(since=100.0, now=110.0, focused=False) == 0.0
+    assert active_increment(since=None, now=110.0, focused=True) == 0.0
+    # A laptop that slept for two hours with the tab focused earns one gap's worth.
+    assert active_increment(since=0.0, now=7200.0, focused=True) == ACTIVE_GAP_CAP_S
+    assert active_increment(since=10.0, now=5.0, focused=True) == 0.0
+
+
+@pytest.mark.django_db
+def test_heartbeats_move_counters_without_event_rows(writer):
+    activity_record(participation_id=writer.pk, kind=EventKind.HEARTBEAT, active_delta=12.5)
+    activity_record(participation_id=writer.pk, kind=EventKind.HEARTBEAT, active_delta=3.0)
+    writer.refresh_from_db()
+    assert writer.active_seconds == 15.5
+    assert writer.last_seen_at is not None
+    assert not ParticipationEvent.objects.filter(participation=writer).exists()
+
+
+@pytest.mark.django_db
+def test_blur_counts_a_focus_loss_and_logs_a_row(writer):
+    activity_record(participation_id=writer.pk, kind=EventKind.BLUR, focus_lost=True)
+    activity_record(participation_id=writer.pk, kind=EventKind.FOCUS)
+    writer.refresh_from_db()
+    assert writer.focus_losses == 1
+    kinds = list(
+        ParticipationEvent.objects.filter(participation=writer)
+        .order_by("id")
+        .values_list("kind", flat=True)
+    )
+    assert kinds == [EventKind.BLUR, EventKind.FOCUS]
+
+
+def _presence(participation) -> tuple[float, int, list[str]]:
+    fresh = Participation.objects.get(pk=participation.pk)
+    kinds = list(
+        ParticipationEvent.objects.filter(participation=participation)
+        .order_by("id")
+        .values_list("kind", flat=True)
+    )
+    return fresh.active_seconds, fresh.focus_losses, kinds
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("drain_generations")
+async def test_socket_presence_frames(writer):
+    client, _ = await open_client("demo", token_for(writer))  # hello says focused
+    await asyncio.sleep(0.3)
+    await client.send({"type": "heartbeat", "focused": True})
+    await client.send({"type": "blur"})
+    await asyncio.sleep(0.3)  # blurred: this gap must not count
+    await client.send({"type": "heartbeat"})
+    await client.send({"type": "blur"})  # a second blur in a row is not a second loss
+    await client.send({"type": "focus"})
+    await client.close()
+
+    active, losses, kinds = await db(_presence, writer)
+    assert 0.25 <= active < 0.55  # the focused 0.3 s counts, the blurred 0.3 s does not
+    assert losses == 1
+    assert kinds == [
+        EventKind.CONNECT, EventKind.BLUR, EventKind.BLUR, EventKind.FOCUS, EventKind.DISCONNECT,
+    ]  # fmt: skip
+    seen = await db(lambda: Participation.objects.get(pk=writer.pk).last_seen_at)
+    assert seen is not None
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("drain_generations")
+async def test_a_reconnect_with_last_seq_is_logged_as_reconnect(writer):
+    client, state = await open_client("demo", token_for(writer))
+    await client.close()
+    client, _ = await open_client("demo", token_for(writer), hello=False)
+    await client.hello(last_seq=state["last_seq"])
+    await client.close()
+    _, _, kinds = await db(_presence, writer)
+    assert kinds == [
+        EventKind.CONNECT, EventKind.DISCONNECT, EventKind.RECONNECT, EventKind.DISCONNECT,
+    ]  # fmt: skip

@@ -1,0 +1,159 @@
+"""A model that fails: the participant gets a plain message and Retry, researchers the details."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from collab_models.openai_backend import reset_health
+from collab_models.transport import aclose_client
+from studyapp.participants.models import EventKind, ParticipationEvent
+from studyapp.studies.models import Condition
+from studyapp.writing.models import Message, Role
+from tests.collab_models.vllm_fake import FakeVLLM, Script
+from tests.writing.conftest import db, free_port, open_client, token_for
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("drain_generations"),
+]
+
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+@pytest.fixture(autouse=True)
+async def clean_transport() -> AsyncIterator[None]:
+    reset_health()
+    yield
+    await aclose_client()
+    reset_health()
+
+
+def _openai_arm(version, endpoint: str) -> Condition:
+    config = {
+        "name": "remote",
+        "backend": "openai",
+        "endpoints": [endpoint],
+        "model": MODEL,
+        "response_format": "text",
+        "sampling": {"temperature": 0.8, "top_p": 1.0, "max_tokens": 256},
+        "timeouts": {"connect": 2, "first_token": 5, "between_tokens": 5, "total": 30},
+        "retries": 0,
+    }
+    return Condition.objects.create(version=version, name="remote", backend="openai", config=config)
+
+
+def _switch_to_offline(condition: Condition) -> None:
+    condition.config = {"name": condition.name, "backend": "offline", "style": "base"}
+    condition.backend = "offline"
+    condition.save(update_fields=["config", "backend"])
+
+
+def _assistant_messages(participation) -> list[Message]:
+    return list(
+        Message.objects.filter(participation=participation, role=Role.ASSISTANT).order_by("id")
+    )
+
+
+@pytest.fixture
+def remote_writer(demo_version):
+    from tests.writing.conftest import make_participation
+
+    condition = _openai_arm(demo_version, f"http://127.0.0.1:{free_port()}")  # nothing listens
+    participation = make_participation(demo_version)
+    participation.condition = condition
+    participation.save(update_fields=["condition"])
+    return participation
+
+
+async def test_unreachable_model_gives_turn_error_and_retry_recovers(remote_writer):
+    client, _ = await open_client("demo", token_for(remote_writer))
+    frames = await client.turn("Help me plan a blog post about budget travel", "first")
+    error = frames[-1]
+    assert error["type"] == "turn_error"
+    assert error["retry"] is True
+    assert error["turn"] == 1
+    # The participant's message says what to do and nothing about the server.
+    assert "Retry" in error["message"]
+    for detail in ("127.0.0.1", "Connect", "openai", "Llama", "remote"):
+        assert detail not in error["message"]
+
+    (failed,) = await db(_assistant_messages, remote_writer)
+    assert not failed.is_active
+    assert failed.finish_reason == "error"
+    assert failed.error
+    assert str(failed.generation_id) == error["generation_id"]
+    event = await db(
+        lambda: ParticipationEvent.objects.get(
+            participation=remote_writer, kind=EventKind.MODEL_ERROR
+        )
+    )
+    assert event.data["generation_id"] == error["generation_id"]
+    assert event.data["error"] == failed.error
+    assert event.data["backend"] == "openai"
+
+    # A new message must wait for the retry.
+    refused = await client.error({"type": "send", "text": "Hello?"})
+    assert refused["code"] == "retry_required"
+
+    # A reconnecting page sees the failed turn and its Retry.
+    await client.close()
+    client, state = await open_client("demo", token_for(remote_writer))
+    assert [m["role"] for m in state["messages"]] == ["user"]
+    replayed = await client.until_type("turn_error")
+    assert replayed[-1]["generation_id"] == error["generation_id"]
+
+    # The model comes back; Retry re-runs the same turn.
+    await db(_switch_to_offline, remote_writer.condition)
+    await client.send({"type": "retry"})
+    frames = await client.until(lambda f: f["type"] in ("turn_end", "turn_error"))
+    assert frames[0] == {"type": "ack", "of": "retry", "turn": 1}
+    assert frames[-1]["type"] == "turn_end"
+    assert frames[-1]["turn"] == 1
+    failed, retried = await db(_assistant_messages, remote_writer)
+    assert not failed.is_active  # the failure is kept for researchers
+    assert retried.is_active
+    assert retried.text == frames[-1]["text"]
+    users = await db(
+        lambda: Message.objects.filter(participation=remote_writer, role=Role.USER).count()
+    )
+    assert users == 1
+    await client.close()
+
+
+async def test_failure_mid_stream_keeps_the_partial_text(demo_version):
+    from tests.writing.conftest import make_participation
+
+    async with FakeVLLM(tps=0) as fake:
+        fake.script(
+            Script(text="One two three four five six seven eight nine ten", cut_after=4),
+            Script(text="A complete reply this time"),
+        )
+
+        def setup():
+            participation = make_participation(demo_version)
+            participation.condition = _openai_arm(demo_version, fake.url)
+            participation.save(update_fields=["condition"])
+            return participation
+
+        participation = await db(setup)
+        client, _ = await open_client("demo", token_for(participation))
+        frames = await client.turn("Write me something")
+        assert frames[-1]["type"] == "turn_error"
+        shown = "".join(f["text"] for f in frames if f["type"] == "delta")
+        assert shown.startswith("One two")
+        (failed,) = await db(_assistant_messages, participation)
+        assert failed.text == shown
+        assert failed.finish_reason == "error"
+        assert failed.error
+
+        await client.send({"type": "retry"})
+        frames = await client.until(lambda f: f["type"] in ("turn_end", "turn_error"))
+        assert frames[-1]["type"] == "turn_end"
+        assert frames[-1]["text"] == "A complete reply this time"
+        assert "".join(f["text"] for f in frames if f["type"] == "delta") == frames[-1]["text"]
+        # The retry sent the same conversation: one user message, no failed reply in it.
+        sent = fake.chat_requests()[-1].body["messages"]
+        assert [m["role"] for m in sent] == ["user"]
+        await client.close()
