@@ -74,47 +74,53 @@ def _finite(value: float | None) -> float | None:
 
 
 def flow_sankey(flow: Any, colours: Mapping[str, str]) -> go.Figure:
-    """Entered -> declined / not assigned / each arm -> outcome (CONSORT-style)."""
-    labels = [f"Entered (n={flow.entered})"]
+    """CONSORT-style: entered -> consent -> arm -> outcome, with every way out on the side."""
+    labels: list[str] = []
     sources: list[int] = []
     targets: list[int] = []
     values: list[int] = []
     link_colours: list[str] = []
+    grey = "rgba(150,150,150,0.4)"
 
-    def node(label: str) -> int:
-        labels.append(label)
+    def node(label: str, n: int) -> int:
+        labels.append(f"{label} (n={n})")
         return len(labels) - 1
 
-    un = flow.unassigned
-    for key, label in [("declined", "Declined consent"), ("active", "Not yet assigned")]:
-        if getattr(un, key):
-            sources.append(0)
-            targets.append(node(f"{label} (n={getattr(un, key)})"))
-            values.append(getattr(un, key))
-            link_colours.append("rgba(150,150,150,0.4)")
-    left = un.returned + un.timed_out + un.excluded
-    if left:
-        sources.append(0)
-        targets.append(node(f"Left before assignment (n={left})"))
-        values.append(left)
-        link_colours.append("rgba(150,150,150,0.4)")
+    def link(source: int, target: int, value: int, colour: str = grey) -> None:
+        if value:
+            sources.append(source)
+            targets.append(target)
+            values.append(value)
+            link_colours.append(colour)
+
+    groups = [flow.unassigned, *flow.arms]
+    entered = node("Entered", flow.entered)
+    consented = node("Consented", flow.consented)
+    link(entered, consented, flow.consented)
+    for label, n in [
+        ("Declined consent", flow.unassigned.declined),
+        ("Left before consenting", sum(g.left_before_consent for g in groups)),
+        ("Deciding on consent", sum(g.deciding for g in groups)),
+    ]:
+        if n:
+            link(entered, node(label, n), n)
+    if flow.unassigned.consented:
+        link(
+            consented,
+            node("Consented, not assigned", flow.unassigned.consented),
+            flow.unassigned.consented,
+        )
     outcome_index = {
-        key: node(f"{label} (n={sum(getattr(a, key) for a in flow.arms)})")
-        for key, label in OUTCOME_NODES
+        key: node(label, sum(getattr(a, key) for a in flow.arms)) for key, label in OUTCOME_NODES
     }
     for arm in flow.arms:
         colour = colours.get(arm.name, "#888888")
-        arm_node = node(f"{arm.name} (n={arm.entered})")
-        sources.append(0)
-        targets.append(arm_node)
-        values.append(arm.entered)
-        link_colours.append(_rgba(colour, 0.45))
+        arm_node = node(arm.name, arm.entered)
+        link(consented, arm_node, arm.consented, _rgba(colour, 0.45))
+        # Assigned without a recorded consent should not happen; shown rather than hidden.
+        link(entered, arm_node, arm.entered - arm.consented, _rgba(colour, 0.45))
         for key, _ in OUTCOME_NODES:
-            if getattr(arm, key):
-                sources.append(arm_node)
-                targets.append(outcome_index[key])
-                values.append(getattr(arm, key))
-                link_colours.append(_rgba(colour, 0.35))
+            link(arm_node, outcome_index[key], getattr(arm, key), _rgba(colour, 0.35))
     fig = go.Figure(
         go.Sankey(
             arrangement="snap",
@@ -122,7 +128,7 @@ def flow_sankey(flow: Any, colours: Mapping[str, str]) -> go.Figure:
             link={"source": sources, "target": targets, "value": values, "color": link_colours},
         )
     )
-    return _layout(fig, "Participant flow", height=420)
+    return _layout(fig, "Participant flow", height=440)
 
 
 def _rgba(hex_colour: str, alpha: float) -> str:

@@ -125,6 +125,8 @@ class ArmFlow:
     declined: int = 0
     active: int = 0
     failed_attention: int = 0
+    left_before_consent: int = 0  # returned / timed out / excluded without consenting
+    deciding: int = 0  # still on the consent page
     document_types: dict[str, int] = field(default_factory=dict)
 
 
@@ -142,6 +144,7 @@ class Flow:
 
 
 def _flow_counts() -> dict[str, Any]:
+    no_consent = Q(consented_at__isnull=True)
     return {
         "entered": Count("id"),
         "consented": Count("id", filter=Q(consented_at__isnull=False)),
@@ -152,6 +155,11 @@ def _flow_counts() -> dict[str, Any]:
         "declined": Count("id", filter=Q(status=Status.DECLINED)),
         "active": Count("id", filter=Q(status__in=ACTIVE_STATUSES)),
         "failed_attention": Count("id", filter=Q(attention_passed=False)),
+        "left_before_consent": Count(
+            "id",
+            filter=no_consent & Q(status__in=(Status.RETURNED, Status.TIMED_OUT, Status.EXCLUDED)),
+        ),
+        "deciding": Count("id", filter=no_consent & Q(status__in=ACTIVE_STATUSES)),
     }
 
 
@@ -276,7 +284,8 @@ def _add_message_totals(rows: dict[int, ParticipantRow], population: QuerySet) -
         Message.objects.filter(participation__in=population.values("pk"))
         .values("participation_id")
         .annotate(
-            user_turns=Count("id", filter=user),
+            # participation_id, not id: the covering index holds it (index-only scan).
+            user_turns=Count("participation_id", filter=user),
             user_words=Coalesce(Sum("word_count", filter=user), 0),
             assistant_words=Coalesce(Sum("word_count", filter=assistant), 0),
             completion_tokens=Coalesce(Sum("completion_tokens", filter=assistant), 0),
@@ -352,7 +361,12 @@ def latency_by_arm(
         group=arm_index,
         value="ttft_ms",
         fractions={"ttft_p50": 0.5, "ttft_p95": 0.95},
-        aggregates={"replies": Count("id"), "errors": Count("id", filter=~Q(error=""))},
+        # Counting participation_id (never NULL) keeps the scan inside the covering index;
+        # the relay stores every failed generation with finish_reason "error".
+        aggregates={
+            "replies": Count("participation_id"),
+            "errors": Count("participation_id", filter=Q(finish_reason="error")),
+        },
     )
     return {names[i]: {"arm": names[i], **rows[i]} for i in range(len(names)) if i in rows}
 

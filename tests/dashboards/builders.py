@@ -43,6 +43,7 @@ class PSpec:
     attention_passed: bool | None = None
     last_seen_minutes: float | None = None  # minutes ago
     document_type: str = "blog_post"
+    consented: bool = True  # ignored for declined and just-entered participations
 
 
 @dataclass
@@ -74,6 +75,10 @@ class KnownStudy:
         return out
 
 
+def _consented(spec: PSpec) -> bool:
+    return spec.consented and spec.status not in (Status.DECLINED, Status.ENTERED)
+
+
 def _assistant_text(turn: int, index: int) -> str:
     # Mixed whitespace on purpose: words are split on any run of whitespace.
     return "Sure.\n\nHere is\tthe  idea: " + " ".join(["word"] * (turn + index))
@@ -90,7 +95,7 @@ def build_participation(
         is_test=spec.is_test,
         attention_passed=spec.attention_passed,
         document_type=spec.document_type,
-        consented_at=None if spec.status in (Status.DECLINED, Status.ENTERED) else now,
+        consented_at=now if _consented(spec) else None,
         assigned_at=now if spec.arm else None,
     )
     entered = now - timedelta(hours=2)
@@ -235,7 +240,11 @@ def known_specs() -> list[PSpec]:
         PSpec(arm="collabllm", status=Status.TIMED_OUT, turns=1, ttft=[300.0]),
     ]
     # Never assigned.
-    specs += [PSpec(arm=None, status=Status.DECLINED), PSpec(arm=None, status=Status.ENTERED)]
+    specs += [
+        PSpec(arm=None, status=Status.DECLINED),
+        PSpec(arm=None, status=Status.ENTERED),
+        PSpec(arm=None, status=Status.RETURNED, consented=False),
+    ]
     return specs
 
 
@@ -250,6 +259,10 @@ def build_known_study(*, backend: str = "openai", specs: list[PSpec] | None = No
         for i, spec in enumerate(specs if specs is not None else known_specs())
     ]
     return KnownStudy(study=version.study, version=version, arms=arms, built=built)
+
+
+def consented(spec: PSpec) -> bool:
+    return _consented(spec)
 
 
 def reply_ttfts(spec: PSpec) -> list[float]:

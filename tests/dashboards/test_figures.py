@@ -6,7 +6,7 @@ from django.urls import reverse
 from scipy import stats as sps
 
 from studyapp.participants.models import Status
-from tests.dashboards.builders import ARMS, reply_ttfts
+from tests.dashboards.builders import ARMS, consented, reply_ttfts
 from tests.dashboards.helpers import array, figures_of, traces
 
 
@@ -124,7 +124,7 @@ def test_judge_scores_are_shown_per_arm(page, known):
     assert "judge-a" in page["judge"]["layout"]["title"]["text"]
 
 
-def test_flow_sankey_links_entered_to_arms_to_outcomes(page, known):
+def test_flow_sankey_links_entered_to_consent_to_arms_to_outcomes(page, known):
     sankey = page["flow"]["data"][0]
     labels = sankey["node"]["label"]
     link = sankey["link"]
@@ -141,16 +141,25 @@ def test_flow_sankey_links_entered_to_arms_to_outcomes(page, known):
         Status.WRITING: "Still active",
     }
     expected = {}
-    for spec in real:
-        if spec.arm is None:
-            target = "Declined consent" if spec.status == Status.DECLINED else "Not yet assigned"
-            expected[("Entered", target)] = expected.get(("Entered", target), 0) + 1
-            continue
-        expected[("Entered", spec.arm)] = expected.get(("Entered", spec.arm), 0) + 1
-        key = (spec.arm, status_label[spec.status])
+
+    def add(key):
         expected[key] = expected.get(key, 0) + 1
+
+    for spec in real:
+        if consented(spec):
+            add(("Entered", "Consented"))
+        elif spec.status == Status.DECLINED:
+            add(("Entered", "Declined consent"))
+        elif spec.status == Status.ENTERED:
+            add(("Entered", "Deciding on consent"))
+        else:
+            add(("Entered", "Left before consenting"))
+        if spec.arm is not None:
+            add(("Consented", spec.arm))
+            add((spec.arm, status_label[spec.status]))
     assert flows == expected
-    assert flows[("Entered", "base")] == 6
+    assert flows[("Consented", "base")] == 6
+    assert flows[("Entered", "Left before consenting")] == 1
 
 
 def test_figures_do_not_include_pilots_unless_asked(staff_client, known):
