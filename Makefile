@@ -27,9 +27,10 @@ install-test: $(VENV)/.installed-test
 
 run: install
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py load_study deploy/studies/collabllm-cowriting.yaml --slug demo --offline --if-changed
 	$(BIN)/python manage.py demo_setup --port $(PORT) --host $(HOST)
-	$(BIN)/python -m uvicorn studyapp.asgi:application --host $(HOST) --port $(PORT)
+	$(BIN)/python -m uvicorn studyapp.asgi:application --host $(HOST) --port $(PORT) --lifespan off
 
 test: install-test
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
