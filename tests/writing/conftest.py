@@ -156,7 +156,7 @@ class LiveServer:
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         env = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": "studyapp.settings",
+            "DJANGO_SETTINGS_MODULE": "tests.writing.server_settings",
             "DATABASE_URL": _database_url(),
             "REDIS_URL": settings.REDIS_URL,
             "SECRET_KEY": settings.SECRET_KEY,
@@ -194,7 +194,7 @@ class LiveServer:
             self.proc.wait()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_servers(django_db_setup, django_db_blocker) -> Iterator[list[LiveServer]]:
     """Two ASGI processes sharing the test database and Redis, streaming slowly (25 tokens/s)
     so that a test can act in the middle of a reply."""

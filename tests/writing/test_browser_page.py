@@ -1,0 +1,165 @@
+"""The writing page in headless Chromium: a reply survives a reload and a dropped socket.
+
+Replies stream at 25 tokens/s from the live server (tests/writing/conftest.py), so the page is
+reloaded, or its socket cut, in the middle of one. Database reads happen outside the Playwright
+block (its sync API runs an event loop in this thread, where Django refuses queries).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.sessions.backends.db import SessionStore
+
+from studyapp.writing.models import Message, Role
+from tests.writing.conftest import make_participation
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _session_for(participation) -> str:
+    session = SessionStore()
+    session[f"participation:{participation.study.slug}"] = str(participation.public_id)
+    session.create()
+    return session.session_key
+
+
+class Browser:
+    def __init__(self, pw, base: str, session_key: str) -> None:
+        from playwright.sync_api import expect
+
+        self.expect = expect
+        self.browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        self.context = self.browser.new_context()
+        self.context.add_cookies([{"name": "sessionid", "value": session_key, "url": base}])
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(20_000)
+        expect.set_options(timeout=20_000)
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.base = base
+
+    def open(self) -> None:
+        self.page.goto(f"{self.base}/study/demo/write/")
+        self.connected()
+
+    def connected(self) -> None:
+        self.expect(self.page.locator("#status")).to_have_attribute("data-state", "connected")
+
+    def send(self, text: str) -> None:
+        self.page.fill("#chat-input", text)
+        self.page.click("#send")
+
+    def streaming_text(self, at_least: int) -> str:
+        """Wait until the streaming reply shows ``at_least`` characters; return them."""
+        self.page.wait_for_function(
+            "n => { const el = document.querySelector('.msg.assistant.streaming .msg-text');"
+            " return el && el.textContent.length >= n; }",
+            arg=at_least,
+        )
+        return self.page.locator(".msg.assistant.streaming .msg-text").text_content()
+
+    def finished_reply(self, turn: int) -> str:
+        reply = self.page.locator(f'.msg.assistant[data-turn="{turn}"]')
+        self.expect(reply).to_have_count(1)
+        self.expect(reply).not_to_have_class(re.compile(r"\bstreaming\b"))
+        return reply.locator(".msg-text").text_content()
+
+    def close(self) -> None:
+        self.browser.close()
+
+
+def _replies(participation) -> dict[int, Message]:
+    return {
+        m.turn: m for m in Message.objects.filter(participation=participation, role=Role.ASSISTANT)
+    }
+
+
+def test_reload_mid_reply_then_stop(live_servers, demo_version):
+    from playwright.sync_api import sync_playwright
+
+    participation = make_participation(demo_version)
+    session_key = _session_for(participation)
+    with sync_playwright() as pw:
+        browser = Browser(pw, live_servers[0].url, session_key)
+        page = browser.page
+        browser.open()
+        browser.expect(page.locator("#finish")).to_be_disabled()
+        browser.send("Help me write a blog post about budget travel in Lisbon")
+        browser.expect(page.locator("#stop")).to_be_visible()
+        browser.expect(page.locator("#send")).to_be_disabled()
+        partial = browser.streaming_text(20)
+
+        page.reload()
+        browser.connected()
+        first = browser.finished_reply(1)
+        assert first.startswith(partial[:20])
+        users = page.locator(".msg.user").count()
+        assistants = page.locator(".msg.assistant").count()
+        browser.expect(page.locator("#turn-count")).to_have_text("1")
+
+        browser.send("Make it warmer, please")
+        browser.streaming_text(10)
+        page.click("#stop")
+        stopped = page.locator('.msg.assistant[data-turn="2"]')
+        browser.expect(stopped).to_have_class(re.compile(r"\bstopped\b"))
+        second = stopped.locator(".msg-text").text_content()
+        errors = browser.errors
+        browser.close()
+
+    assert errors == []
+    assert (users, assistants) == (1, 1)  # the half-streamed reply was not shown twice
+    replies = _replies(participation)
+    assert replies[1].text == first
+    assert replies[1].finish_reason == "stop"
+    assert replies[2].finish_reason == "cancelled"
+    assert replies[2].text == second
+
+
+def test_a_dropped_socket_reconnects_and_the_reply_arrives_whole(live_servers, demo_version):
+    from playwright.sync_api import sync_playwright
+
+    participation = make_participation(demo_version)
+    session_key = _session_for(participation)
+    sockets = []
+
+    def relay(ws) -> None:
+        ws.connect_to_server()  # pass every frame through; the test cuts the page side
+        sockets.append(ws)
+
+    with sync_playwright() as pw:
+        browser = Browser(pw, live_servers[0].url, session_key)
+        page = browser.page
+        page.route_web_socket(re.compile(r".*/ws/study/.*"), relay)
+        browser.open()
+        browser.send("Write a story about a lighthouse keeper")
+        before = browser.streaming_text(15)
+        sockets[-1].close(code=4000, reason="network lost")
+        browser.expect(page.locator("#status")).to_have_attribute("data-state", "reconnecting")
+        browser.connected()
+        text = browser.finished_reply(1)
+        count = page.locator(".msg.assistant").count()
+        doc = page.locator("#document")
+        doc.fill("My own first line.")
+        page.locator("#chat-input").focus()  # leaving the editor saves it
+        browser.expect(page.locator("#doc-status")).to_have_text("Saved")
+        errors = browser.errors
+        browser.close()
+
+    assert errors == []
+    assert len(sockets) >= 2
+    assert text.startswith(before[:15])
+    assert count == 1
+    assert _replies(participation)[1].text == text
+    latest = participation.document_versions.order_by("-number").first()
+    assert latest.text == "My own first line."
