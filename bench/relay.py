@@ -318,10 +318,12 @@ def main() -> None:
             rows.append(row)
             print_row(row)
     finally:
-        app.terminate()
-        model.terminate()
-        app.wait(10)
-        model.wait(10)
+        for process in (app, model):
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
