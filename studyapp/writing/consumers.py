@@ -13,7 +13,6 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -21,7 +20,8 @@ from studyapp.feedback.ratings import RatingRefused, interaction_rating_submit
 from studyapp.participants.activity import active_increment, activity_record
 from studyapp.participants.models import EventKind
 from studyapp.writing import protocol, relay
-from studyapp.writing.framestore import Frame, frame_store
+from studyapp.writing.dbthread import in_db_thread
+from studyapp.writing.framestore import Frame, GenerationBusy, frame_store
 from studyapp.writing.protocol import ProtocolError, error_frame
 from studyapp.writing.selectors import (
     chat_state,
@@ -52,7 +52,7 @@ class WritingConsumer(AsyncWebsocketConsumer):
         slug = self.scope["url_route"]["kwargs"]["slug"]
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         token = (query.get("token") or [""])[0]
-        access = await database_sync_to_async(socket_access)(slug=slug, token=token)
+        access = await in_db_thread(socket_access)(slug=slug, token=token)
         await self.accept()
         if access.error is not None:
             code = (
@@ -92,6 +92,8 @@ class WritingConsumer(AsyncWebsocketConsumer):
             await self._send(error_frame(exc.code, exc.message, of=kind, field=exc.field))
         except (WritingRefused, RatingRefused) as exc:
             await self._refused(exc.code, exc.message, kind)
+        except GenerationBusy:  # a reply began in another tab between our check and our start
+            await self._send(error_frame("busy", of=kind))
         except Exception:
             log.exception("writing socket: %s frame failed", kind)
             await self._send(error_frame("server_error", of=kind))
@@ -99,7 +101,7 @@ class WritingConsumer(AsyncWebsocketConsumer):
     async def _refused(self, code: str, message: str, kind: str | None) -> None:
         extra = {}
         if code == "not_writing":
-            next_url = await database_sync_to_async(participation_next_url)(
+            next_url = await in_db_thread(participation_next_url)(
                 participation_id=self.participation_id
             )
             extra = {"next_url": next_url} if next_url else {}
@@ -110,7 +112,7 @@ class WritingConsumer(AsyncWebsocketConsumer):
         # Join the group before reading anything: a frame published after the reads below
         # arrives through the group, one published before is in the replay.
         await self.channel_layer.group_add(relay.group_name(self.public_id), self.channel_name)
-        state = await database_sync_to_async(chat_state)(participation_id=self.participation_id)
+        state = await in_db_thread(chat_state)(participation_id=self.participation_id)
         snapshot = await frame_store().snapshot(self.public_id)
         resume = relay.resume_plan(
             pending_turn=state.pending_turn, snapshot=snapshot, client_seq=hello.last_seq
@@ -146,7 +148,7 @@ class WritingConsumer(AsyncWebsocketConsumer):
         send = protocol.parse_send(frame)
         if await relay.generation_in_flight(self.public_id):
             raise ProtocolError("busy")
-        plan = await database_sync_to_async(message_send)(
+        plan = await in_db_thread(message_send)(
             participation_id=self.participation_id,
             text=send.text,
             client_msg_id=send.client_msg_id,
@@ -159,7 +161,7 @@ class WritingConsumer(AsyncWebsocketConsumer):
     async def on_retry(self, frame: dict[str, Any]) -> None:
         if await relay.generation_in_flight(self.public_id):
             raise ProtocolError("busy")
-        plan = await database_sync_to_async(turn_retry)(participation_id=self.participation_id)
+        plan = await in_db_thread(turn_retry)(participation_id=self.participation_id)
         await relay.generation_start(plan)
         await self._send({"type": "ack", "of": "retry", "turn": plan.turn})
 
@@ -169,14 +171,14 @@ class WritingConsumer(AsyncWebsocketConsumer):
 
     async def on_rate(self, frame: dict[str, Any]) -> None:
         rate = protocol.parse_rate(frame)
-        await database_sync_to_async(interaction_rating_submit)(
+        await in_db_thread(interaction_rating_submit)(
             participation_id=self.participation_id, turn=rate.turn, value=rate.value
         )
         await self._send({"type": "ack", "of": "rate", "turn": rate.turn, "value": rate.value})
 
     async def on_doc(self, frame: dict[str, Any]) -> None:
         doc = protocol.parse_doc(frame)
-        saved = await database_sync_to_async(document_save)(
+        saved = await in_db_thread(document_save)(
             participation_id=self.participation_id,
             text=doc.text,
             version_base=doc.version_base,
@@ -241,7 +243,7 @@ class WritingConsumer(AsyncWebsocketConsumer):
         self.last_tick = now
         if focused_after is not None:
             self.focused = focused_after
-        await database_sync_to_async(activity_record)(
+        await in_db_thread(activity_record)(
             participation_id=self.participation_id,
             kind=kind,
             active_delta=delta,

@@ -19,6 +19,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import redis.asyncio as redis
 from django.conf import settings
 
 Frame = dict[str, Any]
@@ -29,6 +30,11 @@ GENERATION_TTL_S = 30
 FRAMES_TTL_S = 2 * 3600
 # The counter must outlive any session so seq numbers never go back for a participation.
 SEQ_TTL_S = 3 * 24 * 3600
+REDIS_POOL_SIZE = 64  # connections per event loop
+
+
+class GenerationBusy(Exception):
+    """Another generation of this participation is in flight."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,8 @@ class Snapshot:
 class FrameStore(Protocol):
     async def begin(self, key: str, generation: dict[str, Any], frame: Frame) -> Frame:
         """Start a generation: number ``frame``, make it the whole buffer, mark the generation
-        in flight (with ``start_seq``) and return the numbered frame."""
+        in flight (with ``start_seq``) and return the numbered frame. Raises
+        :class:`GenerationBusy` (and changes nothing) while another one is marked in flight."""
         ...
 
     async def append(self, key: str, frames: list[Frame]) -> list[Frame]:
@@ -80,10 +87,12 @@ class MemoryFrameStore:
         out = []
         for frame in frames:
             self._seq[key] = self._seq.get(key, 0) + 1
-            out.append({**frame, "seq": self._seq[key]})
+            out.append({"seq": self._seq[key], **frame})
         return out
 
     async def begin(self, key: str, generation: dict[str, Any], frame: Frame) -> Frame:
+        if await self.generation(key) is not None:
+            raise GenerationBusy(key)
         (numbered,) = self._number(key, [frame])
         self._frames[key] = [numbered]
         marker = {**generation, "start_seq": numbered["seq"]}
@@ -122,20 +131,52 @@ class MemoryFrameStore:
         return [f for f in self._frames.get(key, []) if f["seq"] > seq]
 
 
-# Compare-and-delete, so a late ``end`` can never clear a newer generation's marker.
-_CLEAR_IF_OWNED = """
-if redis.call('HGET', KEYS[1], 'generation_id') == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
+# Each operation is one atomic script (one round trip on the per-frame path). Frames arrive as
+# JSON objects without "seq"; the script numbers them from the counter and splices the number in.
+_NUMBERED = "'{\"seq\": ' .. (last - n + i) .. ', ' .. string.sub(ARGV[i + OFFSET], 2)"
+
+_BEGIN = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
+local seq = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('DEL', KEYS[2])
+redis.call('RPUSH', KEYS[2], '{"seq": ' .. seq .. ', ' .. string.sub(ARGV[1], 2))
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[3], 'start_seq', seq, unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+return seq
 """
+
+_APPEND = """
+local n = #ARGV - 1
+local last = redis.call('INCRBY', KEYS[1], n)
+for i = 1, n do
+  redis.call('RPUSH', KEYS[2], NUMBERED)
+end
+redis.call('EXPIRE', KEYS[3], ARGV[1])
+return last
+""".replace("NUMBERED", _NUMBERED.replace("OFFSET", "1"))
+
+# The marker is cleared only by the generation that owns it, so a late end can never clear a
+# newer generation's marker.
+_END = """
+local n = #ARGV - 2
+local last = redis.call('INCRBY', KEYS[1], n)
+for i = 1, n do
+  redis.call('RPUSH', KEYS[2], NUMBERED)
+end
+if n > 0 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
+if redis.call('HGET', KEYS[3], 'generation_id') == ARGV[1] then redis.call('DEL', KEYS[3]) end
+return last
+""".replace("NUMBERED", _NUMBERED.replace("OFFSET", "2"))
 
 
 class RedisFrameStore:
     """The shared store: per participation a seq counter, a list of frames and a marker hash.
 
-    Frames are stored as JSON strings; the marker is a hash whose TTL is the liveness of the
-    generation that owns it.
+    Frames are stored as JSON strings; the marker is a hash (values JSON, but the generation id
+    raw) whose TTL is the liveness of the generation that owns it. Keys share a hash tag, so the
+    scripts also run on a Redis Cluster.
     """
 
     def __init__(self, url: str, prefix: str = "collabstudy:relay:") -> None:
@@ -147,65 +188,55 @@ class RedisFrameStore:
         )
 
     def _client(self) -> Any:
-        import redis.asyncio as redis
-
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = redis.Redis.from_url(self._url, decode_responses=True)
+            # Blocking pool: under a burst a command waits for a free connection instead of
+            # failing with "Too many connections".
+            pool = redis.BlockingConnectionPool.from_url(
+                self._url, decode_responses=True, max_connections=REDIS_POOL_SIZE, timeout=10
+            )
+            client = redis.Redis(connection_pool=pool)
+            client.relay_scripts = {
+                name: client.register_script(body)
+                for name, body in (("begin", _BEGIN), ("append", _APPEND), ("end", _END))
+            }
             self._clients[loop] = client
         return client
 
-    def _keys(self, key: str) -> tuple[str, str, str]:
-        base = self._prefix + key
-        return f"{base}:seq", f"{base}:frames", f"{base}:gen"
+    def _keys(self, key: str) -> list[str]:
+        base = f"{self._prefix}{{{key}}}"
+        return [f"{base}:seq", f"{base}:frames", f"{base}:gen"]
 
-    async def _number(self, key: str, frames: list[Frame]) -> list[Frame]:
-        seq_key, _, _ = self._keys(key)
-        last = await self._client().incrby(seq_key, len(frames))
+    async def _run(self, script: str, key: str, args: list[Any]) -> int:
+        return int(await self._client().relay_scripts[script](keys=self._keys(key), args=args))
+
+    @staticmethod
+    def _numbered(frames: list[Frame], last: int) -> list[Frame]:
         first = last - len(frames) + 1
-        return [{**frame, "seq": first + i} for i, frame in enumerate(frames)]
+        return [{"seq": first + i, **frame} for i, frame in enumerate(frames)]
 
     async def begin(self, key: str, generation: dict[str, Any], frame: Frame) -> Frame:
-        seq_key, frames_key, gen_key = self._keys(key)
-        (numbered,) = await self._number(key, [frame])
-        marker = {**generation, "start_seq": numbered["seq"]}
-        async with self._client().pipeline(transaction=True) as pipe:
-            pipe.delete(frames_key, gen_key)
-            pipe.rpush(frames_key, json.dumps(numbered))
-            pipe.expire(frames_key, FRAMES_TTL_S)
-            pipe.hset(gen_key, mapping={k: json.dumps(v) for k, v in marker.items()})
-            # The generation id is also stored raw for the compare-and-delete script.
-            pipe.hset(gen_key, "generation_id", marker["generation_id"])
-            pipe.expire(gen_key, GENERATION_TTL_S)
-            pipe.expire(seq_key, SEQ_TTL_S)
-            await pipe.execute()
-        return numbered
+        fields: list[Any] = ["generation_id", generation["generation_id"]]
+        for name, value in generation.items():
+            if name != "generation_id":
+                fields += [name, json.dumps(value)]
+        args = [json.dumps(frame), SEQ_TTL_S, FRAMES_TTL_S, GENERATION_TTL_S, *fields]
+        seq = await self._run("begin", key, args)
+        if seq < 0:
+            raise GenerationBusy(key)
+        return {"seq": seq, **frame}
 
     async def append(self, key: str, frames: list[Frame]) -> list[Frame]:
-        _, frames_key, gen_key = self._keys(key)
-        numbered = await self._number(key, frames)
-        async with self._client().pipeline(transaction=True) as pipe:
-            pipe.rpush(frames_key, *[json.dumps(f) for f in numbered])
-            pipe.expire(gen_key, GENERATION_TTL_S)
-            await pipe.execute()
-        return numbered
+        last = await self._run("append", key, [GENERATION_TTL_S, *map(json.dumps, frames)])
+        return self._numbered(frames, last)
 
     async def end(self, key: str, generation_id: str, frames: list[Frame]) -> list[Frame]:
-        _, frames_key, gen_key = self._keys(key)
-        numbered = await self._number(key, frames) if frames else []
-        client = self._client()
-        async with client.pipeline(transaction=True) as pipe:
-            if numbered:
-                pipe.rpush(frames_key, *[json.dumps(f) for f in numbered])
-                pipe.expire(frames_key, FRAMES_TTL_S)
-            pipe.eval(_CLEAR_IF_OWNED, 1, gen_key, generation_id)
-            await pipe.execute()
-        return numbered
+        args = [generation_id, FRAMES_TTL_S, *map(json.dumps, frames)]
+        return self._numbered(frames, await self._run("end", key, args))
 
     async def touch(self, key: str) -> None:
-        _, _, gen_key = self._keys(key)
-        await self._client().expire(gen_key, GENERATION_TTL_S)
+        await self._client().expire(self._keys(key)[2], GENERATION_TTL_S)
 
     @staticmethod
     def _marker(raw: dict[str, str]) -> dict[str, Any] | None:
@@ -216,8 +247,7 @@ class RedisFrameStore:
         return marker
 
     async def generation(self, key: str) -> dict[str, Any] | None:
-        _, _, gen_key = self._keys(key)
-        return self._marker(await self._client().hgetall(gen_key))
+        return self._marker(await self._client().hgetall(self._keys(key)[2]))
 
     async def snapshot(self, key: str) -> Snapshot:
         _, frames_key, gen_key = self._keys(key)

@@ -28,10 +28,11 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from collab_models.arms import build_arm
+from studyapp.writing.dbthread import in_db_thread
 from studyapp.writing.framestore import Frame, Snapshot, frame_store
 from studyapp.writing.services import TurnPlan, turn_record
 
@@ -160,8 +161,6 @@ async def generations_wait(limit_s: float | None = None) -> bool:
 
 
 def _build_arm(config: dict[str, Any]) -> Any:
-    from collab_models.arms import build_arm
-
     return build_arm(
         config, base_dir=settings.BASE_DIR, offline_rate=settings.OFFLINE_TOKENS_PER_SECOND
     )
@@ -279,7 +278,7 @@ async def _generation_run(plan: TurnPlan, generation_id: str, stop_event: asynci
     frames: list[Frame]
     try:
         record = await generation.run()
-        await database_sync_to_async(turn_record)(
+        await in_db_thread(turn_record)(
             participation_id=plan.participation_id,
             turn=plan.turn,
             generation_id=generation_id,
