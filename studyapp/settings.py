@@ -73,6 +73,15 @@ DATABASES = {
         env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"), conn_max_age=0
     )
 }
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 16)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL_MAX_SIZE > 0:
+    # A psycopg pool per process: the socket's database calls run in worker threads, and
+    # opening a PostgreSQL connection for each one cost more than the query under load.
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": 30,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")
@@ -83,7 +92,8 @@ if REDIS_URL:
             # channels_redis polls with a 5 s BZPOPMIN; redis-py's own 5 s default read timeout
             # would end an idle socket's receive with TimeoutError (and the consumer with it).
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                # redis-py's pool refuses a 101st connection; hundreds of streams publish at once.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "max_connections": 1024}],
                 "capacity": 1000,
                 "expiry": 60,
             },

@@ -28,6 +28,10 @@ class ChatState:
     document_text: str
     document_version: int
     spec: dict[str, Any]
+    # Server-side only, never sent: what the next model call will most likely be given, so a
+    # socket can start it before the database has confirmed the turn (see ``relay.ModelCall``).
+    history: list[dict[str, str]]
+    condition_config: dict[str, Any]
 
 
 def active_messages(*, participation_id: int) -> list[Message]:
@@ -70,7 +74,9 @@ def message_public(message: Message) -> dict[str, Any]:
 
 
 def chat_state(*, participation_id: int) -> ChatState:
-    participation = Participation.objects.select_related("version").get(pk=participation_id)
+    participation = Participation.objects.select_related("version", "condition").get(
+        pk=participation_id
+    )
     messages = active_messages(participation_id=participation_id)
     document = latest_document(participation_id=participation_id)
     return ChatState(
@@ -82,6 +88,8 @@ def chat_state(*, participation_id: int) -> ChatState:
         document_text=document.text if document else "",
         document_version=document.number if document else 0,
         spec=participation.version.spec,
+        history=chat_history(messages),
+        condition_config=participation.condition.config if participation.condition else {},
     )
 
 
