@@ -46,9 +46,12 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "studyapp.framing.FrameAncestorsMiddleware",
 ]
-# MTurk shows the task inside an iframe on its own site.
 X_FRAME_OPTIONS = env_str("X_FRAME_OPTIONS", "SAMEORIGIN")
+# Origins allowed to show the study in an iframe; MTurk needs
+# "https://worker.mturk.com,https://workersandbox.mturk.com" (and HTTPS for this site).
+FRAME_ANCESTORS = env_list("FRAME_ANCESTORS")
 
 ROOT_URLCONF = "studyapp.urls"
 ASGI_APPLICATION = "studyapp.asgi.application"
@@ -147,6 +150,9 @@ LOGIN_URL = "/admin/login/"
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
+if FRAME_ANCESTORS:  # a framed page only gets its cookies back when they are SameSite=None
+    SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "None"
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
 # Study runtime knobs.
