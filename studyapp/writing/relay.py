@@ -7,7 +7,8 @@ sends it to the participation's channel-layer group. Sockets only listen: a drop
 neither stops nor loses a reply, and a client that reconnects (to any process) is given what it
 missed by :func:`resume_plan`. "Stop" reaches the generation through a channel-layer channel
 that the generation owns, so it works from any process. The turn is written to the database
-once, when it ends.
+once, when it ends. The model request itself (:class:`ModelCall`) may be opened by the socket
+before the turn is stored, and is adopted only if the stored turn has the same history.
 
 "Stop" reaches a generation through a channel-layer channel owned by its process: each process
 (event loop) runs one long-lived listener on one channel, named in the generation's marker, and
