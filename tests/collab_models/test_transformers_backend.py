@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,20 +12,10 @@ pytest.importorskip("transformers")
 
 from collab_models.arms import build_arm
 from collab_models.base import ChatMessage
-from tests.tiny_llm import build_tiny_llama
+
+pytestmark = pytest.mark.usefixtures("hf_offline")
 
 HISTORY: list[ChatMessage] = [{"role": "user", "content": "write a short story about the garden"}]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
-
-
-@pytest.fixture(autouse=True)
-def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
 
 
 def arm_config(path: Path, **sampling: object) -> dict[str, object]:

@@ -6,52 +6,27 @@ opened with; otherwise it is closed and the turn is generated from the stored co
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from collab_models.openai_backend import reset_health
-from collab_models.transport import aclose_client
 from studyapp.participants.models import Status
-from studyapp.studies.models import Condition
 from studyapp.writing.models import Message, Role
 from tests.collab_models.vllm_fake import FakeVLLM, Script
-from tests.writing.conftest import db, make_participation, open_client, token_for
+from tests.writing.conftest import (
+    db,
+    open_client,
+    participation_on,
+    remote_condition,
+    token_for,
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("drain_generations"),
+    pytest.mark.usefixtures("drain_generations", "clean_transport"),
 ]
-
-MODEL = "meta-llama/Llama-3.1-8B-Instruct"
-
-
-@pytest.fixture(autouse=True)
-async def clean_transport() -> AsyncIterator[None]:
-    reset_health()
-    yield
-    await aclose_client()
-    reset_health()
 
 
 def _remote_participation(version, endpoint: str):
-    config = {
-        "name": "remote",
-        "backend": "openai",
-        "endpoints": [endpoint],
-        "model": MODEL,
-        "response_format": "text",
-        "sampling": {"temperature": 0.8, "top_p": 1.0, "max_tokens": 256},
-        "timeouts": {"connect": 2, "first_token": 5, "between_tokens": 5, "total": 30},
-        "retries": 0,
-    }
-    condition = Condition.objects.create(
-        version=version, name="remote", backend="openai", config=config
-    )
-    participation = make_participation(version)
-    participation.condition = condition
-    participation.save(update_fields=["condition"])
-    return participation
+    return participation_on(version, remote_condition(version, endpoint))
 
 
 def _messages(participation) -> list[tuple[int, str, str]]:

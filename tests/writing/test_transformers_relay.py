@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,24 +11,12 @@ pytest.importorskip("transformers")
 
 from studyapp.studies.models import Condition
 from studyapp.writing.models import Message, Role
-from tests.tiny_llm import build_tiny_llama
-from tests.writing.conftest import db, make_participation, open_client, token_for
+from tests.writing.conftest import db, open_client, participation_on, token_for
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("drain_generations"),
+    pytest.mark.usefixtures("drain_generations", "hf_offline"),
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
-
-
-@pytest.fixture(autouse=True)
-def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
 
 
 def _local_participation(version, model: Path):
@@ -43,10 +30,7 @@ def _local_participation(version, model: Path):
     condition = Condition.objects.create(
         version=version, name="local", backend="transformers", config=config
     )
-    participation = make_participation(version)
-    participation.condition = condition
-    participation.save(update_fields=["condition"])
-    return participation
+    return participation_on(version, condition)
 
 
 def _assistant(participation) -> Message:
