@@ -86,3 +86,68 @@ def test_conversation_replay_slider_shows_each_version(page, live_server, known_
     assert text.text_content() == built.spec.documents[0]
     assert page.locator("[data-replay-number]").text_content() == "1"
     assert page.js_errors == []
+
+
+def _overflowing(page) -> list[str]:
+    """Elements whose right edge lies beyond the page's main box (cut off or page-widening)."""
+    return page.evaluate(
+        """() => {
+          const main = document.querySelector('main').getBoundingClientRect();
+          const out = [];
+          for (const el of document.querySelectorAll('main *')) {
+            let clipped = false;
+            for (let p = el.parentElement; p && p.tagName !== 'MAIN'; p = p.parentElement) {
+              if (getComputedStyle(p).overflowX !== 'visible') { clipped = true; break; }
+            }
+            if (!clipped && el.getBoundingClientRect().right > main.right + 1) {
+              out.push(el.tagName + (el.dataset.table ? '[' + el.dataset.table + ']' : ''));
+            }
+          }
+          return out;
+        }"""
+    )
+
+
+def test_study_dashboard_fits_a_1440px_window_wide_tables_scroll_in_place(
+    page, live_server, known_live
+):
+    page.set_viewport_size({"width": 1440, "height": 900})
+    _login(page, live_server)
+    page.goto(live_server.url + reverse("dashboards:study", args=[known_live.study.slug]))
+    page.wait_for_selector("[data-figure-target='engagement'] .main-svg")
+    page.wait_for_selector("[data-monitor-table='writing_now'] tbody tr")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1440
+    assert _overflowing(page) == []
+    # At 1440 px every table fits without scrolling, the flow table's last column included.
+    scrolling = page.evaluate(
+        """() => [...document.querySelectorAll('.dash-scroll')]
+                 .filter((e) => e.scrollWidth > e.clientWidth).length"""
+    )
+    assert scrolling == 0
+    assert page.locator("[data-table='flow'] th", has_text="Failed attention").is_visible()
+    # On a narrow window the tables scroll inside their containers; the page does not widen.
+    page.set_viewport_size({"width": 700, "height": 900})
+    # plotly redraws its figures for the new width shortly after the resize event.
+    page.wait_for_function("document.documentElement.scrollWidth <= 700", timeout=5000)
+    assert _overflowing(page) == []
+    assert page.js_errors == []
+
+
+def test_staff_start_an_export_from_the_study_dashboard_and_download_it(
+    page, live_server, known_live, settings, tmp_path
+):
+    settings.EXPORT_DIR = tmp_path / "exports"
+    _login(page, live_server)
+    page.goto(live_server.url + reverse("dashboards:study", args=[known_live.study.slug]))
+    panel = page.locator("[data-export-panel]")
+    panel.get_by_text("No exports yet.").wait_for()
+    panel.locator("[data-export-kind]").select_option("analysis")
+    panel.locator("[data-export-format]").select_option("csv")
+    panel.get_by_role("button", name="Start export").click()
+    job = panel.locator("[data-export-jobs] tbody tr[data-status='succeeded']")
+    job.wait_for()
+    assert job.locator("progress").get_attribute("value") == "1"
+    with page.expect_download() as download:
+        job.get_by_role("link", name="Download").click()
+    assert download.value.suggested_filename.endswith(".zip")
+    assert page.js_errors == []

@@ -162,6 +162,25 @@ def test_query_count_does_not_grow_with_participants(staff_client, known):
     assert count_queries() == before
 
 
+def test_study_page_has_the_export_panel_with_the_pages_population(staff_client, known):
+    slug = known.study.slug
+    response = staff_client.get(url_of(known), {"view": "itt", "include_test": "1"})
+    html = response.content.decode()
+    assert 'href="#exports"' in html
+    assert f'data-status-url="{reverse("exports:status", args=[slug])}"' in html
+    form = html.split("data-export-form>")[1].split("</form>")[0]
+    assert f'action="{reverse("exports:start", args=[slug])}"' in html
+    assert "csrfmiddlewaretoken" in form
+    assert 'name="kind"' in form
+    assert 'name="format"' in form
+    # The panel starts with the population the page shows.
+    assert 'value="itt" checked' in form
+    assert 'name="include_test" value="1" checked' in form
+    assert 'name="include_failed_attention" value="1" >' in form
+    assert f'value="{url_of(known)}?view=itt&amp;include_test=1#exports"' in form
+    assert "exports/panel.js" in html
+
+
 def test_offline_study_is_flagged(staff_client, db):
     offline = build_known_study(backend="offline", specs=[])
     real = build_known_study(backend="openai", specs=[])
