@@ -33,7 +33,7 @@ from django.utils import timezone
 from studyapp.dashboards import stats
 from studyapp.dashboards.filters import ParticipationFilter
 from studyapp.dashboards.sql import aggregate_with_percentiles
-from studyapp.feedback.models import FINAL_TURN, DocumentScore, Rating, Scale
+from studyapp.feedback.models import FINAL_TURN, DocumentScore, Rating, Scale, SurveyKind
 from studyapp.participants.models import Participation, Status
 from studyapp.studies.models import Condition, Study, StudyVersion
 from studyapp.writing.models import DocumentVersion, Message, Role
@@ -477,15 +477,55 @@ class TurnBlock:
     thumb: int | None = None  # +1 / -1 on the turn's active reply
 
 
+@dataclass(frozen=True)
+class Answer:
+    key: str  # the survey question's key; "" for pre-writing questions, which have none
+    question: str
+    value: Any  # None: not answered
+
+
 @dataclass
 class Conversation:
     participation: Participation
     turns: list[TurnBlock]
-    final_ratings: dict[str, int]
-    surveys: dict[str, dict[str, Any]]
+    prewriting: list[Answer]
+    final_answers: list[Answer]
     versions: list[DocumentVersion]
     scores: list[DocumentScore]
     events: dict[str, int]
+
+
+def _prewriting_answers(spec: dict[str, Any], doc_key: str, stored: dict[str, Any]) -> list[Answer]:
+    """The topic, then each question of the document type in the spec's order (jsonb does not
+    keep the order answers were stored in), then any question the spec no longer lists."""
+    if not stored:
+        return []
+    answers = stored.get("answers")
+    if not isinstance(answers, dict):  # a flat {question: answer} object
+        answers = {k: v for k, v in stored.items() if k != "topic"}
+    doc = next((d for d in spec.get("document_types", []) if d.get("key") == doc_key), None)
+    questions = [q for q in (doc or {}).get("questions", []) if q in answers]
+    questions += [q for q in answers if q not in questions]
+    out = [Answer("topic", "Topic", stored["topic"])] if stored.get("topic") else []
+    return out + [Answer("", q, answers[q]) for q in questions]
+
+
+_RATING_LABELS = {Scale.DOCUMENT_QUALITY: "Document quality", Scale.OVERALL: "Overall interaction"}
+
+
+def _final_answers(
+    spec: dict[str, Any], stored: dict[str, Any], ratings: dict[str, int]
+) -> list[Answer]:
+    """Each final question once, in the spec's order with its text (the rating scales' values
+    from their Rating rows); then anything the spec does not list, by key."""
+    survey = spec.get("survey") or {}
+    questions = {q["key"]: q.get("text") or q["key"] for q in survey.get("questions", [])}
+    check = survey.get("attention_check")
+    if check:
+        questions[check["key"]] = f"Attention check: {check.get('text', '')}"
+    for key in [*_RATING_LABELS, *ratings, *stored]:
+        questions.setdefault(key, _RATING_LABELS.get(key, key))
+    return [Answer(key, text, ratings.get(key, stored.get(key))) for key, text in questions.items()]
 
 
 def participation_conversation(*, study: Study, public_id: str) -> Conversation:
@@ -507,11 +547,15 @@ def participation_conversation(*, study: Study, public_id: str) -> Conversation:
         elif rating.turn == FINAL_TURN:
             final[rating.scale] = rating.value
     events = participation.events.values("kind").annotate(n=Count("id")).order_by("kind")
+    surveys = {s.kind: s.answers for s in participation.survey_responses.all()}
+    spec = participation.version.spec
     return Conversation(
         participation=participation,
         turns=[turns[t] for t in sorted(turns)],
-        final_ratings=final,
-        surveys={s.kind: s.answers for s in participation.survey_responses.all()},
+        prewriting=_prewriting_answers(
+            spec, participation.document_type, surveys.get(SurveyKind.PREWRITING) or {}
+        ),
+        final_answers=_final_answers(spec, surveys.get(SurveyKind.FINAL) or {}, final),
         versions=list(participation.document_versions.order_by("number")),
         scores=list(participation.document_scores.order_by("judge", "rubric_version")),
         events={e["kind"]: e["n"] for e in events},

@@ -104,3 +104,80 @@ def test_thumbs_are_shown_on_their_reply(staff_client, convo):
     Rating.objects.create(participation=participation, scale=Scale.THUMB, turn=2, value=-1)
     html = staff_client.get(url).content.decode()
     assert html.index(">Draft<") < html.index('data-thumb="-1"') < html.index(">Done<")
+
+
+@pytest.fixture
+def answered(demo_version):
+    """A demo-study participation whose answers the real services stored."""
+    from studyapp.feedback.services import final_survey_submit
+    from studyapp.participants.services import prewriting_submit
+    from studyapp.studies.spec import document_type
+    from tests.factories import ParticipationFactory
+
+    spec = demo_version.spec
+    doc = document_type(spec, "creative_writing")
+    participation = ParticipationFactory(
+        version=demo_version,
+        condition=demo_version.conditions.get(name="base"),
+        status=Status.CONSENTED,
+        document_type="creative_writing",
+    )
+    answers = {q: f"answer {i}" for i, q in enumerate(doc["questions"])}
+    participation = prewriting_submit(
+        participation=participation, topic=doc["topics"][0], answers=answers
+    )
+    participation.status = Status.FINISHED
+    participation.save(update_fields=["status"])
+    final_survey_submit(
+        participation=participation,
+        answers={
+            "document_quality": 7,
+            "overall": 8,
+            "strengths": "Good ideas throughout.",
+            "weaknesses": "Too wordy at times.",
+            "stop_reason": "I ran out of time",
+            "attention": spec["survey"]["attention_check"]["expected"],
+        },
+    )
+    participation.refresh_from_db()
+    url = reverse("dashboards:conversation", args=["demo", participation.public_id])
+    return spec, doc, participation, url
+
+
+def _section(html, name):
+    return html.split(f'data-answers="{name}"')[1].split("</dl>")[0]
+
+
+def test_prewriting_answers_are_a_question_answer_list_in_the_specs_order(staff_client, answered):
+    _, doc, _, url = answered
+    pre = _section(staff_client.get(url).content.decode(), "prewriting")
+    assert "{" not in pre
+    assert f'<dt>Topic</dt><dd class="prose">{doc["topics"][0]}</dd>' in pre
+    for i, question in enumerate(doc["questions"]):
+        assert f'<dt>{question}</dt><dd class="prose">answer {i}</dd>' in pre
+    positions = [pre.index(q) for q in doc["questions"]]
+    assert positions == sorted(positions)
+
+
+def test_final_answers_are_listed_once_with_their_question(staff_client, answered):
+    spec, _, _, url = answered
+    final = _section(staff_client.get(url).content.decode(), "final")
+    assert final.count("<dt>") == len(spec["survey"]["questions"]) + 1  # + attention check
+    assert "<dt>document_quality</dt>" not in final
+    assert final.count('data-final="document_quality"') == 1
+    assert 'data-final="document_quality">7<' in final
+    assert 'data-final="overall">8<' in final
+    assert 'data-final="strengths">Good ideas throughout.<' in final
+    for question in spec["survey"]["questions"]:
+        assert f"<dt>{question['text']}</dt>" in final
+
+
+def test_status_shows_the_outcome_only_when_it_differs(staff_client, answered):
+    _, _, participation, url = answered
+    html = staff_client.get(url).content.decode()
+    assert "data-status>completed<" in html
+    assert "completed (completed)" not in html
+    participation.outcome = "failed_attention"
+    participation.save(update_fields=["outcome"])
+    html = staff_client.get(url).content.decode()
+    assert "data-status>completed (failed_attention)" in html

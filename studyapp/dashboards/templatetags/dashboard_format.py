@@ -38,8 +38,3 @@ def seconds(value) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-@register.filter
-def get(mapping, key):
-    return mapping.get(key) if hasattr(mapping, "get") else None
