@@ -1,7 +1,11 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 urlpatterns = [
+    # Pages without the base template's icon link (the admin) make browsers ask for this.
+    path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}favicon.svg")),
     path("admin/", admin.site.urls),
     path("dashboard/<slug:slug>/exports/", include("studyapp.exports.urls")),
     path("dashboard/", include("studyapp.dashboards.urls")),
