@@ -20,6 +20,8 @@ from studyapp.feedback.ratings import RatingRefused, interaction_rating_submit
 from studyapp.participants.activity import active_increment, activity_record
 from studyapp.participants.models import EventKind
 from studyapp.writing import protocol, relay
+from studyapp.writing.alternatives import relay as alternatives
+from studyapp.writing.alternatives.handlers import AlternativesHandlers
 from studyapp.writing.dbthread import in_db_thread
 from studyapp.writing.framestore import Frame, GenerationBusy, frame_store
 from studyapp.writing.protocol import ProtocolError, error_frame
@@ -39,7 +41,7 @@ from studyapp.writing.services import (
 log = logging.getLogger(__name__)
 
 
-class WritingConsumer(AsyncWebsocketConsumer):
+class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     participation_id: int | None = None
     public_id = ""
     # Highest seq sent on this socket; None until hello (frames before it are replayed by it).
@@ -114,8 +116,8 @@ class WritingConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(relay.group_name(self.public_id), self.channel_name)
         state = await in_db_thread(chat_state)(participation_id=self.participation_id)
         snapshot = await frame_store().snapshot(self.public_id)
-        resume = relay.resume_plan(
-            pending_turn=state.pending_turn, snapshot=snapshot, client_seq=hello.last_seq
+        resume = alternatives.resume_plan(
+            state=state, snapshot=snapshot, client_seq=hello.last_seq
         )
         await self._send(
             {
@@ -126,6 +128,8 @@ class WritingConsumer(AsyncWebsocketConsumer):
                 "rating_due": state.rating_due,
                 "generation": resume.generation,
                 "retry_turn": resume.retry_turn,
+                "pair": state.pair,
+                "regenerate": state.regenerate,
                 "document": {"text": state.document_text, "version": state.document_version},
                 "last_seq": resume.last_seq,
                 **page_settings(spec=state.spec),
@@ -154,7 +158,7 @@ class WritingConsumer(AsyncWebsocketConsumer):
             client_msg_id=send.client_msg_id,
         )
         if not plan.duplicate:
-            await relay.generation_start(plan)
+            await alternatives.reply_start(plan)
         ack = {"type": "ack", "of": "send", "turn": plan.turn, "client_msg_id": send.client_msg_id}
         await self._send({**ack, "duplicate": plan.duplicate})
 
@@ -162,7 +166,7 @@ class WritingConsumer(AsyncWebsocketConsumer):
         if await relay.generation_in_flight(self.public_id):
             raise ProtocolError("busy")
         plan = await in_db_thread(turn_retry)(participation_id=self.participation_id)
-        await relay.generation_start(plan)
+        await alternatives.reply_start(plan)
         await self._send({"type": "ack", "of": "retry", "turn": plan.turn})
 
     async def on_stop(self, frame: dict[str, Any]) -> None:
@@ -207,6 +211,8 @@ class WritingConsumer(AsyncWebsocketConsumer):
         "focus": on_focus,
         "blur": on_blur,
         "heartbeat": on_heartbeat,
+        "choose": AlternativesHandlers.on_choose,
+        "regenerate": AlternativesHandlers.on_regenerate,
     }
 
     # -- frames from the relay ----------------------------------------------------------------

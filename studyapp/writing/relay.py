@@ -25,6 +25,7 @@ import logging
 import secrets
 import uuid
 import weakref
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,16 +109,29 @@ async def stop_listener_close() -> None:
 
 async def generation_start(plan: TurnPlan) -> str:
     """Mark a generation in flight for ``plan``, announce it, and start it as its own task."""
+    start = {"type": "turn_start", "turn": plan.turn, "user_text": plan.user_text}
+    return await generation_launch(plan, start, _generation_run)
+
+
+Runner = Callable[[Any, str, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+async def generation_launch(
+    plan: TurnPlan, start: Frame, run: Runner, marker_extra: dict[str, Any] | None = None
+) -> str:
+    """Mark a generation in flight, publish its ``start`` frame (given its ``generation_id``)
+    and run ``run(plan, generation_id, stop_event)`` as its own task. Side-by-side pairs and
+    regenerations (studyapp/writing/alternatives) start through here too."""
     generation_id = str(uuid.uuid4())
     stop_event = _stop_events[generation_id] = asyncio.Event()
     channel = await stop_channel()
-    marker = {"generation_id": generation_id, "turn": plan.turn, "stop_channel": channel}
-    start = {
-        "type": "turn_start",
-        "turn": plan.turn,
+    marker = {
         "generation_id": generation_id,
-        "user_text": plan.user_text,
+        "turn": plan.turn,
+        "stop_channel": channel,
+        **(marker_extra or {}),
     }
+    start = {**start, "generation_id": generation_id}
     try:
         frame = await frame_store().begin(plan.public_id, marker, start)
         await publish(plan.public_id, [frame])
@@ -125,7 +139,7 @@ async def generation_start(plan: TurnPlan) -> str:
         _stop_events.pop(generation_id, None)
         raise
     task = asyncio.get_running_loop().create_task(
-        _generation_run(plan, generation_id, stop_event), name=f"generation-{generation_id}"
+        run(plan, generation_id, stop_event), name=f"generation-{generation_id}"
     )
     _running.add(task)
     task.add_done_callback(_running.discard)
@@ -175,6 +189,7 @@ class _Generation:
         self.generation_id = generation_id
         self.stop_event = stop_event
         self.seed = secrets.randbelow(2**31)
+        self.delta_fields: dict[str, Any] = {}  # e.g. which side-by-side candidate this is
         self.shown: list[str] = []  # every delta published, i.e. what the participant saw
         self.pending: list[str] = []
         self.wake = asyncio.Event()
@@ -193,7 +208,8 @@ class _Generation:
         text = "".join(self.pending)
         self.pending.clear()
         self.shown.append(text)
-        frames = await frame_store().append(self.key, [{"type": "delta", "text": text}])
+        frame = {"type": "delta", **self.delta_fields, "text": text}
+        frames = await frame_store().append(self.key, [frame])
         await publish(self.key, frames)
 
     async def _wait(self, tasks: set[asyncio.Future[Any]], limit_s: float) -> bool:

@@ -220,3 +220,51 @@ async def wait_for(predicate: Callable[[], Any], wait_s: float = 10) -> Any:
             return value
         await asyncio.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+# -- alternative replies (side-by-side pairs, regenerations) ----------------------------------
+def study_version(extra: str = "", slug: str = "pairs"):
+    """The reference study on the offline backend with ``extra`` YAML appended, as ``slug``."""
+    from studyapp.studies.services import study_load
+    from tests.conftest import REFERENCE_STUDY
+
+    text = REFERENCE_STUDY.read_text() + "\n" + extra
+    return study_load(text=text, slug=slug, offline=True).version
+
+
+def remote_participation(version, endpoint: str):
+    """A participation whose arm is an OpenAI-compatible server at ``endpoint`` (a FakeVLLM)."""
+    from studyapp.studies.models import Condition
+
+    config = {
+        "name": "remote",
+        "backend": "openai",
+        "endpoints": [endpoint],
+        "model": "meta-llama/Llama-3.1-8B-Instruct",
+        "response_format": "text",
+        "sampling": {"temperature": 0.8, "top_p": 1.0, "max_tokens": 256},
+        "timeouts": {"connect": 2, "first_token": 5, "between_tokens": 5, "total": 30},
+        "retries": 0,
+    }
+    condition = Condition.objects.create(
+        version=version, name="remote", backend="openai", config=config
+    )
+    participation = make_participation(version)
+    participation.condition = condition
+    participation.save(update_fields=["condition"])
+    return participation
+
+
+@pytest.fixture
+async def fake_vllm() -> AsyncIterator[Any]:
+    """A FakeVLLM in this test's event loop, with the model transport reset around it."""
+    from collab_models.openai_backend import reset_health
+    from collab_models.transport import aclose_client
+    from tests.collab_models.vllm_fake import FakeVLLM
+
+    reset_health()
+    async with FakeVLLM(tps=0) as fake:
+        yield fake
+        await relay.generations_wait(20)  # nothing may still be reading from it
+    await aclose_client()
+    reset_health()
