@@ -181,7 +181,7 @@ def compose_reply(
         return text, "The goal is still vague; one focused question will save a rewrite."
     paragraphs = [
         rng.choice(_OPENINGS).format(k0=k[0]),
-        rng.choice(_MIDDLES).format(k1=k[1]) + " " + rng.choice(_MIDDLES).format(k1=k[2]),
+        " ".join(m.format(k1=w) for m, w in zip(rng.sample(_MIDDLES, 2), k[1:], strict=True)),
         rng.choice(_CLOSINGS).format(k2=k[0]),
     ]
     lead = "Here is a draft:" if assistant_turns == 0 else "Thanks, that helps. Here is a draft:"
