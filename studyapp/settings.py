@@ -46,9 +46,12 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "studyapp.framing.FrameAncestorsMiddleware",
 ]
-# MTurk shows the task inside an iframe on its own site.
 X_FRAME_OPTIONS = env_str("X_FRAME_OPTIONS", "SAMEORIGIN")
+# Origins allowed to show the study in an iframe; MTurk needs
+# "https://worker.mturk.com,https://workersandbox.mturk.com" (and HTTPS for this site).
+FRAME_ANCESTORS = env_list("FRAME_ANCESTORS")
 
 ROOT_URLCONF = "studyapp.urls"
 ASGI_APPLICATION = "studyapp.asgi.application"
@@ -73,6 +76,15 @@ DATABASES = {
         env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"), conn_max_age=0
     )
 }
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 16)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL_MAX_SIZE > 0:
+    # A psycopg pool per process: the socket's database calls run in worker threads, and
+    # opening a PostgreSQL connection for each one cost more than the query under load.
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": 30,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")
@@ -83,7 +95,8 @@ if REDIS_URL:
             # channels_redis polls with a 5 s BZPOPMIN; redis-py's own 5 s default read timeout
             # would end an idle socket's receive with TimeoutError (and the consumer with it).
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                # redis-py's pool refuses a 101st connection; hundreds of streams publish at once.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "max_connections": 1024}],
                 "capacity": 1000,
                 "expiry": 60,
             },
@@ -137,6 +150,9 @@ LOGIN_URL = "/admin/login/"
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
+if FRAME_ANCESTORS:  # a framed page only gets its cookies back when they are SameSite=None
+    SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "None"
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
 # Study runtime knobs.

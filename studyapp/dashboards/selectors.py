@@ -22,7 +22,6 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
-    StdDev,
     Subquery,
     Sum,
     Value,
@@ -31,6 +30,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from studyapp.dashboards import stats
 from studyapp.dashboards.filters import ParticipationFilter
 from studyapp.dashboards.sql import aggregate_with_percentiles
 from studyapp.feedback.models import FINAL_TURN, DocumentScore, Rating, Scale
@@ -312,19 +312,22 @@ def _add_document_words(rows: dict[int, ParticipantRow], population: QuerySet) -
 
 
 def interaction_by_turn(*, study: Study, pfilter: ParticipationFilter) -> list[dict[str, Any]]:
-    """Mean, sample SD and n of the in-chat rating per arm and checkpoint turn."""
+    """Mean, sample SD (None below two ratings) and n of the in-chat rating per arm and turn."""
+    # Count, sum and sum of squares rather than StdDev: SQLite (the demo) computes StdDev with
+    # statistics.stdev, which raises for a single rating where PostgreSQL returns NULL.
     rows = (
         Rating.objects.filter(participation__study=study, scale=Scale.INTERACTION)
         .filter(pfilter.q("participation__"))
         .values("turn", arm=F(f"participation__{ARM}"))
-        .annotate(
-            n=Count("id"),
-            mean=Avg("value", output_field=FloatField()),
-            sd=StdDev("value", sample=True),
-        )
+        .annotate(n=Count("id"), total=Sum("value"), total_sq=Sum(F("value") * F("value")))
         .order_by("arm", "turn")
     )
-    return list(rows)
+    out = []
+    for row in rows:
+        n, total, total_sq = row.pop("n"), row.pop("total"), row.pop("total_sq")
+        mean, sd = stats.mean_sd_from_sums(n=n, total=total, total_sq=total_sq)
+        out.append({**row, "n": n, "mean": mean, "sd": sd})
+    return out
 
 
 def _arm_index(study: Study, field: str) -> tuple[Case | None, list[str]]:

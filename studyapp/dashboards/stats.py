@@ -81,6 +81,25 @@ def summarise(values: Sequence[float] | np.ndarray, *, seed: int = BOOTSTRAP_SEE
     return Summary(data.size, float(data.mean()), float(np.median(data)), sd, low, high)
 
 
+def mean_sd_from_sums(
+    *, n: int, total: float | None, total_sq: float | None
+) -> tuple[float | None, float | None]:
+    """Mean and sample SD from SQL's count, sum and sum of squares (None where undefined).
+
+    Every database computes these three the same way; standard deviation aggregates differ
+    (SQLite's raises for one value). For integer ratings the arithmetic below is exact.
+    """
+    if n < 1 or total is None or total_sq is None:
+        return (None, None)
+    mean = total / n
+    if n < 2:
+        return (mean, None)
+    # n * sum(x^2) - sum(x)^2 = n^2 * population variance; exact in integers, >= 0 up to
+    # rounding for floats.
+    spread = max(n * total_sq - total * total, 0)
+    return (mean, math.sqrt(spread / (n * (n - 1))))
+
+
 def t_interval(mean: float, sd: float | None, n: int) -> tuple[float, float]:
     """Student-t CI of a mean from its aggregates (what SQL returns: avg, stddev_samp, count)."""
     if n < 2 or sd is None or not math.isfinite(sd):

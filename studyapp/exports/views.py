@@ -5,14 +5,23 @@ Staff only, like every dashboard page.
 
 from __future__ import annotations
 
+import asyncio
+import mimetypes
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import content_disposition_header, url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -68,10 +77,28 @@ def status(request: HttpRequest, slug: str) -> JsonResponse:
 
 @require_GET
 @staff_member_required
-def download(request: HttpRequest, slug: str, job_id: int) -> FileResponse:
+def download(request: HttpRequest, slug: str, job_id: int) -> StreamingHttpResponse:
     job = get_object_or_404(ExportJob, pk=job_id, study__slug=slug, status=JobStatus.SUCCEEDED)
     path = Path(job.path).resolve()
     # The path comes from the database; serve nothing outside the export directory.
     if not path.is_relative_to(Path(settings.EXPORT_DIR).resolve()) or not path.is_file():
         raise Http404("This export's file is gone.")
-    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    response = StreamingHttpResponse(file_chunks(path), content_type=content_type)
+    response["Content-Length"] = str(path.stat().st_size)
+    response["Content-Disposition"] = content_disposition_header(True, path.name)
+    return response
+
+
+DOWNLOAD_CHUNK_BYTES = 256 * 1024
+
+
+async def file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """The file, a chunk at a time. Asynchronous on purpose: under ASGI Django reads a
+    synchronous iterator (a FileResponse's file) whole into memory before sending it."""
+    handle = await asyncio.to_thread(path.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(handle.read, DOWNLOAD_CHUNK_BYTES):
+            yield chunk
+    finally:
+        handle.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -41,11 +42,51 @@ from studyapp.writing.services import (
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class _ExpectedCall:
+    """What this socket expects the next model call to be given, kept from the frames it
+    relays. Only a guess that saves time: the relay checks it against the database's turn."""
+
+    config: dict[str, Any]
+    history: list[dict[str, str]]
+    busy: bool  # a reply is streaming or must be retried: the next send will be refused
+    rating_due: bool  # likewise until the rating is given
+    # Side-by-side turns: their two candidates make calls of their own (seeds of their own).
+    pair_turns: frozenset[int] = frozenset()
+
+    def open(self, text: str) -> relay.ModelCall | None:
+        if self.busy or self.rating_due or not self.config:
+            return None
+        if sum(m["role"] == "user" for m in self.history) + 1 in self.pair_turns:
+            return None
+        return relay.call_open(self.config, [*self.history, {"role": "user", "content": text}])
+
+    def observe(self, frame: Frame) -> None:
+        kind = frame.get("type")
+        if frame.get("regenerate"):  # a new sample of the latest reply: the same turn (§9)
+            self.busy = kind == "turn_start"
+            if kind == "turn_end" and self.history:
+                self.history[-1] = {"role": "assistant", "content": frame.get("text", "")}
+        elif kind in ("turn_start", "pair_start"):
+            self.busy = True
+            user = {"role": "user", "content": frame.get("user_text", "")}
+            if not self.history or self.history[-1] != user:
+                self.history.append(user)
+        elif kind in ("turn_end", "pair_chosen"):
+            self.busy = False
+            self.history.append({"role": "assistant", "content": frame.get("text", "")})
+        elif kind == "turn_error":
+            self.busy = True  # the turn must be retried before anything new is sent
+        elif kind == "rating_due":
+            self.rating_due = True
+
+
 class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     participation_id: int | None = None
     public_id = ""
     # Highest seq sent on this socket; None until hello (frames before it are replayed by it).
     sent_seq: int | None = None
+    expected: _ExpectedCall | None = None
     focused = False
     last_tick: float | None = None
 
@@ -141,6 +182,15 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             }
         )
         self.sent_seq = resume.last_seq
+        self.expected = _ExpectedCall(
+            config=state.condition_config,
+            history=state.history,
+            busy=resume.generation is not None
+            or resume.retry_turn is not None
+            or state.pair is not None,
+            rating_due=state.rating_due is not None,
+            pair_turns=frozenset((state.spec.get("side_by_side") or {}).get("turns", [])),
+        )
         for replayed in resume.frames:
             await self._deliver(replayed)
         first = self.last_tick is None
@@ -150,15 +200,28 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
 
     async def on_send(self, frame: dict[str, Any]) -> None:
         send = protocol.parse_send(frame)
-        if await relay.generation_in_flight(self.public_id):
-            raise ProtocolError("busy")
-        plan = await in_db_thread(message_send)(
-            participation_id=self.participation_id,
-            text=send.text,
-            client_msg_id=send.client_msg_id,
-        )
-        if not plan.duplicate:
-            await alternatives.reply_start(plan)
+        # Ask the model now, with the history this socket expects the turn to have; the
+        # database confirms the turn meanwhile, and the relay adopts the call only if it fits.
+        call = self.expected.open(send.text) if self.expected is not None else None
+        try:
+            plan = await in_db_thread(message_send)(
+                participation_id=self.participation_id,
+                text=send.text,
+                client_msg_id=send.client_msg_id,
+            )
+        except BaseException as exc:
+            if call is not None:
+                relay.call_discard(call)
+            # An unanswered turn is either still streaming (busy) or failed (retry first).
+            code = exc.code if isinstance(exc, WritingRefused) else ""
+            if code == "retry_required" and await relay.generation_in_flight(self.public_id):
+                raise ProtocolError("busy") from exc
+            raise
+        if plan.duplicate:
+            if call is not None:
+                relay.call_discard(call)
+        else:
+            await alternatives.reply_start(plan, call)
         ack = {"type": "ack", "of": "send", "turn": plan.turn, "client_msg_id": send.client_msg_id}
         await self._send({**ack, "duplicate": plan.duplicate})
 
@@ -178,6 +241,8 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         await in_db_thread(interaction_rating_submit)(
             participation_id=self.participation_id, turn=rate.turn, value=rate.value
         )
+        if self.expected is not None:
+            self.expected.rating_due = False
         await self._send({"type": "ack", "of": "rate", "turn": rate.turn, "value": rate.value})
 
     async def on_doc(self, frame: dict[str, Any]) -> None:
@@ -231,6 +296,8 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                     await self._send(missed)
         await self._send(frame)
         self.sent_seq = frame["seq"]
+        if self.expected is not None:
+            self.expected.observe(frame)
 
     # -- helpers ------------------------------------------------------------------------------
     async def _send(self, frame: dict[str, Any]) -> None:

@@ -7,7 +7,8 @@ sends it to the participation's channel-layer group. Sockets only listen: a drop
 neither stops nor loses a reply, and a client that reconnects (to any process) is given what it
 missed by :func:`resume_plan`. "Stop" reaches the generation through a channel-layer channel
 that the generation owns, so it works from any process. The turn is written to the database
-once, when it ends.
+once, when it ends. The model request itself (:class:`ModelCall`) may be opened by the socket
+before the turn is stored, and is adopted only if the stored turn has the same history.
 
 "Stop" reaches a generation through a channel-layer channel owned by its process: each process
 (event loop) runs one long-lived listener on one channel, named in the generation's marker, and
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import uuid
@@ -107,10 +109,22 @@ async def stop_listener_close() -> None:
             await entry[1]
 
 
-async def generation_start(plan: TurnPlan) -> str:
-    """Mark a generation in flight for ``plan``, announce it, and start it as its own task."""
+async def generation_start(plan: TurnPlan, call: ModelCall | None = None) -> str:
+    """Mark a generation in flight for ``plan``, announce it, and start it as its own task.
+
+    ``call`` is a model call the socket opened before the database confirmed the turn; it is
+    adopted when it was given exactly this turn's arm and history, and discarded otherwise.
+    """
+    if call is not None and not call.fits(plan):
+        call_discard(call)
+        call = None
     start = {"type": "turn_start", "turn": plan.turn, "user_text": plan.user_text}
-    return await generation_launch(plan, start, _generation_run)
+    try:
+        return await generation_launch(plan, start, functools.partial(_generation_run, call=call))
+    except BaseException:
+        if call is not None:
+            call_discard(call)
+        raise
 
 
 Runner = Callable[[Any, str, asyncio.Event], Coroutine[Any, Any, None]]
@@ -124,25 +138,16 @@ async def generation_launch(
     regenerations (studyapp/writing/alternatives) start through here too."""
     generation_id = str(uuid.uuid4())
     stop_event = _stop_events[generation_id] = asyncio.Event()
-    channel = await stop_channel()
-    marker = {
-        "generation_id": generation_id,
-        "turn": plan.turn,
-        "stop_channel": channel,
-        **(marker_extra or {}),
-    }
+    marker = {"generation_id": generation_id, "turn": plan.turn, **(marker_extra or {})}
     start = {**start, "generation_id": generation_id}
     try:
+        marker["stop_channel"] = await stop_channel()
         frame = await frame_store().begin(plan.public_id, marker, start)
         await publish(plan.public_id, [frame])
     except BaseException:
         _stop_events.pop(generation_id, None)
         raise
-    task = asyncio.get_running_loop().create_task(
-        run(plan, generation_id, stop_event), name=f"generation-{generation_id}"
-    )
-    _running.add(task)
-    task.add_done_callback(_running.discard)
+    task = _spawn(run(plan, generation_id, stop_event), f"generation-{generation_id}")
     task.add_done_callback(lambda _: _stop_events.pop(generation_id, None))
     return generation_id
 
@@ -180,33 +185,96 @@ def _build_arm(config: dict[str, Any]) -> Any:
     )
 
 
-class _Generation:
-    """One reply being streamed: reads the model, flushes frames, honours stop and timeout."""
+class ModelCall:
+    """One request to the model, read into a buffer from the moment it is opened.
 
-    def __init__(self, plan: TurnPlan, generation_id: str, stop_event: asyncio.Event) -> None:
-        self.plan = plan
-        self.key = plan.public_id
-        self.generation_id = generation_id
-        self.stop_event = stop_event
-        self.seed = secrets.randbelow(2**31)
-        self.delta_fields: dict[str, Any] = {}  # e.g. which side-by-side candidate this is
-        self.shown: list[str] = []  # every delta published, i.e. what the participant saw
+    A socket opens it as soon as a message arrives, with the history it expects the turn to
+    have, so the model's time to first token overlaps the database write that confirms the
+    turn; the generation then adopts it (or it is discarded, which closes the connection and
+    makes the model server abort).
+    """
+
+    def __init__(
+        self, config: dict[str, Any], history: list[dict[str, str]], seed: int | None = None
+    ) -> None:
+        self.config = config
+        self.history = history
+        self.seed = secrets.randbelow(2**31) if seed is None else seed
         self.pending: list[str] = []
         self.wake = asyncio.Event()
-        self.stream: Any = None
-        self.error: BaseException | None = None
-        self.cancelled = False
+        self.stream = _build_arm(config).reply(history, seed=self.seed)
+        self.reader = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
         async for delta in self.stream:
             self.pending.append(delta)
             self.wake.set()
 
-    async def _flush(self) -> None:
-        if not self.pending:
+    def fits(self, plan: TurnPlan) -> bool:
+        return plan.condition_config == self.config and plan.history == self.history
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Close the stream, give the reader ``grace_s`` to finish, then cancel it."""
+        await self.stream.aclose()
+        if not self.reader.done():
+            await asyncio.wait({self.reader}, timeout=grace_s)
+            self.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.reader
+
+
+def call_open(
+    config: dict[str, Any], history: list[dict[str, str]], seed: int | None = None
+) -> ModelCall | None:
+    """Open a model call ahead of its turn; None when the arm cannot even be built."""
+    try:
+        return ModelCall(config, history, seed)
+    except Exception:  # the generation will build it again and report the error properly
+        log.exception("could not open a model call ahead of its turn")
+        return None
+
+
+def call_discard(call: ModelCall) -> None:
+    """Close an unused call in the background (the caller does not wait for the model)."""
+    _spawn(call.close(grace_s=1.0), "model-call-discard")
+
+
+def _spawn(coroutine: Any, name: str) -> asyncio.Task[None]:
+    task = asyncio.get_running_loop().create_task(coroutine, name=name)
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+    return task
+
+
+class _Generation:
+    """One reply being streamed: reads the model, flushes frames, honours stop and timeout."""
+
+    def __init__(
+        self,
+        plan: TurnPlan,
+        generation_id: str,
+        stop_event: asyncio.Event,
+        call: ModelCall | None = None,
+    ) -> None:
+        self.plan = plan
+        self.key = plan.public_id
+        self.generation_id = generation_id
+        self.stop_event = stop_event
+        self.call = call
+        self.delta_fields: dict[str, Any] = {}  # e.g. which side-by-side candidate this is
+        self.shown: list[str] = []  # every delta published, i.e. what the participant saw
+        self.error: BaseException | None = None
+        self.cancelled = False
+
+    @property
+    def seed(self) -> int | None:
+        return self.call.seed if self.call is not None else None
+
+    async def _flush(self, call: ModelCall) -> None:
+        if not call.pending:
             return
-        text = "".join(self.pending)
-        self.pending.clear()
+        text = "".join(call.pending)
+        call.pending.clear()
         self.shown.append(text)
         frame = {"type": "delta", **self.delta_fields, "text": text}
         frames = await frame_store().append(self.key, [frame])
@@ -219,56 +287,48 @@ class _Generation:
     async def run(self) -> dict[str, Any]:
         """Stream the reply; return the turn's record as a dict."""
         cancel = asyncio.ensure_future(self.stop_event.wait())
-        reader: asyncio.Future[None] | None = None
         try:
-            self.stream = _build_arm(self.plan.condition_config).reply(
-                self.plan.history, seed=self.seed
-            )
-            reader = asyncio.ensure_future(self._read())
-            await self._pump(reader, cancel)
+            if self.call is None:
+                self.call = ModelCall(self.plan.condition_config, self.plan.history)
+            reader = self.call.reader
+            await self._pump(self.call, cancel)
             if cancel.done() and not reader.done():
                 self.cancelled = True
-                await self._close(reader)
+                await self.call.close()
             elif not reader.done():  # timed out
                 self.error = TimeoutError(f"no end after {generation_timeout_s():.0f} s")
-                await self._close(reader)
+                await self.call.close()
             elif reader.exception() is not None:
                 self.error = reader.exception()
-            await self._flush()
+            await self._flush(self.call)
         except Exception as exc:  # a broken arm config or a relay bug ends the turn as failed
             log.exception("generation %s failed", self.generation_id)
             self.error = exc
-            if reader is not None and not reader.done():
-                reader.cancel()
+            if self.call is not None and not self.call.reader.done():
+                self.call.reader.cancel()
         finally:
             cancel.cancel()
         return self._record()
 
-    async def _pump(self, reader: asyncio.Future[None], cancel: asyncio.Future[Any]) -> None:
+    async def _pump(self, call: ModelCall, cancel: asyncio.Future[Any]) -> None:
+        reader = call.reader
         loop = asyncio.get_running_loop()
         deadline = loop.time() + generation_timeout_s()
         while not (reader.done() or cancel.done()) and loop.time() < deadline:
-            if not self.pending:
-                self.wake.clear()
-                waiter = asyncio.ensure_future(self.wake.wait())
+            if not call.pending:
+                call.wake.clear()
+                waiter = asyncio.ensure_future(call.wake.wait())
                 woke = await self._wait({reader, cancel, waiter}, KEEPALIVE_S)
                 waiter.cancel()
                 if not woke:  # a slow model: keep the in-flight marker alive
                     await frame_store().touch(self.key)
                     continue
             # Leading edge: the first delta after a pause goes out at once; the rest coalesce.
-            await self._flush()
+            await self._flush(call)
             await self._wait({reader, cancel}, FLUSH_INTERVAL_S)
 
-    async def _close(self, reader: asyncio.Future[None]) -> None:
-        await self.stream.aclose()
-        if not await self._wait({reader}, 5.0):
-            reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await reader
-
     def _record(self) -> dict[str, Any]:
-        record = self.stream.record if self.stream is not None else None
+        record = self.call.stream.record if self.call is not None else None
         out: dict[str, Any] = record.as_dict() if record is not None else {}
         config = self.plan.condition_config
         out.setdefault("backend", config.get("backend", ""))
@@ -288,8 +348,10 @@ class _Generation:
         return out
 
 
-async def _generation_run(plan: TurnPlan, generation_id: str, stop_event: asyncio.Event) -> None:
-    generation = _Generation(plan, generation_id, stop_event)
+async def _generation_run(
+    plan: TurnPlan, generation_id: str, stop_event: asyncio.Event, call: ModelCall | None
+) -> None:
+    generation = _Generation(plan, generation_id, stop_event, call)
     base = {"turn": plan.turn, "generation_id": generation_id}
     frames: list[Frame]
     try:

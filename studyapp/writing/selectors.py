@@ -33,6 +33,10 @@ class ChatState:
     document_text: str
     document_version: int
     spec: dict[str, Any]
+    # Server-side only, never sent: what the next model call will most likely be given, so a
+    # socket can start it before the database has confirmed the turn (see ``relay.ModelCall``).
+    history: list[dict[str, str]]
+    condition_config: dict[str, Any]
     # A side-by-side pair waiting for the participant's pick (its turn is then not pending).
     pair: dict[str, Any] | None = None
     # {"turn", "left"}: the latest reply may be regenerated ``left`` more times; None: not at all.
@@ -79,7 +83,9 @@ def message_public(message: Message) -> dict[str, Any]:
 
 
 def chat_state(*, participation_id: int) -> ChatState:
-    participation = Participation.objects.select_related("version").get(pk=participation_id)
+    participation = Participation.objects.select_related("version", "condition").get(
+        pk=participation_id
+    )
     messages = active_messages(participation_id=participation_id)
     document = latest_document(participation_id=participation_id)
     pending = pending_turn(messages)
@@ -93,6 +99,8 @@ def chat_state(*, participation_id: int) -> ChatState:
         document_text=document.text if document else "",
         document_version=document.number if document else 0,
         spec=participation.version.spec,
+        history=chat_history(messages),
+        condition_config=participation.condition.config if participation.condition else {},
         pair=pair,
         regenerate=regenerate_public(messages=messages, spec=participation.version.spec),
     )

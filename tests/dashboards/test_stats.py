@@ -87,3 +87,18 @@ def test_t_interval_matches_scipy():
     assert (low, high) == pytest.approx(
         sps.t.interval(0.95, 3, loc=values.mean(), scale=sps.sem(values))
     )
+
+
+def test_mean_and_sd_from_sql_sums_match_numpy():
+    values = [4, 6, 5, 9, 7]
+    mean, sd = stats.mean_sd_from_sums(
+        n=len(values), total=sum(values), total_sq=sum(v * v for v in values)
+    )
+    assert mean == pytest.approx(np.mean(values))
+    assert sd == pytest.approx(np.std(values, ddof=1))
+
+
+def test_sd_from_sql_sums_is_none_below_two_values_and_zero_for_equal_ones():
+    assert stats.mean_sd_from_sums(n=1, total=7, total_sq=49) == (7.0, None)
+    assert stats.mean_sd_from_sums(n=0, total=None, total_sq=None) == (None, None)
+    assert stats.mean_sd_from_sums(n=3, total=15, total_sq=75) == (5.0, 0.0)

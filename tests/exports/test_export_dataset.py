@@ -1,4 +1,5 @@
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -6,6 +7,8 @@ from django.core.management import CommandError, call_command
 
 from studyapp.exports.datasets.service import split_of
 from studyapp.exports.pseudonyms import REDACTED, participant_pseudonym
+from studyapp.participants.models import Status
+from studyapp.writing.models import Message, Role
 from tests.exports.privacy import leaks
 
 
@@ -170,3 +173,24 @@ def test_reward_can_take_the_final_quality_from_the_judge(study_data, tmp_path):
     unjudged = _pseudonym(study_data["counted"][1])
     assert rows[(unjudged, 1)]["reward_components"]["document"] is None
     assert "document_source: judge" in (out / "README.md").read_text()
+
+
+def test_the_card_names_the_models_and_warns_about_offline_replies(study_data, tmp_path):
+    card = (_export(tmp_path / "offline", "sft") / "README.md").read_text()
+    (count,) = re.findall(r"\| offline \| offline/base \| (\d+) \|", card)
+    # The population's replies only (completers, no test runs or failed attention checks).
+    population = Message.objects.filter(
+        role=Role.ASSISTANT,
+        participation__status=Status.COMPLETED,
+        participation__is_test=False,
+    ).exclude(participation__attention_passed=False)
+    assert int(count) == population.count() > 0
+    assert Message.objects.filter(role=Role.ASSISTANT).count() > population.count()
+    assert f"Warning: {count} replies came from CollabStudy's offline backend" in card
+
+    Message.objects.filter(role=Role.ASSISTANT).update(
+        backend="openai", model="meta-llama/Llama-3.1-8B-Instruct"
+    )
+    card = (_export(tmp_path / "vllm", "sft") / "README.md").read_text()
+    assert f"| openai | meta-llama/Llama-3.1-8B-Instruct | {count} |" in card
+    assert "offline backend" not in card

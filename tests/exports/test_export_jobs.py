@@ -29,7 +29,12 @@ def _start(client, capture, **data):
 def _archive_names(client, url):
     response = client.get(url)
     assert response.status_code == 200
-    return zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).namelist()
+    # Streamed from an asynchronous iterator (iterating the response consumes it here).
+    assert response.is_async
+    body = b"".join(response)
+    assert int(response["Content-Length"]) == len(body)
+    assert response["Content-Disposition"].startswith("attachment; filename=")
+    return zipfile.ZipFile(io.BytesIO(body)).namelist()
 
 
 def test_staff_start_an_analysis_export_and_download_the_archive(

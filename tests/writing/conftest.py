@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 ORIGIN = b"http://127.0.0.1"
 # Every name a participant must never see: condition names, backends, model names.
 CONDITION_NAMES = ("base", "proactive_base", "collabllm")
+REMOTE_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 
 def make_participation(version, condition_name: str = "base", **fields: Any):
@@ -38,6 +39,43 @@ def make_participation(version, condition_name: str = "base", **fields: Any):
         topic="Travelling on a tight budget",
         **fields,
     )
+
+
+def participation_on(version, condition):
+    """A participation on the writing step, assigned to ``condition``."""
+    participation = make_participation(version)
+    participation.condition = condition
+    participation.save(update_fields=["condition"])
+    return participation
+
+
+def remote_condition(version, endpoint: str, *, name: str = "remote"):
+    """A condition served by an OpenAI-compatible server at ``endpoint`` (no retries)."""
+    from studyapp.studies.models import Condition
+
+    config = {
+        "name": name,
+        "backend": "openai",
+        "endpoints": [endpoint],
+        "model": REMOTE_MODEL,
+        "response_format": "text",
+        "sampling": {"temperature": 0.8, "top_p": 1.0, "max_tokens": 256},
+        "timeouts": {"connect": 2, "first_token": 5, "between_tokens": 5, "total": 30},
+        "retries": 0,
+    }
+    return Condition.objects.create(version=version, name=name, backend="openai", config=config)
+
+
+@pytest.fixture
+async def clean_transport() -> AsyncIterator[None]:
+    """Model servers start healthy and no HTTP client outlives the test."""
+    from collab_models.openai_backend import reset_health
+    from collab_models.transport import aclose_client
+
+    reset_health()
+    yield
+    await aclose_client()
+    reset_health()
 
 
 def token_for(participation) -> str:
@@ -234,37 +272,14 @@ def study_version(extra: str = "", slug: str = "pairs"):
 
 def remote_participation(version, endpoint: str):
     """A participation whose arm is an OpenAI-compatible server at ``endpoint`` (a FakeVLLM)."""
-    from studyapp.studies.models import Condition
-
-    config = {
-        "name": "remote",
-        "backend": "openai",
-        "endpoints": [endpoint],
-        "model": "meta-llama/Llama-3.1-8B-Instruct",
-        "response_format": "text",
-        "sampling": {"temperature": 0.8, "top_p": 1.0, "max_tokens": 256},
-        "timeouts": {"connect": 2, "first_token": 5, "between_tokens": 5, "total": 30},
-        "retries": 0,
-    }
-    condition = Condition.objects.create(
-        version=version, name="remote", backend="openai", config=config
-    )
-    participation = make_participation(version)
-    participation.condition = condition
-    participation.save(update_fields=["condition"])
-    return participation
+    return participation_on(version, remote_condition(version, endpoint))
 
 
 @pytest.fixture
-async def fake_vllm() -> AsyncIterator[Any]:
-    """A FakeVLLM in this test's event loop, with the model transport reset around it."""
-    from collab_models.openai_backend import reset_health
-    from collab_models.transport import aclose_client
+async def fake_vllm(clean_transport) -> AsyncIterator[Any]:
+    """A FakeVLLM in this test's event loop (replies as fast as they can be read)."""
     from tests.collab_models.vllm_fake import FakeVLLM
 
-    reset_health()
     async with FakeVLLM(tps=0) as fake:
         yield fake
         await relay.generations_wait(20)  # nothing may still be reading from it
-    await aclose_client()
-    reset_health()

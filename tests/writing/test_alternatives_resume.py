@@ -30,7 +30,8 @@ REGEN_MARKER = {"generation_id": "new", "turn": 2, "stop_channel": "c", "start_s
 def _state(messages, pending_turn=None, pair=None) -> ChatState:
     return ChatState(
         status="writing", messages=messages, pending_turn=pending_turn, turns_completed=1,
-        rating_due=None, document_text="", document_version=0, spec={}, pair=pair,
+        rating_due=None, document_text="", document_version=0, spec={}, history=[],
+        condition_config={}, pair=pair,
     )  # fmt: skip
 
 

@@ -2,46 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from collab_models.openai_backend import reset_health
-from collab_models.transport import aclose_client
 from studyapp.participants.models import EventKind, ParticipationEvent
 from studyapp.studies.models import Condition
 from studyapp.writing.models import Message, Role
 from tests.collab_models.vllm_fake import FakeVLLM, Script
-from tests.writing.conftest import db, free_port, open_client, token_for
+from tests.writing.conftest import db, free_port, open_client, remote_condition, token_for
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("drain_generations"),
+    pytest.mark.usefixtures("drain_generations", "clean_transport"),
 ]
-
-MODEL = "meta-llama/Llama-3.1-8B-Instruct"
-
-
-@pytest.fixture(autouse=True)
-async def clean_transport() -> AsyncIterator[None]:
-    reset_health()
-    yield
-    await aclose_client()
-    reset_health()
-
-
-def _openai_arm(version, endpoint: str) -> Condition:
-    config = {
-        "name": "remote",
-        "backend": "openai",
-        "endpoints": [endpoint],
-        "model": MODEL,
-        "response_format": "text",
-        "sampling": {"temperature": 0.8, "top_p": 1.0, "max_tokens": 256},
-        "timeouts": {"connect": 2, "first_token": 5, "between_tokens": 5, "total": 30},
-        "retries": 0,
-    }
-    return Condition.objects.create(version=version, name="remote", backend="openai", config=config)
 
 
 def _switch_to_offline(condition: Condition) -> None:
@@ -60,7 +32,7 @@ def _assistant_messages(participation) -> list[Message]:
 def remote_writer(demo_version):
     from tests.writing.conftest import make_participation
 
-    condition = _openai_arm(demo_version, f"http://127.0.0.1:{free_port()}")  # nothing listens
+    condition = remote_condition(demo_version, f"http://127.0.0.1:{free_port()}")  # nothing listens
     participation = make_participation(demo_version)
     participation.condition = condition
     participation.save(update_fields=["condition"])
@@ -133,7 +105,7 @@ async def test_failure_mid_stream_keeps_the_partial_text(demo_version):
 
         def setup():
             participation = make_participation(demo_version)
-            participation.condition = _openai_arm(demo_version, fake.url)
+            participation.condition = remote_condition(demo_version, fake.url)
             participation.save(update_fields=["condition"])
             return participation
 

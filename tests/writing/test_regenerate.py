@@ -76,19 +76,21 @@ async def test_regenerate_replaces_the_reply_and_the_next_turn_sees_the_new_one(
     assert event.data["replaces"] == old["generation_id"]
     assert event.data["replaced"] is True
 
-    await client.close()
-    client, state = await open_client("pairs", token_for(participation))
-    assert state["turns_completed"] == 1  # a regeneration is not a turn
-    assert [m["text"] for m in state["messages"]] == [
-        "Help me write about a weekend in Lisbon", "A fresher draft",
-    ]  # fmt: skip
-    assert state["regenerate"] == {"turn": 1, "left": 1}
+    # The socket's early model call for the next message expects the new reply too (one
+    # request per generation: none was opened with a stale history and thrown away).
     frames = await client.turn("Shorter please")
     assert frames[-1]["turn"] == 2
+    assert len(fake_vllm.chat_requests()) == 3
     history = fake_vllm.chat_requests()[-1].body["messages"]
     assert [m["content"] for m in history] == [
         "Help me write about a weekend in Lisbon", "A fresher draft", "Shorter please",
     ]  # fmt: skip
+
+    await client.close()
+    client, state = await open_client("pairs", token_for(participation))
+    assert state["turns_completed"] == 2  # a regeneration is not a turn
+    assert state["messages"][1]["text"] == "A fresher draft"
+    assert state["regenerate"] == {"turn": 2, "left": 2}
     await client.close()
 
 

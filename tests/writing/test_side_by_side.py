@@ -138,6 +138,8 @@ async def test_two_candidates_stream_the_pick_is_stored_and_continues_the_chat(f
 
     third = await client.turn("Now make it shorter")
     assert third[-1]["type"] == "turn_end"
+    # One request per reply: no early call was wasted on the pair's turn or on a stale history.
+    assert len(fake_vllm.chat_requests()) == 4
     history = fake_vllm.chat_requests()[-1].body["messages"]
     assert [m["content"] for m in history if m["role"] == "assistant"] == [
         "A first reply about Lisbon",

@@ -28,6 +28,7 @@ class CardFacts:
     platforms: Counter = field(default_factory=Counter)
     conditions: Counter = field(default_factory=Counter)
     stats: Counter = field(default_factory=Counter)
+    models: Counter = field(default_factory=Counter)  # (backend, model) -> assistant replies
 
 
 def _front_matter(facts: CardFacts) -> str:
@@ -136,6 +137,24 @@ def _table(counter: Counter, label: str) -> list[str]:
     return [*lines, ""]
 
 
+def _models(models: Counter) -> list[str]:
+    if not models:
+        return []
+    lines = ["## Models", "", "| backend | model | assistant replies |", "| --- | --- | --- |"]
+    for (backend, model), n in sorted(models.items()):
+        lines.append(f"| {backend or '(none)'} | {model or '(none)'} | {n} |")
+    lines.append("")
+    offline = sum(n for (backend, _), n in models.items() if backend == "offline")
+    if offline:
+        lines += [
+            f"**Warning: {offline} replies came from CollabStudy's offline backend** (canned "
+            "text for demos and tests, no language model). They are not model behaviour; do "
+            "not train or evaluate on them.",
+            "",
+        ]
+    return lines
+
+
 def card_markdown(facts: CardFacts) -> str:
     kind, study = facts.kind, facts.study
     lines = [
@@ -164,6 +183,7 @@ def card_markdown(facts: CardFacts) -> str:
         "",
         *_table(facts.platforms, "platform"),
         *_table(facts.conditions, "arm"),
+        *_models(facts.models),
         "## Counts",
         "",
         "| split | file | rows |",

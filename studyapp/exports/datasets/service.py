@@ -10,6 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from django.db.models import Count
 from django.utils import timezone
 
 from studyapp.dashboards.filters import ParticipationFilter
@@ -20,6 +21,7 @@ from studyapp.exports.datasets.kinds import KINDS, DatasetOptions
 from studyapp.exports.scope import ExportError, ExportScope
 from studyapp.exports.writers import JsonlWriter
 from studyapp.studies.models import Study
+from studyapp.writing.models import Message, Role
 
 DATASET_FORMATS = ("jsonl", "parquet")
 PARQUET_ROWS_PER_GROUP = 2000
@@ -59,6 +61,17 @@ def split_of(pseudonym: str, test_fraction: float) -> str:
         return "train"
     position = int(hashlib.sha256(pseudonym.encode()).hexdigest()[:8], 16) / 0x1_0000_0000
     return "test" if position < test_fraction else "train"
+
+
+def reply_sources(scope: ExportScope) -> Counter:
+    """Assistant replies of the population by (backend, model): one grouped query."""
+    rows = (
+        Message.objects.filter(participation__in=scope.participation_ids(), role=Role.ASSISTANT)
+        .values_list("backend", "model")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return Counter({(backend, model): n for backend, model, n in rows})
 
 
 def dataset_export(
@@ -118,7 +131,7 @@ def dataset_export(
         options=options, generated_at=timezone.now().isoformat(timespec="seconds"),
         split_files={s: p.name for s, p in paths.items()}, split_rows=rows,
         participants=total, conversations_used=used, platforms=platforms,
-        conditions=conditions, stats=stats,
+        conditions=conditions, stats=stats, models=reply_sources(scope),
     )
     card = out_dir / "README.md"
     card.write_text(card_markdown(facts), encoding="utf-8")

@@ -43,10 +43,16 @@ REGENERATE_FAILED = (
 REGENERATE_STOPPED = "The new reply was stopped before it began. Your earlier reply is kept."
 
 
-async def reply_start(plan: TurnPlan) -> str:
-    """Start the reply to a user turn: one generation, or two candidates on a side-by-side turn."""
+async def reply_start(plan: TurnPlan, call: relay.ModelCall | None = None) -> str:
+    """Start the reply to a user turn: one generation, or two candidates on a side-by-side turn.
+
+    ``call`` is the model call the socket opened ahead of the turn (``relay.generation_start``);
+    a side-by-side turn's candidates have seeds of their own, so it is discarded for them.
+    """
     if not plan.candidates:
-        return await relay.generation_start(plan)
+        return await relay.generation_start(plan, call)
+    if call is not None:
+        relay.call_discard(call)
     ids = [str(uuid.uuid4()) for _ in plan.candidates]
     candidates = [{"candidate": i, "generation_id": g} for i, g in enumerate(ids)]
     start = {
@@ -95,10 +101,13 @@ class _Candidate(relay._Generation):
         own = dataclasses.replace(plan, condition_config=candidate.config, candidates=())
         super().__init__(own, generation_id, stop_event)
         self.index = index
-        self.seed = candidate.seed
+        self.candidate_seed = candidate.seed
         self.delta_fields = {"candidate": index}
 
     async def run_and_announce(self) -> dict[str, Any]:
+        # With the candidate's own seed; if the arm cannot be built, run() reports the error.
+        plan = self.plan
+        self.call = relay.call_open(plan.condition_config, plan.history, self.candidate_seed)
         record = await self.run()
         frame = {
             "type": "candidate_end",

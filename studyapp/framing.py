@@ -1,0 +1,28 @@
+"""Letting named sites show the study in an iframe (MTurk shows an ExternalQuestion in one).
+
+With ``FRAME_ANCESTORS`` set, every response names those origins in a Content-Security-Policy
+``frame-ancestors`` directive instead of sending ``X-Frame-Options``, so the task page may be
+framed by them and by nobody else. The settings pair it with ``SameSite=None; Secure`` cookies:
+inside a third-party frame a browser sends no other kind, and without the session cookie a
+participant would lose their place on the next page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+
+class FrameAncestorsMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if settings.FRAME_ANCESTORS:
+            ancestors = " ".join(["'self'", *settings.FRAME_ANCESTORS])
+            response.xframe_options_exempt = True  # read by XFrameOptionsMiddleware
+            response.headers.setdefault("Content-Security-Policy", f"frame-ancestors {ancestors}")
+        return response

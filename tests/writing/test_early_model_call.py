@@ -1,0 +1,111 @@
+"""The socket asks the model before the database has stored the turn (``relay.ModelCall``).
+
+The call is used only when the turn the database confirms has exactly the history it was
+opened with; otherwise it is closed and the turn is generated from the stored conversation.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from studyapp.participants.models import Status
+from studyapp.writing.models import Message, Role
+from tests.collab_models.vllm_fake import FakeVLLM, Script
+from tests.writing.conftest import (
+    db,
+    open_client,
+    participation_on,
+    remote_condition,
+    token_for,
+)
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("drain_generations", "clean_transport"),
+]
+
+
+def _remote_participation(version, endpoint: str):
+    return participation_on(version, remote_condition(version, endpoint))
+
+
+def _messages(participation) -> list[tuple[int, str, str]]:
+    rows = Message.objects.filter(participation=participation, is_active=True).order_by("id")
+    return [(m.turn, m.role, m.text) for m in rows]
+
+
+async def test_the_early_call_is_the_turns_only_request(demo_version):
+    async with FakeVLLM(tps=0) as fake:
+        fake.script(Script(text="First reply"), Script(text="Second reply"))
+        participation = await db(_remote_participation, demo_version, fake.url)
+        client, _ = await open_client("demo", token_for(participation))
+
+        frames = await client.turn("Help me with a blog post", "m1")
+        assert frames[-1]["type"] == "turn_end"
+        assert frames[-1]["text"] == "First reply"
+        frames = await client.turn("Make it shorter", "m2")
+        assert frames[-1]["text"] == "Second reply"
+
+        requests = fake.chat_requests()
+        # One request a turn: the call opened on arrival was adopted, not opened twice.
+        assert len(requests) == 2
+        assert fake.disconnects == 0
+        assert [m["content"] for m in requests[1].body["messages"]] == [
+            "Help me with a blog post",
+            "First reply",
+            "Make it shorter",
+        ]
+        assert await db(_messages, participation) == [
+            (1, Role.USER, "Help me with a blog post"),
+            (1, Role.ASSISTANT, "First reply"),
+            (2, Role.USER, "Make it shorter"),
+            (2, Role.ASSISTANT, "Second reply"),
+        ]
+        await client.close()
+
+
+async def test_a_stale_guess_is_closed_and_the_stored_history_is_used(demo_version):
+    async with FakeVLLM(tps=0) as fake:
+        # The first request (the socket's guess) is slow, so only its closing can end it.
+        fake.script(Script(text="Stale reply", first_token_delay=3), Script(text="Fresh reply"))
+        participation = await db(_remote_participation, demo_version, fake.url)
+        client, _ = await open_client("demo", token_for(participation))
+
+        def turn_behind_the_sockets_back():
+            Message.objects.create(participation=participation, turn=1, role=Role.USER, text="Hi")
+            Message.objects.create(
+                participation=participation, turn=1, role=Role.ASSISTANT, text="Hello!"
+            )
+
+        await db(turn_behind_the_sockets_back)
+        frames = await client.turn("Write the intro", "m2")
+        assert frames[-1]["type"] == "turn_end"
+        assert frames[-1]["turn"] == 2
+        assert frames[-1]["text"] == "Fresh reply"
+        assert "Stale" not in "".join(f.get("text", "") for f in frames)
+
+        guess, used = fake.chat_requests()
+        assert [m["content"] for m in guess.body["messages"]] == ["Write the intro"]
+        assert [m["content"] for m in used.body["messages"]] == ["Hi", "Hello!", "Write the intro"]
+        assert await fake.wait_for(lambda: fake.disconnects == 1)  # the guess was closed
+        assert (await db(_messages, participation))[-1] == (2, Role.ASSISTANT, "Fresh reply")
+        await client.close()
+
+
+async def test_a_refused_send_closes_its_early_call_and_stores_nothing(demo_version):
+    async with FakeVLLM(tps=0) as fake:
+        fake.script(Script(text="Never shown", first_token_delay=3))
+        participation = await db(_remote_participation, demo_version, fake.url)
+        client, _ = await open_client("demo", token_for(participation))
+
+        def finish_elsewhere():
+            participation.status = Status.FINISHED
+            participation.save(update_fields=["status"])
+
+        await db(finish_elsewhere)
+        error = await client.error({"type": "send", "text": "One more thing", "client_msg_id": "x"})
+        assert error["code"] == "not_writing"
+        assert not any(f["type"] in ("turn_start", "delta") for f in client.frames)
+        assert await fake.wait_for(lambda: fake.disconnects == len(fake.chat_requests()))
+        assert await db(_messages, participation) == []
+        await client.close()
