@@ -63,24 +63,71 @@ _QUESTIONS: list[tuple[str, list[str]]] = [
             "Long: several pages with sections",
         ],
     ),
+    (
+        "Where should the piece begin?",
+        [
+            "With a personal moment or scene",
+            "With a surprising fact or claim",
+            "With a question to the reader",
+        ],
+    ),
+    (
+        "Is there a detail or example you definitely want in it?",
+        [
+            "Yes, something from my own experience",
+            "A concrete example I will give you",
+            "No, surprise me with one",
+        ],
+    ),
+    (
+        "What should the piece avoid?",
+        [
+            "Sounding too formal or stiff",
+            "Clichés and generic advice",
+            "Getting too long or wordy",
+        ],
+    ),
 ]
 
+# Enough variants that two seeds almost never compose the same reply: side-by-side candidates
+# and regenerations of the demo must look different (tests/collab_models checks the rate).
+_CLARIFY_LEADS = [
+    "Happy to help with this. Before I draft anything, one question so the piece fits what you"
+    " have in mind:",
+    "Glad to work on this with you. One quick question first, so the draft fits what you have in"
+    " mind:",
+    "Sounds like a good project. Before I write a first version, let me check one thing:",
+    "Let's do it. So that I don't guess wrong, one question before I start:",
+]
+_CLARIFY_ENDS = [
+    "Pick a number, or tell me in your own words.",
+    "Reply with a number, or describe it in your own words.",
+    "Any of these, or something else entirely?",
+]
 _OPENINGS = [
     "Some ideas only make sense after living with them for a while, and {k0} is one of them.",
     "It is easy to overlook {k0} until the day it changes how you see everything else.",
     "Nobody warned me that {k0} would turn out to matter this much.",
+    "I used to think {k0} was something other people worried about.",
+    "There is a moment with {k0} when the plan stops being a plan and starts being a life.",
+    "Ask anyone who has tried it: {k0} is never quite what you expect.",
 ]
 _MIDDLES = [
     "At first, {k1} seemed like a detail, but it kept coming back in small, surprising ways.",
     "What made the difference was {k1}: simple to describe, harder to practise every day.",
     "The turning point came with {k1}, when the plan on paper finally met real life.",
     "Looking closer at {k1} showed a pattern that had been there from the start.",
+    "Then {k1} entered the picture, and nothing about the routine felt ordinary any more.",
+    "The hardest part was {k1}, mostly because nobody talks about it honestly.",
+    "Small things, like {k1}, ended up carrying most of the weight.",
 ]
 _CLOSINGS = [
     "In the end, {k2} is less a destination than a habit, and that is good news for anyone"
     " starting out.",
     "If there is one lesson here, it is that {k2} rewards patience more than talent.",
     "That is why {k2} still matters: it turns good intentions into something that lasts.",
+    "So start small with {k2}; the rest tends to follow.",
+    "Whatever you decide, give {k2} a real chance before you judge it.",
 ]
 _NEXT_OPTIONS = [
     "Expand the middle with a concrete example",
@@ -124,17 +171,17 @@ def compose_reply(
     k = [*words, *words, *words][:3]
     if style != "base" and assistant_turns < clarify_turns:
         question, options = rng.choice(_QUESTIONS)
+        options = rng.sample(options, len(options))
         lines = [f"{i}. {o}" for i, o in enumerate(options, 1)]
         text = (
-            "Happy to help with this. Before I draft anything, one question so the piece fits"
-            f" what you have in mind: {question}\n\n"
+            f"{rng.choice(_CLARIFY_LEADS)} {question}\n\n"
             + "\n".join(lines)
-            + "\n\nPick a number, or tell me in your own words."
+            + f"\n\n{rng.choice(_CLARIFY_ENDS)}"
         )
         return text, "The goal is still vague; one focused question will save a rewrite."
     paragraphs = [
         rng.choice(_OPENINGS).format(k0=k[0]),
-        rng.choice(_MIDDLES).format(k1=k[1]) + " " + rng.choice(_MIDDLES).format(k1=k[2]),
+        " ".join(m.format(k1=w) for m, w in zip(rng.sample(_MIDDLES, 2), k[1:], strict=True)),
         rng.choice(_CLOSINGS).format(k2=k[0]),
     ]
     lead = "Here is a draft:" if assistant_turns == 0 else "Thanks, that helps. Here is a draft:"

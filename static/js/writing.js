@@ -4,6 +4,8 @@
  * Model text is untrusted: it is only ever put on the page with textContent.
  * Numbered frames (seq) are applied once: anything at or below lastSeq is ignored, and after a
  * reconnect the server's state frame says where lastSeq now stands.
+ * Side-by-side turns show two candidates ("Reply A", "Reply B") to pick from; Regenerate asks
+ * for a new sample of the latest reply, which replaces it once it has ended.
  */
 (function () {
   "use strict";
@@ -15,7 +17,7 @@
     stop: $("stop"), form: $("chat-form"), chatError: $("chat-error"), rating: $("rating"),
     turnError: $("turn-error"), turnErrorText: $("turn-error-text"), retry: $("retry"),
     doc: $("document"), docStatus: $("doc-status"), finish: $("finish"),
-    finishForm: $("finish-form"), turnCount: $("turn-count")
+    finishForm: $("finish-form"), turnCount: $("turn-count"), regenerate: $("regenerate")
   };
 
   var HEARTBEAT_MS = 15000;
@@ -29,7 +31,14 @@
   var attempts = 0;
   var reconnectTimer = null;
   var lastSeq = null;          // highest numbered frame applied; null before the first state
-  var streaming = null;        // {generation_id, turn, text, el}
+  // The generation in flight: {generation_id, turn, text, el} for a reply, plus {old} for a
+  // regeneration (the reply it would replace), or {pair: true, cands: [{generation_id, text,
+  // el}, ...]} for the two candidates of a side-by-side turn.
+  var streaming = null;
+  var pairPending = null;      // {turn, group}: two candidates shown, waiting for the pick
+  var choosing = false;        // a pick sent, not yet acknowledged
+  var regen = null;            // {turn, left}: the latest reply may be regenerated left times
+  var regenSending = false;
   var ratingDue = null;        // turn whose rating is required, or null
   var retryTurn = null;        // turn whose reply failed, or null
   var pendingSend = null;      // {client_msg_id, text} sent but not acknowledged
@@ -111,7 +120,8 @@
     var done = turnsCompleted();
     els.turnCount.textContent = String(done);
     var canWrite = connected && gotState && !closedForGood;
-    var blocked = !!streaming || ratingDue !== null || retryTurn !== null || !!pendingSend;
+    var blocked = !!streaming || ratingDue !== null || retryTurn !== null || !!pendingSend ||
+      pairPending !== null;
     els.input.disabled = !canWrite || !!pendingSend;
     els.send.disabled = !canWrite || blocked || els.input.value.trim() === "";
     els.stop.hidden = !streaming;
@@ -124,7 +134,26 @@
     els.turnError.hidden = retryTurn === null || !!streaming;
     els.retry.disabled = !canWrite;
     els.doc.disabled = !docLoaded || closedForGood;
-    els.finish.disabled = done < cfg.min_turns || !!streaming || ratingDue !== null;
+    els.finish.disabled = done < cfg.min_turns || !!streaming || ratingDue !== null ||
+      pairPending !== null;
+    els.messages.querySelectorAll(".candidate .use-reply").forEach(function (b) {
+      var cand = b.closest(".candidate");
+      b.hidden = pairPending === null || cand.classList.contains("failed");
+      b.disabled = !canWrite || choosing;
+    });
+    placeRegenerate(canWrite && !blocked && !regenSending);
+  }
+
+  function placeRegenerate(allowed) {
+    var last = els.messages.lastElementChild;
+    var show = allowed && regen !== null && regen.left > 0 && !!last &&
+      last.classList.contains("assistant") && !last.classList.contains("failed") &&
+      Number(last.dataset.turn) === regen.turn;
+    if (show && els.regenerate.parentNode !== last) { last.appendChild(els.regenerate); }
+    els.regenerate.hidden = !show;
+    if (regen !== null) {
+      els.regenerate.title = "Ask for a different reply (" + regen.left + " left)";
+    }
   }
 
   // -- the socket ---------------------------------------------------------------------------
@@ -178,8 +207,10 @@
 
   var HANDLERS = {
     state: function (f) {
-      var keep = streaming && f.generation && f.generation.generation_id === streaming.generation_id &&
-        f.last_seq === lastSeq ? streaming.text : "";
+      var same = streaming && f.generation && f.generation.generation_id === streaming.generation_id &&
+        f.last_seq === lastSeq;
+      var keep = same && !streaming.pair ? streaming.text : "";
+      var keepPair = same && streaming.pair ? streaming.cands.map(function (c) { return c.text; }) : null;
       els.messages.textContent = "";
       f.messages.forEach(function (m) {
         var li = messageEl(m.role, m.turn, m.text);
@@ -187,7 +218,19 @@
         els.messages.appendChild(li);
       });
       streaming = null;
-      if (f.generation) { startStreaming(f.generation.turn, f.generation.generation_id, keep); }
+      pairPending = null;
+      choosing = false;
+      regenSending = false;
+      regen = f.regenerate || null;
+      if (f.pair) { showPair(f.pair); }
+      var g = f.generation;
+      if (g && g.kind === "pair") {
+        startPair(g.turn, g.generation_id, g.candidates, keepPair);
+      } else if (g && g.kind === "regenerate") {
+        startRegeneration(g.turn, g.generation_id, g.replaces, keep);
+      } else if (g) {
+        startStreaming(g.turn, g.generation_id, keep);
+      }
       ratingDue = f.rating_due;
       retryTurn = f.retry_turn;
       if (retryTurn !== null) { els.turnErrorText.textContent = "The last reply was interrupted."; }
@@ -213,21 +256,79 @@
       } else if (f.of === "rate") {
         ratingSending = false;
         ratingDue = null;
+      } else if (f.of === "choose") {
+        choosing = false;
+      } else if (f.of === "regenerate") {
+        regenSending = false;
       }
     },
     turn_start: function (f) {
       ensureUser(f.turn, f.user_text);
+      if (f.regenerate) {
+        startRegeneration(f.turn, f.generation_id, f.replaces, "");
+        scrollChat();
+        return;
+      }
       retryTurn = null;
       startStreaming(f.turn, f.generation_id, "");
       scrollChat();
     },
+    pair_start: function (f) {
+      ensureUser(f.turn, f.user_text);
+      retryTurn = null;
+      startPair(f.turn, f.generation_id, f.candidates, null);
+      scrollChat();
+    },
     delta: function (f) {
       if (!streaming) { return; }
-      streaming.text += f.text;
-      setText(streaming.el, streaming.text);
+      var target = streaming;
+      if (streaming.pair) {
+        target = streaming.cands[f.candidate];
+        if (!target) { return; }
+      }
+      target.text += f.text;
+      setText(target.el, target.text);
+      scrollChat();
+    },
+    candidate_end: function (f) {
+      var cand = candidateEl(f.turn, f.candidate);
+      if (!cand) { return; }
+      setText(cand, f.text);
+      if (streaming && streaming.pair && streaming.cands[f.candidate]) {
+        streaming.cands[f.candidate].text = f.text;
+      }
+      endCandidate(cand, f.finish_reason);
+    },
+    pair_end: function (f) {
+      if (streaming && streaming.pair && streaming.generation_id === f.generation_id) { streaming = null; }
+      showPair(f);
+      scrollChat();
+    },
+    pair_chosen: function (f) {
+      var li = messageEl("assistant", f.turn, f.text);
+      li.dataset.generationId = f.generation_id;
+      if (f.finish_reason === "cancelled") { li.classList.add("stopped"); }
+      var shown = pairEl(f.turn) || findMsg("assistant", f.turn);
+      if (shown) {
+        shown.replaceWith(li);
+      } else {
+        var user = findMsg("user", f.turn);
+        els.messages.insertBefore(li, user ? user.nextSibling : null);
+      }
+      if (pairPending && pairPending.turn === f.turn) { pairPending = null; }
+      choosing = false;
+      regen = null;  // a picked reply is not regenerated
       scrollChat();
     },
     turn_end: function (f) {
+      if (f.regenerate) { endRegeneration(f); return; }
+      if (f.candidate !== undefined) {
+        // Only one candidate of a side-by-side turn succeeded: it is the reply.
+        var pair = pairEl(f.turn);
+        if (pair) { pair.remove(); }
+        if (streaming && streaming.pair && streaming.turn === f.turn) { streaming = null; }
+      }
+      regen = cfg.max_regenerations > 0 ? { turn: f.turn, left: cfg.max_regenerations } : null;
       var li = findMsg("assistant", f.turn);
       if (!li || li.dataset.generationId !== f.generation_id) { li = assistantEl(f.turn, f.generation_id); }
       setText(li, f.text);
@@ -237,10 +338,16 @@
       scrollChat();
     },
     turn_error: function (f) {
+      if (f.regenerate) { failRegeneration(f); return; }
       var li = findMsg("assistant", f.turn);
       if (li && li.dataset.generationId === f.generation_id) {
         li.classList.remove("streaming");
         li.classList.add("failed");
+      }
+      var pair = pairEl(f.turn);
+      if (pair && pair.dataset.generationId === f.generation_id) {
+        pair.classList.add("failed");
+        pair.querySelectorAll(".candidate.streaming").forEach(function (c) { endCandidate(c, "error"); });
       }
       if (streaming && streaming.generation_id === f.generation_id) { streaming = null; }
       retryTurn = f.turn;
@@ -272,6 +379,8 @@
       if (f.code === "not_generating") { return; }
       if (f.of === "send") { pendingSend = null; }
       if (f.of === "rate") { ratingSending = false; }
+      if (f.of === "choose") { choosing = false; }
+      if (f.of === "regenerate") { regenSending = false; }
       if (f.of === "doc") { docInFlight = null; edits = editsInFlight.concat(edits); editsInFlight = []; }
       showChatError(f.message);
     }
@@ -283,6 +392,145 @@
     li.classList.remove("failed");
     setText(li, text);
     streaming = { generation_id: generationId, turn: turn, text: text, el: li };
+  }
+
+  // -- regenerations: the new reply streams below the old one, which it replaces at the end ---
+  function findGeneration(generationId) {
+    return els.messages.querySelector('.msg.assistant[data-generation-id="' + generationId + '"]');
+  }
+
+  function startRegeneration(turn, generationId, replaces, text) {
+    var li = findGeneration(generationId);
+    var old = replaces ? findGeneration(replaces) : null;
+    if (!li) {
+      li = messageEl("assistant", turn, "");
+      li.dataset.generationId = generationId;
+      var after = old || findMsg("user", turn);
+      els.messages.insertBefore(li, after ? after.nextSibling : null);
+    }
+    if (old && old !== li) {
+      old.classList.add("replaced");
+      old.hidden = true;
+    }
+    li.classList.add("streaming");
+    setText(li, text);
+    streaming = { generation_id: generationId, turn: turn, text: text, el: li, old: old };
+  }
+
+  function endRegeneration(f) {
+    var li = findGeneration(f.generation_id) || assistantEl(f.turn, f.generation_id);
+    setText(li, f.text);
+    li.classList.remove("streaming");
+    if (f.finish_reason === "cancelled") { li.classList.add("stopped"); }
+    els.messages.querySelectorAll('.msg.assistant[data-turn="' + f.turn + '"]').forEach(function (m) {
+      if (m !== li) { m.remove(); }
+    });
+    if (streaming && streaming.generation_id === f.generation_id) { streaming = null; }
+    regen = { turn: f.turn, left: f.regenerations_left };
+    regenSending = false;
+    scrollChat();
+  }
+
+  function failRegeneration(f) {
+    var li = findGeneration(f.generation_id);
+    if (li) { li.remove(); }
+    var old = findGeneration(f.kept);
+    if (old) {
+      old.hidden = false;
+      old.classList.remove("replaced");
+    }
+    if (streaming && streaming.generation_id === f.generation_id) { streaming = null; }
+    if (typeof f.regenerations_left === "number") { regen = { turn: f.turn, left: f.regenerations_left }; }
+    regenSending = false;
+    showChatError(f.message);
+  }
+
+  // -- side-by-side turns: two candidates, "Use this reply" on each once both have ended -----
+  function pairEl(turn) {
+    return els.messages.querySelector('.msg.pair[data-turn="' + turn + '"]');
+  }
+
+  function candidateEl(turn, index) {
+    var pair = pairEl(turn);
+    return pair && pair.querySelector('.candidate[data-candidate="' + index + '"]');
+  }
+
+  function buildPair(turn, pairId, candidates) {
+    var old = pairEl(turn);
+    if (old) { old.remove(); }
+    var stray = findMsg("assistant", turn);  // e.g. a reply placeholder from before a reload
+    if (stray) { stray.remove(); }
+    var li = document.createElement("li");
+    li.className = "msg pair";
+    li.dataset.turn = String(turn);
+    li.dataset.role = "pair";
+    li.dataset.generationId = pairId;
+    var help = document.createElement("p");
+    help.className = "pair-help";
+    help.textContent = "The assistant wrote two replies. Pick the one the conversation should continue with.";
+    var row = document.createElement("div");
+    row.className = "pair-candidates";
+    candidates.forEach(function (c) {
+      var label = "Reply " + String.fromCharCode(65 + c.candidate);
+      var box = document.createElement("section");
+      box.className = "candidate";
+      box.dataset.candidate = String(c.candidate);
+      box.dataset.generationId = c.generation_id;
+      box.setAttribute("aria-label", label);
+      var who = document.createElement("span");
+      who.className = "msg-who";
+      who.textContent = label;
+      var body = document.createElement("div");
+      body.className = "msg-text";
+      var use = document.createElement("button");
+      use.type = "button";
+      use.className = "use-reply";
+      use.dataset.testid = "use-reply";
+      use.textContent = "Use this reply";
+      use.hidden = true;
+      box.appendChild(who);
+      box.appendChild(body);
+      box.appendChild(use);
+      row.appendChild(box);
+    });
+    li.appendChild(help);
+    li.appendChild(row);
+    var user = findMsg("user", turn);
+    els.messages.insertBefore(li, user ? user.nextSibling : null);
+    return li;
+  }
+
+  function startPair(turn, pairId, candidates, texts) {
+    var li = buildPair(turn, pairId, candidates);
+    var cands = candidates.map(function (c, i) {
+      var el = candidateEl(turn, c.candidate);
+      var text = texts && texts[i] ? texts[i] : "";
+      el.classList.add("streaming");
+      setText(el, text);
+      return { generation_id: c.generation_id, text: text, el: el };
+    });
+    streaming = { pair: true, generation_id: pairId, turn: turn, el: li, cands: cands, text: "" };
+  }
+
+  function endCandidate(cand, finishReason) {
+    cand.classList.remove("streaming");
+    if (finishReason === "error") { cand.classList.add("failed"); }
+    if (finishReason === "cancelled") { cand.classList.add("stopped"); }
+  }
+
+  function showPair(pair) {
+    var li = pairEl(pair.turn);
+    if (!li || li.dataset.generationId !== pair.generation_id || !pair.generation_id) {
+      li = buildPair(pair.turn, pair.generation_id || "", pair.candidates);
+    }
+    li.dataset.group = pair.group;
+    pair.candidates.forEach(function (c) {
+      var cand = candidateEl(pair.turn, c.candidate);
+      setText(cand, c.text);
+      endCandidate(cand, c.failed ? "error" : c.finish_reason);
+      cand.querySelector(".use-reply").hidden = !!c.failed;  // before the chat scrolls to it
+    });
+    pairPending = { turn: pair.turn, group: pair.group };
   }
 
   // -- chat ---------------------------------------------------------------------------------
@@ -308,6 +556,20 @@
   });
   els.input.addEventListener("input", refresh);
   els.stop.addEventListener("click", function () { send({ type: "stop" }); });
+  els.messages.addEventListener("click", function (ev) {
+    var use = ev.target.closest(".use-reply");
+    if (!use || !pairPending || choosing) { return; }
+    var cand = use.closest(".candidate");
+    showChatError("");
+    choosing = send({ type: "choose", group: pairPending.group, generation_id: cand.dataset.generationId });
+    refresh();
+  });
+  els.regenerate.addEventListener("click", function () {
+    if (regen === null || regenSending) { return; }
+    showChatError("");
+    regenSending = send({ type: "regenerate", turn: regen.turn });
+    refresh();
+  });
   els.retry.addEventListener("click", function () {
     showChatError("");
     send({ type: "retry" });

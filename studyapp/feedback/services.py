@@ -12,6 +12,7 @@ from studyapp.feedback.models import FINAL_TURN, Rating, Scale, SurveyKind, Surv
 from studyapp.feedback.ratings import interaction_rating_due
 from studyapp.feedback.selectors import assistant_turns_completed
 from studyapp.participants.models import Outcome, Participation, Status
+from studyapp.sidebyside.selectors import pair_pending
 
 
 class FinishRefused(Exception):
@@ -39,6 +40,8 @@ def writing_finish(*, participation: Participation) -> Participation:
         locked = _locked(participation)
         if locked.status != Status.WRITING:
             return locked
+        if pair_pending(participation_id=locked.pk) is not None:
+            raise FinishRefused("Please pick one of the two replies in the chat before finishing.")
         turns = assistant_turns_completed(participation=locked)
         needed = locked.version.spec["writing"]["min_turns"]
         if len(turns) < needed:

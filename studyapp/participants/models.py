@@ -106,6 +106,8 @@ class EventKind(models.TextChoices):
     STOP = "stop"
     PROTOCOL_ERROR = "protocol_error"
     MODEL_ERROR = "model_error"
+    REGENERATE = "regenerate"  # asked for a new sample of the latest reply
+    CHOOSE = "choose"  # picked one of two side-by-side replies
 
 
 class ParticipationEvent(models.Model):

@@ -45,8 +45,14 @@ class PairRecorded:
     awaiting_choice: bool
 
 
-def _usable(record: dict[str, Any]) -> bool:
+def record_usable(record: dict[str, Any]) -> bool:
+    """A generation worth showing as a reply: it did not fail and wrote something."""
     return record.get("finish_reason") != "error" and bool((record.get("text") or "").strip())
+
+
+def record_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """The generation record's fields as ``Message`` stores them."""
+    return {k: record[k] for k in _RECORD_FIELDS if record.get(k) is not None}
 
 
 def _locked(participation_id: int) -> Participation:
@@ -70,7 +76,7 @@ def pair_record(
     Precondition: the user message of ``turn`` is stored and the turn has no active reply.
     """
     group = uuid.uuid4()
-    usable = [c for c in candidates if _usable(c[1])]
+    usable = [c for c in candidates if record_usable(c[1])]
     with transaction.atomic():
         _locked(participation_id)
         if Message.objects.filter(participation_id=participation_id, turn=turn,
@@ -78,7 +84,8 @@ def pair_record(
             raise PairRefused("turn_answered", "This turn already has a reply.")
         messages = []
         for generation_id, record, seed in candidates:
-            failed = not _usable(record)
+            failed = not record_usable(record)
+            problem = record.get("error") or ""
             messages.append(
                 Message.objects.create(
                     participation_id=participation_id,
@@ -90,8 +97,10 @@ def pair_record(
                     is_active=len(usable) == 1 and not failed,
                     alternative_group=group,
                     seed=seed,
-                    error=(record.get("error") or "model error") if failed else "",
-                    **{k: record[k] for k in _RECORD_FIELDS if record.get(k) is not None},
+                    error=(problem or "model error") if failed else "",
+                    # A reply that succeeded with a complaint (e.g. repaired JSON) is a warning.
+                    warning="" if failed else problem,
+                    **record_fields(record),
                 )
             )
     return PairRecorded(group=group, messages=messages, awaiting_choice=len(usable) >= 2)

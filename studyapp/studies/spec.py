@@ -33,6 +33,10 @@ def _require(condition: bool, message: str) -> None:
         raise StudySpecError(message)
 
 
+def _whole(value: Any, *, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
 def parse_study_file(text: str) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(text)
@@ -69,7 +73,7 @@ def normalise(raw: dict[str, Any]) -> dict[str, Any]:
         **(spec.get("limits") or {}),
     }
     spec["bonus"] = {"per_completion": 0.0, **(spec.get("bonus") or {})}
-    spec["side_by_side"] = _side_by_side(spec.get("side_by_side") or {})
+    spec["side_by_side"] = _side_by_side(spec.get("side_by_side") or {}, spec["conditions"])
     return spec
 
 
@@ -124,9 +128,21 @@ def _document_types(types: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _writing(writing: dict[str, Any]) -> dict[str, Any]:
-    merged = {"min_turns": 8, "max_turns": 30, "rating_every": 3, "instructions": "", **writing}
+    merged = {
+        "min_turns": 8,
+        "max_turns": 30,
+        "rating_every": 3,
+        "instructions": "",
+        # New samples the participant may ask for per reply (the Regenerate button); 0: none.
+        "max_regenerations": 2,
+        **writing,
+    }
     _require(merged["rating_every"] >= 1, "writing.rating_every must be >= 1")
     _require(merged["max_turns"] >= merged["min_turns"], "writing.max_turns < min_turns")
+    _require(
+        _whole(merged["max_regenerations"], minimum=0),
+        "writing.max_regenerations must be a whole number >= 0",
+    )
     return merged
 
 
@@ -151,9 +167,29 @@ def _survey(survey: dict[str, Any]) -> dict[str, Any]:
     return {"questions": questions, "attention_check": survey.get("attention_check")}
 
 
-def _side_by_side(side: dict[str, Any]) -> dict[str, Any]:
+SIDE_BY_SIDE_MODES = ("samples", "arms")
+
+
+def _side_by_side(side: dict[str, Any], conditions: list[dict[str, Any]]) -> dict[str, Any]:
     # At the listed turns the participant picks one of two candidate replies (DPO pairs).
-    return {"turns": [], "mode": "samples", "arms": [], **side}
+    merged = {"turns": [], "mode": "samples", "arms": [], **side}
+    turns = merged["turns"]
+    _require(
+        isinstance(turns, list) and all(_whole(t, minimum=1) for t in turns),
+        "side_by_side.turns must be a list of user turns (whole numbers >= 1)",
+    )
+    mode = merged["mode"]
+    _require(mode in SIDE_BY_SIDE_MODES, f"side_by_side.mode must be one of {SIDE_BY_SIDE_MODES}")
+    if mode == "arms":
+        arms = merged["arms"]
+        names = {c["name"] for c in conditions}
+        _require(
+            isinstance(arms, list) and len(arms) == 2 and len(set(arms)) == 2,
+            "side_by_side.arms must name two different conditions",
+        )
+        unknown = [a for a in arms if a not in names]
+        _require(not unknown, f"side_by_side.arms: unknown conditions {unknown}")
+    return merged
 
 
 def rating_turns(spec: dict[str, Any], turn: int) -> bool:

@@ -21,6 +21,8 @@ from studyapp.feedback.ratings import RatingRefused, interaction_rating_submit
 from studyapp.participants.activity import active_increment, activity_record
 from studyapp.participants.models import EventKind
 from studyapp.writing import protocol, relay
+from studyapp.writing.alternatives import relay as alternatives
+from studyapp.writing.alternatives.handlers import AlternativesHandlers
 from studyapp.writing.dbthread import in_db_thread
 from studyapp.writing.framestore import Frame, GenerationBusy, frame_store
 from studyapp.writing.protocol import ProtocolError, error_frame
@@ -49,20 +51,28 @@ class _ExpectedCall:
     history: list[dict[str, str]]
     busy: bool  # a reply is streaming or must be retried: the next send will be refused
     rating_due: bool  # likewise until the rating is given
+    # Side-by-side turns: their two candidates make calls of their own (seeds of their own).
+    pair_turns: frozenset[int] = frozenset()
 
     def open(self, text: str) -> relay.ModelCall | None:
         if self.busy or self.rating_due or not self.config:
+            return None
+        if sum(m["role"] == "user" for m in self.history) + 1 in self.pair_turns:
             return None
         return relay.call_open(self.config, [*self.history, {"role": "user", "content": text}])
 
     def observe(self, frame: Frame) -> None:
         kind = frame.get("type")
-        if kind == "turn_start":
+        if frame.get("regenerate"):  # a new sample of the latest reply: the same turn (§9)
+            self.busy = kind == "turn_start"
+            if kind == "turn_end" and self.history:
+                self.history[-1] = {"role": "assistant", "content": frame.get("text", "")}
+        elif kind in ("turn_start", "pair_start"):
             self.busy = True
             user = {"role": "user", "content": frame.get("user_text", "")}
             if not self.history or self.history[-1] != user:
                 self.history.append(user)
-        elif kind == "turn_end":
+        elif kind in ("turn_end", "pair_chosen"):
             self.busy = False
             self.history.append({"role": "assistant", "content": frame.get("text", "")})
         elif kind == "turn_error":
@@ -71,7 +81,7 @@ class _ExpectedCall:
             self.rating_due = True
 
 
-class WritingConsumer(AsyncWebsocketConsumer):
+class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     participation_id: int | None = None
     public_id = ""
     # Highest seq sent on this socket; None until hello (frames before it are replayed by it).
@@ -147,8 +157,8 @@ class WritingConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(relay.group_name(self.public_id), self.channel_name)
         state = await in_db_thread(chat_state)(participation_id=self.participation_id)
         snapshot = await frame_store().snapshot(self.public_id)
-        resume = relay.resume_plan(
-            pending_turn=state.pending_turn, snapshot=snapshot, client_seq=hello.last_seq
+        resume = alternatives.resume_plan(
+            state=state, snapshot=snapshot, client_seq=hello.last_seq
         )
         await self._send(
             {
@@ -159,6 +169,8 @@ class WritingConsumer(AsyncWebsocketConsumer):
                 "rating_due": state.rating_due,
                 "generation": resume.generation,
                 "retry_turn": resume.retry_turn,
+                "pair": state.pair,
+                "regenerate": state.regenerate,
                 "document": {"text": state.document_text, "version": state.document_version},
                 "last_seq": resume.last_seq,
                 **page_settings(spec=state.spec),
@@ -173,8 +185,11 @@ class WritingConsumer(AsyncWebsocketConsumer):
         self.expected = _ExpectedCall(
             config=state.condition_config,
             history=state.history,
-            busy=resume.generation is not None or resume.retry_turn is not None,
+            busy=resume.generation is not None
+            or resume.retry_turn is not None
+            or state.pair is not None,
             rating_due=state.rating_due is not None,
+            pair_turns=frozenset((state.spec.get("side_by_side") or {}).get("turns", [])),
         )
         for replayed in resume.frames:
             await self._deliver(replayed)
@@ -206,7 +221,7 @@ class WritingConsumer(AsyncWebsocketConsumer):
             if call is not None:
                 relay.call_discard(call)
         else:
-            await relay.generation_start(plan, call)
+            await alternatives.reply_start(plan, call)
         ack = {"type": "ack", "of": "send", "turn": plan.turn, "client_msg_id": send.client_msg_id}
         await self._send({**ack, "duplicate": plan.duplicate})
 
@@ -214,7 +229,7 @@ class WritingConsumer(AsyncWebsocketConsumer):
         if await relay.generation_in_flight(self.public_id):
             raise ProtocolError("busy")
         plan = await in_db_thread(turn_retry)(participation_id=self.participation_id)
-        await relay.generation_start(plan)
+        await alternatives.reply_start(plan)
         await self._send({"type": "ack", "of": "retry", "turn": plan.turn})
 
     async def on_stop(self, frame: dict[str, Any]) -> None:
@@ -261,6 +276,8 @@ class WritingConsumer(AsyncWebsocketConsumer):
         "focus": on_focus,
         "blur": on_blur,
         "heartbeat": on_heartbeat,
+        "choose": AlternativesHandlers.on_choose,
+        "regenerate": AlternativesHandlers.on_regenerate,
     }
 
     # -- frames from the relay ----------------------------------------------------------------

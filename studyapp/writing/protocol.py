@@ -38,6 +38,12 @@ ERROR_CODES = {
     "bad_rating": "That rating is not accepted.",
     "max_turns": "The chat has reached its maximum number of messages.",
     "doc_too_long": "The document is too long.",
+    "choice_required": "Please pick one of the two replies first.",
+    "nothing_to_choose": "There are no replies to pick from.",
+    "bad_choice": "That reply is not one of the candidates.",
+    "nothing_to_regenerate": "There is no reply to regenerate yet.",
+    "not_regenerable": "This reply cannot be regenerated.",
+    "regenerate_limit": "This reply cannot be regenerated any more.",
     "server_error": "Something went wrong on our side; please try again.",
 }
 
@@ -176,3 +182,25 @@ def parse_doc(frame: dict[str, Any]) -> Doc:
 def parse_heartbeat(frame: dict[str, Any]) -> bool | None:
     """The page's focus at the heartbeat, when it says."""
     return _optional_bool(frame, "focused", None)
+
+
+@dataclass(frozen=True)
+class Choose:
+    group: str
+    generation_id: str
+
+
+def _id(frame: dict[str, Any], name: str) -> str:
+    value = frame.get(name)
+    if not isinstance(value, str) or not _CLIENT_MSG_ID.match(value):
+        raise ProtocolError("bad_field", f"'{name}' must be an id from the server.", field=name)
+    return value
+
+
+def parse_choose(frame: dict[str, Any]) -> Choose:
+    return Choose(group=_id(frame, "group"), generation_id=_id(frame, "generation_id"))
+
+
+def parse_regenerate(frame: dict[str, Any]) -> int:
+    """The turn whose reply is to be regenerated (the latest)."""
+    return _int(frame, "turn", minimum=1)

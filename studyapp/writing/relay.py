@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import uuid
 import weakref
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,27 +118,36 @@ async def generation_start(plan: TurnPlan, call: ModelCall | None = None) -> str
     if call is not None and not call.fits(plan):
         call_discard(call)
         call = None
+    start = {"type": "turn_start", "turn": plan.turn, "user_text": plan.user_text}
+    try:
+        return await generation_launch(plan, start, functools.partial(_generation_run, call=call))
+    except BaseException:
+        if call is not None:
+            call_discard(call)
+        raise
+
+
+Runner = Callable[[Any, str, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+async def generation_launch(
+    plan: TurnPlan, start: Frame, run: Runner, marker_extra: dict[str, Any] | None = None
+) -> str:
+    """Mark a generation in flight, publish its ``start`` frame (given its ``generation_id``)
+    and run ``run(plan, generation_id, stop_event)`` as its own task. Side-by-side pairs and
+    regenerations (studyapp/writing/alternatives) start through here too."""
     generation_id = str(uuid.uuid4())
     stop_event = _stop_events[generation_id] = asyncio.Event()
-    marker = {"generation_id": generation_id, "turn": plan.turn}
-    start = {
-        "type": "turn_start",
-        "turn": plan.turn,
-        "generation_id": generation_id,
-        "user_text": plan.user_text,
-    }
+    marker = {"generation_id": generation_id, "turn": plan.turn, **(marker_extra or {})}
+    start = {**start, "generation_id": generation_id}
     try:
         marker["stop_channel"] = await stop_channel()
         frame = await frame_store().begin(plan.public_id, marker, start)
         await publish(plan.public_id, [frame])
     except BaseException:
         _stop_events.pop(generation_id, None)
-        if call is not None:
-            call_discard(call)
         raise
-    task = _spawn(
-        _generation_run(plan, generation_id, stop_event, call), f"generation-{generation_id}"
-    )
+    task = _spawn(run(plan, generation_id, stop_event), f"generation-{generation_id}")
     task.add_done_callback(lambda _: _stop_events.pop(generation_id, None))
     return generation_id
 
@@ -183,10 +194,12 @@ class ModelCall:
     makes the model server abort).
     """
 
-    def __init__(self, config: dict[str, Any], history: list[dict[str, str]]) -> None:
+    def __init__(
+        self, config: dict[str, Any], history: list[dict[str, str]], seed: int | None = None
+    ) -> None:
         self.config = config
         self.history = history
-        self.seed = secrets.randbelow(2**31)
+        self.seed = secrets.randbelow(2**31) if seed is None else seed
         self.pending: list[str] = []
         self.wake = asyncio.Event()
         self.stream = _build_arm(config).reply(history, seed=self.seed)
@@ -210,10 +223,12 @@ class ModelCall:
             await self.reader
 
 
-def call_open(config: dict[str, Any], history: list[dict[str, str]]) -> ModelCall | None:
+def call_open(
+    config: dict[str, Any], history: list[dict[str, str]], seed: int | None = None
+) -> ModelCall | None:
     """Open a model call ahead of its turn; None when the arm cannot even be built."""
     try:
-        return ModelCall(config, history)
+        return ModelCall(config, history, seed)
     except Exception:  # the generation will build it again and report the error properly
         log.exception("could not open a model call ahead of its turn")
         return None
@@ -246,6 +261,7 @@ class _Generation:
         self.generation_id = generation_id
         self.stop_event = stop_event
         self.call = call
+        self.delta_fields: dict[str, Any] = {}  # e.g. which side-by-side candidate this is
         self.shown: list[str] = []  # every delta published, i.e. what the participant saw
         self.error: BaseException | None = None
         self.cancelled = False
@@ -260,7 +276,8 @@ class _Generation:
         text = "".join(call.pending)
         call.pending.clear()
         self.shown.append(text)
-        frames = await frame_store().append(self.key, [{"type": "delta", "text": text}])
+        frame = {"type": "delta", **self.delta_fields, "text": text}
+        frames = await frame_store().append(self.key, [frame])
         await publish(self.key, frames)
 
     async def _wait(self, tasks: set[asyncio.Future[Any]], limit_s: float) -> bool:

@@ -12,6 +12,11 @@ from studyapp.feedback.ratings import interaction_rating_due, interaction_scale
 from studyapp.participants.access import step_url
 from studyapp.participants.models import Participation, Status
 from studyapp.participants.tokens import participation_id_from_token
+from studyapp.writing.alternatives.selectors import (
+    max_regenerations,
+    pair_public,
+    regenerate_public,
+)
 from studyapp.writing.models import DocumentVersion, Message, Role
 
 
@@ -32,6 +37,10 @@ class ChatState:
     # socket can start it before the database has confirmed the turn (see ``relay.ModelCall``).
     history: list[dict[str, str]]
     condition_config: dict[str, Any]
+    # A side-by-side pair waiting for the participant's pick (its turn is then not pending).
+    pair: dict[str, Any] | None = None
+    # {"turn", "left"}: the latest reply may be regenerated ``left`` more times; None: not at all.
+    regenerate: dict[str, Any] | None = None
 
 
 def active_messages(*, participation_id: int) -> list[Message]:
@@ -79,10 +88,12 @@ def chat_state(*, participation_id: int) -> ChatState:
     )
     messages = active_messages(participation_id=participation_id)
     document = latest_document(participation_id=participation_id)
+    pending = pending_turn(messages)
+    pair = pair_public(participation_id=participation_id) if pending is not None else None
     return ChatState(
         status=participation.status,
         messages=[message_public(m) for m in messages],
-        pending_turn=pending_turn(messages),
+        pending_turn=None if pair is not None else pending,
         turns_completed=sum(1 for m in messages if m.role == Role.ASSISTANT and not m.error),
         rating_due=interaction_rating_due(participation=participation),
         document_text=document.text if document else "",
@@ -90,6 +101,8 @@ def chat_state(*, participation_id: int) -> ChatState:
         spec=participation.version.spec,
         history=chat_history(messages),
         condition_config=participation.condition.config if participation.condition else {},
+        pair=pair,
+        regenerate=regenerate_public(messages=messages, spec=participation.version.spec),
     )
 
 
@@ -101,6 +114,7 @@ def page_settings(*, spec: dict[str, Any]) -> dict[str, Any]:
         "min_turns": writing["min_turns"],
         "max_turns": writing["max_turns"],
         "rating_every": writing["rating_every"],
+        "max_regenerations": max_regenerations(spec),
         "rating_scale": {
             "min": scale["min"],
             "max": scale["max"],

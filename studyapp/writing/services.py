@@ -14,6 +14,12 @@ from django.db import IntegrityError, transaction
 
 from studyapp.feedback.ratings import interaction_rating_due
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent, Status
+from studyapp.sidebyside.selectors import (
+    Candidate,
+    pair_pending,
+    side_by_side_candidates,
+    side_by_side_due,
+)
 from studyapp.studies.spec import rating_turns
 from studyapp.writing.models import DocumentVersion, EditBatch, Message, Role
 from studyapp.writing.selectors import (
@@ -49,6 +55,8 @@ class TurnPlan:
     rating_checkpoint: bool = False
     # True when the message was already stored (a resend): nothing new to generate.
     duplicate: bool = False
+    # A side-by-side turn: the two candidates to generate (studyapp/writing/alternatives).
+    candidates: tuple[Candidate, ...] = ()
 
 
 def _locked_writing(participation_id: int) -> Participation:
@@ -73,6 +81,9 @@ def _plan(
         history=chat_history(messages),
         condition_config=participation.condition.config,
         rating_checkpoint=rating_turns(participation.version.spec, turn),
+        candidates=tuple(side_by_side_candidates(participation=participation))
+        if side_by_side_due(spec=participation.version.spec, turn=turn)
+        else (),
     )
 
 
@@ -98,6 +109,8 @@ def message_send(*, participation_id: int, text: str, client_msg_id: str) -> Tur
                 )
         messages = active_messages(participation_id=participation.pk)
         if pending_turn(messages) is not None:
+            if pair_pending(participation_id=participation.pk) is not None:
+                raise WritingRefused("choice_required", "Please pick one of the two replies.")
             raise WritingRefused(
                 "retry_required", "The last reply did not arrive; retry it before sending."
             )
@@ -126,6 +139,8 @@ def turn_retry(*, participation_id: int) -> TurnPlan:
         turn = pending_turn(messages)
         if turn is None:
             raise WritingRefused("nothing_to_retry", "There is no failed reply to retry.")
+        if pair_pending(participation_id=participation.pk) is not None:
+            raise WritingRefused("choice_required", "Please pick one of the two replies.")
         user = next(m for m in messages if m.role == Role.USER and m.turn == turn)
         return _plan(participation, turn, user.text, [m for m in messages if m.turn <= turn])
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from collab_models.base import ChatMessage, SamplingParams
-from collab_models.offline_backend import OfflineBackend
+from collab_models.offline_backend import OfflineBackend, compose_reply
 
 FIRST: list[ChatMessage] = [
     {"role": "user", "content": "Help me write a blog post about gardening on a balcony."}
@@ -52,6 +52,18 @@ async def test_replies_are_deterministic_given_a_seed() -> None:
     assert await reply(backend, LATER, seed=None) == await reply(backend, LATER, seed=None)
     different = {await reply(backend, LATER, seed=s) for s in range(6)}
     assert len(different) > 1
+
+
+@pytest.mark.parametrize("style", ["base", "proactive", "collabllm"])
+@pytest.mark.parametrize("history", [FIRST, LATER], ids=["clarify", "draft"])
+def test_two_seeds_almost_always_give_visibly_different_replies(style, history) -> None:
+    # Side-by-side candidates and regenerations of the demo are two seeds of one arm.
+    same = sum(
+        compose_reply(history, style=style, seed=s)[0]
+        == compose_reply(history, style=style, seed=s + 7919)[0]
+        for s in range(1, 501)
+    )
+    assert same <= 3  # under 1 %; the clarifying question alone has 432 variants
 
 
 async def test_streams_word_by_word_at_the_configured_rate() -> None:

@@ -96,3 +96,20 @@ def test_another_browser_cannot_finish_someone_elses_chat(version):
     assert response.status_code == 404
     participation.refresh_from_db()
     assert participation.status == Status.WRITING
+
+
+def test_a_side_by_side_pair_waiting_for_a_pick_blocks_finishing(client, version):
+    import uuid
+
+    participation = start_writing(client, "demo", prolific_params("PID1"))
+    record_turns(participation, 8)
+    Message.objects.create(participation=participation, turn=9, role=Role.USER, text="More?")
+    group = uuid.uuid4()
+    for text in ("Reply A", "Reply B"):
+        Message.objects.create(participation=participation, turn=9, role=Role.ASSISTANT,
+                               text=text, is_active=False, alternative_group=group)  # fmt: skip
+    response = client.post(FINISH)
+    assert response.status_code == 409
+    assert b"pick one of the two replies" in response.content
+    participation.refresh_from_db()
+    assert participation.status == Status.WRITING

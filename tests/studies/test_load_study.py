@@ -60,3 +60,40 @@ def test_a_typo_in_an_arm_is_caught_at_load_time(db):
 def test_command_reports_a_missing_file(db):
     with pytest.raises(CommandError, match="no such study file"):
         call_command("load_study", "does/not/exist.yaml")
+
+
+CONDITION_AND_TYPE = (
+    "conditions: [{name: a, backend: offline}]\n"
+    "document_types: [{key: blog, topics: [Travel]}]\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("side_by_side: {turns: [0]}", "side_by_side.turns"),
+        ("side_by_side: {turns: 4}", "side_by_side.turns"),
+        ("side_by_side: {turns: [4], mode: pairs}", "side_by_side.mode"),
+        ("side_by_side: {turns: [4], mode: arms, arms: [base]}", "two different conditions"),
+        ("side_by_side: {turns: [4], mode: arms, arms: [base, nope]}", "unknown conditions"),
+    ],
+)
+def test_side_by_side_options_are_checked_at_load_time(db, extra, message):
+    with pytest.raises(StudySpecError, match=message):
+        study_load(text=REFERENCE_STUDY.read_text() + "\n" + extra)
+
+
+def test_regenerations_default_to_two_per_reply_and_can_be_turned_off(db):
+    spec = study_load(text="slug: x\nconsent: {text: hi}\n" + CONDITION_AND_TYPE).version.spec
+    assert spec["writing"]["max_regenerations"] == 2
+    text = REFERENCE_STUDY.read_text().replace("max_regenerations: 2", "max_regenerations: 0")
+    assert study_load(text=text).version.spec["writing"]["max_regenerations"] == 0
+    with pytest.raises(StudySpecError, match="max_regenerations"):
+        study_load(text=text.replace("max_regenerations: 0", "max_regenerations: -1"))
+
+
+def test_the_reference_study_has_no_side_by_side_turns(db):
+    # The paper's study had none; the file only shows how to ask for them (commented out).
+    spec = study_load(text=REFERENCE_STUDY.read_text()).version.spec
+    assert spec["side_by_side"]["turns"] == []
+    assert "# side_by_side:" in REFERENCE_STUDY.read_text()

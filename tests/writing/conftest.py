@@ -258,3 +258,28 @@ async def wait_for(predicate: Callable[[], Any], wait_s: float = 10) -> Any:
             return value
         await asyncio.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+# -- alternative replies (side-by-side pairs, regenerations) ----------------------------------
+def study_version(extra: str = "", slug: str = "pairs"):
+    """The reference study on the offline backend with ``extra`` YAML appended, as ``slug``."""
+    from studyapp.studies.services import study_load
+    from tests.conftest import REFERENCE_STUDY
+
+    text = REFERENCE_STUDY.read_text() + "\n" + extra
+    return study_load(text=text, slug=slug, offline=True).version
+
+
+def remote_participation(version, endpoint: str):
+    """A participation whose arm is an OpenAI-compatible server at ``endpoint`` (a FakeVLLM)."""
+    return participation_on(version, remote_condition(version, endpoint))
+
+
+@pytest.fixture
+async def fake_vllm(clean_transport) -> AsyncIterator[Any]:
+    """A FakeVLLM in this test's event loop (replies as fast as they can be read)."""
+    from tests.collab_models.vllm_fake import FakeVLLM
+
+    async with FakeVLLM(tps=0) as fake:
+        yield fake
+        await relay.generations_wait(20)  # nothing may still be reading from it

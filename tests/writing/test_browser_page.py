@@ -1,4 +1,5 @@
-"""The writing page in headless Chromium: a reply survives a reload and a dropped socket.
+"""The writing page in headless Chromium: a reply survives a reload and a dropped socket; a
+side-by-side pick and a regeneration.
 
 Replies stream at 25 tokens/s from the live server (tests/writing/conftest.py), so the page is
 reloaded, or its socket cut, in the middle of one. Database reads happen outside the Playwright
@@ -13,7 +14,7 @@ import pytest
 from django.contrib.sessions.backends.db import SessionStore
 
 from studyapp.writing.models import Message, Role
-from tests.writing.conftest import make_participation
+from tests.writing.conftest import make_participation, study_version
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -49,8 +50,8 @@ class Browser:
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         self.base = base
 
-    def open(self) -> None:
-        self.page.goto(f"{self.base}/study/demo/write/")
+    def open(self, slug: str = "demo") -> None:
+        self.page.goto(f"{self.base}/study/{slug}/write/")
         self.connected()
 
     def connected(self) -> None:
@@ -163,3 +164,74 @@ def test_a_dropped_socket_reconnects_and_the_reply_arrives_whole(live_servers, d
     assert _replies(participation)[1].text == text
     latest = participation.document_versions.order_by("-number").first()
     assert latest.text == "My own first line."
+
+
+def test_regenerate_a_reply_then_pick_a_side_by_side_reply(live_servers):
+    from playwright.sync_api import sync_playwright
+
+    participation = make_participation(study_version("side_by_side: {turns: [2]}"))
+    session_key = _session_for(participation)
+    with sync_playwright() as pw:
+        browser = Browser(pw, live_servers[1].url, session_key)
+        page, expect = browser.page, browser.expect
+        browser.open("pairs")
+        regenerate = page.locator("#regenerate")
+        browser.send("Help me write a blog post about budget travel in Lisbon")
+        browser.streaming_text(5)
+        expect(regenerate).to_be_hidden()
+        browser.finished_reply(1)
+        # Regenerate sits on the latest reply; the new sample streams in place of the old one.
+        expect(page.locator('.msg.assistant[data-turn="1"] #regenerate')).to_be_visible()
+        expect(regenerate).to_have_attribute("title", re.compile("2 left"))
+        regenerate.click()
+        expect(page.locator('.msg.assistant.streaming[data-turn="1"]')).to_have_count(1)
+        expect(regenerate).to_be_hidden()
+        expect(page.locator("#send")).to_be_disabled()
+        regenerated = browser.finished_reply(1)
+        expect(regenerate).to_have_attribute("title", re.compile("1 left"))
+        expect(page.locator("#turn-count")).to_have_text("1")  # still one turn
+
+        # A side-by-side turn: two replies, side by side, and a pick before anything else.
+        browser.send("Give me two different openings")
+        pair = page.locator('.msg.pair[data-turn="2"]')
+        expect(pair.locator(".candidate .msg-who")).to_have_text(["Reply A", "Reply B"])
+        expect(pair.locator(".candidate.streaming")).to_have_count(2)
+        expect(pair.locator(".use-reply:visible")).to_have_count(2)
+        expect(pair.locator(".candidate.streaming")).to_have_count(0)
+        page.fill("#chat-input", "Something else")
+        expect(page.locator("#send")).to_be_disabled()
+        expect(page.locator("#finish")).to_be_disabled()
+        expect(regenerate).to_be_hidden()
+        texts = pair.locator(".candidate .msg-text").all_text_contents()
+
+        # A reload while the pick is pending shows the same two replies again.
+        page.reload()
+        browser.connected()
+        expect(pair.locator(".candidate .msg-text")).to_have_text(texts)
+        pair.locator('.candidate[data-candidate="1"] .use-reply').click()
+        expect(page.locator(".msg.pair")).to_have_count(0)
+        picked = browser.finished_reply(2)
+        expect(page.locator("#turn-count")).to_have_text("2")
+        expect(regenerate).to_be_hidden()  # a picked reply is not regenerated
+
+        # The conversation goes on from the pick.
+        browser.send("Thanks, now shorten it")
+        browser.streaming_text(5)
+        page.click("#stop")
+        expect(page.locator('.msg.assistant[data-turn="3"]')).to_have_class(
+            re.compile(r"\bstopped\b")
+        )
+        errors = browser.errors
+        browser.close()
+
+    assert errors == []
+    assert picked == texts[1]
+    first = list(participation.messages.filter(turn=1, role=Role.ASSISTANT).order_by("id"))
+    assert [m.is_active for m in first] == [False, True]
+    assert first[1].text == regenerated
+    assert first[0].alternative_group == first[1].alternative_group is not None
+    second = list(participation.messages.filter(turn=2, role=Role.ASSISTANT).order_by("id"))
+    assert [(m.text, m.chosen, m.is_active) for m in second] == [
+        (texts[0], False, False),
+        (texts[1], True, True),
+    ]

@@ -60,6 +60,24 @@ BAD_FRAMES = {
     ),
     "heartbeat_focused_not_bool": ({"type": "heartbeat", "focused": "yes"}, "bad_field", "focused"),
     "hello_negative_last_seq": ({"type": "hello", "last_seq": -4}, "bad_field", "last_seq"),
+    "regenerate_without_turn": ({"type": "regenerate"}, "bad_field", "turn"),
+    "regenerate_turn_not_a_number": ({"type": "regenerate", "turn": "1"}, "bad_field", "turn"),
+    "choose_without_group": ({"type": "choose", "generation_id": "abc"}, "bad_field", "group"),
+    "choose_generation_not_a_string": (
+        {"type": "choose", "group": "abc", "generation_id": 7},
+        "bad_field",
+        "generation_id",
+    ),
+    "choose_with_nothing_to_choose": (
+        {"type": "choose", "group": "abc", "generation_id": "def"},
+        "nothing_to_choose",
+        None,
+    ),
+    "regenerate_with_nothing_to_regenerate": (
+        {"type": "regenerate", "turn": 1},
+        "nothing_to_regenerate",
+        None,
+    ),
 }
 
 
