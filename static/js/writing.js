@@ -126,7 +126,10 @@
     els.send.disabled = !canWrite || blocked || els.input.value.trim() === "";
     els.stop.hidden = !streaming;
     els.stop.disabled = !canWrite;
+    var ratingWasHidden = els.rating.hidden;
     els.rating.hidden = ratingDue === null;
+    // The rating box takes room from the chat: keep the reply it asks about in view.
+    if (ratingWasHidden && !els.rating.hidden) { scrollChat(); }
     els.rating.querySelectorAll("[data-value]").forEach(function (b) {
       b.disabled = !canWrite || ratingSending;
     });

@@ -151,6 +151,12 @@ def _drive(base: str) -> dict:
             expect(page.locator("#stop")).to_be_hidden()
             if turn in RATED:
                 expect(page.locator("#rating")).to_be_visible()
+                # The reply being rated stays in view above the rating box.
+                scrolled_to_end = page.evaluate(
+                    "() => { const m = document.getElementById('messages');"
+                    " return m.scrollTop + m.clientHeight >= m.scrollHeight - 2; }"
+                )
+                assert scrolled_to_end, f"turn {turn}: the rated reply is scrolled out of view"
                 page.click(f'#rating .rating-value[data-value="{RATED[turn]}"]')
                 expect(page.locator("#rating")).to_be_hidden()
             if turn in EDITS:
