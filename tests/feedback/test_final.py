@@ -4,7 +4,13 @@ from django.urls import reverse
 from studyapp.feedback.models import FINAL_TURN, Rating, Scale, SurveyKind, SurveyResponse
 from studyapp.feedback.services import writing_finish
 from studyapp.participants.models import Outcome, Participation, Status
-from tests.participants.journey import final_data, prolific_params, record_turns, start_writing
+from tests.participants.journey import (
+    describedby_without_target,
+    final_data,
+    prolific_params,
+    record_turns,
+    start_writing,
+)
 
 FINAL = reverse("feedback:final", args=["demo"])
 DONE = reverse("feedback:done", args=["demo"])
@@ -78,8 +84,12 @@ def _refused(client: Client, participation: Participation, data: dict, message: 
 def test_out_of_range_scale_values_are_refused(client, version):
     participation = _finished(client)
     for bad in ("11", "0", "seven", "7.5"):
-        _refused(client, participation, final_data(document_quality=bad),
-                 b"Please choose a number from 1 to 10.")
+        _refused(
+            client,
+            participation,
+            final_data(document_quality=bad),
+            b"Please choose a number from 1 to 10.",
+        )
 
 
 def test_missing_answers_are_refused(client, version):
@@ -93,11 +103,29 @@ def test_missing_answers_are_refused(client, version):
 
 def test_too_short_text_is_refused_and_answers_are_shown_again(client, version):
     participation = _finished(client)
-    response = _refused(client, participation, final_data(strengths="short"),
-                        b"Please write at least 10 characters.")
+    response = _refused(
+        client,
+        participation,
+        final_data(strengths="short"),
+        b"Please write at least 10 characters.",
+    )
     page = response.content.decode()
     assert "Sometimes too long." in page
     assert 'name="document_quality" value="8" id="id_document_quality_7" required checked' in page
+
+
+def test_help_and_errors_are_the_elements_aria_describedby_names(client, version):
+    participation = _finished(client)
+    page = client.get(FINAL).content.decode()
+    assert 'aria-describedby="id_strengths_helptext"' in page
+    assert '<p class="help" id="id_strengths_helptext">At least 10 characters.</p>' in page
+    assert describedby_without_target(page) == []
+    data = final_data(strengths="short")
+    del data["overall"]
+    page = _refused(client, participation, data, b"Please choose a number.").content.decode()
+    assert 'aria-describedby="id_strengths_helptext id_strengths_error"' in page
+    assert 'id="id_overall_group" aria-describedby="id_overall_error"' in page
+    assert describedby_without_target(page) == []
 
 
 def test_a_second_submission_is_a_no_op(client, version):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -83,14 +84,22 @@ def record_turns(
 ) -> None:
     """What the co-writing page leaves behind: user/assistant messages and checkpoint ratings."""
     for turn in range(1, turns + 1):
-        Message.objects.create(participation=participation, turn=turn, role=Role.USER,
-                               text=f"question {turn}")
-        Message.objects.create(participation=participation, turn=turn, role=Role.ASSISTANT,
-                               text=f"answer {turn}", backend="offline", finish_reason="stop")
+        Message.objects.create(
+            participation=participation, turn=turn, role=Role.USER, text=f"question {turn}"
+        )
+        Message.objects.create(
+            participation=participation,
+            turn=turn,
+            role=Role.ASSISTANT,
+            text=f"answer {turn}",
+            backend="offline",
+            finish_reason="stop",
+        )
     for turn in rate_at:
         if turn <= turns:
-            Rating.objects.create(participation=participation, scale=Scale.INTERACTION,
-                                  turn=turn, value=7)
+            Rating.objects.create(
+                participation=participation, scale=Scale.INTERACTION, turn=turn, value=7
+            )
 
 
 def start_writing(client: Client, slug: str, params: dict[str, str]) -> Participation:
@@ -106,3 +115,10 @@ def start_writing(client: Client, slug: str, params: dict[str, str]) -> Particip
         topic=data["topic"],
         answers={q: data[f"answer_{i}"] for i, q in enumerate(doc["questions"])},
     )
+
+
+def describedby_without_target(html: str) -> list[str]:
+    """Ids that an ``aria-describedby`` on the page names but no element carries."""
+    ids = set(re.findall(r'\bid="([^"]+)"', html))
+    named = [i for value in re.findall(r'aria-describedby="([^"]*)"', html) for i in value.split()]
+    return [i for i in named if i not in ids]

@@ -6,6 +6,7 @@ from studyapp.feedback.models import SurveyResponse
 from studyapp.participants.models import Outcome, Participation, Status
 from tests.participants.journey import (
     consent_data,
+    describedby_without_target,
     enter,
     held_participation,
     load_reference,
@@ -54,6 +55,14 @@ def test_consent_missing_a_box_is_refused_and_assigns_nothing(client, version):
     assert participation.condition is None
 
 
+def test_consent_errors_are_tied_to_their_boxes(client, version):
+    enter(client, "demo", prolific_params("PID1"))
+    page = client.post(CONSENT, {"decision": "agree"}).content.decode()
+    assert 'aria-describedby="id_agree_0_error"' in page
+    assert 'id="id_agree_0_error"' in page
+    assert describedby_without_target(page) == []
+
+
 def test_declining_ends_with_the_declined_code(client, version):
     enter(client, "demo", prolific_params("PID1"))
     response = client.post(CONSENT, {"decision": "decline"})
@@ -83,7 +92,8 @@ def test_assignment_is_sticky_on_return(version):
     assert again["Location"] == reverse("participants:prewriting", args=["demo"])
     returned = held_participation(second, "demo")
     assert (returned.condition, returned.document_type) == (
-        assigned.condition, assigned.document_type
+        assigned.condition,
+        assigned.document_type,
     )
 
 
