@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 
-from studyapp.participants.selectors import prewriting_min_answers
+from studyapp.participants.selectors import prewriting_answer_rule, prewriting_min_answers
 from studyapp.studies.spec import document_type
 
 
@@ -58,11 +58,12 @@ class PrewritingForm(forms.Form):
         cleaned = super().clean()
         given = sum(1 for i in range(len(self.questions)) if cleaned.get(f"answer_{i}"))
         if given < self.min_answers:
-            raise forms.ValidationError(
-                f"Please answer at least {self.min_answers} of the questions "
-                f"(you answered {given})."
-            )
+            raise forms.ValidationError(f"Please answer {self.answer_rule} (you answered {given}).")
         return cleaned
+
+    @property
+    def answer_rule(self) -> str:
+        return prewriting_answer_rule(needed=self.min_answers, total=len(self.questions))
 
     def answer_fields(self) -> list[forms.BoundField]:
         return [self[f"answer_{i}"] for i in range(len(self.questions))]

@@ -31,8 +31,7 @@ def participations_counting(*, study: Study, since: datetime) -> QuerySet[Partic
         Participation.objects.filter(study=study, is_test=False)
         .alias(activity_at=Coalesce("last_seen_at", "entered_at"))
         .filter(
-            Q(status=Status.COMPLETED)
-            | Q(status__in=IN_PROGRESS_STATUSES, activity_at__gte=since)
+            Q(status=Status.COMPLETED) | Q(status__in=IN_PROGRESS_STATUSES, activity_at__gte=since)
         )
     )
 
@@ -57,3 +56,13 @@ def prewriting_min_answers(*, spec: dict[str, Any], doc_key: str) -> int:
     """How many questions must be answered (never more than the document type has)."""
     doc = document_type(spec, doc_key) or {"questions": []}
     return min(spec["prewriting"]["min_answers"], len(doc["questions"]))
+
+
+def prewriting_answer_rule(*, needed: int, total: int) -> str:
+    """Which questions to answer, to follow "Answer" or "Please answer" in instructions and
+    errors: "all 6 questions", "at least 3 of the 6 questions"."""
+    if needed >= total:
+        return "the question" if total == 1 else f"all {total} questions"
+    if needed <= 0:
+        return f"as many of the {total} questions as you like"
+    return f"at least {needed} of the {total} questions"

@@ -16,6 +16,7 @@ from studyapp.participants.platforms import EntryLink
 from studyapp.participants.selectors import (
     IN_PROGRESS_STATUSES,
     participation_find,
+    prewriting_answer_rule,
     prewriting_min_answers,
     study_is_full,
 )
@@ -187,5 +188,5 @@ def _validate_prewriting(
         raise PrewritingInvalid(f"Each answer can be at most {limit} characters long.")
     needed = prewriting_min_answers(spec=spec, doc_key=doc_key)
     if sum(1 for a in answers.values() if a.strip()) < needed:
-        raise PrewritingInvalid(f"Please answer at least {needed} questions.")
-
+        rule = prewriting_answer_rule(needed=needed, total=len(doc["questions"]))
+        raise PrewritingInvalid(f"Please answer {rule}.")

@@ -1,9 +1,11 @@
+import pytest
 from django.test import Client
 from django.urls import reverse
 from django.utils.html import escape
 
 from studyapp.feedback.models import SurveyKind, SurveyResponse
 from studyapp.participants.models import Status
+from studyapp.participants.selectors import prewriting_answer_rule
 from studyapp.studies.spec import document_type
 from tests.participants.journey import (
     consent_data,
@@ -26,7 +28,10 @@ def test_page_shows_the_assigned_type_its_topics_and_questions(client, version):
     participation = _consented(client, version)
     doc = document_type(version.spec, participation.document_type)
     page = client.get(PREWRITING).content.decode()
-    assert doc["label"].lower() in page
+    assert (
+        "You will write a short document together with an AI assistant. Type of document:\n"
+        f'<strong id="document-type">{doc["label"]}</strong>.'
+    ) in page
     for text in doc["topics"] + doc["questions"]:
         assert escape(text) in page
     others = [t for t in version.spec["document_types"] if t["key"] != doc["key"]]
@@ -55,7 +60,7 @@ def test_too_few_answers_are_refused(client, version):
     participation = _consented(client, version)
     response = client.post(PREWRITING, prewriting_data(participation, answered=5))
     assert response.status_code == 200
-    assert b"at least 6" in response.content
+    assert b"Please answer all 6 questions (you answered 5)." in response.content
     # What was typed is shown again.
     assert b"My answer number 4" in response.content
     participation.refresh_from_db()
@@ -83,8 +88,9 @@ def test_over_long_answers_are_refused(client, version):
 
 def test_a_topic_from_another_list_is_refused(client, version):
     participation = _consented(client, version)
-    other = next(t for t in version.spec["document_types"]
-                 if t["key"] != participation.document_type)
+    other = next(
+        t for t in version.spec["document_types"] if t["key"] != participation.document_type
+    )
     data = {**prewriting_data(participation), "topic": other["topics"][0]}
     response = client.post(PREWRITING, data)
     assert response.status_code == 200
@@ -111,9 +117,31 @@ def test_csrf_is_enforced_on_prewriting(version):
     enter(client, "demo", prolific_params("PID1"))
     client.get(reverse("participants:consent", args=["demo"]))
     token = client.cookies["csrftoken"].value
-    client.post(reverse("participants:consent", args=["demo"]),
-                {**consent_data(version), "csrfmiddlewaretoken": token})
+    client.post(
+        reverse("participants:consent", args=["demo"]),
+        {**consent_data(version), "csrfmiddlewaretoken": token},
+    )
     participation = held_participation(client, "demo")
     assert client.post(PREWRITING, prewriting_data(participation)).status_code == 403
     participation.refresh_from_db()
     assert participation.status == Status.CONSENTED
+
+
+def test_the_answer_rule_says_all_when_every_question_is_needed(client, version):
+    _consented(client, version)
+    page = client.get(PREWRITING).content.decode()
+    assert "Answer all 6 questions (up to 1000 characters each)." in page
+    assert "at least 6 of the 6" not in page
+
+
+@pytest.mark.parametrize(
+    ("needed", "total", "rule"),
+    [
+        (6, 6, "all 6 questions"),
+        (3, 6, "at least 3 of the 6 questions"),
+        (1, 1, "the question"),
+        (0, 4, "as many of the 4 questions as you like"),
+    ],
+)
+def test_answer_rule_wording(needed, total, rule):
+    assert prewriting_answer_rule(needed=needed, total=total) == rule
