@@ -152,8 +152,12 @@
     var show = allowed && regen !== null && regen.left > 0 && !!last &&
       last.classList.contains("assistant") && !last.classList.contains("failed") &&
       Number(last.dataset.turn) === regen.turn;
+    var m = els.messages;
+    var atEnd = m.scrollTop + m.clientHeight >= m.scrollHeight - 40;
+    var appears = show && els.regenerate.hidden;
     if (show && els.regenerate.parentNode !== last) { last.appendChild(els.regenerate); }
     els.regenerate.hidden = !show;
+    if (appears && atEnd) { scrollChat(); }  // a reader at the end sees the button too
     if (regen !== null) {
       els.regenerate.title = "Ask for a different reply (" + regen.left + " left)";
     }
