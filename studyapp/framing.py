@@ -1,10 +1,11 @@
 """Letting named sites show the study in an iframe (MTurk shows an ExternalQuestion in one).
 
-With ``FRAME_ANCESTORS`` set, every response names those origins in a Content-Security-Policy
-``frame-ancestors`` directive instead of sending ``X-Frame-Options``, so the task page may be
-framed by them and by nobody else. The settings pair it with ``SameSite=None; Secure`` cookies:
-inside a third-party frame a browser sends no other kind, and without the session cookie a
-participant would lose their place on the next page.
+With ``FRAME_ANCESTORS`` set, the participant's pages (under ``/study/``) name those origins in
+a Content-Security-Policy ``frame-ancestors`` directive instead of sending ``X-Frame-Options``,
+so they may be framed by them and by nobody else; researchers' pages stay unframeable. The
+settings pair it with ``SameSite=None; Secure`` cookies: inside a third-party frame a browser
+sends no other kind, and without the session cookie a participant would lose their place on
+the next page.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+FRAMED_PREFIX = "/study/"
+
 
 class FrameAncestorsMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -21,7 +24,7 @@ class FrameAncestorsMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if settings.FRAME_ANCESTORS:
+        if settings.FRAME_ANCESTORS and request.path.startswith(FRAMED_PREFIX):
             ancestors = " ".join(["'self'", *settings.FRAME_ANCESTORS])
             response.xframe_options_exempt = True  # read by XFrameOptionsMiddleware
             response.headers.setdefault("Content-Security-Policy", f"frame-ancestors {ancestors}")

@@ -53,11 +53,13 @@ class _ExpectedCall:
     rating_due: bool  # likewise until the rating is given
     # Side-by-side turns: their two candidates make calls of their own (seeds of their own).
     pair_turns: frozenset[int] = frozenset()
+    max_turns: int | None = None  # a send past it is refused: no call for it
 
     def open(self, text: str) -> relay.ModelCall | None:
         if self.busy or self.rating_due or not self.config:
             return None
-        if sum(m["role"] == "user" for m in self.history) + 1 in self.pair_turns:
+        turn = sum(m["role"] == "user" for m in self.history) + 1
+        if turn in self.pair_turns or (self.max_turns is not None and turn > self.max_turns):
             return None
         return relay.call_open(self.config, [*self.history, {"role": "user", "content": text}])
 
@@ -190,6 +192,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             or state.pair is not None,
             rating_due=state.rating_due is not None,
             pair_turns=frozenset((state.spec.get("side_by_side") or {}).get("turns", [])),
+            max_turns=(state.spec.get("writing") or {}).get("max_turns"),
         )
         for replayed in resume.frames:
             await self._deliver(replayed)
@@ -200,6 +203,10 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
 
     async def on_send(self, frame: dict[str, Any]) -> None:
         send = protocol.parse_send(frame)
+        # Checked before anything is stored: a regeneration in flight has no unanswered turn
+        # in the database, so message_send alone would store a message it cannot answer.
+        if await relay.generation_in_flight(self.public_id):
+            raise ProtocolError("busy")
         # Ask the model now, with the history this socket expects the turn to have; the
         # database confirms the turn meanwhile, and the relay adopts the call only if it fits.
         call = self.expected.open(send.text) if self.expected is not None else None

@@ -304,10 +304,13 @@ class _Generation:
         except Exception as exc:  # a broken arm config or a relay bug ends the turn as failed
             log.exception("generation %s failed", self.generation_id)
             self.error = exc
-            if self.call is not None and not self.call.reader.done():
-                self.call.reader.cancel()
         finally:
             cancel.cancel()
+            if self.call is not None and not self.call.reader.done():
+                # A failure or a cancellation (shutdown) mid-stream: close the request too,
+                # or the model server goes on generating a reply nobody reads.
+                with contextlib.suppress(Exception):
+                    await self.call.close(grace_s=1.0)
         return self._record()
 
     async def _pump(self, call: ModelCall, cancel: asyncio.Future[Any]) -> None:

@@ -196,6 +196,32 @@ async def test_a_reload_mid_regeneration_replays_it(writer_pairs, settings):
     await client.close()
 
 
+async def test_a_message_sent_while_a_regeneration_streams_is_refused_and_not_stored(
+    writer_pairs, settings
+):
+    client, _ = await open_client("pairs", token_for(writer_pairs))
+    await client.turn("Help me write about cooking at home")
+    settings.OFFLINE_TOKENS_PER_SECOND = 40
+    await client.send({"type": "regenerate", "turn": 1})
+    await client.until_type("delta")
+    busy = await client.error({"type": "send", "text": "Next one", "client_msg_id": "x2"})
+    assert busy["code"] == "busy"
+    end = (await client.until(lambda f: f["type"] in ENDS))[-1]
+    assert end["type"] == "turn_end"
+    users = await db(
+        lambda: list(
+            Message.objects.filter(participation=writer_pairs, role=Role.USER).values_list(
+                "turn", "text"
+            )
+        )
+    )
+    assert users == [(1, "Help me write about cooking at home")]
+    await client.close()
+    client, state = await open_client("pairs", token_for(writer_pairs))
+    assert state["retry_turn"] is None
+    await client.close()
+
+
 @pytest.fixture
 def writer_pairs(db):
     return make_participation(study_version())
