@@ -59,7 +59,8 @@ class TurnPlan:
     candidates: tuple[Candidate, ...] = ()
 
 
-def _locked_writing(participation_id: int) -> Participation:
+def locked_for_writing(participation_id: int) -> Participation:
+    """The participation, row-locked, if it is on the writing step (else ``not_writing``)."""
     participation = (
         Participation.objects.select_for_update(of=("self",))
         .select_related("version", "condition")
@@ -94,7 +95,7 @@ def message_send(*, participation_id: int, text: str, client_msg_id: str) -> Tur
     unanswered turn found here is one whose reply failed (``retry_required``).
     """
     with transaction.atomic():
-        participation = _locked_writing(participation_id)
+        participation = locked_for_writing(participation_id)
         if client_msg_id:
             existing = Message.objects.filter(
                 participation=participation, client_msg_id=client_msg_id
@@ -134,7 +135,7 @@ def message_send(*, participation_id: int, text: str, client_msg_id: str) -> Tur
 def turn_retry(*, participation_id: int) -> TurnPlan:
     """Plan a new generation for the unanswered turn (after a failure or an interruption)."""
     with transaction.atomic():
-        participation = _locked_writing(participation_id)
+        participation = locked_for_writing(participation_id)
         messages = active_messages(participation_id=participation.pk)
         turn = pending_turn(messages)
         if turn is None:
@@ -244,7 +245,7 @@ def document_save(
     if len(edits) > MAX_EDIT_EVENTS:
         raise WritingRefused("bad_field", f"At most {MAX_EDIT_EVENTS} edit events per save.")
     with transaction.atomic():
-        participation = _locked_writing(participation_id)
+        participation = locked_for_writing(participation_id)
         latest = latest_document(participation_id=participation.pk)
         number = latest.number if latest else 0
         conflict = version_base != number

@@ -16,7 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from studyapp.feedback.ratings import interaction_rating_due
-from studyapp.participants.models import EventKind, Participation, ParticipationEvent, Status
+from studyapp.participants.models import EventKind, Participation, ParticipationEvent
 from studyapp.sidebyside.selectors import pair_pending
 from studyapp.sidebyside.services import (
     PairRecorded,
@@ -33,7 +33,7 @@ from studyapp.writing.alternatives.selectors import (
 )
 from studyapp.writing.models import Message, Role
 from studyapp.writing.selectors import active_messages, chat_history, pending_turn
-from studyapp.writing.services import TurnPlan, WritingRefused
+from studyapp.writing.services import TurnPlan, WritingRefused, locked_for_writing
 
 CHOICE_REQUIRED = "Please pick one of the two replies first."
 
@@ -45,24 +45,13 @@ class RegenerationPlan(TurnPlan):
     replaces: str = ""  # generation id of the reply the new one would replace
 
 
-def _locked_writing(participation_id: int) -> Participation:
-    participation = (
-        Participation.objects.select_for_update(of=("self",))
-        .select_related("version", "condition")
-        .get(pk=participation_id)
-    )
-    if participation.status != Status.WRITING or participation.condition is None:
-        raise WritingRefused("not_writing", "This chat has ended.")
-    return participation
-
-
 def reply_regenerate(*, participation_id: int, turn: int) -> RegenerationPlan:
     """Plan a new sample for the latest reply, if the chat allows one now.
 
     Precondition: the caller has checked that no generation is in flight (``busy``).
     """
     with transaction.atomic():
-        participation = _locked_writing(participation_id)
+        participation = locked_for_writing(participation_id)
         messages = active_messages(participation_id=participation.pk)
         if pending_turn(messages) is not None:
             if pair_pending(participation_id=participation.pk) is not None:
@@ -216,7 +205,7 @@ def pair_pick(*, participation_id: int, group: str, generation_id: str) -> Picke
     ``bad_choice`` when ``group``/``generation_id`` do not name a usable candidate of it.
     """
     with transaction.atomic():
-        participation = _locked_writing(participation_id)
+        participation = locked_for_writing(participation_id)
         pending = pair_pending(participation_id=participation.pk)
         group_id, picked_id = _uuid(group), _uuid(generation_id)
         if pending is None:
