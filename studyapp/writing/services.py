@@ -201,12 +201,15 @@ def turn_record(
             message.is_active = False
             message.warning = (message.warning + " superseded: turn already answered").strip()
             message.save()
-        _log_turn_event(participation_id, message, record)
+        generation_event_log(participation_id=participation_id, message=message, record=record)
     return message
 
 
-def _log_turn_event(participation_id: int, message: Message, record: dict[str, Any]) -> None:
-    base = {"turn": message.turn, "generation_id": str(message.generation_id)}
+def generation_event_log(
+    *, participation_id: int, message: Message, record: dict[str, Any], **extra: Any
+) -> None:
+    """Log a failed generation (``model_error``) or a stopped one (``stop``) for researchers."""
+    base = {"turn": message.turn, "generation_id": str(message.generation_id), **extra}
     if message.finish_reason == "error":
         data = {
             **base,
@@ -216,15 +219,12 @@ def _log_turn_event(participation_id: int, message: Message, record: dict[str, A
             "endpoint": record.get("endpoint") or "",
             "permanent": bool(record.get("permanent")),
         }
-        ParticipationEvent.objects.create(
-            participation_id=participation_id, kind=EventKind.MODEL_ERROR, data=data
-        )
+        kind = EventKind.MODEL_ERROR
     elif message.finish_reason == "cancelled":
-        ParticipationEvent.objects.create(
-            participation_id=participation_id,
-            kind=EventKind.STOP,
-            data={**base, "chars": len(message.text)},
-        )
+        data, kind = {**base, "chars": len(message.text)}, EventKind.STOP
+    else:
+        return
+    ParticipationEvent.objects.create(participation_id=participation_id, kind=kind, data=data)
 
 
 @dataclass(frozen=True)

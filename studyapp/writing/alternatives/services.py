@@ -33,7 +33,12 @@ from studyapp.writing.alternatives.selectors import (
 )
 from studyapp.writing.models import Message, Role
 from studyapp.writing.selectors import active_messages, chat_history, pending_turn
-from studyapp.writing.services import TurnPlan, WritingRefused, locked_for_writing
+from studyapp.writing.services import (
+    TurnPlan,
+    WritingRefused,
+    generation_event_log,
+    locked_for_writing,
+)
 
 CHOICE_REQUIRED = "Please pick one of the two replies first."
 
@@ -152,28 +157,6 @@ def regeneration_record(
             message=message
         )
     return Regenerated(message=message, replaced=current and usable, left=max(0, left))
-
-
-def generation_event_log(
-    *, participation_id: int, message: Message, record: dict[str, Any], **extra: Any
-) -> None:
-    """Log a failed generation (``model_error``) or a stopped one (``stop``) for researchers."""
-    base = {"turn": message.turn, "generation_id": str(message.generation_id), **extra}
-    if message.finish_reason == "error":
-        data = {
-            **base,
-            "error": message.error,
-            "backend": message.backend,
-            "model": message.model,
-            "endpoint": record.get("endpoint") or "",
-            "permanent": bool(record.get("permanent")),
-        }
-        kind = EventKind.MODEL_ERROR
-    elif message.finish_reason == "cancelled":
-        data, kind = {**base, "chars": len(message.text)}, EventKind.STOP
-    else:
-        return
-    ParticipationEvent.objects.create(participation_id=participation_id, kind=kind, data=data)
 
 
 def pair_store(
