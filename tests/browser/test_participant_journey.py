@@ -25,18 +25,11 @@ from django.db import connection
 from studyapp.feedback.models import FINAL_TURN, Rating, Scale, SurveyKind, SurveyResponse
 from studyapp.participants.models import Outcome, Participation, Status
 from studyapp.writing.models import DocumentVersion, Message, Role
+from tests.chromium import chromium_launch
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TURNS = 8
 RATED = {3: 7, 6: 9}
 EDITS = {2: "A first paragraph I wrote myself.", 5: "\nA second paragraph, added later."}
@@ -106,7 +99,7 @@ def _drive(base: str) -> dict:
 
     seen: dict = {"frames": [], "errors": [], "html": {}, "completion_url": None}
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = chromium_launch(pw)
         page = browser.new_context().new_page()
         page.set_default_timeout(20_000)
         expect.set_options(timeout=20_000)

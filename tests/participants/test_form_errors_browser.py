@@ -3,16 +3,10 @@
 import pytest
 from django.urls import reverse
 
+from tests.chromium import chromium_launch
 from tests.participants.journey import load_reference, prolific_params
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-]
 
 
 @pytest.fixture
@@ -27,7 +21,7 @@ def page(live_server, study):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = chromium_launch(pw)
         yield browser.new_page()
         browser.close()
 

@@ -14,18 +14,10 @@ import pytest
 from django.contrib.sessions.backends.db import SessionStore
 
 from studyapp.writing.models import Message, Role
+from tests.chromium import chromium_launch
 from tests.writing.conftest import make_participation, study_version
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def _session_for(participation) -> str:
@@ -40,7 +32,7 @@ class Browser:
         from playwright.sync_api import expect
 
         self.expect = expect
-        self.browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        self.browser = chromium_launch(pw)
         self.context = self.browser.new_context()
         self.context.add_cookies([{"name": "sessionid", "value": session_key, "url": base}])
         self.page = self.context.new_page()
