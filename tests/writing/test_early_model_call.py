@@ -106,6 +106,8 @@ async def test_a_refused_send_closes_its_early_call_and_stores_nothing(demo_vers
         error = await client.error({"type": "send", "text": "One more thing", "client_msg_id": "x"})
         assert error["code"] == "not_writing"
         assert not any(f["type"] in ("turn_start", "delta") for f in client.frames)
+        # The socket expected a turn, so it did ask the model; the refusal closed that request.
+        assert await fake.wait_for(lambda: len(fake.chat_requests()) == 1)
         assert await fake.wait_for(lambda: fake.disconnects == len(fake.chat_requests()))
         assert await db(_messages, participation) == []
         await client.close()
