@@ -7,6 +7,7 @@ service, and relay the participation's numbered frames. Generations run in the r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -14,13 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from studyapp.feedback.ratings import RatingRefused, interaction_rating_submit
 from studyapp.participants.activity import active_increment, activity_record
 from studyapp.participants.models import EventKind
-from studyapp.writing import protocol, relay
+from studyapp.writing import framebus, protocol, relay
 from studyapp.writing.alternatives import relay as alternatives
 from studyapp.writing.alternatives.handlers import AlternativesHandlers
 from studyapp.writing.dbthread import in_db_thread
@@ -91,6 +93,22 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     expected: _ExpectedCall | None = None
     focused = False
     last_tick: float | None = None
+    frame_pump: asyncio.Task[None] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.inbox: asyncio.Queue[list[Frame] | None] = asyncio.Queue()
+        self.delivering = asyncio.Lock()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' dispatch first closes stale database connections, on Django's one
+        # thread-sensitive thread, for every message: a thread hop per frame that serialised
+        # the whole process. This consumer never uses the database on the event loop's side;
+        # ``in_db_thread`` closes stale connections in the thread that does.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     # -- connection ---------------------------------------------------------------------------
     async def connect(self) -> None:
@@ -115,7 +133,9 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.participation_id is None:
             return
-        await self.channel_layer.group_discard(relay.group_name(self.public_id), self.channel_name)
+        if self.frame_pump is not None:
+            await framebus.unwatch(self.public_id, self._frames_in)
+            self.frame_pump.cancel()
         if self.sent_seq is not None:
             await self._activity(EventKind.DISCONNECT, data={"code": code})
 
@@ -154,9 +174,20 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
 
     async def on_hello(self, frame: dict[str, Any]) -> None:
         hello = protocol.parse_hello(frame)
-        # Join the group before reading anything: a frame published after the reads below
-        # arrives through the group, one published before is in the replay.
-        await self.channel_layer.group_add(relay.group_name(self.public_id), self.channel_name)
+        if self.frame_pump is None:
+            # Watch before reading anything: a frame numbered after the reads below arrives
+            # live, one numbered before is in the replay.
+            await framebus.watch(self.public_id, self._frames_in)
+            self.frame_pump = asyncio.get_running_loop().create_task(self._frames_pump())
+        # Live frames wait until the replay below has been sent and sets sent_seq.
+        async with self.delivering:
+            await self._hello_replay(hello)
+        first = self.last_tick is None
+        self.focused, self.last_tick = hello.focused, time.monotonic()
+        kind = EventKind.CONNECT if hello.last_seq is None and first else EventKind.RECONNECT
+        await self._activity(kind, data={"last_seq": hello.last_seq})
+
+    async def _hello_replay(self, hello: protocol.Hello) -> None:
         state = await in_db_thread(chat_state)(participation_id=self.participation_id)
         snapshot = await frame_store().snapshot(self.public_id)
         resume = alternatives.resume_plan(
@@ -196,10 +227,6 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         )
         for replayed in resume.frames:
             await self._deliver(replayed)
-        first = self.last_tick is None
-        self.focused, self.last_tick = hello.focused, time.monotonic()
-        kind = EventKind.CONNECT if hello.last_seq is None and first else EventKind.RECONNECT
-        await self._activity(kind, data={"last_seq": hello.last_seq})
 
     async def on_send(self, frame: dict[str, Any]) -> None:
         send = protocol.parse_send(frame)
@@ -288,16 +315,31 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     }
 
     # -- frames from the relay ----------------------------------------------------------------
-    async def relay_frames(self, event: dict[str, Any]) -> None:
-        for frame in event["frames"]:
-            await self._deliver(frame)
+    def _frames_in(self, frames: list[Frame] | None) -> None:
+        self.inbox.put_nowait(frames)
+
+    async def _frames_pump(self) -> None:
+        """Send the frames the bus hands over, in order, beside the handlers of the page's
+        frames (a handler that waits for the database does not hold the reply back)."""
+        while True:
+            frames = await self.inbox.get()
+            try:
+                async with self.delivering:
+                    if frames is None:  # the bus may have missed some: take them from the store
+                        if self.sent_seq is None:
+                            continue
+                        frames = await frame_store().frames_after(self.public_id, self.sent_seq)
+                    for frame in frames:
+                        await self._deliver(frame)
+            except Exception:  # the socket is closing, or the store is unreachable
+                log.warning("writing socket: frames not delivered", exc_info=True)
 
     async def _deliver(self, frame: Frame) -> None:
         """Send a numbered frame once, in order: drop what was sent, backfill a gap."""
         if self.sent_seq is None or frame["seq"] <= self.sent_seq:
             return
         if frame["seq"] > self.sent_seq + 1:
-            # The channel layer dropped something (a full channel): take it from the buffer.
+            # The bus skipped something (see studyapp/writing/framebus.py): take it from the store.
             for missed in await frame_store().frames_after(self.public_id, self.sent_seq):
                 if missed["seq"] < frame["seq"]:
                     await self._send(missed)

@@ -1,10 +1,12 @@
 """The replay buffer behind the relay: numbered frames and the generation in flight.
 
 Every frame a generation publishes (turn_start, delta, turn_end, ...) gets a sequence number
-that is per participation and monotonic across turns, and is appended here before it is sent
-to the participation's channel-layer group. A client that reconnects (maybe to another ASGI
+that is per participation and monotonic across turns, and is appended here before it is
+delivered live (studyapp/writing/framebus.py). A client that reconnects (maybe to another ASGI
 process) replays what it missed from here, so the store must be shared between processes:
 Redis when ``REDIS_URL`` is set, a dict in this process otherwise (the embedded ``make run``).
+The Redis store also carries frames live between processes: the script that numbers a batch
+publishes it to every other process that watches the participation.
 
 The buffer only holds the latest generation's frames: once a turn has ended it is in the
 database, which is where a reconnecting client reads finished turns from.
@@ -13,9 +15,11 @@ database, which is where a reconnecting client reads finished turns from.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,6 +27,9 @@ import redis.asyncio as redis
 from django.conf import settings
 
 Frame = dict[str, Any]
+Ready = Callable[[], Awaitable[None]]
+Receiver = Callable[[str, list[Frame]], None]
+Stop = Callable[[str], None]
 
 # How long a generation marker lives without being refreshed. A generator refreshes it with
 # every frame (and at least every few seconds), so an expired marker means its process died.
@@ -50,17 +57,22 @@ class Snapshot:
 
 
 class FrameStore(Protocol):
-    async def begin(self, key: str, generation: dict[str, Any], frame: Frame) -> Frame:
+    async def begin(
+        self, key: str, generation: dict[str, Any], frame: Frame, *, origin: str = ""
+    ) -> Frame:
         """Start a generation: number ``frame``, make it the whole buffer, mark the generation
         in flight (with ``start_seq``) and return the numbered frame. Raises
         :class:`GenerationBusy` (and changes nothing) while another one is marked in flight."""
         ...
 
-    async def append(self, key: str, frames: list[Frame]) -> list[Frame]:
-        """Number and append frames; keeps the generation marker alive."""
+    async def append(self, key: str, frames: list[Frame], *, origin: str = "") -> list[Frame]:
+        """Number and append frames; keeps the generation marker alive. ``origin``, the calling
+        process, is the one watcher the frames are not published to (it delivers them itself)."""
         ...
 
-    async def end(self, key: str, generation_id: str, frames: list[Frame]) -> list[Frame]:
+    async def end(
+        self, key: str, generation_id: str, frames: list[Frame], *, origin: str = ""
+    ) -> list[Frame]:
         """Number and append the closing frames; clear the marker if ``generation_id`` owns it."""
         ...
 
@@ -73,6 +85,24 @@ class FrameStore(Protocol):
     async def snapshot(self, key: str) -> Snapshot: ...
 
     async def frames_after(self, key: str, seq: int) -> list[Frame]: ...
+
+    async def watch(self, key: str, origin: str) -> None:
+        """Say that process ``origin`` has sockets on ``key``: from when this returns, every
+        frame numbered by another process is also published to ``origin``'s listener."""
+        ...
+
+    async def unwatch(self, key: str, origin: str) -> None: ...
+
+    async def stop_send(self, origin: str, generation_id: str) -> None:
+        """Ask process ``origin`` to stop its generation ``generation_id``."""
+        ...
+
+    async def listen(
+        self, origin: str, on_ready: Ready, on_frames: Receiver, on_stop: Stop
+    ) -> None:
+        """Receive what is published to ``origin`` (frames, stop requests) until cancelled or
+        the connection fails. ``on_ready`` is awaited once the subscription is in place."""
+        ...
 
 
 class MemoryFrameStore:
@@ -90,7 +120,9 @@ class MemoryFrameStore:
             out.append({"seq": self._seq[key], **frame})
         return out
 
-    async def begin(self, key: str, generation: dict[str, Any], frame: Frame) -> Frame:
+    async def begin(
+        self, key: str, generation: dict[str, Any], frame: Frame, *, origin: str = ""
+    ) -> Frame:
         if await self.generation(key) is not None:
             raise GenerationBusy(key)
         (numbered,) = self._number(key, [frame])
@@ -99,13 +131,15 @@ class MemoryFrameStore:
         self._generation[key] = (marker, time.monotonic() + GENERATION_TTL_S)
         return numbered
 
-    async def append(self, key: str, frames: list[Frame]) -> list[Frame]:
+    async def append(self, key: str, frames: list[Frame], *, origin: str = "") -> list[Frame]:
         numbered = self._number(key, frames)
         self._frames.setdefault(key, []).extend(numbered)
         await self.touch(key)
         return numbered
 
-    async def end(self, key: str, generation_id: str, frames: list[Frame]) -> list[Frame]:
+    async def end(
+        self, key: str, generation_id: str, frames: list[Frame], *, origin: str = ""
+    ) -> list[Frame]:
         numbered = self._number(key, frames)
         self._frames.setdefault(key, []).extend(numbered)
         current = await self.generation(key)
@@ -130,49 +164,90 @@ class MemoryFrameStore:
     async def frames_after(self, key: str, seq: int) -> list[Frame]:
         return [f for f in self._frames.get(key, []) if f["seq"] > seq]
 
+    # One process: its bus delivers every frame and every stop itself, nothing is published.
+    async def watch(self, key: str, origin: str) -> None:
+        return None
+
+    async def unwatch(self, key: str, origin: str) -> None:
+        return None
+
+    async def stop_send(self, origin: str, generation_id: str) -> None:
+        return None
+
+    async def listen(
+        self, origin: str, on_ready: Ready, on_frames: Receiver, on_stop: Stop
+    ) -> None:
+        await on_ready()
+        await asyncio.Event().wait()
+
 
 # Each operation is one atomic script (one round trip on the per-frame path). Frames arrive as
 # JSON objects without "seq"; the script numbers them from the counter and splices the number in.
+# ARGV[1] and ARGV[2] are always the calling process (its live channel's name) and the key: the
+# script also publishes what it numbered to every other process that watches the key
+# (studyapp/writing/framebus.py), in the same round trip.
 _NUMBERED = "'{\"seq\": ' .. (last - n + i) .. ', ' .. string.sub(ARGV[i + OFFSET], 2)"
+
+_FANOUT = """
+local function fanout(out)
+  local watchers = redis.call('SMEMBERS', KEYS[4])
+  local payload = nil
+  for _, origin in ipairs(watchers) do
+    if origin ~= ARGV[1] then
+      payload = payload or ('frames ' .. ARGV[2] .. '\\n[' .. table.concat(out, ',') .. ']')
+      redis.call('PUBLISH', 'LIVE' .. origin, payload)
+    end
+  end
+end
+"""
 
 _BEGIN = """
 if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
 local seq = redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('DEL', KEYS[2])
-redis.call('RPUSH', KEYS[2], '{"seq": ' .. seq .. ', ' .. string.sub(ARGV[1], 2))
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call('HSET', KEYS[3], 'start_seq', seq, unpack(ARGV, 5))
-redis.call('EXPIRE', KEYS[3], ARGV[4])
+local numbered = '{"seq": ' .. seq .. ', ' .. string.sub(ARGV[3], 2)
+redis.call('RPUSH', KEYS[2], numbered)
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('HSET', KEYS[3], 'start_seq', seq, unpack(ARGV, 7))
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+fanout({numbered})
 return seq
 """
 
 _APPEND = """
-local n = #ARGV - 1
+local n = #ARGV - 3
 local last = redis.call('INCRBY', KEYS[1], n)
+local out = {}
 for i = 1, n do
-  redis.call('RPUSH', KEYS[2], NUMBERED)
+  out[i] = NUMBERED
+  redis.call('RPUSH', KEYS[2], out[i])
 end
-redis.call('EXPIRE', KEYS[3], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+fanout(out)
 return last
-""".replace("NUMBERED", _NUMBERED.replace("OFFSET", "1"))
+""".replace("NUMBERED", _NUMBERED.replace("OFFSET", "3"))
 
 # The marker is cleared only by the generation that owns it, so a late end can never clear a
 # newer generation's marker.
 _END = """
-local n = #ARGV - 2
+local n = #ARGV - 4
 local last = redis.call('INCRBY', KEYS[1], n)
+local out = {}
 for i = 1, n do
-  redis.call('RPUSH', KEYS[2], NUMBERED)
+  out[i] = NUMBERED
+  redis.call('RPUSH', KEYS[2], out[i])
 end
-if n > 0 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
-if redis.call('HGET', KEYS[3], 'generation_id') == ARGV[1] then redis.call('DEL', KEYS[3]) end
+if n > 0 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
+if redis.call('HGET', KEYS[3], 'generation_id') == ARGV[3] then redis.call('DEL', KEYS[3]) end
+fanout(out)
 return last
-""".replace("NUMBERED", _NUMBERED.replace("OFFSET", "2"))
+""".replace("NUMBERED", _NUMBERED.replace("OFFSET", "4"))
 
 
 class RedisFrameStore:
-    """The shared store: per participation a seq counter, a list of frames and a marker hash.
+    """The shared store: per participation a seq counter, a list of frames, a marker hash and
+    the set of processes that watch it live.
 
     Frames are stored as JSON strings; the marker is a hash (values JSON, but the generation id
     raw) whose TTL is the liveness of the generation that owns it. Keys share a hash tag, so the
@@ -192,13 +267,19 @@ class RedisFrameStore:
         client = self._clients.get(loop)
         if client is None:
             # Blocking pool: under a burst a command waits for a free connection instead of
-            # failing with "Too many connections".
+            # failing with "Too many connections". No CLIENT SETINFO (driver_info=None): it
+            # costs each new connection a round trip and a package-metadata lookup.
             pool = redis.BlockingConnectionPool.from_url(
-                self._url, decode_responses=True, max_connections=REDIS_POOL_SIZE, timeout=10
+                self._url,
+                decode_responses=True,
+                max_connections=REDIS_POOL_SIZE,
+                timeout=10,
+                driver_info=None,
             )
             client = redis.Redis(connection_pool=pool)
+            live = self._live_channel("")
             client.relay_scripts = {
-                name: client.register_script(body)
+                name: client.register_script(_FANOUT.replace("LIVE", live) + body)
                 for name, body in (("begin", _BEGIN), ("append", _APPEND), ("end", _END))
             }
             self._clients[loop] = client
@@ -206,34 +287,42 @@ class RedisFrameStore:
 
     def _keys(self, key: str) -> list[str]:
         base = f"{self._prefix}{{{key}}}"
-        return [f"{base}:seq", f"{base}:frames", f"{base}:gen"]
+        return [f"{base}:seq", f"{base}:frames", f"{base}:gen", f"{base}:watchers"]
 
-    async def _run(self, script: str, key: str, args: list[Any]) -> int:
-        return int(await self._client().relay_scripts[script](keys=self._keys(key), args=args))
+    def _live_channel(self, origin: str) -> str:
+        return f"{self._prefix}live:{origin}"
+
+    async def _run(self, script: str, key: str, origin: str, args: list[Any]) -> int:
+        scripts = self._client().relay_scripts
+        return int(await scripts[script](keys=self._keys(key), args=[origin, key, *args]))
 
     @staticmethod
     def _numbered(frames: list[Frame], last: int) -> list[Frame]:
         first = last - len(frames) + 1
         return [{"seq": first + i, **frame} for i, frame in enumerate(frames)]
 
-    async def begin(self, key: str, generation: dict[str, Any], frame: Frame) -> Frame:
+    async def begin(
+        self, key: str, generation: dict[str, Any], frame: Frame, *, origin: str = ""
+    ) -> Frame:
         fields: list[Any] = ["generation_id", generation["generation_id"]]
         for name, value in generation.items():
             if name != "generation_id":
                 fields += [name, json.dumps(value)]
         args = [json.dumps(frame), SEQ_TTL_S, FRAMES_TTL_S, GENERATION_TTL_S, *fields]
-        seq = await self._run("begin", key, args)
+        seq = await self._run("begin", key, origin, args)
         if seq < 0:
             raise GenerationBusy(key)
         return {"seq": seq, **frame}
 
-    async def append(self, key: str, frames: list[Frame]) -> list[Frame]:
-        last = await self._run("append", key, [GENERATION_TTL_S, *map(json.dumps, frames)])
-        return self._numbered(frames, last)
+    async def append(self, key: str, frames: list[Frame], *, origin: str = "") -> list[Frame]:
+        args = [GENERATION_TTL_S, *map(json.dumps, frames)]
+        return self._numbered(frames, await self._run("append", key, origin, args))
 
-    async def end(self, key: str, generation_id: str, frames: list[Frame]) -> list[Frame]:
+    async def end(
+        self, key: str, generation_id: str, frames: list[Frame], *, origin: str = ""
+    ) -> list[Frame]:
         args = [generation_id, FRAMES_TTL_S, *map(json.dumps, frames)]
-        return self._numbered(frames, await self._run("end", key, args))
+        return self._numbered(frames, await self._run("end", key, origin, args))
 
     async def touch(self, key: str) -> None:
         await self._client().expire(self._keys(key)[2], GENERATION_TTL_S)
@@ -250,7 +339,7 @@ class RedisFrameStore:
         return self._marker(await self._client().hgetall(self._keys(key)[2]))
 
     async def snapshot(self, key: str) -> Snapshot:
-        _, frames_key, gen_key = self._keys(key)
+        _, frames_key, gen_key, _ = self._keys(key)
         async with self._client().pipeline(transaction=True) as pipe:
             pipe.hgetall(gen_key)
             pipe.lrange(frames_key, 0, -1)
@@ -258,9 +347,41 @@ class RedisFrameStore:
         return Snapshot(self._marker(raw_gen), [json.loads(f) for f in raw_frames])
 
     async def frames_after(self, key: str, seq: int) -> list[Frame]:
-        _, frames_key, _ = self._keys(key)
-        frames = [json.loads(f) for f in await self._client().lrange(frames_key, 0, -1)]
+        frames = [json.loads(f) for f in await self._client().lrange(self._keys(key)[1], 0, -1)]
         return [f for f in frames if f["seq"] > seq]
+
+    async def watch(self, key: str, origin: str) -> None:
+        watchers = self._keys(key)[3]
+        async with self._client().pipeline(transaction=True) as pipe:
+            pipe.sadd(watchers, origin)
+            pipe.expire(watchers, SEQ_TTL_S)
+            await pipe.execute()
+
+    async def unwatch(self, key: str, origin: str) -> None:
+        await self._client().srem(self._keys(key)[3], origin)
+
+    async def stop_send(self, origin: str, generation_id: str) -> None:
+        await self._client().publish(self._live_channel(origin), f"stop {generation_id}")
+
+    async def listen(
+        self, origin: str, on_ready: Ready, on_frames: Receiver, on_stop: Stop
+    ) -> None:
+        pubsub = self._client().pubsub()
+        try:
+            await pubsub.subscribe(self._live_channel(origin))
+            async for message in pubsub.listen():
+                if message["type"] == "subscribe":
+                    await on_ready()
+                    continue
+                kind, _, rest = message["data"].partition(" ")
+                if kind == "frames":
+                    key, _, body = rest.partition("\n")
+                    on_frames(key, json.loads(body))
+                elif kind == "stop":
+                    on_stop(rest)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
 
 
 _store: FrameStore | None = None

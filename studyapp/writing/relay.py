@@ -2,20 +2,14 @@
 
 A generation runs as its own asyncio task in the ASGI process that accepted the message. It
 coalesces the model's deltas into frames (the first at once, then at most one every
-``FLUSH_INTERVAL_S``), numbers each frame and appends it to the shared :mod:`framestore`, then
-sends it to the participation's channel-layer group. Sockets only listen: a dropped connection
-neither stops nor loses a reply, and a client that reconnects (to any process) is given what it
-missed by :func:`resume_plan`. "Stop" reaches the generation through a channel-layer channel
-that the generation owns, so it works from any process. The turn is written to the database
-once, when it ends. The model request itself (:class:`ModelCall`) may be opened by the socket
-before the turn is stored, and is adopted only if the stored turn has the same history.
-
-"Stop" reaches a generation through a channel-layer channel owned by its process: each process
-(event loop) runs one long-lived listener on one channel, named in the generation's marker, and
-sets the generation's stop event when asked. The listener is never cancelled while the process
-serves: cancelling a channels_redis receive that has just popped a message strands that
-message in the layer's backup queue for up to its 5 s poll, which showed up as stalled replies
-when each generation listened on a channel of its own.
+``FLUSH_INTERVAL_S``) and hands them to :mod:`framebus`, which numbers and keeps them in the
+shared :mod:`framestore` and delivers them to every socket on the participation, in this
+process or another. Sockets only listen: a dropped connection neither stops nor loses a reply,
+and a client that reconnects (to any process) is given what it missed by :func:`resume_plan`.
+"Stop" reaches the generation through the bus too, from any process: the generation's marker
+names the process that runs it. The turn is written to the database once, when it ends. The
+model request itself (:class:`ModelCall`) may be opened by the socket before the turn is
+stored, and is adopted only if the stored turn has the same history.
 """
 
 from __future__ import annotations
@@ -26,15 +20,14 @@ import functools
 import logging
 import secrets
 import uuid
-import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from collab_models.arms import build_arm
+from studyapp.writing import framebus
 from studyapp.writing.dbthread import in_db_thread
 from studyapp.writing.framestore import Frame, Snapshot, frame_store
 from studyapp.writing.services import TurnPlan, turn_record
@@ -47,66 +40,13 @@ MODEL_ERROR_MESSAGE = (
     "Sorry, the assistant could not reply just now. Please press Retry to try again."
 )
 END_TYPES = frozenset({"turn_end", "turn_error"})
-STOP_MESSAGE_TYPE = "generation.stop"
 
 # Strong references: the event loop only keeps weak ones to running tasks.
 _running: set[asyncio.Task[None]] = set()
-# This process's generations by id, each with the event that stops it.
-_stop_events: dict[str, asyncio.Event] = {}
-# One stop listener (channel name, task) per event loop.
-_listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[str, asyncio.Task[None]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def group_name(public_id: str) -> str:
-    return f"writing.{public_id}"
 
 
 def generation_timeout_s() -> float:
     return float(getattr(settings, "GENERATION_TIMEOUT_S", 600))
-
-
-async def publish(public_id: str, frames: list[Frame]) -> None:
-    if frames:
-        await get_channel_layer().group_send(
-            group_name(public_id), {"type": "relay.frames", "frames": frames}
-        )
-
-
-async def _stop_listen(channel: str) -> None:
-    layer = get_channel_layer()
-    while True:
-        try:
-            message = await layer.receive(channel)
-        except Exception:  # the layer is unreachable: keep trying, stops are not fatal
-            log.exception("stop listener on %s failed; retrying", channel)
-            await asyncio.sleep(1.0)
-            continue
-        event = _stop_events.get(str(message.get("generation_id")))
-        if event is not None:
-            event.set()
-
-
-async def stop_channel() -> str:
-    """The channel on which this process takes stop requests (its listener starts on demand)."""
-    loop = asyncio.get_running_loop()
-    entry = _listeners.get(loop)
-    if entry is None or entry[1].done():
-        # Default prefix: channels_redis reads all of a process's channels of one prefix together.
-        channel = await get_channel_layer().new_channel()
-        task = loop.create_task(_stop_listen(channel), name="relay-stop-listener")
-        entry = _listeners[loop] = (channel, task)
-    return entry[0]
-
-
-async def stop_listener_close() -> None:
-    """End this event loop's stop listener (before the loop closes: tests, shutdown hooks)."""
-    entry = _listeners.pop(asyncio.get_running_loop(), None)
-    if entry is not None:
-        entry[1].cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await entry[1]
 
 
 async def generation_start(plan: TurnPlan, call: ModelCall | None = None) -> str:
@@ -137,18 +77,16 @@ async def generation_launch(
     and run ``run(plan, generation_id, stop_event)`` as its own task. Side-by-side pairs and
     regenerations (studyapp/writing/alternatives) start through here too."""
     generation_id = str(uuid.uuid4())
-    stop_event = _stop_events[generation_id] = asyncio.Event()
     marker = {"generation_id": generation_id, "turn": plan.turn, **(marker_extra or {})}
     start = {**start, "generation_id": generation_id}
     try:
-        marker["stop_channel"] = await stop_channel()
-        frame = await frame_store().begin(plan.public_id, marker, start)
-        await publish(plan.public_id, [frame])
+        marker["origin"], stop_event = await framebus.stoppable(generation_id)
+        await framebus.begin(plan.public_id, marker, start)
     except BaseException:
-        _stop_events.pop(generation_id, None)
+        framebus.unstoppable(generation_id)
         raise
     task = _spawn(run(plan, generation_id, stop_event), f"generation-{generation_id}")
-    task.add_done_callback(lambda _: _stop_events.pop(generation_id, None))
+    task.add_done_callback(lambda _: framebus.unstoppable(generation_id))
     return generation_id
 
 
@@ -157,12 +95,7 @@ async def generation_stop(public_id: str) -> bool:
     marker = await frame_store().generation(public_id)
     if marker is None:
         return False
-    local = _stop_events.get(marker["generation_id"])
-    if local is not None:  # streaming in this process: no need for the round trip
-        local.set()
-        return True
-    message = {"type": STOP_MESSAGE_TYPE, "generation_id": marker["generation_id"]}
-    await get_channel_layer().send(marker["stop_channel"], message)
+    await framebus.stop(marker["origin"], marker["generation_id"])
     return True
 
 
@@ -277,8 +210,7 @@ class _Generation:
         call.pending.clear()
         self.shown.append(text)
         frame = {"type": "delta", **self.delta_fields, "text": text}
-        frames = await frame_store().append(self.key, [frame])
-        await publish(self.key, frames)
+        await framebus.append(self.key, [frame])
 
     async def _wait(self, tasks: set[asyncio.Future[Any]], limit_s: float) -> bool:
         done, _ = await asyncio.wait(tasks, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
@@ -384,8 +316,7 @@ async def _generation_run(
         log.exception("generation %s could not be recorded", generation_id)
         frames = [{"type": "turn_error", **base, "message": MODEL_ERROR_MESSAGE, "retry": True}]
     try:
-        frames = await frame_store().end(plan.public_id, generation_id, frames)
-        await publish(plan.public_id, frames)
+        await framebus.end(plan.public_id, generation_id, frames)
     except Exception:
         log.exception("generation %s could not publish its end", generation_id)
 

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connection
 
 from studyapp.participants.tokens import participation_token
-from studyapp.writing import relay
+from studyapp.writing import framebus, relay
 from tests.factories import ParticipationFactory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,8 +155,8 @@ async def drain_generations() -> AsyncIterator[None]:
     """Leave no generation of this test running into the next one."""
     yield
     assert await relay.generations_wait(20), "a generation did not end"
-    # The listener's receive belongs to this test's event loop, which closes now.
-    await relay.stop_listener_close()
+    # The bus's subscription belongs to this test's event loop, which closes now.
+    await framebus.close()
 
 
 @pytest.fixture

@@ -16,14 +16,14 @@ PAIR = [
     {"seq": 11, "type": "delta", "candidate": 1, "text": "x"},
     {"seq": 12, "type": "delta", "candidate": 0, "text": "y"},
 ]  # fmt: skip
-PAIR_MARKER = {"generation_id": "p", "turn": 2, "stop_channel": "c", "start_seq": 10,
+PAIR_MARKER = {"generation_id": "p", "turn": 2, "origin": "p1", "start_seq": 10,
                "kind": "pair", "candidates": PAIR[0]["candidates"]}  # fmt: skip
 REGEN = [
     {"seq": 20, "type": "turn_start", "turn": 2, "generation_id": "new", "regenerate": True,
      "replaces": "old"},
     {"seq": 21, "type": "delta", "text": "n"},
 ]  # fmt: skip
-REGEN_MARKER = {"generation_id": "new", "turn": 2, "stop_channel": "c", "start_seq": 20,
+REGEN_MARKER = {"generation_id": "new", "turn": 2, "origin": "p1", "start_seq": 20,
                 "kind": "regenerate", "replaces": "old"}  # fmt: skip
 
 

@@ -20,7 +20,7 @@ def store(request):
 
 
 def _marker(generation_id: str, turn: int = 1) -> dict:
-    return {"generation_id": generation_id, "turn": turn, "stop_channel": "specific.x!y"}
+    return {"generation_id": generation_id, "turn": turn, "origin": "4242-ab12"}
 
 
 async def test_frames_are_numbered_per_key_and_monotonic_across_generations(store):
@@ -47,7 +47,7 @@ async def test_a_new_generation_replaces_the_buffer_and_marks_itself_in_flight(s
     assert [f["seq"] for f in snapshot.frames] == [4, 5]
     assert snapshot.tail == 5
     assert snapshot.generation == {
-        "generation_id": "g2", "turn": 2, "stop_channel": "specific.x!y", "start_seq": 4,
+        "generation_id": "g2", "turn": 2, "origin": "4242-ab12", "start_seq": 4,
     }  # fmt: skip
     assert [f["text"] for f in await store.frames_after("p", 4)] == ["y"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from studyapp.writing.framestore import Snapshot
 from studyapp.writing.relay import resume_plan
 
-MARKER = {"generation_id": "g2", "turn": 2, "stop_channel": "c", "start_seq": 10}
+MARKER = {"generation_id": "g2", "turn": 2, "origin": "p1", "start_seq": 10}
 # The previous turn ended at seq 9; turn 2 started at 10 and has streamed three deltas.
 STREAMING = [
     {"seq": 10, "type": "turn_start", "turn": 2, "generation_id": "g2"},

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from studyapp.writing import protocol, relay
+from studyapp.writing import framebus, protocol, relay
 from studyapp.writing.alternatives.relay import regeneration_start
 from studyapp.writing.alternatives.services import pair_pick, reply_regenerate
 from studyapp.writing.dbthread import in_db_thread
-from studyapp.writing.framestore import frame_store
 from studyapp.writing.protocol import ProtocolError
 
 
@@ -48,7 +47,7 @@ class AlternativesHandlers:
             ]
             if picked.rating_due == turn:
                 frames.append({"type": "rating_due", "turn": turn})
-            await relay.publish(self.public_id, await frame_store().append(self.public_id, frames))
+            await framebus.append(self.public_id, frames)
         await self._send(
             {
                 "type": "ack",

@@ -20,7 +20,7 @@ from typing import Any
 
 from studyapp.sidebyside.selectors import Candidate
 from studyapp.sidebyside.services import PairRecorded
-from studyapp.writing import relay
+from studyapp.writing import framebus, relay
 from studyapp.writing.alternatives.selectors import candidate_public
 from studyapp.writing.alternatives.services import (
     RegenerationPlan,
@@ -28,7 +28,7 @@ from studyapp.writing.alternatives.services import (
     regeneration_record,
 )
 from studyapp.writing.dbthread import in_db_thread
-from studyapp.writing.framestore import Frame, Snapshot, frame_store
+from studyapp.writing.framestore import Frame, Snapshot
 from studyapp.writing.relay import MODEL_ERROR_MESSAGE, Resume
 from studyapp.writing.selectors import ChatState
 from studyapp.writing.services import TurnPlan
@@ -80,8 +80,7 @@ async def regeneration_start(plan: RegenerationPlan) -> str:
 
 async def _end(plan: TurnPlan, generation_id: str, frames: list[Frame]) -> None:
     try:
-        frames = await frame_store().end(plan.public_id, generation_id, frames)
-        await relay.publish(plan.public_id, frames)
+        await framebus.end(plan.public_id, generation_id, frames)
     except Exception:
         log.exception("generation %s could not publish its end", generation_id)
 
@@ -118,7 +117,7 @@ class _Candidate(relay._Generation):
             "text": record["text"],
         }
         try:
-            await relay.publish(self.key, await frame_store().append(self.key, [frame]))
+            await framebus.append(self.key, [frame])
         except Exception:  # the pair's end still tells the page everything
             log.exception("candidate %s could not publish its end", self.generation_id)
         return record
