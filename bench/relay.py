@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -202,7 +205,9 @@ async def direct(client: httpx.AsyncClient, model_url: str, start: asyncio.Event
     return result
 
 
-async def run_level(app_port: int, model_url: str, tokens: list[str]) -> tuple[list, list]:
+async def run_level(
+    app_port: int, model_url: str, tokens: list[str], busy: MachineBusy
+) -> tuple[list, list]:
     start = asyncio.Event()
     limits = httpx.Limits(max_connections=len(tokens) + 10)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
@@ -213,15 +218,27 @@ async def run_level(app_port: int, model_url: str, tokens: list[str]) -> tuple[l
     start = asyncio.Event()
     relay_tasks = [asyncio.create_task(participant(app_port, t, start)) for t in tokens]
     await asyncio.sleep(min(10, 0.5 + len(tokens) * 0.02))  # every socket connected and said hello
+    busy.start()
     start.set()
     relay_results = await asyncio.gather(*relay_tasks, return_exceptions=True)
+    busy.stop()
     return direct_results, relay_results
 
 
 # -- process accounting -------------------------------------------------------------------------
+def app_pids(pid: int) -> list[int]:
+    """The app process and, with ``--app-workers`` > 1, its worker processes."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [pid, *(int(c) for c in children.read_text().split())]
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def app_cpu_seconds(pid: int) -> float:
+    return sum(cpu_seconds(p) for p in app_pids(pid))
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -229,6 +246,33 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def app_peak_rss_mb(pid: int) -> float:
+    """The largest process's peak: a worker's, when there are workers."""
+    return max(peak_rss_mb(p) for p in app_pids(pid))
+
+
+class MachineBusy:
+    """How busy all the machine's cores were between ``start`` and ``stop`` (/proc/stat)."""
+
+    def __init__(self) -> None:
+        self.percent = float("nan")
+        self._start: tuple[int, int] | None = None
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values) - idle, sum(values)
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def stop(self) -> None:
+        if self._start is not None:
+            busy, total = self._read()
+            self.percent = 100 * (busy - self._start[0]) / max(1, total - self._start[1])
 
 
 def summarise(level: int, direct_results: list, relay_results: list, cpu: float, wall: float,
@@ -271,7 +315,8 @@ def print_row(row: dict) -> None:
         f"relay {row['gap_relay_p50']:.1f}/{row['gap_relay_p99']:.1f}  "
         f"lost={row['lost_frames']} dup={row['duplicated_frames']} "
         f"text_mismatch={row['text_mismatches']}  "
-        f"app CPU {row['app_cpu_percent']:.0f}%  peak RSS {row['app_peak_rss_mb']:.0f} MB",
+        f"app CPU {row['app_cpu_percent']:.0f}%  peak RSS {row['app_peak_rss_mb']:.0f} MB  "
+        f"machine busy while relaying {row.get('machine_busy_percent', float('nan')):.0f}%",
         flush=True,
     )
     if row["first_failure"]:
@@ -283,8 +328,10 @@ def main() -> None:
     parser.add_argument("--streams", default="1,50,200")
     parser.add_argument("--tps", type=float, default=50.0)
     parser.add_argument("--tokens", type=int, default=50)
+    parser.add_argument("--app-workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per direct request
     base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     env = {"DATABASE_URL": prepare_database(base_db), "REDIS_URL": redis_url}
@@ -299,8 +346,10 @@ def main() -> None:
     load_study(model_url)
     app = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "studyapp.asgi:application", "--host", "127.0.0.1",
-         "--port", str(app_port), "--no-access-log", "--log-level", "warning"],
+         "--port", str(app_port), "--no-access-log", "--log-level", "warning",
+         "--ws-per-message-deflate", "false", "--workers", str(args.app_workers)],
         cwd=REPO,
+        start_new_session=True,  # its workers are stopped with it
         env={**os.environ, **env, "DJANGO_SETTINGS_MODULE": "studyapp.settings",
              "VLLM_URL": model_url, "ALLOWED_HOSTS": "127.0.0.1,localhost"},
     )  # fmt: skip
@@ -311,13 +360,17 @@ def main() -> None:
         print(f"model server {model_url} at {args.tps:g} tokens/s, {args.tokens} tokens a reply")
         for level in [int(n) for n in args.streams.split(",")]:
             tokens = make_tokens(level, f"n{level}-{time.time_ns()}")
-            cpu0, wall0 = cpu_seconds(app.pid), time.perf_counter()
-            direct_results, relay_results = asyncio.run(run_level(app_port, model_url, tokens))
-            cpu, wall = cpu_seconds(app.pid) - cpu0, time.perf_counter() - wall0
-            row = summarise(level, direct_results, relay_results, cpu, wall, peak_rss_mb(app.pid))
+            cpu0, wall0 = app_cpu_seconds(app.pid), time.perf_counter()
+            busy = MachineBusy()
+            direct, relayed = asyncio.run(run_level(app_port, model_url, tokens, busy))
+            cpu, wall = app_cpu_seconds(app.pid) - cpu0, time.perf_counter() - wall0
+            row = summarise(level, direct, relayed, cpu, wall, app_peak_rss_mb(app.pid))
+            row["machine_busy_percent"] = busy.percent
             rows.append(row)
             print_row(row)
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(app.pid, signal.SIGTERM)
         for process in (app, model):
             process.terminate()
             try:

@@ -7,6 +7,7 @@ did not fail) and is required before the next message. The database's unique con
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -30,12 +31,21 @@ def interaction_scale(spec: dict[str, Any]) -> dict[str, Any]:
     return spec["scales"]["interaction"]
 
 
-def interaction_rating_due(*, participation: Participation) -> int | None:
-    """The earliest completed checkpoint turn that has no interaction rating yet."""
+def interaction_rating_due(
+    *, participation: Participation, active: Sequence[Message] | None = None
+) -> int | None:
+    """The earliest completed checkpoint turn that has no interaction rating yet.
+
+    ``active``: the participation's active messages when the caller has just read them (one
+    query fewer on the path of every message sent).
+    """
     spec = participation.version.spec
-    completed = Message.objects.filter(
-        participation=participation, role=Role.ASSISTANT, is_active=True, error=""
-    ).values_list("turn", flat=True)
+    if active is None:
+        completed: Iterable[int] = Message.objects.filter(
+            participation=participation, role=Role.ASSISTANT, is_active=True, error=""
+        ).values_list("turn", flat=True)
+    else:
+        completed = [m.turn for m in active if m.role == Role.ASSISTANT and not m.error]
     checkpoints = sorted({t for t in completed if rating_turns(spec, t)})
     if not checkpoints:
         return None

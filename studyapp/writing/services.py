@@ -96,26 +96,28 @@ def message_send(*, participation_id: int, text: str, client_msg_id: str) -> Tur
     """
     with transaction.atomic():
         participation = locked_for_writing(participation_id)
-        if client_msg_id:
-            existing = Message.objects.filter(
-                participation=participation, client_msg_id=client_msg_id
-            ).first()
-            if existing is not None:
-                return TurnPlan(
-                    participation_id=participation.pk,
-                    public_id=participation.public_id.hex,
-                    turn=existing.turn,
-                    user_text=existing.text,
-                    duplicate=True,
-                )
         messages = active_messages(participation_id=participation.pk)
+        # A resend. User messages are never deactivated, so the active ones hold it (and the
+        # unique constraint on client_msg_id stops a copy if that ever changes).
+        existing = client_msg_id and next(
+            (m for m in messages if m.role == Role.USER and m.client_msg_id == client_msg_id),
+            None,
+        )
+        if existing:
+            return TurnPlan(
+                participation_id=participation.pk,
+                public_id=participation.public_id.hex,
+                turn=existing.turn,
+                user_text=existing.text,
+                duplicate=True,
+            )
         if pending_turn(messages) is not None:
             if pair_pending(participation_id=participation.pk) is not None:
                 raise WritingRefused("choice_required", "Please pick one of the two replies.")
             raise WritingRefused(
                 "retry_required", "The last reply did not arrive; retry it before sending."
             )
-        due = interaction_rating_due(participation=participation)
+        due = interaction_rating_due(participation=participation, active=messages)
         if due is not None:
             raise WritingRefused("rating_required", f"Please rate the conversation (turn {due}).")
         turn = max((m.turn for m in messages), default=0) + 1

@@ -1,0 +1,166 @@
+"""The frame bus: live frames to this process's sockets directly, to other processes' through
+Redis pub/sub (one channel per process), and "stop" to the process that runs a generation."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from django.conf import settings
+
+from studyapp.writing import framebus, framestore
+from studyapp.writing.framestore import MemoryFrameStore, RedisFrameStore
+
+pytestmark = pytest.mark.usefixtures("drain_generations")
+
+
+def _key() -> str:
+    return uuid.uuid4().hex
+
+
+async def _until(predicate, limit_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+class _Listener:
+    """Another process's end of the store's pub/sub: what it receives, once subscribed."""
+
+    def __init__(self, store: RedisFrameStore, origin: str) -> None:
+        self.frames: list[tuple[str, list[dict]]] = []
+        self.stops: list[str] = []
+        self.ready = asyncio.Event()
+
+        async def on_ready() -> None:
+            self.ready.set()
+
+        def on_frames(key: str, frames: list[dict]) -> None:
+            self.frames.append((key, frames))
+
+        self.task = asyncio.ensure_future(
+            store.listen(origin, on_ready, on_frames, self.stops.append)
+        )
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+@pytest.fixture
+async def store():
+    return RedisFrameStore(settings.REDIS_URL, prefix=f"test:{uuid.uuid4().hex}:")
+
+
+async def test_the_store_publishes_to_each_other_watching_process_never_back_to_the_writer(store):
+    key = _key()
+    here, there = _Listener(store, "here"), _Listener(store, "there")
+    try:
+        await asyncio.wait_for(asyncio.gather(here.ready.wait(), there.ready.wait()), 5)
+        await store.watch(key, "here")
+        await store.watch(key, "there")
+        start = await store.begin(
+            key, {"generation_id": "g", "turn": 1, "origin": "here"}, {"type": "turn_start"},
+            origin="here",
+        )  # fmt: skip
+        deltas = await store.append(
+            key, [{"type": "delta", "text": "a"}, {"type": "delta", "text": "b"}], origin="here"
+        )
+        end = await store.end(key, "g", [{"type": "turn_end", "text": "ab"}], origin="here")
+        await _until(lambda: len(there.frames) == 3)
+        assert there.frames == [(key, [start]), (key, deltas), (key, end)]
+        assert [f["seq"] for _, batch in there.frames for f in batch] == [1, 2, 3, 4]
+        await asyncio.sleep(0.1)
+        assert here.frames == []  # the writer delivers its own frames itself
+    finally:
+        await here.close()
+        await there.close()
+
+
+async def test_a_process_that_stopped_watching_gets_nothing_more(store):
+    key = _key()
+    there = _Listener(store, "there")
+    try:
+        await asyncio.wait_for(there.ready.wait(), 5)
+        await store.watch(key, "there")
+        await store.append(key, [{"type": "delta", "text": "seen"}], origin="here")
+        await _until(lambda: len(there.frames) == 1)
+        await store.unwatch(key, "there")
+        await store.append(key, [{"type": "delta", "text": "not seen"}], origin="here")
+        await store.stop_send("there", "g-1")  # its own channel still reaches it
+        await _until(lambda: there.stops == ["g-1"])
+        assert [f["text"] for _, batch in there.frames for f in batch] == ["seen"]
+    finally:
+        await there.close()
+
+
+def _use(monkeypatch, store):
+    monkeypatch.setattr(framestore, "_store", store)
+    return store
+
+
+@pytest.fixture(params=["redis", "memory"])
+def any_store(request, monkeypatch):
+    if request.param == "memory":
+        return _use(monkeypatch, MemoryFrameStore())
+    return _use(monkeypatch, RedisFrameStore(settings.REDIS_URL, prefix=f"test:{_key()}:"))
+
+
+@pytest.fixture
+def redis_store(monkeypatch):
+    return _use(monkeypatch, RedisFrameStore(settings.REDIS_URL, prefix=f"test:{_key()}:"))
+
+
+async def test_a_socket_in_the_writing_process_gets_frames_as_they_are_numbered(any_store):
+    key, other = _key(), _key()
+    got: list = []
+    await framebus.watch(key, got.append)
+    numbered = await framebus.append(key, [{"type": "delta", "text": "x"}])
+    assert got == [numbered]  # no round trip: delivered by the time append returns
+    await framebus.append(other, [{"type": "delta", "text": "y"}])
+    await framebus.unwatch(key, got.append)
+    await framebus.append(key, [{"type": "delta", "text": "z"}])
+    await asyncio.sleep(0.05)
+    assert got == [numbered]
+
+
+async def test_frames_numbered_by_another_process_arrive_through_redis(redis_store):
+    key = _key()
+    got: list = []
+    await framebus.watch(key, got.append)
+    frames = await redis_store.append(key, [{"type": "delta", "text": "x"}], origin="elsewhere")
+    await _until(lambda: got == [frames])
+
+
+async def test_a_broken_subscription_is_restored_and_every_socket_told_to_resync(redis_store):
+    key = _key()
+    got: list = []
+    await framebus.watch(key, got.append)
+    client = redis_store._client()
+    watchers = redis_store._keys(key)[3]
+    await client.delete(watchers)  # as if Redis had restarted and lost the watcher set
+    await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    await _until(lambda: got == [None])  # the socket takes what it missed from the store
+    assert await client.smembers(watchers) == {framebus._bus().origin}
+    frames = await redis_store.append(key, [{"type": "delta", "text": "x"}], origin="elsewhere")
+    await _until(lambda: got == [None, frames])
+
+
+async def test_stop_reaches_a_generation_in_this_process(any_store):
+    origin, event = await framebus.stoppable("g-local")
+    try:
+        await framebus.stop(origin, "g-local")
+        assert event.is_set()
+    finally:
+        framebus.unstoppable("g-local")
+
+
+async def test_stop_reaches_a_generation_through_its_process_channel(redis_store):
+    origin, event = await framebus.stoppable("g-remote")
+    try:
+        await redis_store.stop_send(origin, "g-remote")  # as another process does
+        await asyncio.wait_for(event.wait(), 5)
+    finally:
+        framebus.unstoppable("g-remote")
