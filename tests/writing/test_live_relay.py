@@ -151,3 +151,24 @@ async def test_stop_reaches_a_reply_streaming_in_another_process(live_servers, d
     assert reply.finish_reason == "cancelled"
     assert reply.text == end_a["text"]
     assert len(reply.text) < 300  # far from the full reply
+
+
+async def test_a_tab_on_another_process_sees_the_reply_live_every_frame_once(
+    live_servers, demo_version
+):
+    server_a, server_b = live_servers
+    participation = await db(make_participation, demo_version)
+    sender = await LiveClient.open(server_a, participation)
+    watcher = await LiveClient.open(server_b, participation)
+    await sender.hello(None)
+    state = await watcher.hello(None)
+    await sender.send({"type": "send", "text": "Write a blog post about budget travel in Lisbon"})
+    seen_by_watcher = await watcher.until({"turn_end", "turn_error"})
+    seen_by_sender = await sender.until({"turn_end", "turn_error"})
+    _assert_numbered_once(seen_by_watcher, state["last_seq"])
+    assert [f["type"] for f in seen_by_watcher][0] == "turn_start"
+    assert seen_by_watcher[-1]["type"] == "turn_end"
+    # Pub/sub and direct delivery carry the same frames, numbered alike.
+    assert seen_by_watcher == [f for f in seen_by_sender if "seq" in f]
+    await sender.close()
+    await watcher.close()
