@@ -41,8 +41,9 @@ MODEL_ERROR_MESSAGE = (
 )
 END_TYPES = frozenset({"turn_end", "turn_error"})
 
-# Sampling seeds need no secrecy, and SystemRandom's system call, on the event loop, hands the
-# GIL to the database threads for a switch interval (up to 5 ms) under load.
+# Sampling seeds and generation ids need no secrecy, and the system call behind SystemRandom
+# and uuid4, made on the event loop, hands the GIL to the database threads for a switch
+# interval (up to 5 ms) when they are busy: under a burst of sends that added up.
 _seeds = random.Random()  # noqa: S311
 # Strong references: the event loop only keeps weak ones to running tasks.
 _running: set[asyncio.Task[None]] = set()
@@ -79,7 +80,7 @@ async def generation_launch(
     """Mark a generation in flight, publish its ``start`` frame (given its ``generation_id``)
     and run ``run(plan, generation_id, stop_event)`` as its own task. Side-by-side pairs and
     regenerations (studyapp/writing/alternatives) start through here too."""
-    generation_id = str(uuid.uuid4())
+    generation_id = str(uuid.UUID(int=_seeds.getrandbits(128), version=4))
     marker = {"generation_id": generation_id, "turn": plan.turn, **(marker_extra or {})}
     start = {**start, "generation_id": generation_id}
     try:
