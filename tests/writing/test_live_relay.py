@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
+from studyapp.participants.models import EventKind, ParticipationEvent
 from studyapp.writing.models import Message, Role
-from tests.writing.conftest import LiveServer, db, make_participation, token_for
+from tests.writing.conftest import LiveServer, db, make_participation, token_for, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -172,3 +173,16 @@ async def test_a_tab_on_another_process_sees_the_reply_live_every_frame_once(
     assert seen_by_watcher == [f for f in seen_by_sender if "seq" in f]
     await sender.close()
     await watcher.close()
+    (reply,) = await db(_replies, participation)
+    assert reply.text == seen_by_watcher[-1]["text"]
+
+    def disconnects() -> int:
+        return ParticipationEvent.objects.filter(
+            participation=participation, kind=EventKind.DISCONNECT
+        ).count()
+
+    async def both_logged() -> bool:
+        return await db(disconnects) == 2
+
+    # Each server logs its socket's end; the test database's flush must not race those writes.
+    await wait_for(both_logged)
