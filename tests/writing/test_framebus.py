@@ -11,6 +11,7 @@ from django.conf import settings
 
 from studyapp.writing import framebus, framestore
 from studyapp.writing.framestore import MemoryFrameStore, RedisFrameStore
+from tests.writing.conftest import db, make_participation, open_client, token_for
 
 pytestmark = pytest.mark.usefixtures("drain_generations")
 
@@ -164,3 +165,22 @@ async def test_stop_reaches_a_generation_through_its_process_channel(redis_store
         await asyncio.wait_for(event.wait(), 5)
     finally:
         framebus.unstoppable("g-remote")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_closed_sockets_leave_nothing_watching(demo_version):
+    participation = await db(make_participation, demo_version)
+    key = participation.public_id.hex
+    store = framestore.frame_store()
+    first, _ = await open_client("demo", token_for(participation))
+    second, _ = await open_client("demo", token_for(participation))
+    bus = framebus._bus()
+    assert len(bus.sinks[key]) == 2
+    watchers = store._keys(key)[3]
+    assert await store._client().smembers(watchers) == {bus.origin}
+    await first.close()
+    await _until(lambda: len(bus.sinks.get(key, ())) == 1)
+    assert await store._client().smembers(watchers) == {bus.origin}  # one socket still here
+    await second.close()
+    await _until(lambda: key not in bus.sinks)
+    assert await store._client().smembers(watchers) == set()
