@@ -100,7 +100,8 @@ if REDIS_URL:
             # channels_redis polls with a 5 s BZPOPMIN; redis-py's own 5 s default read timeout
             # would end an idle socket's receive with TimeoutError (and the consumer with it).
             "CONFIG": {
-                # redis-py's pool refuses a 101st connection; hundreds of streams publish at once.
+                # redis-py's pool refuses a 101st connection. Replies no longer travel through
+                # the channel layer (studyapp/writing/framebus.py); a larger cap costs nothing.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "max_connections": 1024}],
                 "capacity": 1000,
                 "expiry": 60,

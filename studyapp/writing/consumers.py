@@ -102,9 +102,9 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch first closes stale database connections, on Django's one
-        # thread-sensitive thread, for every message: a thread hop per frame that serialised
-        # the whole process. This consumer never uses the database on the event loop's side;
-        # ``in_db_thread`` closes stale connections in the thread that does.
+        # thread-sensitive thread, for every message: a hop to that thread for each frame the
+        # page sends, queued behind every other socket's. This consumer never uses that
+        # thread's connection; ``in_db_thread`` closes stale ones in the thread it uses.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
