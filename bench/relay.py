@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ import httpx
 import psycopg
 import websockets
 
+TIMELINE_FLUSH_S = 1.0  # studyapp/writing/timeline.py's FLUSH_S
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 BENCH_DB = "collabstudy_bench_relay"
@@ -39,6 +41,8 @@ STUDY_SLUG = "bench-relay"
 @dataclass
 class StreamResult:
     ttft_ms: float
+    key: str = ""  # the participation's public id, as the app's timeline names it
+    sent: float = float("nan")  # perf_counter when the message was sent
     gaps_ms: list[float] = field(default_factory=list)
     text: str = ""
     final_text: str = ""
@@ -102,8 +106,8 @@ def load_study(model_url: str) -> None:
     study_load(text=text, slug=STUDY_SLUG)
 
 
-def make_tokens(count: int, label: str) -> list[str]:
-    """``count`` participations on the Base arm, on the writing step, and their socket tokens."""
+def make_tokens(count: int, label: str) -> list[tuple[str, str]]:
+    """``count`` participations on the Base arm, on the writing step: (socket token, key)."""
     from django.utils import timezone
 
     from studyapp.participants.models import Participation, Platform, Status
@@ -131,11 +135,13 @@ def make_tokens(count: int, label: str) -> list[str]:
         )
         for i in range(count)
     )
-    return [participation_token(public_id=str(p.public_id)) for p in made]
+    return [(participation_token(public_id=str(p.public_id)), p.public_id.hex) for p in made]
 
 
 # -- clients ------------------------------------------------------------------------------------
-async def participant(app_port: int, token: str, start: asyncio.Event) -> StreamResult:
+async def participant(
+    app_port: int, token: str, key: str, start: asyncio.Event
+) -> StreamResult:
     url = f"ws://127.0.0.1:{app_port}/ws/study/{STUDY_SLUG}/?token={token}"
     headers = {"Origin": f"http://127.0.0.1:{app_port}"}
     async with websockets.connect(url, additional_headers=headers, max_size=2**22) as ws:
@@ -145,7 +151,7 @@ async def participant(app_port: int, token: str, start: asyncio.Event) -> Stream
         await start.wait()
         sent = time.perf_counter()
         await ws.send(json.dumps({"type": "send", "text": "Help me write a blog post."}))
-        result = StreamResult(ttft_ms=float("nan"))
+        result = StreamResult(ttft_ms=float("nan"), key=key, sent=sent)
         previous: float | None = None
         while True:
             frame = json.loads(await ws.recv())
@@ -206,7 +212,7 @@ async def direct(client: httpx.AsyncClient, model_url: str, start: asyncio.Event
 
 
 async def run_level(
-    app_port: int, model_url: str, tokens: list[str], busy: MachineBusy
+    app_port: int, model_url: str, tokens: list[tuple[str, str]], busy: MachineBusy
 ) -> tuple[list, list]:
     start = asyncio.Event()
     limits = httpx.Limits(max_connections=len(tokens) + 10)
@@ -216,7 +222,7 @@ async def run_level(
         start.set()
         direct_results = await asyncio.gather(*direct_tasks)
     start = asyncio.Event()
-    relay_tasks = [asyncio.create_task(participant(app_port, t, start)) for t in tokens]
+    relay_tasks = [asyncio.create_task(participant(app_port, t, k, start)) for t, k in tokens]
     await asyncio.sleep(min(10, 0.5 + len(tokens) * 0.02))  # every socket connected and said hello
     busy.start()
     start.set()
@@ -305,6 +311,34 @@ def summarise(level: int, direct_results: list, relay_results: list, cpu: float,
     }
 
 
+# The app's steps, in order (studyapp/writing/timeline.py marks them).
+TIMELINE_STEPS = [
+    ("send_received", "the socket's send handler starts"),
+    ("model_call_opened", "the model call is opened"),
+    ("model_delta_arrived", "the model's first token reaches the app"),
+    ("turn_stored", "the user message is stored (message_send returns)"),
+    ("turn_started", "the generation starts (marker and turn_start stored)"),
+    ("delta_flushed", "the first delta is flushed by the generation"),
+    ("delta_sent", "the first delta is sent on the socket"),
+]
+
+
+def timeline_table(path: Path, results: list) -> list[tuple[str, float, float]]:
+    """Per step, p50 and p99 over the streams of ms from the message's send to the step's
+    first mark for that participation."""
+    sent = {r.key: r.sent for r in results if isinstance(r, StreamResult) and r.key}
+    first: dict[tuple[str, str], float] = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        step, key, at = json.loads(line)
+        if key in sent and at >= sent[key] - 0.01:
+            first.setdefault((step, key), at)
+    table = []
+    for step, label in TIMELINE_STEPS:
+        after = [(first[step, k] - s) * 1000 for k, s in sent.items() if (step, k) in first]
+        table.append((label, percentile(after, 50), percentile(after, 99)))
+    return table
+
+
 def print_row(row: dict) -> None:
     print(
         f"N={row['streams']:>4}  failed={row['failed']}  "
@@ -329,12 +363,18 @@ def main() -> None:
     parser.add_argument("--tps", type=float, default=50.0)
     parser.add_argument("--tokens", type=int, default=50)
     parser.add_argument("--app-workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument(
+        "--timeline", action="store_true", help="also print when each step of the relay happens"
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per direct request
     base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     env = {"DATABASE_URL": prepare_database(base_db), "REDIS_URL": redis_url}
+    timeline = Path(tempfile.mkdtemp(prefix="relay-timeline-")) / "marks.jsonl"
+    if args.timeline:
+        env["RELAY_TIMELINE"] = str(timeline)
     model_port, app_port = free_port(), free_port()
     model_url = f"http://127.0.0.1:{model_port}"
     model = subprocess.Popen(
@@ -368,6 +408,10 @@ def main() -> None:
             row["machine_busy_percent"] = busy.percent
             rows.append(row)
             print_row(row)
+            if args.timeline:
+                time.sleep(2 * TIMELINE_FLUSH_S)  # the app writes its marks once a second
+                for label, p50, p99 in timeline_table(timeline, relayed):
+                    print(f"        {label:<55} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(app.pid, signal.SIGTERM)

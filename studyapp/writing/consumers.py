@@ -22,7 +22,7 @@ from django.conf import settings
 from studyapp.feedback.ratings import RatingRefused, interaction_rating_submit
 from studyapp.participants.activity import active_increment, activity_record
 from studyapp.participants.models import EventKind
-from studyapp.writing import framebus, protocol, relay
+from studyapp.writing import framebus, protocol, relay, timeline
 from studyapp.writing.alternatives import relay as alternatives
 from studyapp.writing.alternatives.handlers import AlternativesHandlers
 from studyapp.writing.dbthread import in_db_thread
@@ -57,13 +57,14 @@ class _ExpectedCall:
     pair_turns: frozenset[int] = frozenset()
     max_turns: int | None = None  # a send past it is refused: no call for it
 
-    def open(self, text: str) -> relay.ModelCall | None:
+    def open(self, text: str, key: str) -> relay.ModelCall | None:
         if self.busy or self.rating_due or not self.config:
             return None
         turn = sum(m["role"] == "user" for m in self.history) + 1
         if turn in self.pair_turns or (self.max_turns is not None and turn > self.max_turns):
             return None
-        return relay.call_open(self.config, [*self.history, {"role": "user", "content": text}])
+        history = [*self.history, {"role": "user", "content": text}]
+        return relay.call_open(self.config, history, key=key)
 
     def observe(self, frame: Frame) -> None:
         kind = frame.get("type")
@@ -230,13 +231,15 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
 
     async def on_send(self, frame: dict[str, Any]) -> None:
         send = protocol.parse_send(frame)
+        timeline.mark("send_received", self.public_id)
         # Checked before anything is stored: a regeneration in flight has no unanswered turn
         # in the database, so message_send alone would store a message it cannot answer.
         if await relay.generation_in_flight(self.public_id):
             raise ProtocolError("busy")
         # Ask the model now, with the history this socket expects the turn to have; the
         # database confirms the turn meanwhile, and the relay adopts the call only if it fits.
-        call = self.expected.open(send.text) if self.expected is not None else None
+        call = self.expected.open(send.text, self.public_id) if self.expected else None
+        timeline.mark("model_call_opened", self.public_id)
         try:
             plan = await in_db_thread(message_send)(
                 participation_id=self.participation_id,
@@ -251,6 +254,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             if code == "retry_required" and await relay.generation_in_flight(self.public_id):
                 raise ProtocolError("busy") from exc
             raise
+        timeline.mark("turn_stored", self.public_id)
         if plan.duplicate:
             if call is not None:
                 relay.call_discard(call)
@@ -344,6 +348,8 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                 if missed["seq"] < frame["seq"]:
                     await self._send(missed)
         await self._send(frame)
+        if frame["type"] == "delta":
+            timeline.mark("delta_sent", self.public_id)
         self.sent_seq = frame["seq"]
         if self.expected is not None:
             self.expected.observe(frame)

@@ -27,7 +27,7 @@ from typing import Any
 from django.conf import settings
 
 from collab_models.arms import build_arm
-from studyapp.writing import framebus
+from studyapp.writing import framebus, timeline
 from studyapp.writing.dbthread import in_db_thread
 from studyapp.writing.framestore import Frame, Snapshot, frame_store
 from studyapp.writing.services import TurnPlan, turn_record
@@ -86,6 +86,7 @@ async def generation_launch(
     try:
         marker["origin"], stop_event = await framebus.stoppable(generation_id)
         await framebus.begin(plan.public_id, marker, start)
+        timeline.mark("turn_started", plan.public_id)
     except BaseException:
         framebus.unstoppable(generation_id)
         raise
@@ -132,9 +133,15 @@ class ModelCall:
     """
 
     def __init__(
-        self, config: dict[str, Any], history: list[dict[str, str]], seed: int | None = None
+        self,
+        config: dict[str, Any],
+        history: list[dict[str, str]],
+        seed: int | None = None,
+        *,
+        key: str = "",
     ) -> None:
         self.config = config
+        self.key = key  # the participation, for the timeline
         self.history = history
         self.seed = _seeds.randrange(2**31) if seed is None else seed
         self.pending: list[str] = []
@@ -144,6 +151,8 @@ class ModelCall:
 
     async def _read(self) -> None:
         async for delta in self.stream:
+            if not self.pending:
+                timeline.mark("model_delta_arrived", self.key)
             self.pending.append(delta)
             self.wake.set()
 
@@ -161,11 +170,11 @@ class ModelCall:
 
 
 def call_open(
-    config: dict[str, Any], history: list[dict[str, str]], seed: int | None = None
+    config: dict[str, Any], history: list[dict[str, str]], seed: int | None = None, key: str = ""
 ) -> ModelCall | None:
     """Open a model call ahead of its turn; None when the arm cannot even be built."""
     try:
-        return ModelCall(config, history, seed)
+        return ModelCall(config, history, seed, key=key)
     except Exception:  # the generation will build it again and report the error properly
         log.exception("could not open a model call ahead of its turn")
         return None
@@ -214,6 +223,7 @@ class _Generation:
         call.pending.clear()
         self.shown.append(text)
         frame = {"type": "delta", **self.delta_fields, "text": text}
+        timeline.mark("delta_flushed", self.key)
         await framebus.append(self.key, [frame])
 
     async def _wait(self, tasks: set[asyncio.Future[Any]], limit_s: float) -> bool:
@@ -225,7 +235,9 @@ class _Generation:
         cancel = asyncio.ensure_future(self.stop_event.wait())
         try:
             if self.call is None:
-                self.call = ModelCall(self.plan.condition_config, self.plan.history)
+                self.call = ModelCall(
+                    self.plan.condition_config, self.plan.history, key=self.key
+                )
             reader = self.call.reader
             await self._pump(self.call, cancel)
             if cancel.done() and not reader.done():
