@@ -76,3 +76,23 @@ async def test_an_empty_store_has_no_generation_and_tail_zero(store):
     assert snapshot.generation is None
     assert snapshot.frames == []
     assert snapshot.tail == 0
+
+
+async def test_concurrent_appends_are_numbered_once_each_and_kept_in_order(store):
+    batches = await asyncio.gather(
+        *(store.append("p", [{"type": "delta", "text": str(i)}]) for i in range(60))
+    )
+    seqs = sorted(frame["seq"] for batch in batches for frame in batch)
+    assert seqs == list(range(1, 61))
+    kept = await store.frames_after("p", 0)
+    assert [f["seq"] for f in kept] == seqs
+    by_seq = {frame["seq"]: frame["text"] for batch in batches for frame in batch}
+    assert [f["text"] for f in kept] == [by_seq[s] for s in seqs]
+
+
+async def test_scripts_that_redis_forgot_are_loaded_again():
+    store = RedisFrameStore(settings.REDIS_URL, prefix=f"test:{uuid.uuid4().hex}:")
+    await store.append("p", [{"type": "delta", "text": "a"}])
+    await store._client().script_flush()  # as after a Redis restart
+    frames = await store.append("p", [{"type": "delta", "text": "b"}])
+    assert frames == [{"seq": 2, "type": "delta", "text": "b"}]
