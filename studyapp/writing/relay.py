@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import random
 import uuid
 from collections.abc import Callable, Coroutine
@@ -45,6 +46,8 @@ END_TYPES = frozenset({"turn_end", "turn_error"})
 # and uuid4, made on the event loop, hands the GIL to the database threads for a switch
 # interval (up to 5 ms) when they are busy: under a burst of sends that added up.
 _seeds = random.Random()  # noqa: S311
+# A worker forked from a process that imported this must not repeat its parent's sequence.
+os.register_at_fork(after_in_child=_seeds.seed)
 # Strong references: the event loop only keeps weak ones to running tasks.
 _running: set[asyncio.Task[None]] = set()
 
