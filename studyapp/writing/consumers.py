@@ -135,8 +135,11 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         if self.participation_id is None:
             return
         if self.frame_pump is not None:
-            await framebus.unwatch(self.public_id, self._frames_in)
             self.frame_pump.cancel()
+            try:
+                await framebus.unwatch(self.public_id, self._frames_in)
+            except Exception:  # Redis is unreachable: a stale watcher costs only a publish
+                log.warning("writing socket: could not stop watching", exc_info=True)
         if self.sent_seq is not None:
             await self._activity(EventKind.DISCONNECT, data={"code": code})
 
