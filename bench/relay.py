@@ -31,7 +31,6 @@ import httpx
 import psycopg
 import websockets
 
-TIMELINE_FLUSH_S = 1.0  # studyapp/writing/timeline.py's FLUSH_S
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 BENCH_DB = "collabstudy_bench_relay"
@@ -409,7 +408,9 @@ def main() -> None:
             rows.append(row)
             print_row(row)
             if args.timeline:
-                time.sleep(2 * TIMELINE_FLUSH_S)  # the app writes its marks once a second
+                from studyapp.writing.timeline import FLUSH_S
+
+                time.sleep(2 * FLUSH_S)  # the app writes its marks once every FLUSH_S
                 for label, p50, p99 in timeline_table(timeline, relayed):
                     print(f"        {label:<55} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms")
     finally:

@@ -241,7 +241,8 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             raise ProtocolError("busy")
         # Ask the model now, with the history this socket expects the turn to have; the
         # database confirms the turn meanwhile, and the relay adopts the call only if it fits.
-        call = self.expected.open(send.text, self.public_id) if self.expected else None
+        expected = self.expected
+        call = expected.open(send.text, self.public_id) if expected is not None else None
         timeline.mark("model_call_opened", self.public_id)
         try:
             plan = await in_db_thread(message_send)(

@@ -187,9 +187,7 @@ class MemoryFrameStore:
 # ARGV[1] and ARGV[2] are always the calling process (its live channel's name) and the key: the
 # script also publishes what it numbered to every other process that watches the key
 # (studyapp/writing/framebus.py), in the same round trip.
-_NUMBERED = "'{\"seq\": ' .. (last - n + i) .. ', ' .. string.sub(ARGV[i + OFFSET], 2)"
-
-_FANOUT = """
+_HELPERS = """
 local function fanout(out)
   local watchers = redis.call('SMEMBERS', KEYS[4])
   local payload = nil
@@ -199,6 +197,17 @@ local function fanout(out)
       redis.call('PUBLISH', 'LIVE' .. origin, payload)
     end
   end
+end
+
+local function push(offset)
+  local n = #ARGV - offset
+  local last = redis.call('INCRBY', KEYS[1], n)
+  local out = {}
+  for i = 1, n do
+    out[i] = '{"seq": ' .. (last - n + i) .. ', ' .. string.sub(ARGV[offset + i], 2)
+    redis.call('RPUSH', KEYS[2], out[i])
+  end
+  return last, out
 end
 """
 
@@ -217,33 +226,21 @@ return seq
 """
 
 _APPEND = """
-local n = #ARGV - 3
-local last = redis.call('INCRBY', KEYS[1], n)
-local out = {}
-for i = 1, n do
-  out[i] = NUMBERED
-  redis.call('RPUSH', KEYS[2], out[i])
-end
+local last, out = push(3)
 redis.call('EXPIRE', KEYS[3], ARGV[3])
 fanout(out)
 return last
-""".replace("NUMBERED", _NUMBERED.replace("OFFSET", "3"))
+"""
 
 # The marker is cleared only by the generation that owns it, so a late end can never clear a
 # newer generation's marker.
 _END = """
-local n = #ARGV - 4
-local last = redis.call('INCRBY', KEYS[1], n)
-local out = {}
-for i = 1, n do
-  out[i] = NUMBERED
-  redis.call('RPUSH', KEYS[2], out[i])
-end
-if n > 0 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
+local last, out = push(4)
+if #out > 0 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
 if redis.call('HGET', KEYS[3], 'generation_id') == ARGV[3] then redis.call('DEL', KEYS[3]) end
 fanout(out)
 return last
-""".replace("NUMBERED", _NUMBERED.replace("OFFSET", "4"))
+"""
 
 
 class _ScriptBatcher:
@@ -328,7 +325,7 @@ class RedisFrameStore:
             client = redis.Redis(connection_pool=pool)
             live = self._live_channel("")
             client.relay_scripts = {
-                name: client.register_script(_FANOUT.replace("LIVE", live) + body)
+                name: client.register_script(_HELPERS.replace("LIVE", live) + body)
                 for name, body in (("begin", _BEGIN), ("append", _APPEND), ("end", _END))
             }
             client.relay_batcher = _ScriptBatcher(client)
