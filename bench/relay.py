@@ -315,8 +315,8 @@ TIMELINE_STEPS = [
     ("send_received", "the socket's send handler starts"),
     ("model_call_opened", "the model call is opened"),
     ("model_delta_arrived", "the model's first token reaches the app"),
-    ("turn_stored", "the user message is stored (message_send returns)"),
     ("turn_started", "the generation starts (marker and turn_start stored)"),
+    ("turn_stored", "the user message is stored (message_send returns)"),
     ("delta_flushed", "the first delta is flushed by the generation"),
     ("delta_sent", "the first delta is sent on the socket"),
 ]

@@ -18,3 +18,8 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
     }
 )
+
+# The chat's database worker processes (studyapp/writing/dbcalls.py) start with the app.
+from studyapp.writing.dbcalls import warm_up  # noqa: E402
+
+warm_up()

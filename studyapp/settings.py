@@ -90,6 +90,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL
         "max_size": DB_POOL_MAX_SIZE,
         "timeout": 30,
     }
+# Where each ASGI process runs the chat's database calls (studyapp/writing/dbcalls.py), on
+# PostgreSQL: in this many worker processes of its own, or, with 0, in WRITING_DB_THREADS
+# threads, which take the GIL from the event loop that relays the replies. SQLite uses one
+# thread.
+WRITING_DB_PROCESSES = max(0, env_int("WRITING_DB_PROCESSES", 1))
+WRITING_DB_THREADS = max(1, env_int("WRITING_DB_THREADS", 2))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")

@@ -11,3 +11,6 @@ from studyapp.settings import *  # noqa: F403
 CELERY_TASK_ALWAYS_EAGER = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 OFFLINE_TOKENS_PER_SECOND = 400
+# In-process tests run the chat's database calls in threads: a worker process would not see
+# their settings overrides. The uvicorn processes the live tests start use worker processes.
+WRITING_DB_PROCESSES = 0

@@ -84,7 +84,9 @@
       li = messageEl("user", turn, text);
       var next = null;
       els.messages.querySelectorAll(".msg").forEach(function (m) {
-        if (!next && Number(m.dataset.turn) > turn) { next = m; }
+        var t = Number(m.dataset.turn);
+        // Before later turns, and before this turn's reply when it is already shown.
+        if (!next && (t > turn || (t === turn && m.classList.contains("assistant")))) { next = m; }
       });
       els.messages.insertBefore(li, next);
     }
@@ -218,12 +220,19 @@
         f.last_seq === lastSeq;
       var keep = same && !streaming.pair ? streaming.text : "";
       var keepPair = same && streaming.pair ? streaming.cands.map(function (c) { return c.text; }) : null;
+      // A reply begun before its message was stored: the message is not in f.messages yet.
+      var earlyUser = null;
+      if (keep && !f.messages.some(function (m) { return m.role === "user" && m.turn === streaming.turn; })) {
+        var shown = findMsg("user", streaming.turn);
+        earlyUser = shown ? { turn: streaming.turn, text: shown.querySelector(".msg-text").textContent } : null;
+      }
       els.messages.textContent = "";
       f.messages.forEach(function (m) {
         var li = messageEl(m.role, m.turn, m.text);
         if (m.generation_id) { li.dataset.generationId = m.generation_id; }
         els.messages.appendChild(li);
       });
+      if (earlyUser) { ensureUser(earlyUser.turn, earlyUser.text); }
       streaming = null;
       pairPending = null;
       choosing = false;
@@ -359,6 +368,15 @@
       if (streaming && streaming.generation_id === f.generation_id) { streaming = null; }
       retryTurn = f.turn;
       els.turnErrorText.textContent = f.message;
+    },
+    turn_withdrawn: function (f) {
+      // A reply begun before the server stored its message, which was then refused (an error
+      // frame says why) or stored as another turn (its own turn_start follows).
+      var li = findGeneration(f.generation_id);
+      if (li) { li.remove(); }
+      if (streaming && streaming.generation_id === f.generation_id) { streaming = null; }
+      var user = findMsg("user", f.turn);
+      if (user && !findMsg("assistant", f.turn)) { user.remove(); }
     },
     rating_due: function (f) { ratingDue = f.turn; },
     doc_saved: function (f) {

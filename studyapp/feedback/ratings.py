@@ -14,17 +14,13 @@ from django.db import IntegrityError, transaction
 
 from studyapp.feedback.models import Rating, Scale
 from studyapp.participants.models import Participation, Status
+from studyapp.refusals import Refused
 from studyapp.studies.spec import rating_turns
 from studyapp.writing.models import Message, Role
 
 
-class RatingRefused(Exception):
+class RatingRefused(Refused):
     """The rating is not acceptable; ``code`` is the protocol's error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def interaction_scale(spec: dict[str, Any]) -> dict[str, Any]:

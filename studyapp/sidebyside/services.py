@@ -19,6 +19,7 @@ from typing import Any
 from django.db import transaction
 
 from studyapp.participants.models import Participation, Status
+from studyapp.refusals import Refused
 from studyapp.writing.models import Message, Role
 
 _RECORD_FIELDS = (
@@ -27,13 +28,8 @@ _RECORD_FIELDS = (
 )  # fmt: skip
 
 
-class PairRefused(Exception):
+class PairRefused(Refused):
     """The pick cannot be taken; ``code`` is a protocol error code, the message is for people."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ service, and relay the participation's numbered frames. Generations run in the r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -25,7 +26,7 @@ from studyapp.participants.models import EventKind
 from studyapp.writing import framebus, protocol, relay, timeline
 from studyapp.writing.alternatives import relay as alternatives
 from studyapp.writing.alternatives.handlers import AlternativesHandlers
-from studyapp.writing.dbthread import in_db_thread
+from studyapp.writing.dbcalls import in_db_worker
 from studyapp.writing.framestore import Frame, GenerationBusy, frame_store
 from studyapp.writing.protocol import ProtocolError, error_frame
 from studyapp.writing.selectors import (
@@ -56,9 +57,11 @@ class _ExpectedCall:
     # Side-by-side turns: their two candidates make calls of their own (seeds of their own).
     pair_turns: frozenset[int] = frozenset()
     max_turns: int | None = None  # a send past it is refused: no call for it
+    # client_msg_ids of the user messages known to be stored: a resend of one is no new turn.
+    stored_ids: set[str] = dataclasses.field(default_factory=set)
 
-    def open(self, text: str, key: str) -> relay.ModelCall | None:
-        if self.busy or self.rating_due or not self.config:
+    def open(self, text: str, key: str, client_msg_id: str = "") -> relay.ModelCall | None:
+        if self.busy or self.rating_due or not self.config or client_msg_id in self.stored_ids:
             return None
         turn = sum(m["role"] == "user" for m in self.history) + 1
         if turn in self.pair_turns or (self.max_turns is not None and turn > self.max_turns):
@@ -82,6 +85,10 @@ class _ExpectedCall:
             self.history.append({"role": "assistant", "content": frame.get("text", "")})
         elif kind == "turn_error":
             self.busy = True  # the turn must be retried before anything new is sent
+        elif kind == "turn_withdrawn":  # a reply begun early whose message was not stored
+            self.busy = False
+            if self.history and self.history[-1]["role"] == "user":
+                self.history.pop()
         elif kind == "rating_due":
             self.rating_due = True
 
@@ -105,7 +112,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         # Channels' dispatch first closes stale database connections, on Django's one
         # thread-sensitive thread, for every message: a hop to that thread for each frame the
         # page sends, queued behind every other socket's. This consumer never uses that
-        # thread's connection; ``in_db_thread`` closes stale ones in the thread it uses.
+        # thread's connection; ``in_db_worker`` closes stale ones in the thread it uses.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
@@ -116,7 +123,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         slug = self.scope["url_route"]["kwargs"]["slug"]
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         token = (query.get("token") or [""])[0]
-        access = await in_db_thread(socket_access)(slug=slug, token=token)
+        access = await in_db_worker(socket_access)(slug=slug, token=token)
         await self.accept()
         if access.error is not None:
             code = (
@@ -170,7 +177,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     async def _refused(self, code: str, message: str, kind: str | None) -> None:
         extra = {}
         if code == "not_writing":
-            next_url = await in_db_thread(participation_next_url)(
+            next_url = await in_db_worker(participation_next_url)(
                 participation_id=self.participation_id
             )
             extra = {"next_url": next_url} if next_url else {}
@@ -192,7 +199,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         await self._activity(kind, data={"last_seq": hello.last_seq})
 
     async def _hello_replay(self, hello: protocol.Hello) -> None:
-        state = await in_db_thread(chat_state)(participation_id=self.participation_id)
+        state = await in_db_worker(chat_state)(participation_id=self.participation_id)
         snapshot = await frame_store().snapshot(self.public_id)
         resume = alternatives.resume_plan(
             state=state, snapshot=snapshot, client_seq=hello.last_seq
@@ -228,6 +235,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             rating_due=state.rating_due is not None,
             pair_turns=frozenset((state.spec.get("side_by_side") or {}).get("turns", [])),
             max_turns=(state.spec.get("writing") or {}).get("max_turns"),
+            stored_ids={m["client_msg_id"] for m in state.messages if m.get("client_msg_id")},
         )
         for replayed in resume.frames:
             await self._deliver(replayed)
@@ -235,42 +243,60 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     async def on_send(self, frame: dict[str, Any]) -> None:
         send = protocol.parse_send(frame)
         timeline.mark("send_received", self.public_id)
-        # Checked before anything is stored: a regeneration in flight has no unanswered turn
-        # in the database, so message_send alone would store a message it cannot answer.
-        if await relay.generation_in_flight(self.public_id):
-            raise ProtocolError("busy")
-        # Ask the model now, with the history this socket expects the turn to have; the
-        # database confirms the turn meanwhile, and the relay adopts the call only if it fits.
+        # When this socket's view of the chat allows the message, the reply begins at once,
+        # with the history the socket expects, while the database stores the message; the
+        # reply is withdrawn if the database refuses it or stores another turn.
         expected = self.expected
-        call = expected.open(send.text, self.public_id) if expected is not None else None
+        call = None
+        if expected is not None:
+            call = expected.open(send.text, self.public_id, send.client_msg_id)
         timeline.mark("model_call_opened", self.public_id)
+        early = None
+        if call is not None:
+            early = await relay.early_start(
+                participation_id=self.participation_id,
+                public_id=self.public_id,
+                user_text=send.text,
+                call=call,
+            )
+        # Otherwise check before anything is stored: a regeneration in flight has no
+        # unanswered turn in the database, so message_send would store a message it cannot
+        # answer.
+        elif await relay.generation_in_flight(self.public_id):
+            raise ProtocolError("busy")
         try:
-            plan = await in_db_thread(message_send)(
+            plan = await in_db_worker(message_send)(
                 participation_id=self.participation_id,
                 text=send.text,
                 client_msg_id=send.client_msg_id,
             )
-        except BaseException as exc:
-            if call is not None:
-                relay.call_discard(call)
+        except asyncio.CancelledError:
+            if early is not None:
+                early.abandon()
+            raise
+        except Exception as exc:
+            if early is not None:
+                await early.withdraw()
             # An unanswered turn is either still streaming (busy) or failed (retry first).
             code = exc.code if isinstance(exc, WritingRefused) else ""
             if code == "retry_required" and await relay.generation_in_flight(self.public_id):
                 raise ProtocolError("busy") from exc
             raise
         timeline.mark("turn_stored", self.public_id)
-        if plan.duplicate:
-            if call is not None:
-                relay.call_discard(call)
-        else:
-            await alternatives.reply_start(plan, call)
+        if early is not None and not early.adopt(plan):
+            await early.withdraw()
+            early = None
+        if early is None and not plan.duplicate:
+            await alternatives.reply_start(plan)
+        if expected is not None and send.client_msg_id:
+            expected.stored_ids.add(send.client_msg_id)
         ack = {"type": "ack", "of": "send", "turn": plan.turn, "client_msg_id": send.client_msg_id}
         await self._send({**ack, "duplicate": plan.duplicate})
 
     async def on_retry(self, frame: dict[str, Any]) -> None:
         if await relay.generation_in_flight(self.public_id):
             raise ProtocolError("busy")
-        plan = await in_db_thread(turn_retry)(participation_id=self.participation_id)
+        plan = await in_db_worker(turn_retry)(participation_id=self.participation_id)
         await alternatives.reply_start(plan)
         await self._send({"type": "ack", "of": "retry", "turn": plan.turn})
 
@@ -280,7 +306,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
 
     async def on_rate(self, frame: dict[str, Any]) -> None:
         rate = protocol.parse_rate(frame)
-        await in_db_thread(interaction_rating_submit)(
+        await in_db_worker(interaction_rating_submit)(
             participation_id=self.participation_id, turn=rate.turn, value=rate.value
         )
         if self.expected is not None:
@@ -289,7 +315,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
 
     async def on_doc(self, frame: dict[str, Any]) -> None:
         doc = protocol.parse_doc(frame)
-        saved = await in_db_thread(document_save)(
+        saved = await in_db_worker(document_save)(
             participation_id=self.participation_id,
             text=doc.text,
             version_base=doc.version_base,
@@ -351,6 +377,8 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             for missed in await frame_store().frames_after(self.public_id, self.sent_seq):
                 if missed["seq"] < frame["seq"]:
                     await self._send(missed)
+                    if self.expected is not None:
+                        self.expected.observe(missed)
         await self._send(frame)
         if frame["type"] == "delta":
             timeline.mark("delta_sent", self.public_id)
@@ -375,7 +403,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         self.last_tick = now
         if focused_after is not None:
             self.focused = focused_after
-        await in_db_thread(activity_record)(
+        await in_db_worker(activity_record)(
             participation_id=self.participation_id,
             kind=kind,
             active_delta=delta,

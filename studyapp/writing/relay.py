@@ -7,9 +7,10 @@ shared :mod:`framestore` and delivers them to every socket on the participation,
 process or another. Sockets only listen: a dropped connection neither stops nor loses a reply,
 and a client that reconnects (to any process) is given what it missed by :func:`resume_plan`.
 "Stop" reaches the generation through the bus too, from any process: the generation's marker
-names the process that runs it. The turn is written to the database once, when it ends. The
-model request itself (:class:`ModelCall`) may be opened by the socket before the turn is
-stored, and is adopted only if the stored turn has the same history.
+names the process that runs it. The turn is written to the database once, when it ends. A
+socket may begin a reply before the database has stored its user message (:class:`EarlyReply`):
+it streams at once, and is recorded only if the stored turn is the one it was begun for, else
+withdrawn (``turn_withdrawn``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from django.conf import settings
 
 from collab_models.arms import build_arm
 from studyapp.writing import framebus, timeline
-from studyapp.writing.dbthread import in_db_thread
+from studyapp.writing.dbcalls import in_db_worker
 from studyapp.writing.framestore import Frame, Snapshot, frame_store
 from studyapp.writing.services import TurnPlan, turn_record
 
@@ -56,22 +57,10 @@ def generation_timeout_s() -> float:
     return float(getattr(settings, "GENERATION_TIMEOUT_S", 600))
 
 
-async def generation_start(plan: TurnPlan, call: ModelCall | None = None) -> str:
-    """Mark a generation in flight for ``plan``, announce it, and start it as its own task.
-
-    ``call`` is a model call the socket opened before the database confirmed the turn; it is
-    adopted when it was given exactly this turn's arm and history, and discarded otherwise.
-    """
-    if call is not None and not call.fits(plan):
-        call_discard(call)
-        call = None
+async def generation_start(plan: TurnPlan) -> str:
+    """Mark a generation in flight for ``plan``, announce it, and start it as its own task."""
     start = {"type": "turn_start", "turn": plan.turn, "user_text": plan.user_text}
-    try:
-        return await generation_launch(plan, start, functools.partial(_generation_run, call=call))
-    except BaseException:
-        if call is not None:
-            call_discard(call)
-        raise
+    return await generation_launch(plan, start, _generation_run)
 
 
 Runner = Callable[[Any, str, asyncio.Event], Coroutine[Any, Any, None]]
@@ -83,6 +72,13 @@ async def generation_launch(
     """Mark a generation in flight, publish its ``start`` frame (given its ``generation_id``)
     and run ``run(plan, generation_id, stop_event)`` as its own task. Side-by-side pairs and
     regenerations (studyapp/writing/alternatives) start through here too."""
+    generation_id, _ = await _launch(plan, start, run, marker_extra)
+    return generation_id
+
+
+async def _launch(
+    plan: TurnPlan, start: Frame, run: Runner, marker_extra: dict[str, Any] | None = None
+) -> tuple[str, asyncio.Task[None]]:
     generation_id = str(uuid.UUID(int=_seeds.getrandbits(128), version=4))
     marker = {"generation_id": generation_id, "turn": plan.turn, **(marker_extra or {})}
     start = {**start, "generation_id": generation_id}
@@ -95,7 +91,79 @@ async def generation_launch(
         raise
     task = _spawn(run(plan, generation_id, stop_event), f"generation-{generation_id}")
     task.add_done_callback(lambda _: framebus.unstoppable(generation_id))
-    return generation_id
+    return generation_id, task
+
+
+class EarlyReply:
+    """A reply begun before the database has stored its user message.
+
+    The socket starts it the moment a message arrives, with the turn and history it expects
+    (:func:`early_start`), so the participant sees the model's first token without waiting for
+    the database. The generation streams at once but records nothing until the turn is
+    confirmed: :meth:`adopt` hands it the stored turn's plan, and :meth:`withdraw` (a refused
+    message, or a stored turn other than the one expected) stops it and ends it with
+    ``turn_withdrawn`` instead of ``turn_end``: the page then takes the turn back.
+    """
+
+    def __init__(self, plan: TurnPlan, call: ModelCall) -> None:
+        self.plan = plan
+        self.call = call
+        self.confirmed: asyncio.Future[TurnPlan | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.generation_id = ""
+        self.task: asyncio.Task[None] | None = None
+
+    def adopt(self, plan: TurnPlan) -> bool:
+        """Confirm the reply with the stored turn's plan; False (nothing confirmed) when the
+        stored turn is not the one this reply was begun for."""
+        fits = (
+            not plan.duplicate
+            and not plan.candidates
+            and plan.turn == self.plan.turn
+            and self.call.fits(plan)
+        )
+        if not fits or self.confirmed.done():
+            return False
+        self.confirmed.set_result(plan)
+        return True
+
+    def abandon(self) -> None:
+        """Withdraw without waiting (the socket's handler is being cancelled)."""
+        if not self.confirmed.done():
+            self.confirmed.set_result(None)
+
+    async def withdraw(self, limit_s: float = 10.0) -> None:
+        """Stop the reply, end it with ``turn_withdrawn`` and wait until that is published."""
+        self.abandon()
+        if self.task is not None:
+            await asyncio.wait({self.task}, timeout=limit_s)
+
+
+async def early_start(
+    *, participation_id: int, public_id: str, user_text: str, call: ModelCall
+) -> EarlyReply:
+    """Begin the reply to ``user_text`` before the database has stored it (see
+    :class:`EarlyReply`); raises ``GenerationBusy`` when another reply is in flight."""
+    turn = sum(m["role"] == "user" for m in call.history)
+    provisional = TurnPlan(
+        participation_id=participation_id,
+        public_id=public_id,
+        turn=turn,
+        user_text=user_text,
+        history=call.history,
+        condition_config=call.config,
+    )
+    early = EarlyReply(provisional, call)
+    start = {"type": "turn_start", "turn": turn, "user_text": user_text}
+    try:
+        early.generation_id, early.task = await _launch(
+            provisional, start, functools.partial(_early_run, early=early)
+        )
+    except BaseException:
+        call_discard(call)
+        raise
+    return early
 
 
 async def generation_stop(public_id: str) -> bool:
@@ -129,10 +197,7 @@ def _build_arm(config: dict[str, Any]) -> Any:
 class ModelCall:
     """One request to the model, read into a buffer from the moment it is opened.
 
-    A socket opens it as soon as a message arrives, with the history it expects the turn to
-    have, so the model's time to first token overlaps the database write that confirms the
-    turn; the generation then adopts it (or it is discarded, which closes the connection and
-    makes the model server abort).
+    Discarding it closes the connection, which makes the model server abort.
     """
 
     def __init__(
@@ -302,15 +367,44 @@ class _Generation:
         return out
 
 
-async def _generation_run(
-    plan: TurnPlan, generation_id: str, stop_event: asyncio.Event, call: ModelCall | None
+async def _generation_run(plan: TurnPlan, generation_id: str, stop_event: asyncio.Event) -> None:
+    generation = _Generation(plan, generation_id, stop_event)
+    await _generation_finish(plan, generation, await generation.run())
+
+
+async def _early_run(
+    plan: TurnPlan, generation_id: str, stop_event: asyncio.Event, early: EarlyReply
 ) -> None:
-    generation = _Generation(plan, generation_id, stop_event, call)
+    def withdrawn(confirmed: asyncio.Future[TurnPlan | None]) -> None:
+        if confirmed.cancelled() or confirmed.result() is None:
+            stop_event.set()
+
+    early.confirmed.add_done_callback(withdrawn)
+    generation = _Generation(plan, generation_id, stop_event, early.call)
+    record = await generation.run()
+    try:
+        confirmed = await asyncio.wait_for(
+            asyncio.shield(early.confirmed), generation_timeout_s()
+        )
+    except (TimeoutError, asyncio.CancelledError):
+        log.warning("generation %s: its turn was never confirmed", generation_id)
+        confirmed = None
+    if confirmed is None:
+        frame = {"type": "turn_withdrawn", "turn": plan.turn, "generation_id": generation_id}
+        await generation_end(plan.public_id, generation_id, [frame])
+    else:
+        await _generation_finish(confirmed, generation, record)
+
+
+async def _generation_finish(
+    plan: TurnPlan, generation: _Generation, record: dict[str, Any]
+) -> None:
+    """Store the ended reply as the turn's and publish its end frames."""
+    generation_id = generation.generation_id
     base = {"turn": plan.turn, "generation_id": generation_id}
     frames: list[Frame]
     try:
-        record = await generation.run()
-        await in_db_thread(turn_record)(
+        await in_db_worker(turn_record)(
             participation_id=plan.participation_id,
             turn=plan.turn,
             generation_id=generation_id,
@@ -334,8 +428,13 @@ async def _generation_run(
         # The turn could not be stored; the participant can retry it (it is still unanswered).
         log.exception("generation %s could not be recorded", generation_id)
         frames = [{"type": "turn_error", **base, "message": MODEL_ERROR_MESSAGE, "retry": True}]
+    await generation_end(plan.public_id, generation_id, frames)
+
+
+async def generation_end(public_id: str, generation_id: str, frames: list[Frame]) -> None:
+    """Publish a generation's end frames and clear its marker; failures are only logged."""
     try:
-        await framebus.end(plan.public_id, generation_id, frames)
+        await framebus.end(public_id, generation_id, frames)
     except Exception:
         log.exception("generation %s could not publish its end", generation_id)
 

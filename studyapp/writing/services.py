@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 
 from studyapp.feedback.ratings import interaction_rating_due
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent, Status
+from studyapp.refusals import Refused
 from studyapp.sidebyside.selectors import (
     Candidate,
     pair_pending,
@@ -32,13 +33,8 @@ from studyapp.writing.selectors import (
 MAX_EDIT_EVENTS = 2000
 
 
-class WritingRefused(Exception):
+class WritingRefused(Refused):
     """The request breaks a rule of the chat; ``code`` is the protocol's error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,11 @@ Nothing leaves the machine: the final redirect to Prolific is intercepted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -64,6 +66,7 @@ def server(demo_version):
         [sys.executable, "-m", "uvicorn", "studyapp.asgi:application",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         cwd=REPO, env=env,
+        start_new_session=True,  # its database worker processes are stopped with it
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -76,6 +79,8 @@ def server(demo_version):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        with contextlib.suppress(ProcessLookupError):  # none left: they exited with it
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _wait_until_up(base: str, proc: subprocess.Popen) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -209,6 +211,7 @@ class LiveServer:
             ],
             cwd=REPO,
             env=env,
+            start_new_session=True,  # its database worker processes are stopped with it
         )  # fmt: skip
 
     def wait_ready(self, timeout: float = 40) -> None:
@@ -230,6 +233,8 @@ class LiveServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        with contextlib.suppress(ProcessLookupError):  # none left: they exited with it
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

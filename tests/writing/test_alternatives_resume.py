@@ -90,3 +90,56 @@ def test_a_regeneration_that_replaced_the_reply_between_the_reads_is_replayed_wh
     failed = [*REGEN, {"seq": 22, "type": "turn_error", "turn": 2, "generation_id": "new"}]
     assert resume_plan(state=_state([*CHAT, OLD]), snapshot=Snapshot(None, failed),
                        client_seq=None).frames == []  # fmt: skip
+
+
+# A reply begun before its user message was stored (relay.EarlyReply): turn 2 is not in the
+# database yet when the client reconnects.
+ANSWERED = CHAT[:2]
+EARLY = [
+    {"seq": 30, "type": "turn_start", "turn": 2, "generation_id": "e", "user_text": "c"},
+    {"seq": 31, "type": "delta", "text": "d"},
+]  # fmt: skip
+EARLY_MARKER = {"generation_id": "e", "turn": 2, "origin": "p1", "start_seq": 30}
+
+
+def test_an_early_reply_whose_message_is_not_stored_yet_is_replayed_from_its_start():
+    resume = resume_plan(
+        state=_state(ANSWERED), snapshot=Snapshot(EARLY_MARKER, EARLY), client_seq=None
+    )
+    assert resume.generation == {"generation_id": "e", "turn": 2}
+    assert resume.last_seq == 29
+    assert [f["seq"] for f in resume.frames] == [30, 31]  # turn_start carries the message
+
+
+def test_an_early_reply_resumes_after_what_the_client_has():
+    resume = resume_plan(
+        state=_state(ANSWERED), snapshot=Snapshot(EARLY_MARKER, EARLY), client_seq=31
+    )
+    assert resume.generation == {"generation_id": "e", "turn": 2}
+    assert (resume.last_seq, resume.frames) == (31, [])
+
+
+def test_an_early_reply_stored_and_ended_between_the_reads_is_replayed_whole():
+    ended = [*EARLY, {"seq": 32, "type": "turn_end", "turn": 2, "generation_id": "e",
+                      "finish_reason": "stop", "text": "d"}]  # fmt: skip
+    resume = resume_plan(state=_state(ANSWERED), snapshot=Snapshot(None, ended), client_seq=None)
+    assert resume.generation is None
+    assert resume.retry_turn is None
+    assert [f["seq"] for f in resume.frames] == [30, 31, 32]
+
+
+def test_a_withdrawn_early_reply_is_not_replayed():
+    withdrawn = [*EARLY, {"seq": 32, "type": "turn_withdrawn", "turn": 2, "generation_id": "e"}]
+    resume = resume_plan(
+        state=_state(ANSWERED), snapshot=Snapshot(None, withdrawn), client_seq=None
+    )
+    assert (resume.generation, resume.retry_turn, resume.frames) == (None, None, [])
+    assert resume.last_seq == 32
+
+
+def test_a_marker_for_an_answered_turn_is_no_early_reply():
+    # A plain reply's marker whose turn the database already answered (its end is on its way).
+    marker = {**EARLY_MARKER, "turn": 1}
+    resume = resume_plan(state=_state(ANSWERED), snapshot=Snapshot(marker, EARLY), client_seq=None)
+    assert resume.generation is None
+    assert resume.frames == []

@@ -227,3 +227,44 @@ def test_regenerate_a_reply_then_pick_a_side_by_side_reply(live_servers):
         (texts[0], False, False),
         (texts[1], True, True),
     ]
+
+
+def test_a_reply_begun_for_a_refused_message_is_taken_back(live_servers, demo_version):
+    """The reply begins before the server has stored the message; when the database refuses
+    the message (here: a turn stored behind the page's back still waits for its reply), the
+    page removes the message and the reply again, keeps the text in the box and says why."""
+    import json
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    participation = make_participation(demo_version)
+    session_key = _session_for(participation)
+
+    def unanswered_turn_behind_the_pages_back():
+        Message.objects.create(participation=participation, turn=1, role=Role.USER, text="Hi")
+
+    frames: list[str] = []
+    with sync_playwright() as pw:
+        browser = Browser(pw, live_servers[0].url, session_key)
+        page = browser.page
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda p: frames.append(p)))
+        browser.open()
+        # Django refuses queries in this thread while Playwright's event loop runs here.
+        writer = threading.Thread(target=unanswered_turn_behind_the_pages_back)
+        writer.start()
+        writer.join()
+        browser.send("Write the introduction")
+        browser.expect(page.locator("#chat-error")).to_contain_text("retry it before sending")
+        browser.expect(page.locator(".msg")).to_have_count(0)
+        typed = page.input_value("#chat-input")
+        errors = browser.errors
+        browser.close()
+
+    assert errors == []
+    assert typed == "Write the introduction"
+    kinds = [json.loads(f)["type"] for f in frames]
+    assert "turn_start" in kinds  # the reply had begun ...
+    assert kinds.index("turn_withdrawn") > kinds.index("turn_start")  # ... and was taken back
+    stored = Message.objects.filter(participation=participation).values_list("turn", "text")
+    assert list(stored) == [(1, "Hi")]

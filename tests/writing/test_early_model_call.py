@@ -1,7 +1,8 @@
-"""The socket asks the model before the database has stored the turn (``relay.ModelCall``).
+"""The socket begins the reply before the database has stored the turn (``relay.EarlyReply``).
 
-The call is used only when the turn the database confirms has exactly the history it was
-opened with; otherwise it is closed and the turn is generated from the stored conversation.
+The reply is kept only when the turn the database confirms has exactly the history it was
+begun with; otherwise it is withdrawn (``turn_withdrawn``), its model call closed, and the turn
+is generated from the stored conversation.
 """
 
 from __future__ import annotations
@@ -103,9 +104,24 @@ async def test_a_refused_send_closes_its_early_call_and_stores_nothing(demo_vers
             participation.save(update_fields=["status"])
 
         await db(finish_elsewhere)
-        error = await client.error({"type": "send", "text": "One more thing", "client_msg_id": "x"})
+        await client.send({"type": "send", "text": "One more thing", "client_msg_id": "x"})
+        seen: set[str] = set()
+        frames = await client.until(
+            lambda f: seen.add(f["type"]) or {"error", "turn_withdrawn"} <= seen
+        )
+        (error,) = [f for f in frames if f["type"] == "error"]
         assert error["code"] == "not_writing"
-        assert not any(f["type"] in ("turn_start", "delta") for f in client.frames)
+        # The reply had begun; it is taken back, with nothing shown of it.
+        (withdrawn,) = [f for f in frames if f["type"] == "turn_withdrawn"]
+        (start,) = [f for f in frames if f["type"] == "turn_start"]
+        assert (start["turn"], start["user_text"]) == (1, "One more thing")
+        assert withdrawn == {
+            "type": "turn_withdrawn",
+            "seq": start["seq"] + 1,
+            "turn": 1,
+            "generation_id": start["generation_id"],
+        }
+        assert not any(f["type"] == "delta" for f in frames)
         # The socket expected a turn, so it did ask the model; the refusal closed that request.
         assert await fake.wait_for(lambda: len(fake.chat_requests()) == 1)
         assert await fake.wait_for(lambda: fake.disconnects == len(fake.chat_requests()))

@@ -8,7 +8,7 @@ from typing import Any
 from studyapp.writing import framebus, protocol, relay
 from studyapp.writing.alternatives.relay import regeneration_start
 from studyapp.writing.alternatives.services import pair_pick, reply_regenerate
-from studyapp.writing.dbthread import in_db_thread
+from studyapp.writing.dbcalls import in_db_worker
 from studyapp.writing.protocol import ProtocolError
 
 
@@ -26,7 +26,7 @@ class AlternativesHandlers:
         choose = protocol.parse_choose(frame)
         if await relay.generation_in_flight(self.public_id):
             raise ProtocolError("busy")  # the pair is still streaming: nothing to pick from yet
-        picked = await in_db_thread(pair_pick)(
+        picked = await in_db_worker(pair_pick)(
             participation_id=self.participation_id,
             group=choose.group,
             generation_id=choose.generation_id,
@@ -62,7 +62,7 @@ class AlternativesHandlers:
         turn = protocol.parse_regenerate(frame)
         if await relay.generation_in_flight(self.public_id):
             raise ProtocolError("busy")
-        plan = await in_db_thread(reply_regenerate)(
+        plan = await in_db_worker(reply_regenerate)(
             participation_id=self.participation_id, turn=turn
         )
         await regeneration_start(plan)

@@ -27,7 +27,7 @@ from studyapp.writing.alternatives.services import (
     pair_store,
     regeneration_record,
 )
-from studyapp.writing.dbthread import in_db_thread
+from studyapp.writing.dbcalls import in_db_worker
 from studyapp.writing.framestore import Frame, Snapshot
 from studyapp.writing.relay import MODEL_ERROR_MESSAGE, Resume
 from studyapp.writing.selectors import ChatState
@@ -43,16 +43,10 @@ REGENERATE_FAILED = (
 REGENERATE_STOPPED = "The new reply was stopped before it began. Your earlier reply is kept."
 
 
-async def reply_start(plan: TurnPlan, call: relay.ModelCall | None = None) -> str:
-    """Start the reply to a user turn: one generation, or two candidates on a side-by-side turn.
-
-    ``call`` is the model call the socket opened ahead of the turn (``relay.generation_start``);
-    a side-by-side turn's candidates have seeds of their own, so it is discarded for them.
-    """
+async def reply_start(plan: TurnPlan) -> str:
+    """Start the reply to a user turn: one generation, or two candidates on a side-by-side turn."""
     if not plan.candidates:
-        return await relay.generation_start(plan, call)
-    if call is not None:
-        relay.call_discard(call)
+        return await relay.generation_start(plan)
     ids = [str(uuid.uuid4()) for _ in plan.candidates]
     candidates = [{"candidate": i, "generation_id": g} for i, g in enumerate(ids)]
     start = {
@@ -76,13 +70,6 @@ async def regeneration_start(plan: RegenerationPlan) -> str:
     }
     marker = {"kind": "regenerate", "replaces": plan.replaces}
     return await relay.generation_launch(plan, start, _regeneration_run, marker)
-
-
-async def _end(plan: TurnPlan, generation_id: str, frames: list[Frame]) -> None:
-    try:
-        await framebus.end(plan.public_id, generation_id, frames)
-    except Exception:
-        log.exception("generation %s could not publish its end", generation_id)
 
 
 # -- side-by-side pairs -----------------------------------------------------------------------
@@ -133,7 +120,7 @@ async def _pair_run(
     records = await asyncio.gather(*(g.run_and_announce() for g in generations))
     base = {"turn": plan.turn, "generation_id": pair_id}
     try:
-        recorded = await in_db_thread(pair_store)(
+        recorded = await in_db_worker(pair_store)(
             participation_id=plan.participation_id,
             turn=plan.turn,
             candidates=[
@@ -145,7 +132,7 @@ async def _pair_run(
     except Exception:
         log.exception("pair %s could not be recorded", pair_id)
         frames = [{"type": "turn_error", **base, "message": MODEL_ERROR_MESSAGE, "retry": True}]
-    await _end(plan, pair_id, frames)
+    await relay.generation_end(plan.public_id, pair_id, frames)
 
 
 def _pair_end_frames(plan: TurnPlan, pair_id: str, recorded: PairRecorded) -> list[Frame]:
@@ -197,7 +184,7 @@ async def _regeneration_run(
     frames: list[Frame]
     try:
         record = await generation.run()
-        done = await in_db_thread(regeneration_record)(
+        done = await in_db_worker(regeneration_record)(
             participation_id=plan.participation_id,
             turn=plan.turn,
             replaces=plan.replaces,
@@ -232,7 +219,7 @@ async def _regeneration_run(
                 "kept": plan.replaces,
             }
         ]
-    await _end(plan, generation_id, frames)
+    await relay.generation_end(plan.public_id, generation_id, frames)
 
 
 # -- reconnects -------------------------------------------------------------------------------
@@ -252,8 +239,17 @@ def resume_plan(*, state: ChatState, snapshot: Snapshot, client_seq: int | None)
                 pending_turn=marker["turn"], snapshot=snapshot, client_seq=client_seq
             )
             return _described(resume, marker)
+        stored = max((m["turn"] for m in state.messages), default=0)
+        if marker is not None and "kind" not in marker and marker["turn"] > stored:
+            # A reply begun before its user message was stored (relay.EarlyReply): its
+            # turn_start carries the message; a turn_withdrawn follows if it is refused.
+            return relay.resume_plan(
+                pending_turn=marker["turn"], snapshot=snapshot, client_seq=client_seq
+            )
         if marker is None:
             replay = _regeneration_ended_unseen(snapshot.frames, shown)
+            if replay is None:  # or a reply begun early that was stored after our read
+                replay = _ended_between_reads(snapshot.frames, stored + 1)
             if replay is not None:
                 return replay
         return relay.resume_plan(pending_turn=None, snapshot=snapshot, client_seq=client_seq)

@@ -1,0 +1,113 @@
+"""The chat's database calls in worker processes (studyapp/writing/dbcalls.py): the results and
+refusals cross intact, a dead worker costs one call, and a worker never outlives its parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import pytest
+
+from studyapp.participants.models import Status
+from studyapp.writing import dbcalls, dbworker
+from studyapp.writing.models import Message, Role
+from studyapp.writing.services import WritingRefused, message_send
+from tests.writing.conftest import db
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def worker_processes(settings):
+    settings.WRITING_DB_PROCESSES = 1
+    yield
+    dbcalls.shutdown()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited child nobody reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.usefixtures("worker_processes")
+async def test_calls_run_in_one_worker_process_of_this_process():
+    pid = dbcalls.in_db_worker(dbworker.pid)
+    first = await pid()
+    assert first != os.getpid()
+    assert await pid() == first
+
+
+@pytest.mark.usefixtures("worker_processes")
+async def test_a_message_sent_through_a_worker_is_stored_and_planned(writer):
+    plan = await dbcalls.in_db_worker(message_send)(
+        participation_id=writer.pk, text="Help me with a blog post", client_msg_id="w-1"
+    )
+    assert (plan.participation_id, plan.turn) == (writer.pk, 1)
+    assert plan.user_text == "Help me with a blog post"
+    assert plan.history == [{"role": "user", "content": "Help me with a blog post"}]
+    assert plan.condition_config == writer.condition.config
+    stored = await db(lambda: list(Message.objects.filter(participation=writer)))
+    assert [(m.turn, m.role, m.client_msg_id) for m in stored] == [(1, Role.USER, "w-1")]
+
+
+@pytest.mark.usefixtures("worker_processes")
+async def test_a_refusal_reaches_the_socket_with_its_code_and_message(writer):
+    def finish():
+        writer.status = Status.FINISHED
+        writer.save(update_fields=["status"])
+
+    await db(finish)
+    with pytest.raises(WritingRefused) as refused:
+        await dbcalls.in_db_worker(message_send)(
+            participation_id=writer.pk, text="One more", client_msg_id=""
+        )
+    assert (refused.value.code, refused.value.message) == ("not_writing", "This chat has ended.")
+
+
+@pytest.mark.usefixtures("worker_processes")
+async def test_a_killed_worker_fails_one_call_and_the_next_gets_a_new_worker():
+    pid = dbcalls.in_db_worker(dbworker.pid)
+    dead = await pid()
+    os.kill(dead, signal.SIGKILL)
+    with pytest.raises(BrokenProcessPool):
+        await pid()
+    fresh = await pid()
+    assert fresh not in (dead, os.getpid())
+
+
+def test_a_worker_exits_when_its_parent_is_killed():
+    script = (
+        "import asyncio, time, django\n"
+        "django.setup()\n"
+        "from studyapp.writing import dbcalls, dbworker\n"
+        "print(asyncio.run(dbcalls.in_db_worker(dbworker.pid)()), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "studyapp.settings",
+           "WRITING_DB_PROCESSES": "1"}  # fmt: skip
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        worker = int(parent.stdout.readline())
+        assert worker != parent.pid
+        assert _running(worker)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10 * dbworker.PARENT_CHECK_S
+        while _running(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(worker)
+    finally:
+        parent.kill()
+        parent.wait()
