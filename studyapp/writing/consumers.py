@@ -200,6 +200,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
 
     async def _hello_replay(self, hello: protocol.Hello) -> None:
         state = await in_db_worker(chat_state)(participation_id=self.participation_id)
+        await framebus.settled(self.public_id)  # frames this process delivered before our watch
         snapshot = await frame_store().snapshot(self.public_id)
         resume = alternatives.resume_plan(
             state=state, snapshot=snapshot, client_seq=hello.last_seq
@@ -362,6 +363,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                     if frames is None:  # the bus may have missed some: take them from the store
                         if self.sent_seq is None:
                             continue
+                        await framebus.settled(self.public_id)
                         frames = await frame_store().frames_after(self.public_id, self.sent_seq)
                     for frame in frames:
                         await self._deliver(frame)
@@ -374,6 +376,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             return
         if frame["seq"] > self.sent_seq + 1:
             # The bus skipped something (see studyapp/writing/framebus.py): take it from the store.
+            await framebus.settled(self.public_id)
             for missed in await frame_store().frames_after(self.public_id, self.sent_seq):
                 if missed["seq"] < frame["seq"]:
                     await self._send(missed)

@@ -18,8 +18,11 @@ PARENT_CHECK_S = 1.0
 
 def start(settings_module: str, databases: dict[str, Any], parent: int) -> None:
     """Set Django up with the parent's settings module and databases (a test run renames them)."""
-    # The parent stops its workers; a Ctrl-C on the terminal's process group must not.
+    # The parent stops its workers when it exits, after its graceful shutdown, which still
+    # stores what closing sockets report: a Ctrl-C or a SIGTERM sent to the whole process
+    # group (a terminal, systemd, a container stop) must not stop them first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # A worker holds its own end of the pipe it reads calls from, so a parent that was killed
     # leaves it waiting for ever, holding a database connection: it checks instead.
     threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="parent").start()

@@ -8,6 +8,12 @@ that watches the participation, on that process's one channel. A process therefo
 subscription however many sockets it serves, and a frame costs one Redis call however many
 sockets watch it. The same channel carries "stop" to the process that runs a generation.
 
+A generation numbers its own frames after its first (the store numbers that one, in the
+same script that marks the generation in flight, so two can never both begin): they go to the
+local sockets before the store has them, and the store takes them as numbered. A socket that
+reads the store first waits for what this process has numbered but not stored yet
+(:func:`settled`).
+
 Delivery may repeat or skip a frame (a subscription broken and restored, batches of two
 concurrent writers resolving out of order): a socket sends each ``seq`` once, in order, and
 takes a gap from the store. When the process's subscription was broken, every sink is told
@@ -25,7 +31,7 @@ import logging
 import os
 import secrets
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from studyapp.writing.framestore import Frame, frame_store
@@ -48,6 +54,10 @@ class _Bus:
         self.membership = asyncio.Lock()
         self.ready = asyncio.Event()
         self.listener: asyncio.Task[None] | None = None
+        # The next seq of each key whose generation runs here (it numbers its own frames).
+        self.numbering: dict[str, int] = {}
+        # Per key, the store writes in flight of frames already delivered here.
+        self.unstored: dict[str, set[asyncio.Future[None]]] = {}
 
     def deliver(self, key: str, frames: list[Frame] | None) -> None:
         for sink in tuple(self.sinks.get(key, ())):
@@ -56,7 +66,30 @@ class _Bus:
             except Exception:  # one broken socket must not starve the others
                 log.exception("frame sink for %s failed", key)
 
+    def number(self, key: str, frames: list[Frame]) -> list[Frame] | None:
+        """Number ``frames`` here if this process runs the key's generation, else None."""
+        first = self.numbering.get(key)
+        if first is None:
+            return None
+        self.numbering[key] = first + len(frames)
+        return [{"seq": first + i, **frame} for i, frame in enumerate(frames)]
+
+    async def store(self, key: str, write: Awaitable[Any]) -> None:
+        """Await a store write of frames that were delivered before it."""
+        stored = asyncio.get_running_loop().create_future()
+        pending = self.unstored.setdefault(key, set())
+        pending.add(stored)
+        try:
+            await write
+        finally:
+            pending.discard(stored)
+            if not pending and self.unstored.get(key) is pending:
+                del self.unstored[key]
+            stored.set_result(None)
+
     async def subscribed(self) -> None:
+        if self.ready.is_set() and self.listener is not None and not self.listener.done():
+            return  # no wait_for: its task costs two turns of a busy event loop
         if self.listener is None or self.listener.done():
             self.ready.clear()
             self.listener = asyncio.get_running_loop().create_task(
@@ -141,27 +174,51 @@ async def unwatch(key: str, sink: Sink) -> None:
 
 
 async def begin(key: str, marker: dict[str, Any], frame: Frame) -> Frame:
-    """Start a generation in the store (see ``FrameStore.begin``) and deliver its frame."""
+    """Start a generation in the store (see ``FrameStore.begin``) and deliver its frame; the
+    generation numbers its further frames here."""
     bus = _bus()
     numbered = await frame_store().begin(key, marker, frame, origin=bus.origin)
+    bus.numbering[key] = numbered["seq"] + 1
     bus.deliver(key, [numbered])
     return numbered
 
 
 async def append(key: str, frames: list[Frame]) -> list[Frame]:
-    """Number and store ``frames``, then deliver them to every socket on ``key``."""
+    """Number and store ``frames`` and deliver them to every socket on ``key`` (to this
+    process's sockets first, when its generation numbers them)."""
     bus = _bus()
-    numbered = await frame_store().append(key, frames, origin=bus.origin)
+    numbered = bus.number(key, frames)
+    if numbered is None:  # not from a generation of this process (a side-by-side pick)
+        numbered = await frame_store().append(key, frames, origin=bus.origin)
+        bus.deliver(key, numbered)
+        return numbered
     bus.deliver(key, numbered)
+    first = numbered[0]["seq"] if numbered else None
+    await bus.store(key, frame_store().append(key, frames, origin=bus.origin, first_seq=first))
     return numbered
 
 
 async def end(key: str, generation_id: str, frames: list[Frame]) -> list[Frame]:
     """Store a generation's closing frames (clearing its marker) and deliver them."""
     bus = _bus()
-    numbered = await frame_store().end(key, generation_id, frames, origin=bus.origin)
+    numbered = bus.number(key, frames)
+    bus.numbering.pop(key, None)
+    if numbered is None:
+        numbered = await frame_store().end(key, generation_id, frames, origin=bus.origin)
+        bus.deliver(key, numbered)
+        return numbered
     bus.deliver(key, numbered)
+    first = numbered[0]["seq"] if numbered else None
+    write = frame_store().end(key, generation_id, frames, origin=bus.origin, first_seq=first)
+    await bus.store(key, write)
     return numbered
+
+
+async def settled(key: str) -> None:
+    """Wait until the store holds every frame of ``key`` this process has delivered."""
+    pending = _bus().unstored.get(key)
+    if pending:
+        await asyncio.wait(set(pending))
 
 
 async def stoppable(generation_id: str) -> tuple[str, asyncio.Event]:

@@ -66,15 +66,26 @@ class FrameStore(Protocol):
         :class:`GenerationBusy` (and changes nothing) while another one is marked in flight."""
         ...
 
-    async def append(self, key: str, frames: list[Frame], *, origin: str = "") -> list[Frame]:
+    async def append(
+        self, key: str, frames: list[Frame], *, origin: str = "", first_seq: int | None = None
+    ) -> list[Frame]:
         """Number and append frames; keeps the generation marker alive. ``origin``, the calling
-        process, is the one watcher the frames are not published to (it delivers them itself)."""
+        process, is the one watcher the frames are not published to (it delivers them itself).
+        With ``first_seq`` the caller has numbered them (from there on): the generation in
+        flight numbers its own frames (studyapp/writing/framebus.py)."""
         ...
 
     async def end(
-        self, key: str, generation_id: str, frames: list[Frame], *, origin: str = ""
+        self,
+        key: str,
+        generation_id: str,
+        frames: list[Frame],
+        *,
+        origin: str = "",
+        first_seq: int | None = None,
     ) -> list[Frame]:
-        """Number and append the closing frames; clear the marker if ``generation_id`` owns it."""
+        """Number (or take ``first_seq`` as for :meth:`append`) and append the closing frames;
+        clear the marker if ``generation_id`` owns it."""
         ...
 
     async def touch(self, key: str) -> None:
@@ -114,11 +125,11 @@ class MemoryFrameStore:
         self._frames: dict[str, list[Frame]] = {}
         self._generation: dict[str, tuple[dict[str, Any], float]] = {}
 
-    def _number(self, key: str, frames: list[Frame]) -> list[Frame]:
-        out = []
-        for frame in frames:
-            self._seq[key] = self._seq.get(key, 0) + 1
-            out.append({"seq": self._seq[key], **frame})
+    def _number(self, key: str, frames: list[Frame], first: int | None = None) -> list[Frame]:
+        if first is None:
+            first = self._seq.get(key, 0) + 1
+        out = [{"seq": first + i, **frame} for i, frame in enumerate(frames)]
+        self._seq[key] = max(self._seq.get(key, 0), first + len(frames) - 1)
         return out
 
     async def begin(
@@ -132,16 +143,24 @@ class MemoryFrameStore:
         self._generation[key] = (marker, time.monotonic() + GENERATION_TTL_S)
         return numbered
 
-    async def append(self, key: str, frames: list[Frame], *, origin: str = "") -> list[Frame]:
-        numbered = self._number(key, frames)
+    async def append(
+        self, key: str, frames: list[Frame], *, origin: str = "", first_seq: int | None = None
+    ) -> list[Frame]:
+        numbered = self._number(key, frames, first_seq)
         self._frames.setdefault(key, []).extend(numbered)
         await self.touch(key)
         return numbered
 
     async def end(
-        self, key: str, generation_id: str, frames: list[Frame], *, origin: str = ""
+        self,
+        key: str,
+        generation_id: str,
+        frames: list[Frame],
+        *,
+        origin: str = "",
+        first_seq: int | None = None,
     ) -> list[Frame]:
-        numbered = self._number(key, frames)
+        numbered = self._number(key, frames, first_seq)
         self._frames.setdefault(key, []).extend(numbered)
         current = await self.generation(key)
         if current and current["generation_id"] == generation_id:
@@ -201,7 +220,16 @@ end
 
 local function push(offset)
   local n = #ARGV - offset
-  local last = redis.call('INCRBY', KEYS[1], n)
+  local first = ARGV[offset]
+  local last
+  if first == '' then
+    last = redis.call('INCRBY', KEYS[1], n)
+  else  -- numbered by the generation that owns them: keep the counter at the highest
+    last = tonumber(first) + n - 1
+    if tonumber(redis.call('GET', KEYS[1]) or '0') < last then
+      redis.call('SET', KEYS[1], last, 'KEEPTTL')
+    end
+  end
   local out = {}
   for i = 1, n do
     out[i] = '{"seq": ' .. (last - n + i) .. ', ' .. string.sub(ARGV[offset + i], 2)
@@ -226,7 +254,7 @@ return seq
 """
 
 _APPEND = """
-local last, out = push(3)
+local last, out = push(4)
 redis.call('EXPIRE', KEYS[3], ARGV[3])
 fanout(out)
 return last
@@ -235,7 +263,7 @@ return last
 # The marker is cleared only by the generation that owns it, so a late end can never clear a
 # newer generation's marker.
 _END = """
-local last, out = push(4)
+local last, out = push(5)
 if #out > 0 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
 if redis.call('HGET', KEYS[3], 'generation_id') == ARGV[3] then redis.call('DEL', KEYS[3]) end
 fanout(out)
@@ -361,14 +389,24 @@ class RedisFrameStore:
             raise GenerationBusy(key)
         return {"seq": seq, **frame}
 
-    async def append(self, key: str, frames: list[Frame], *, origin: str = "") -> list[Frame]:
-        args = [GENERATION_TTL_S, *map(json.dumps, frames)]
+    async def append(
+        self, key: str, frames: list[Frame], *, origin: str = "", first_seq: int | None = None
+    ) -> list[Frame]:
+        first = "" if first_seq is None else first_seq
+        args = [GENERATION_TTL_S, first, *map(json.dumps, frames)]
         return self._numbered(frames, await self._run("append", key, origin, args))
 
     async def end(
-        self, key: str, generation_id: str, frames: list[Frame], *, origin: str = ""
+        self,
+        key: str,
+        generation_id: str,
+        frames: list[Frame],
+        *,
+        origin: str = "",
+        first_seq: int | None = None,
     ) -> list[Frame]:
-        args = [generation_id, FRAMES_TTL_S, *map(json.dumps, frames)]
+        first = "" if first_seq is None else first_seq
+        args = [generation_id, FRAMES_TTL_S, first, *map(json.dumps, frames)]
         return self._numbered(frames, await self._run("end", key, origin, args))
 
     async def touch(self, key: str) -> None:

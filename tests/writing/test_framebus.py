@@ -184,3 +184,52 @@ async def test_closed_sockets_leave_nothing_watching(demo_version):
     await second.close()
     await _until(lambda: key not in bus.sinks)
     assert await store._client().smembers(watchers) == set()
+
+
+class _SlowMemoryStore(MemoryFrameStore):
+    """A store whose writes take a while, as Redis's do under load."""
+
+    async def append(self, *args, **kwargs):
+        await asyncio.sleep(0.2)
+        return await super().append(*args, **kwargs)
+
+
+async def test_a_generation_here_delivers_its_frames_before_the_store_has_them(monkeypatch):
+    store = _use(monkeypatch, _SlowMemoryStore())
+    key = _key()
+    got: list = []
+    await framebus.watch(key, got.append)
+    start = await framebus.begin(key, {"generation_id": "g", "turn": 1}, {"type": "turn_start"})
+    writing = asyncio.ensure_future(framebus.append(key, [{"type": "delta", "text": "x"}]))
+    await asyncio.sleep(0.01)
+    delta = {"seq": start["seq"] + 1, "type": "delta", "text": "x"}
+    assert got == [[start], [delta]]  # the socket has it ...
+    assert await store.frames_after(key, start["seq"]) == []  # ... the store not yet
+    await framebus.settled(key)  # what a socket that reads the store first waits for
+    assert await store.frames_after(key, start["seq"]) == [delta]
+    assert await writing == [delta]
+    await framebus.unwatch(key, got.append)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_that_joins_while_frames_are_unstored_gets_every_frame_once(
+    monkeypatch, demo_version
+):
+    """Frames of this process's generation reach its sockets before the store; a socket that
+    joins meanwhile reads the store only once those writes are done, so it misses none."""
+    _use(monkeypatch, _SlowMemoryStore())
+    participation = await db(make_participation, demo_version)
+    key = participation.public_id.hex
+    marker = {"generation_id": "g", "turn": 1}
+    start = await framebus.begin(key, marker, {"type": "turn_start", "turn": 1, "user_text": "Hi"})
+    first = asyncio.ensure_future(framebus.append(key, [{"type": "delta", "text": "a"}]))
+    await asyncio.sleep(0.01)  # "a" is delivered here, its write still in flight
+    joiner, state = await open_client("demo", token_for(participation))
+    second = asyncio.ensure_future(framebus.append(key, [{"type": "delta", "text": "b"}]))
+    frames = [f for f in await joiner.until(lambda f: f.get("text") == "b") if "seq" in f]
+    assert state["generation"] == {"generation_id": "g", "turn": 1}
+    assert [f["seq"] for f in frames] == [start["seq"], start["seq"] + 1, start["seq"] + 2]
+    assert [f.get("text") for f in frames[1:]] == ["a", "b"]
+    await asyncio.gather(first, second)
+    await framebus.end(key, "g", [])
+    await joiner.close()

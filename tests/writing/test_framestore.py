@@ -96,3 +96,21 @@ async def test_scripts_that_redis_forgot_are_loaded_again():
     await store._client().script_flush()  # as after a Redis restart
     frames = await store.append("p", [{"type": "delta", "text": "b"}])
     assert frames == [{"seq": 2, "type": "delta", "text": "b"}]
+
+
+async def test_frames_numbered_by_their_generation_are_kept_as_numbered(store):
+    start = await store.begin("p", _marker("g1"), {"type": "turn_start", "turn": 1})
+    deltas = await store.append(
+        "p", [{"type": "delta", "text": "a"}, {"type": "delta", "text": "b"}],
+        first_seq=start["seq"] + 1,
+    )  # fmt: skip
+    assert [d["seq"] for d in deltas] == [2, 3]
+    end = await store.end("p", "g1", [{"type": "turn_end", "turn": 1}], first_seq=4)
+    assert end == [{"seq": 4, "type": "turn_end", "turn": 1}]
+    assert await store.generation("p") is None
+    assert [f["seq"] for f in await store.frames_after("p", 0)] == [1, 2, 3, 4]
+    # The counter stands at the highest: the store numbers the next frame after them.
+    (picked,) = await store.append("p", [{"type": "pair_chosen", "turn": 1}])
+    assert picked["seq"] == 5
+    second = await store.begin("p", _marker("g2", 2), {"type": "turn_start", "turn": 2})
+    assert second["seq"] == 6
