@@ -10,16 +10,13 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from studyapp.lifespan import lifespan  # noqa: E402
 from studyapp.writing.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        "lifespan": lifespan,
     }
 )
-
-# The chat's database worker processes (studyapp/writing/dbcalls.py) start with the app.
-from studyapp.writing.dbcalls import warm_up  # noqa: E402
-
-warm_up()

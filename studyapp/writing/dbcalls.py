@@ -4,10 +4,11 @@ The event loop relays every reply of the process, so the database work must not 
 it needs. Where a call runs:
 
 - PostgreSQL with ``WRITING_DB_PROCESSES`` > 0 (the default): in that many worker processes of
-  this ASGI process, spawned on first use (or by :func:`warm_up`). The loop only pickles the
-  call and its result. A thread running the services' Python would take the GIL from the loop
-  whenever the loop waited, for up to a switch interval (5 ms) each time: at 200 simultaneous
-  messages that delayed the first tokens by tens to hundreds of ms (bench/README.md, Relay).
+  this ASGI process, started with the server (studyapp/lifespan.py) or on first use. The loop
+  only pickles the call and its result. A thread running the services' Python would take the GIL
+  from the loop whenever the loop waited, for up to a switch interval (5 ms) each time: at 200
+  simultaneous messages that delayed the first tokens by tens to hundreds of ms
+  (bench/README.md, Relay).
 - PostgreSQL with ``WRITING_DB_PROCESSES = 0``: ``WRITING_DB_THREADS`` threads (the tests'
   setting: their database and settings overrides live in the test process).
 - SQLite (``make run``): Django's one thread-sensitive thread, since SQLite has one writer and
@@ -117,7 +118,8 @@ def warm_up() -> None:
 
 
 def shutdown() -> None:
-    """Stop this process's worker processes (tests); a later call starts new ones."""
+    """Stop this process's worker processes (server shutdown, tests); a later call starts new
+    ones."""
     global _processes
     with _lock:
         pool, _processes = _processes, None

@@ -3,6 +3,7 @@ refusals cross intact, a dead worker costs one call, and a worker never outlives
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -111,3 +112,31 @@ def test_a_worker_exits_when_its_parent_is_killed():
     finally:
         parent.kill()
         parent.wait()
+
+
+@pytest.mark.usefixtures("worker_processes")
+async def test_the_server_lifespan_starts_the_workers_and_stops_them():
+    from studyapp.lifespan import lifespan
+
+    messages = asyncio.Queue()
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    running = asyncio.ensure_future(lifespan({"type": "lifespan"}, messages.get, send))
+    await messages.put({"type": "lifespan.startup"})
+    await _until(lambda: sent)
+    worker = await dbcalls.in_db_worker(dbworker.pid)()
+    assert _running(worker)
+    await messages.put({"type": "lifespan.shutdown"})
+    await asyncio.wait_for(running, 30)
+    assert sent == [{"type": "lifespan.startup.complete"}, {"type": "lifespan.shutdown.complete"}]
+    await _until(lambda: not _running(worker))
+
+
+async def _until(predicate, limit_s: float = 10.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
