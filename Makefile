@@ -30,7 +30,7 @@ run: install
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py load_study deploy/studies/collabllm-cowriting.yaml --slug demo --offline --if-changed
 	$(BIN)/python manage.py demo_setup --port $(PORT) --host $(HOST)
-	$(BIN)/python -m uvicorn studyapp.asgi:application --host $(HOST) --port $(PORT) --lifespan off \
+	$(BIN)/python -m uvicorn studyapp.asgi:application --host $(HOST) --port $(PORT) \
 		--ws-per-message-deflate false
 
 test: install-test

@@ -414,10 +414,12 @@ def main() -> None:
                 for label, p50, p99 in timeline_table(timeline, relayed):
                     print(f"        {label:<55} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms")
     finally:
+        # One SIGTERM to the app's process group (uvicorn, its workers and their database
+        # processes): a second one would make uvicorn skip its graceful shutdown.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(app.pid, signal.SIGTERM)
+        model.terminate()
         for process in (app, model):
-            process.terminate()
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:
