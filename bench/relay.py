@@ -7,7 +7,7 @@ message and reading the streamed reply, and N clients connected straight to the 
 It prints time to first token and gaps between frames (p50/p99) as each side sees them, what the
 relay adds, the app process's CPU and peak memory, and lost or duplicated frames.
 
-    python -m bench.relay --streams 1,50,200
+    python -m bench.relay --streams 1,50,200 [--repeat 5] [--timeline] [--app-workers 2]
 """
 
 from __future__ import annotations
@@ -356,12 +356,33 @@ def print_row(row: dict) -> None:
         print(f"        first failure: {row['first_failure']}", flush=True)
 
 
+def print_medians(rows: list[dict], levels: list[int]) -> None:
+    """Per level, the median over its runs of each percentile: the model server's own time
+    to first token moves by 100 ms and more from one run to the next at 200 streams."""
+    for level in levels:
+        runs = [r for r in rows if r["streams"] == level]
+        median = {k: percentile([r[k] for r in runs], 50) for k in runs[0] if k.startswith("tt")}
+        print(
+            f"N={level:>4}  median of {len(runs)} runs: TTFT ms direct p50/p99 "
+            f"{median['ttft_direct_p50']:.1f}/{median['ttft_direct_p99']:.1f}  relay "
+            f"{median['ttft_relay_p50']:.1f}/{median['ttft_relay_p99']:.1f}  added "
+            f"{median['ttft_added_p50']:+.1f}/{median['ttft_added_p99']:+.1f}  "
+            f"(failed {sum(r['failed'] for r in runs)}, lost {sum(r['lost_frames'] for r in runs)}"
+            f", duplicated {sum(r['duplicated_frames'] for r in runs)})",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", default="1,50,200")
     parser.add_argument("--tps", type=float, default=50.0)
     parser.add_argument("--tokens", type=int, default=50)
     parser.add_argument("--app-workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument(
+        "--repeat", type=int, default=1,
+        help="run each level this many times and also print the medians over the runs",
+    )  # fmt: skip
     parser.add_argument(
         "--timeline", action="store_true", help="also print when each step of the relay happens"
     )
@@ -397,7 +418,8 @@ def main() -> None:
         wait_port(model_port)
         wait_port(app_port)
         print(f"model server {model_url} at {args.tps:g} tokens/s, {args.tokens} tokens a reply")
-        for level in [int(n) for n in args.streams.split(",")]:
+        levels = [int(n) for n in args.streams.split(",")]
+        for level in [n for n in levels for _ in range(args.repeat)]:
             tokens = make_tokens(level, f"n{level}-{time.time_ns()}")
             cpu0, wall0 = app_cpu_seconds(app.pid), time.perf_counter()
             busy = MachineBusy()
@@ -413,6 +435,8 @@ def main() -> None:
                 time.sleep(2 * FLUSH_S)  # the app writes its marks once every FLUSH_S
                 for label, p50, p99 in timeline_table(timeline, relayed):
                     print(f"        {label:<55} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms")
+        if args.repeat > 1:
+            print_medians(rows, levels)
     finally:
         # One SIGTERM to the app's process group (uvicorn, its workers and their database
         # processes): a second one would make uvicorn skip its graceful shutdown.
