@@ -112,7 +112,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         # Channels' dispatch first closes stale database connections, on Django's one
         # thread-sensitive thread, for every message: a hop to that thread for each frame the
         # page sends, queued behind every other socket's. This consumer never uses that
-        # thread's connection; ``in_db_worker`` closes stale ones in the thread it uses.
+        # thread's connection; ``in_db_worker`` closes stale ones in the worker it uses.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")

@@ -68,7 +68,7 @@ def _process_pool() -> ProcessPoolExecutor:
                 # Not fork: this process runs threads and an event loop.
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=dbworker.start,
-                initargs=(os.environ["DJANGO_SETTINGS_MODULE"], settings.DATABASES, os.getpid()),
+                initargs=(settings.SETTINGS_MODULE, settings.DATABASES, os.getpid()),
             )
         return _processes
 
@@ -114,7 +114,6 @@ def warm_up() -> None:
         pool = _process_pool()
         for _ in range(worker_processes()):
             pool.submit(dbworker.pid)
-
 
 
 def shutdown() -> None:
