@@ -68,7 +68,7 @@ def _process_pool() -> ProcessPoolExecutor:
                 # Not fork: this process runs threads and an event loop.
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=dbworker.start,
-                initargs=(settings.SETTINGS_MODULE, settings.DATABASES, os.getpid()),
+                initargs=(os.environ["DJANGO_SETTINGS_MODULE"], settings.DATABASES, os.getpid()),
             )
         return _processes
 
