@@ -230,6 +230,7 @@
       f.messages.forEach(function (m) {
         var li = messageEl(m.role, m.turn, m.text);
         if (m.generation_id) { li.dataset.generationId = m.generation_id; }
+        if (m.finish_reason === "cancelled") { li.classList.add("stopped"); }
         els.messages.appendChild(li);
       });
       if (earlyUser) { ensureUser(earlyUser.turn, earlyUser.text); }

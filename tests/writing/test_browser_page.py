@@ -107,6 +107,10 @@ def test_reload_mid_reply_then_stop(live_servers, demo_version):
         stopped = page.locator('.msg.assistant[data-turn="2"]')
         browser.expect(stopped).to_have_class(re.compile(r"\bstopped\b"))
         second = stopped.locator(".msg-text").text_content()
+        page.reload()  # a stopped reply is still marked as stopped
+        browser.connected()
+        browser.expect(stopped).to_have_class(re.compile(r"\bstopped\b"))
+        browser.expect(stopped.locator(".msg-text")).to_have_text(second)
         errors = browser.errors
         browser.close()
 
