@@ -186,31 +186,43 @@ async def begin(key: str, marker: dict[str, Any], frame: Frame) -> Frame:
 async def append(key: str, frames: list[Frame]) -> list[Frame]:
     """Number and store ``frames`` and deliver them to every socket on ``key`` (to this
     process's sockets first, when its generation numbers them)."""
-    bus = _bus()
-    numbered = bus.number(key, frames)
-    if numbered is None:  # not from a generation of this process (a side-by-side pick)
-        numbered = await frame_store().append(key, frames, origin=bus.origin)
-        bus.deliver(key, numbered)
-        return numbered
-    bus.deliver(key, numbered)
-    first = numbered[0]["seq"] if numbered else None
-    await bus.store(key, frame_store().append(key, frames, origin=bus.origin, first_seq=first))
-    return numbered
+    origin = _bus().origin
+    return await _publish(
+        key, frames, lambda first: frame_store().append(key, frames, origin=origin, first_seq=first)
+    )
 
 
 async def end(key: str, generation_id: str, frames: list[Frame]) -> list[Frame]:
     """Store a generation's closing frames (clearing its marker) and deliver them."""
+    origin = _bus().origin
+    return await _publish(
+        key,
+        frames,
+        lambda first: frame_store().end(key, generation_id, frames, origin=origin, first_seq=first),
+        closing=True,
+    )
+
+
+async def _publish(
+    key: str,
+    frames: list[Frame],
+    write: Callable[[int | None], Awaitable[list[Frame]]],
+    *,
+    closing: bool = False,
+) -> list[Frame]:
+    """Store and deliver ``frames`` with ``write(first_seq)``. A generation of this process
+    numbers them itself and delivers them before the write; other frames (a side-by-side
+    pick) are numbered by the store."""
     bus = _bus()
     numbered = bus.number(key, frames)
-    bus.numbering.pop(key, None)
+    if closing:
+        bus.numbering.pop(key, None)
     if numbered is None:
-        numbered = await frame_store().end(key, generation_id, frames, origin=bus.origin)
+        numbered = await write(None)
         bus.deliver(key, numbered)
         return numbered
     bus.deliver(key, numbered)
-    first = numbered[0]["seq"] if numbered else None
-    write = frame_store().end(key, generation_id, frames, origin=bus.origin, first_seq=first)
-    await bus.store(key, write)
+    await bus.store(key, write(numbered[0]["seq"] if numbered else None))
     return numbered
 
 

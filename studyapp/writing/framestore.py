@@ -202,7 +202,8 @@ class MemoryFrameStore:
 
 
 # Each operation is one atomic script (one round trip on the per-frame path). Frames arrive as
-# JSON objects without "seq"; the script numbers them from the counter and splices the number in.
+# JSON objects without "seq"; the script numbers them from the counter, or from the first seq
+# given by the generation that numbered them (``first_seq``), and splices the number in.
 # ARGV[1] and ARGV[2] are always the calling process (its live channel's name) and the key: the
 # script also publishes what it numbered to every other process that watches the key
 # (studyapp/writing/framebus.py), in the same round trip.

@@ -111,7 +111,6 @@ class EarlyReply:
         self.confirmed: asyncio.Future[TurnPlan | None] = (
             asyncio.get_running_loop().create_future()
         )
-        self.generation_id = ""
         self.task: asyncio.Task[None] | None = None
 
     def adopt(self, plan: TurnPlan) -> bool:
@@ -157,7 +156,7 @@ async def early_start(
     early = EarlyReply(provisional, call)
     start = {"type": "turn_start", "turn": turn, "user_text": user_text}
     try:
-        early.generation_id, early.task = await _launch(
+        _, early.task = await _launch(
             provisional, start, functools.partial(_early_run, early=early)
         )
     except BaseException:
