@@ -33,9 +33,12 @@ run: install
 	$(BIN)/python -m uvicorn studyapp.asgi:application --host $(HOST) --port $(PORT) \
 		--ws-per-message-deflate false
 
+# makemigrations --check runs without a connection pool: its database does not exist, and a
+# pool would wait 30 s for it before the check goes on.
 test: install-test
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
-		$(BIN)/python manage.py makemigrations --check --dry-run --settings=studyapp.settings_test
+		DB_POOL_MAX_SIZE=0 $(BIN)/python manage.py makemigrations --check --dry-run \
+		--settings=studyapp.settings_test
 	$(BIN)/ruff check .
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
