@@ -342,8 +342,11 @@ class _Generation:
                     await frame_store().touch(self.key)
                     continue
             # Leading edge: the first delta after a pause goes out at once; the rest coalesce.
+            # The interval counts from the flush's start, so the store's write time (tens of
+            # ms under load) does not add to every gap the participant sees.
+            next_flush = loop.time() + FLUSH_INTERVAL_S
             await self._flush(call)
-            await self._wait({reader, cancel}, FLUSH_INTERVAL_S)
+            await self._wait({reader, cancel}, max(0.0, next_flush - loop.time()))
 
     def _record(self) -> dict[str, Any]:
         record = self.call.stream.record if self.call is not None else None
