@@ -447,6 +447,7 @@ def main() -> None:
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:
+                print(f"{process.args[2]} did not stop within 10 s of SIGTERM; killed")
                 process.kill()
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

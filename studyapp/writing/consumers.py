@@ -44,6 +44,9 @@ from studyapp.writing.services import (
 
 log = logging.getLogger(__name__)
 
+# An alias with no entry in CHANNEL_LAYERS: channels then gives the consumer no channel layer.
+NO_CHANNEL_LAYER = "none"
+
 
 @dataclass
 class _ExpectedCall:
@@ -94,6 +97,11 @@ class _ExpectedCall:
 
 
 class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
+    # No channel layer: frames reach the socket through framebus, and nothing sends to a
+    # writing socket over the layer. Listening on it anyway cost every socket a receive task;
+    # with channels_redis about one socket in a few hundred never finished closing (its
+    # cancelled receive went on polling Redis), which also held up the server's shutdown.
+    channel_layer_alias = NO_CHANNEL_LAYER
     participation_id: int | None = None
     public_id = ""
     # Highest seq sent on this socket; None until hello (frames before it are replayed by it).

@@ -227,14 +227,18 @@ class LiveServer:
         raise RuntimeError("uvicorn did not start")
 
     def stop(self) -> None:
+        """SIGTERM, as a deploy sends it: the server must end its graceful shutdown itself
+        (a socket whose consumer never ends would hold it up)."""
         self.proc.terminate()
         try:
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        with contextlib.suppress(ProcessLookupError):  # none left: they exited with it
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            raise AssertionError("uvicorn did not shut down within 15 s of SIGTERM") from None
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # none left: they exited with it
+                os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")
