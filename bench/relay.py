@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import signal
 import socket
@@ -27,9 +26,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psycopg
 import websockets
+
+from collab_models.http1 import H1Pool
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -176,8 +176,8 @@ async def participant(
                 return result
 
 
-async def direct(client: httpx.AsyncClient, model_url: str, start: asyncio.Event) -> StreamResult:
-    body = {
+DIRECT_BODY = json.dumps(
+    {
         "model": MODEL,
         "messages": [{"role": "user", "content": "Help me write a blog post."}],
         "stream": True,
@@ -186,26 +186,49 @@ async def direct(client: httpx.AsyncClient, model_url: str, start: asyncio.Event
         "top_p": 1.0,
         "max_tokens": 1024,
     }
+).encode()
+
+
+async def direct(pool: H1Pool, model_port: int, start: asyncio.Event) -> StreamResult:
+    """A client straight to the model server, on the HTTP/1.1 client the app itself uses, so
+    that the difference to a participant is the relay and not two clients' own costs. Like
+    the app's, it opens its connection when it sends (the app's pool is idle between levels
+    for longer than its keep-alive)."""
     await start.wait()
-    sent = time.perf_counter()
+    loop = asyncio.get_running_loop()
     result = StreamResult(ttft_ms=float("nan"))
+    pending = b""
     previous: float | None = None
-    async with client.stream("POST", f"{model_url}/v1/chat/completions", json=body) as response:
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
+    sent = time.perf_counter()
+
+    def sink(data: bytes) -> None:
+        nonlocal pending, previous
+        now = time.perf_counter()
+        lines = (pending + data).split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            if not line.startswith(b"data: ") or line == b"data: [DONE]":
                 continue
-            chunk = json.loads(line[6:])
-            choices = chunk.get("choices") or []
+            choices = json.loads(line[6:]).get("choices") or []
             content = choices[0]["delta"].get("content") if choices else None
             if not content:
                 continue
-            now = time.perf_counter()
             if previous is None:
                 result.ttft_ms = (now - sent) * 1000
             else:
                 result.gaps_ms.append((now - previous) * 1000)
             previous = now
             result.text += content
+
+    exchange = await pool.request(
+        "POST", "127.0.0.1", model_port, "/v1/chat/completions",
+        headers={"content-type": "application/json", "accept": "text/event-stream"},
+        body=DIRECT_BODY, connect_timeout=30,
+    )  # fmt: skip
+    try:
+        await exchange.pump(sink, lambda: loop.time() + 120)
+    finally:
+        await exchange.aclose()
     result.final_text = result.text
     return result
 
@@ -214,15 +237,17 @@ async def run_level(
     app_port: int, model_url: str, tokens: list[tuple[str, str]], busy: MachineBusy
 ) -> tuple[list, list]:
     start = asyncio.Event()
-    limits = httpx.Limits(max_connections=len(tokens) + 10)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        direct_tasks = [asyncio.create_task(direct(client, model_url, start)) for _ in tokens]
-        await asyncio.sleep(0.2)
-        start.set()
-        direct_results = await asyncio.gather(*direct_tasks)
+    pool = H1Pool()
+    model_port = int(model_url.rsplit(":", 1)[1])
+    direct_tasks = [asyncio.create_task(direct(pool, model_port, start)) for _ in tokens]
+    await machine_quiet()
+    start.set()
+    direct_results = await asyncio.gather(*direct_tasks)
+    pool.close()
     start = asyncio.Event()
     relay_tasks = [asyncio.create_task(participant(app_port, t, k, start)) for t, k in tokens]
     await asyncio.sleep(min(10, 0.5 + len(tokens) * 0.02))  # every socket connected and said hello
+    await machine_quiet()
     busy.start()
     start.set()
     relay_results = await asyncio.gather(*relay_tasks, return_exceptions=True)
@@ -278,6 +303,20 @@ class MachineBusy:
         if self._start is not None:
             busy, total = self._read()
             self.percent = 100 * (busy - self._start[0]) / max(1, total - self._start[1])
+
+
+async def machine_quiet(below_percent: float = 15.0, within_s: float = 30.0) -> None:
+    """Wait until the machine is idle: the previous round's bookkeeping (turn records,
+    disconnect events, the hellos' queries) must not run into the next measurement."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        probe = MachineBusy()
+        probe.start()
+        await asyncio.sleep(0.25)
+        probe.stop()
+        if probe.percent < below_percent:
+            return
+    print(f"the machine stayed above {below_percent:g}% busy for {within_s:g} s; measuring anyway")
 
 
 def summarise(level: int, direct_results: list, relay_results: list, cpu: float, wall: float,
@@ -387,8 +426,14 @@ def main() -> None:
         "--timeline", action="store_true", help="also print when each step of the relay happens"
     )
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="streams in an unreported first round (default: the largest level; 0: none). A "
+        "fresh app's first burst pays for imports, pools and prepared queries once.",
+    )
     args = parser.parse_args()
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per direct request
     base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     env = {"DATABASE_URL": prepare_database(base_db), "REDIS_URL": redis_url}
@@ -419,6 +464,11 @@ def main() -> None:
         wait_port(app_port)
         print(f"model server {model_url} at {args.tps:g} tokens/s, {args.tokens} tokens a reply")
         levels = [int(n) for n in args.streams.split(",")]
+        warmup = max(levels) if args.warmup is None else args.warmup
+        if warmup:
+            tokens = make_tokens(warmup, f"warmup-{time.time_ns()}")
+            asyncio.run(run_level(app_port, model_url, tokens, MachineBusy()))
+            print(f"warm-up round of {warmup} streams done (not reported)")
         for level in [n for n in levels for _ in range(args.repeat)]:
             tokens = make_tokens(level, f"n{level}-{time.time_ns()}")
             cpu0, wall0 = app_cpu_seconds(app.pid), time.perf_counter()

@@ -4,6 +4,7 @@ refusals cross intact, a dead worker costs one call, and a worker never outlives
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -114,9 +115,17 @@ def test_a_worker_exits_when_its_parent_is_killed():
         parent.wait()
 
 
-@pytest.mark.usefixtures("worker_processes")
+@pytest.fixture
+def restored_gc():
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+
+
+@pytest.mark.usefixtures("worker_processes", "restored_gc")
 async def test_the_server_lifespan_starts_the_workers_and_stops_them():
-    from studyapp.lifespan import lifespan
+    from studyapp.lifespan import GEN0_THRESHOLD, lifespan
 
     messages = asyncio.Queue()
     sent: list[dict] = []
@@ -129,6 +138,9 @@ async def test_the_server_lifespan_starts_the_workers_and_stops_them():
     await _until(lambda: sent)
     worker = await dbcalls.in_db_worker(dbworker.pid)()
     assert _running(worker)
+    # What startup left is frozen out of the collector, and young collections are rarer.
+    assert gc.get_freeze_count() > 10_000
+    assert gc.get_threshold()[0] == GEN0_THRESHOLD
     await messages.put({"type": "lifespan.shutdown"})
     await asyncio.wait_for(running, 30)
     assert sent == [{"type": "lifespan.startup.complete"}, {"type": "lifespan.shutdown.complete"}]
