@@ -31,8 +31,10 @@ built. An endpoint that expands to several URLs separated by commas or spaces
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -251,6 +253,53 @@ def build_arm(
     except (ValueError, TypeError) as exc:
         name = config.get("name", "?") if isinstance(config, Mapping) else "?"
         raise ConfigError(f"condition {name!r}: {exc}") from exc
+
+
+_ENV_REFERENCE = re.compile(r"\$\{(\w+)")
+_CACHE_SIZE = 64
+_cache: OrderedDict[tuple[Any, ...], Arm] = OrderedDict()
+
+
+def cached_arm(
+    config: Mapping[str, Any], *, base_dir: Path | None = None, offline_rate: float | None = None
+) -> Arm:
+    """:func:`build_arm`, once per distinct condition block: every reply of a condition gets
+    the same arm, so its replicas' round-robin turns from one reply to the next (a new arm
+    starts the turn afresh) and the build (environment expansion, URL parsing: some 0.2 ms) is
+    not repeated per message. A change to an environment variable the block names, or to its
+    prompt file, builds a new arm."""
+    key = _cache_key(config, base_dir, offline_rate)
+    arm = _cache.get(key)
+    if arm is None:
+        arm = build_arm(config, base_dir=base_dir, offline_rate=offline_rate)
+        _cache[key] = arm
+        if len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    else:
+        _cache.move_to_end(key)
+    return arm
+
+
+def _cache_key(
+    config: Mapping[str, Any], base_dir: Path | None, offline_rate: float | None
+) -> tuple[Any, ...]:
+    text = json.dumps(config, sort_keys=True, default=str)
+    names = sorted(set(_ENV_REFERENCE.findall(text)))
+    env = tuple((name, os.environ.get(name)) for name in names)
+    return text, env, _prompt_file_version(config, base_dir), str(base_dir), offline_rate
+
+
+def _prompt_file_version(config: Mapping[str, Any], base_dir: Path | None) -> int | None:
+    raw = config.get("prompt_file") if isinstance(config, Mapping) else None
+    if not raw:
+        return None
+    try:
+        path = Path(expand_env(str(raw)))
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        return path.stat().st_mtime_ns
+    except (ConfigError, OSError):
+        return None  # build_arm reports it
 
 
 def _build(config: Mapping[str, Any], *, base_dir: Path | None, offline_rate: float | None) -> Arm:

@@ -28,7 +28,7 @@ from typing import Any
 
 from django.conf import settings
 
-from collab_models.arms import build_arm
+from collab_models.arms import cached_arm
 from studyapp.writing import framebus, timeline
 from studyapp.writing.dbcalls import in_db_worker
 from studyapp.writing.framestore import Frame, Snapshot, frame_store
@@ -188,7 +188,7 @@ async def generations_wait(limit_s: float | None = None) -> bool:
 
 
 def _build_arm(config: dict[str, Any]) -> Any:
-    return build_arm(
+    return cached_arm(
         config, base_dir=settings.BASE_DIR, offline_rate=settings.OFFLINE_TOKENS_PER_SECOND
     )
 

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-from collab_models.arms import ConfigError, build_arm, derive_style, expand_env, override_offline
+from collab_models.arms import (
+    ConfigError,
+    build_arm,
+    cached_arm,
+    derive_style,
+    expand_env,
+    override_offline,
+)
 from collab_models.base import ChatMessage, ModelError
 from tests.collab_models.conftest import MODEL
 from tests.collab_models.vllm_fake import FakeVLLM, Script
@@ -295,3 +303,44 @@ async def test_api_key_is_sent_as_a_bearer_token(
     )
     [_ async for _ in arm.reply(HISTORY)]
     assert fake.chat_requests()[0].headers["authorization"] == "Bearer sk-test"
+
+
+def test_cached_arm_is_reused_until_its_environment_or_prompt_file_changes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("VLLM_URL", "http://gpu1:8000")
+    (tmp_path / "prompt.txt").write_text("Ask before you write.")
+    config = {
+        "name": "a",
+        "endpoints": ["${VLLM_URL:-http://127.0.0.1:8001}"],
+        "model": "m",
+        "prompt_file": "prompt.txt",
+    }
+    arm = cached_arm(config, base_dir=tmp_path)
+    assert cached_arm(dict(config), base_dir=tmp_path) is arm
+
+    monkeypatch.setenv("VLLM_URL", "http://gpu2:8000")
+    moved = cached_arm(config, base_dir=tmp_path)
+    assert moved.endpoints == ("http://gpu2:8000",)
+
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("Ask two questions before you write.")
+    os.utime(prompt, ns=(prompt.stat().st_atime_ns, prompt.stat().st_mtime_ns + 10**9))
+    edited = cached_arm(config, base_dir=tmp_path)
+    assert edited is not moved
+    assert edited.prompt.text == "Ask two questions before you write."
+
+
+async def test_replies_of_one_cached_arm_take_the_replicas_in_turn(
+    fake: FakeVLLM, fake2: FakeVLLM
+) -> None:
+    config = {"name": "base", "endpoints": [fake.url, fake2.url], "model": MODEL}
+    used = []
+    for _ in range(4):  # one after the other: no replica is busier than the other
+        stream = cached_arm(config).reply(HISTORY)
+        _ = [delta async for delta in stream]
+        assert stream.record is not None
+        used.append(stream.record.endpoint)
+
+    assert sorted(used) == sorted([fake.url, fake2.url] * 2)
+    assert used[0] != used[1]
