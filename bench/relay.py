@@ -7,7 +7,11 @@ message and reading the streamed reply, and N clients connected straight to the 
 It prints time to first token and gaps between frames (p50/p99) as each side sees them, what the
 relay adds, the app process's CPU and peak memory, and lost or duplicated frames.
 
+The direct clients use the app's own HTTP/1.1 client; an unreported warm-up round comes first,
+and each phase starts on a quiet machine.
+
     python -m bench.relay --streams 1,50,200 [--repeat 5] [--timeline] [--app-workers 2]
+                          [--warmup N]
 """
 
 from __future__ import annotations
