@@ -195,9 +195,9 @@ DIRECT_BODY = json.dumps(
 
 async def direct(pool: H1Pool, model_port: int, start: asyncio.Event) -> StreamResult:
     """A client straight to the model server, on the HTTP/1.1 client the app itself uses, so
-    that the difference to a participant is the relay and not two clients' own costs. Like
-    the app's, it opens its connection when it sends (the app's pool is idle between levels
-    for longer than its keep-alive)."""
+    that the difference to a participant is the relay and not two clients' own costs. It opens
+    its connection when it sends, as the app does when it has no idle one (after a pause longer
+    than the keep-alive, as between the 200-stream rounds)."""
     await start.wait()
     loop = asyncio.get_running_loop()
     result = StreamResult(ttft_ms=float("nan"))
@@ -238,11 +238,10 @@ async def direct(pool: H1Pool, model_port: int, start: asyncio.Event) -> StreamR
 
 
 async def run_level(
-    app_port: int, model_url: str, tokens: list[tuple[str, str]], busy: MachineBusy
+    app_port: int, model_port: int, tokens: list[tuple[str, str]], busy: MachineBusy
 ) -> tuple[list, list]:
     start = asyncio.Event()
     pool = H1Pool()
-    model_port = int(model_url.rsplit(":", 1)[1])
     direct_tasks = [asyncio.create_task(direct(pool, model_port, start)) for _ in tokens]
     await machine_quiet()
     start.set()
@@ -471,13 +470,13 @@ def main() -> None:
         warmup = max(levels) if args.warmup is None else args.warmup
         if warmup:
             tokens = make_tokens(warmup, f"warmup-{time.time_ns()}")
-            asyncio.run(run_level(app_port, model_url, tokens, MachineBusy()))
+            asyncio.run(run_level(app_port, model_port, tokens, MachineBusy()))
             print(f"warm-up round of {warmup} streams done (not reported)")
         for level in [n for n in levels for _ in range(args.repeat)]:
             tokens = make_tokens(level, f"n{level}-{time.time_ns()}")
             cpu0, wall0 = app_cpu_seconds(app.pid), time.perf_counter()
             busy = MachineBusy()
-            direct, relayed = asyncio.run(run_level(app_port, model_url, tokens, busy))
+            direct, relayed = asyncio.run(run_level(app_port, model_port, tokens, busy))
             cpu, wall = app_cpu_seconds(app.pid) - cpu0, time.perf_counter() - wall0
             row = summarise(level, direct, relayed, cpu, wall, app_peak_rss_mb(app.pid))
             row["machine_busy_percent"] = busy.percent
