@@ -212,7 +212,9 @@ class ModelCall:
         self.history = history
         self.seed = _seeds.randrange(2**31) if seed is None else seed
         self.pending: list[str] = []
-        self.wake = asyncio.Event()
+        # Resolved by the next delta (see ``arrival``): the generation waits on this one
+        # future, so a delta wakes it in one turn of the event loop.
+        self.waiter: asyncio.Future[None] | None = None
         self.stream = _build_arm(config).reply(history, seed=self.seed)
         self.reader = asyncio.ensure_future(self._read())
 
@@ -221,7 +223,14 @@ class ModelCall:
             if not self.pending:
                 timeline.mark("model_delta_arrived", self.key)
             self.pending.append(delta)
-            self.wake.set()
+            waiter = self.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def arrival(self) -> asyncio.Future[None]:
+        """A future that the next delta resolves (the caller may resolve it too)."""
+        self.waiter = asyncio.get_running_loop().create_future()
+        return self.waiter
 
     def fits(self, plan: TurnPlan) -> bool:
         return plan.condition_config == self.config and plan.history == self.history
@@ -250,6 +259,31 @@ def call_open(
 def call_discard(call: ModelCall) -> None:
     """Close an unused call in the background (the caller does not wait for the model)."""
     _spawn(call.close(grace_s=1.0), "model-call-discard")
+
+
+async def _first_of(
+    waiter: asyncio.Future[None], also: tuple[asyncio.Future[Any], ...], limit_s: float
+) -> None:
+    """Wait until ``waiter`` or one of ``also`` is done, or ``limit_s`` has passed.
+
+    Unlike ``asyncio.wait`` (a callback, then the caller's wake-up), the common case, a delta
+    resolving ``waiter``, wakes the caller in the next turn of the loop: under a burst every
+    turn is long, and a reply's frames cross one per delta.
+    """
+
+    def wake(_: Any = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    for future in also:
+        future.add_done_callback(wake)
+    timer = asyncio.get_running_loop().call_later(limit_s, wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        for future in also:
+            future.remove_done_callback(wake)
 
 
 def _spawn(coroutine: Any, name: str) -> asyncio.Task[None]:
@@ -334,11 +368,9 @@ class _Generation:
         deadline = loop.time() + generation_timeout_s()
         while not (reader.done() or cancel.done()) and loop.time() < deadline:
             if not call.pending:
-                call.wake.clear()
-                waiter = asyncio.ensure_future(call.wake.wait())
-                woke = await self._wait({reader, cancel, waiter}, KEEPALIVE_S)
-                waiter.cancel()
-                if not woke:  # a slow model: keep the in-flight marker alive
+                await _first_of(call.arrival(), (reader, cancel), KEEPALIVE_S)
+                if not (call.pending or reader.done() or cancel.done()):
+                    # A slow model: keep the in-flight marker alive.
                     await frame_store().touch(self.key)
                     continue
             # Leading edge: the first delta after a pause goes out at once; the rest coalesce.

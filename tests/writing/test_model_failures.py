@@ -129,3 +129,42 @@ async def test_failure_mid_stream_keeps_the_partial_text(demo_version):
         sent = fake.chat_requests()[-1].body["messages"]
         assert [m["role"] for m in sent] == ["user"]
         await client.close()
+
+
+async def test_slow_model_keeps_its_marker_alive_and_the_reply_arrives(demo_version, monkeypatch):
+    from studyapp.writing import relay
+    from tests.writing.conftest import make_participation
+
+    touched: list[str] = []
+    real_store = relay.frame_store
+
+    class CountingStore:
+        def __init__(self, store):
+            self.store = store
+
+        def __getattr__(self, name):
+            return getattr(self.store, name)
+
+        async def touch(self, key):
+            touched.append(key)
+            await self.store.touch(key)
+
+    monkeypatch.setattr(relay, "frame_store", lambda: CountingStore(real_store()))
+    monkeypatch.setattr(relay, "KEEPALIVE_S", 0.1)
+    async with FakeVLLM(tps=0) as fake:
+        fake.script(Script(text="Worth the wait", first_token_delay=0.6))
+
+        def setup():
+            participation = make_participation(demo_version)
+            participation.condition = remote_condition(demo_version, fake.url)
+            participation.save(update_fields=["condition"])
+            return participation
+
+        participation = await db(setup)
+        client, _ = await open_client("demo", token_for(participation))
+        frames = await client.turn("Take your time")
+        assert frames[-1]["type"] == "turn_end"
+        assert "".join(f["text"] for f in frames if f["type"] == "delta") == "Worth the wait"
+        # The generation woke once per keep-alive period while the model was silent.
+        assert 3 <= touched.count(participation.public_id.hex) <= 7
+        await client.close()
