@@ -7,11 +7,13 @@ message and reading the streamed reply, and N clients connected straight to the 
 It prints time to first token and gaps between frames (p50/p99) as each side sees them, what the
 relay adds, the app process's CPU and peak memory, and lost or duplicated frames.
 
-The direct clients use the app's own HTTP/1.1 client; an unreported warm-up round comes first,
-and each phase starts on a quiet machine.
+The direct clients use the app's own HTTP/1.1 client and the participants a lean WebSocket
+client (bench/wsclient.py), both reading in the socket's callback; an unreported warm-up round
+comes first, and each phase starts on a quiet machine. ``--app floor`` measures a bare ASGI
+relay instead of the app (bench/floor_app.py): what any Python relay of this shape adds here.
 
     python -m bench.relay --streams 1,50,200 [--repeat 5] [--timeline] [--app-workers 2]
-                          [--warmup N]
+                          [--warmup N] [--app floor] [--clients lean,websockets]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
@@ -33,6 +36,7 @@ from pathlib import Path
 import psycopg
 import websockets
 
+from bench import wsclient
 from collab_models.http1 import H1Pool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,6 +56,8 @@ class StreamResult:
     lost: int = 0
     duplicated: int = 0
     error: str = ""
+    previous: float = float("nan")  # when the last delta arrived
+    done: bool = False
 
 
 def free_port() -> int:
@@ -141,43 +147,98 @@ def make_tokens(count: int, label: str) -> list[tuple[str, str]]:
     return [(participation_token(public_id=str(p.public_id)), p.public_id.hex) for p in made]
 
 
+def participations(floor: bool, count: int, label: str) -> list[tuple[str, str]]:
+    """Socket tokens and keys for ``count`` participants (the floor app checks none)."""
+    if floor:
+        return [("floor", f"{label}-{i}") for i in range(count)]
+    return make_tokens(count, label)
+
+
 # -- clients ------------------------------------------------------------------------------------
+def take_frame(result: StreamResult, frame: dict, now: float, last_seq: int) -> int:
+    """Account one frame of the reply into ``result``; return the new last seq."""
+    seq = frame.get("seq")
+    if isinstance(seq, int):
+        # Frames are numbered per participation: a gap is a lost frame, a repeat a duplicate.
+        result.duplicated += seq <= last_seq
+        result.lost += max(0, seq - last_seq - 1)
+        last_seq = max(last_seq, seq)
+    if frame["type"] == "delta":
+        if math.isnan(result.ttft_ms):  # the first delta
+            result.ttft_ms = (now - result.sent) * 1000
+        else:
+            result.gaps_ms.append((now - result.previous) * 1000)
+        result.previous = now
+        result.text += frame["text"]
+    elif frame["type"] == "turn_end":
+        result.final_text = frame.get("text", "")
+        result.done = True
+    elif frame["type"] in ("turn_error", "error"):
+        result.error = json.dumps(frame)
+        result.done = True
+    return last_seq
+
+
+HELLO = json.dumps({"type": "hello", "last_seq": None, "focused": True})
+SEND = json.dumps({"type": "send", "text": "Help me write a blog post."})
+
+
 async def participant(
     app_port: int, token: str, key: str, start: asyncio.Event
 ) -> StreamResult:
+    """A participant on the lean client (bench/wsclient.py): frames are read in the socket's
+    ``data_received``, timed there, as the direct clients read the model server's chunks."""
+    loop = asyncio.get_running_loop()
+    path = f"/ws/study/{STUDY_SLUG}/?token={token}"
+    headers = {"Origin": f"http://127.0.0.1:{app_port}"}
+    ws = await wsclient.connect("127.0.0.1", app_port, path, headers)
+    result = StreamResult(ttft_ms=float("nan"), key=key)
+    state: asyncio.Future[dict] = loop.create_future()
+    ended: asyncio.Future[None] = loop.create_future()
+    last_seq = 0
+
+    def on_text(text: str, now: float) -> None:
+        nonlocal last_seq
+        frame = json.loads(text)
+        if not state.done():
+            state.set_result(frame)
+            return
+        last_seq = take_frame(result, frame, now, last_seq)
+        if result.done and not ended.done():
+            ended.set_result(None)
+
+    ws.on_text = on_text
+    try:
+        ws.send_text(HELLO)
+        last_seq = (await asyncio.wait_for(state, 60)).get("last_seq") or 0
+        await start.wait()
+        result.sent = time.perf_counter()
+        ws.send_text(SEND)
+        await asyncio.wait({ended, ws.closed}, return_when=asyncio.FIRST_COMPLETED)
+        if not ended.done():
+            result.error = f"socket closed ({ws.close_code}) before the reply ended"
+        return result
+    finally:
+        await ws.close()
+
+
+async def participant_websockets(
+    app_port: int, token: str, key: str, start: asyncio.Event
+) -> StreamResult:
+    """A participant on the ``websockets`` library (``--client websockets``): its reader
+    task, queue and ``recv()`` cost a few task switches per frame on the benchmark's loop."""
     url = f"ws://127.0.0.1:{app_port}/ws/study/{STUDY_SLUG}/?token={token}"
     headers = {"Origin": f"http://127.0.0.1:{app_port}"}
     async with websockets.connect(url, additional_headers=headers, max_size=2**22) as ws:
-        await ws.send(json.dumps({"type": "hello", "last_seq": None, "focused": True}))
-        state = json.loads(await ws.recv())
-        last_seq = state.get("last_seq") or 0
+        await ws.send(HELLO)
+        last_seq = json.loads(await ws.recv()).get("last_seq") or 0
         await start.wait()
-        sent = time.perf_counter()
-        await ws.send(json.dumps({"type": "send", "text": "Help me write a blog post."}))
-        result = StreamResult(ttft_ms=float("nan"), key=key, sent=sent)
-        previous: float | None = None
-        while True:
+        result = StreamResult(ttft_ms=float("nan"), key=key, sent=time.perf_counter())
+        await ws.send(SEND)
+        while not result.done:
             frame = json.loads(await ws.recv())
-            now = time.perf_counter()
-            seq = frame.get("seq")
-            if isinstance(seq, int):
-                # Frames are numbered per participation: a gap is a lost frame, a repeat a dup.
-                result.duplicated += seq <= last_seq
-                result.lost += max(0, seq - last_seq - 1)
-                last_seq = max(last_seq, seq)
-            if frame["type"] == "delta":
-                if previous is None:
-                    result.ttft_ms = (now - sent) * 1000
-                else:
-                    result.gaps_ms.append((now - previous) * 1000)
-                previous = now
-                result.text += frame["text"]
-            elif frame["type"] == "turn_end":
-                result.final_text = frame.get("text", "")
-                return result
-            elif frame["type"] in ("turn_error", "error"):
-                result.error = json.dumps(frame)
-                return result
+            last_seq = take_frame(result, frame, time.perf_counter(), last_seq)
+        return result
 
 
 DIRECT_BODY = json.dumps(
@@ -237,8 +298,15 @@ async def direct(pool: H1Pool, model_port: int, start: asyncio.Event) -> StreamR
     return result
 
 
+CLIENTS = {"lean": participant, "websockets": participant_websockets}
+
+
 async def run_level(
-    app_port: int, model_port: int, tokens: list[tuple[str, str]], busy: MachineBusy
+    app_port: int,
+    model_port: int,
+    tokens: list[tuple[str, str]],
+    busy: MachineBusy,
+    client: str = "lean",
 ) -> tuple[list, list]:
     start = asyncio.Event()
     pool = H1Pool()
@@ -248,7 +316,9 @@ async def run_level(
     direct_results = await asyncio.gather(*direct_tasks)
     pool.close()
     start = asyncio.Event()
-    relay_tasks = [asyncio.create_task(participant(app_port, t, k, start)) for t, k in tokens]
+    relay_tasks = [
+        asyncio.create_task(CLIENTS[client](app_port, t, k, start)) for t, k in tokens
+    ]
     await asyncio.sleep(min(10, 0.5 + len(tokens) * 0.02))  # every socket connected and said hello
     await machine_quiet()
     busy.start()
@@ -382,7 +452,7 @@ def timeline_table(path: Path, results: list) -> list[tuple[str, float, float]]:
 
 def print_row(row: dict) -> None:
     print(
-        f"N={row['streams']:>4}  failed={row['failed']}  "
+        f"N={row['streams']:>4} {row.get('client', 'lean'):>10}  failed={row['failed']}  "
         f"TTFT ms direct p50/p99 {row['ttft_direct_p50']:.1f}/{row['ttft_direct_p99']:.1f}  "
         f"relay {row['ttft_relay_p50']:.1f}/{row['ttft_relay_p99']:.1f}  "
         f"added {row['ttft_added_p50']:+.1f}/{row['ttft_added_p99']:+.1f}\n"
@@ -398,14 +468,14 @@ def print_row(row: dict) -> None:
         print(f"        first failure: {row['first_failure']}", flush=True)
 
 
-def print_medians(rows: list[dict], levels: list[int]) -> None:
-    """Per level, the median over its runs of each percentile: the model server's own time
-    to first token moves by 100 ms and more from one run to the next at 200 streams."""
-    for level in levels:
-        runs = [r for r in rows if r["streams"] == level]
+def print_medians(rows: list[dict], levels: list[int], clients: list[str]) -> None:
+    """Per level and client, the median over its runs of each percentile: the model server's
+    own time to first token moves by 100 ms and more from one run to the next at 200 streams."""
+    for level, client in [(n, c) for n in levels for c in clients]:
+        runs = [r for r in rows if r["streams"] == level and r["client"] == client]
         median = {k: percentile([r[k] for r in runs], 50) for k in runs[0] if k.startswith("tt")}
         print(
-            f"N={level:>4}  median of {len(runs)} runs: TTFT ms direct p50/p99 "
+            f"N={level:>4} {client:>10}  median of {len(runs)} runs: TTFT ms direct p50/p99 "
             f"{median['ttft_direct_p50']:.1f}/{median['ttft_direct_p99']:.1f}  relay "
             f"{median['ttft_relay_p50']:.1f}/{median['ttft_relay_p99']:.1f}  added "
             f"{median['ttft_added_p50']:+.1f}/{median['ttft_added_p99']:+.1f}  "
@@ -430,6 +500,19 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument(
+        "--app",
+        choices=["collabstudy", "floor"],
+        default="collabstudy",
+        help="floor: instead of the app, a bare ASGI relay with nothing else "
+        "(bench/floor_app.py), for what any Python relay of this shape adds here",
+    )
+    parser.add_argument(
+        "--clients",
+        default="lean",
+        help="the participants' WebSocket client: lean (bench/wsclient.py), websockets, or "
+        "both (lean,websockets: each level runs once with each, alternating)",
+    )
+    parser.add_argument(
         "--warmup",
         type=int,
         default=None,
@@ -437,23 +520,29 @@ def main() -> None:
         "fresh app's first burst pays for imports, pools and prepared queries once.",
     )
     args = parser.parse_args()
-    base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    env = {"DATABASE_URL": prepare_database(base_db), "REDIS_URL": redis_url}
     timeline = Path(tempfile.mkdtemp(prefix="relay-timeline-")) / "marks.jsonl"
-    if args.timeline:
-        env["RELAY_TIMELINE"] = str(timeline)
     model_port, app_port = free_port(), free_port()
     model_url = f"http://127.0.0.1:{model_port}"
+    floor = args.app == "floor"
+    if not floor:
+        base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+        redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        env = {"DATABASE_URL": prepare_database(base_db), "REDIS_URL": redis_url}
+    else:
+        env = {"FLOOR_MODEL_URL": model_url}
+    if args.timeline:
+        env["RELAY_TIMELINE"] = str(timeline)
     model = subprocess.Popen(
         [sys.executable, "-m", "tests.collab_models.vllm_fake", "--port", str(model_port),
          "--tps", str(args.tps), "--tokens", str(args.tokens), "--model", MODEL],
         cwd=REPO,
     )  # fmt: skip
-    django_setup(env)
-    load_study(model_url)
+    if not floor:
+        django_setup(env)
+        load_study(model_url)
+    target = "bench.floor_app:app" if floor else "studyapp.asgi:application"
     app = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "studyapp.asgi:application", "--host", "127.0.0.1",
+        [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1",
          "--port", str(app_port), "--no-access-log", "--log-level", "warning",
          "--ws-per-message-deflate", "false", "--workers", str(args.app_workers)],
         cwd=REPO,
@@ -469,17 +558,20 @@ def main() -> None:
         levels = [int(n) for n in args.streams.split(",")]
         warmup = max(levels) if args.warmup is None else args.warmup
         if warmup:
-            tokens = make_tokens(warmup, f"warmup-{time.time_ns()}")
+            tokens = participations(floor, warmup, f"warmup-{time.time_ns()}")
             asyncio.run(run_level(app_port, model_port, tokens, MachineBusy()))
             print(f"warm-up round of {warmup} streams done (not reported)")
-        for level in [n for n in levels for _ in range(args.repeat)]:
-            tokens = make_tokens(level, f"n{level}-{time.time_ns()}")
+        clients = args.clients.split(",")
+        runs = [(n, c) for n in levels for _ in range(args.repeat) for c in clients]
+        for level, client in runs:
+            tokens = participations(floor, level, f"n{level}-{time.time_ns()}")
             cpu0, wall0 = app_cpu_seconds(app.pid), time.perf_counter()
             busy = MachineBusy()
-            direct, relayed = asyncio.run(run_level(app_port, model_port, tokens, busy))
+            direct, relayed = asyncio.run(run_level(app_port, model_port, tokens, busy, client))
             cpu, wall = app_cpu_seconds(app.pid) - cpu0, time.perf_counter() - wall0
             row = summarise(level, direct, relayed, cpu, wall, app_peak_rss_mb(app.pid))
             row["machine_busy_percent"] = busy.percent
+            row["client"] = client
             rows.append(row)
             print_row(row)
             if args.timeline:
@@ -489,7 +581,7 @@ def main() -> None:
                 for label, p50, p99 in timeline_table(timeline, relayed):
                     print(f"        {label:<55} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms")
         if args.repeat > 1:
-            print_medians(rows, levels)
+            print_medians(rows, levels, clients)
     finally:
         # One SIGTERM to the app's process group (uvicorn, its workers and their database
         # processes): a second one would make uvicorn skip its graceful shutdown.
