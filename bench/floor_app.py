@@ -19,6 +19,7 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench.sse import ContentDeltas
 from collab_models.http1 import H1Pool
 
 FLUSH_INTERVAL_S = 0.05
@@ -49,21 +50,14 @@ async def _reply(send: Any, text: str, seq: int) -> int:
     pending: list[str] = []
     shown: list[str] = []
     wake: asyncio.Future[None] = loop.create_future()
-    buffer = b""
+    deltas = ContentDeltas()
 
     def sink(data: bytes) -> None:
-        nonlocal buffer
-        lines = (buffer + data).split(b"\n")
-        buffer = lines.pop()
-        for line in lines:
-            if not line.startswith(b"data: ") or line == b"data: [DONE]":
-                continue
-            choices = json.loads(line[6:]).get("choices") or []
-            content = choices[0]["delta"].get("content") if choices else None
-            if content:
-                pending.append(content)
-                if not wake.done():
-                    wake.set_result(None)
+        contents = deltas.feed(data)
+        if contents:
+            pending.extend(contents)
+            if not wake.done():
+                wake.set_result(None)
 
     async def frame(body: dict[str, Any]) -> None:
         nonlocal seq

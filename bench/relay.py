@@ -37,6 +37,7 @@ import psycopg
 import websockets
 
 from bench import wsclient
+from bench.sse import ContentDeltas
 from collab_models.http1 import H1Pool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -262,22 +263,14 @@ async def direct(pool: H1Pool, model_port: int, start: asyncio.Event) -> StreamR
     await start.wait()
     loop = asyncio.get_running_loop()
     result = StreamResult(ttft_ms=float("nan"))
-    pending = b""
+    deltas = ContentDeltas()
     previous: float | None = None
     sent = time.perf_counter()
 
     def sink(data: bytes) -> None:
-        nonlocal pending, previous
+        nonlocal previous
         now = time.perf_counter()
-        lines = (pending + data).split(b"\n")
-        pending = lines.pop()
-        for line in lines:
-            if not line.startswith(b"data: ") or line == b"data: [DONE]":
-                continue
-            choices = json.loads(line[6:]).get("choices") or []
-            content = choices[0]["delta"].get("content") if choices else None
-            if not content:
-                continue
+        for content in deltas.feed(data):
             if previous is None:
                 result.ttft_ms = (now - sent) * 1000
             else:

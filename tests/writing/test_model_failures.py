@@ -28,15 +28,19 @@ def _assistant_messages(participation) -> list[Message]:
     )
 
 
-@pytest.fixture
-def remote_writer(demo_version):
+def _writer_on(demo_version, url: str):
+    """A participation whose condition's model server is at ``url``."""
     from tests.writing.conftest import make_participation
 
-    condition = remote_condition(demo_version, f"http://127.0.0.1:{free_port()}")  # nothing listens
     participation = make_participation(demo_version)
-    participation.condition = condition
+    participation.condition = remote_condition(demo_version, url)
     participation.save(update_fields=["condition"])
     return participation
+
+
+@pytest.fixture
+def remote_writer(demo_version):
+    return _writer_on(demo_version, f"http://127.0.0.1:{free_port()}")  # nothing listens
 
 
 async def test_unreachable_model_gives_turn_error_and_retry_recovers(remote_writer):
@@ -95,21 +99,13 @@ async def test_unreachable_model_gives_turn_error_and_retry_recovers(remote_writ
 
 
 async def test_failure_mid_stream_keeps_the_partial_text(demo_version):
-    from tests.writing.conftest import make_participation
-
     async with FakeVLLM(tps=0) as fake:
         fake.script(
             Script(text="One two three four five six seven eight nine ten", cut_after=4),
             Script(text="A complete reply this time"),
         )
 
-        def setup():
-            participation = make_participation(demo_version)
-            participation.condition = remote_condition(demo_version, fake.url)
-            participation.save(update_fields=["condition"])
-            return participation
-
-        participation = await db(setup)
+        participation = await db(_writer_on, demo_version, fake.url)
         client, _ = await open_client("demo", token_for(participation))
         frames = await client.turn("Write me something")
         assert frames[-1]["type"] == "turn_error"
@@ -133,7 +129,6 @@ async def test_failure_mid_stream_keeps_the_partial_text(demo_version):
 
 async def test_slow_model_keeps_its_marker_alive_and_the_reply_arrives(demo_version, monkeypatch):
     from studyapp.writing import relay
-    from tests.writing.conftest import make_participation
 
     touched: list[str] = []
     real_store = relay.frame_store
@@ -154,13 +149,7 @@ async def test_slow_model_keeps_its_marker_alive_and_the_reply_arrives(demo_vers
     async with FakeVLLM(tps=0) as fake:
         fake.script(Script(text="Worth the wait", first_token_delay=0.6))
 
-        def setup():
-            participation = make_participation(demo_version)
-            participation.condition = remote_condition(demo_version, fake.url)
-            participation.save(update_fields=["condition"])
-            return participation
-
-        participation = await db(setup)
+        participation = await db(_writer_on, demo_version, fake.url)
         client, _ = await open_client("demo", token_for(participation))
         frames = await client.turn("Take your time")
         assert frames[-1]["type"] == "turn_end"
