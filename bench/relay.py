@@ -24,6 +24,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -184,8 +185,15 @@ HELLO = json.dumps({"type": "hello", "last_seq": None, "focused": True})
 SEND = json.dumps({"type": "send", "text": "Help me write a blog post."})
 
 
+async def _go(start: asyncio.Event, delay: float) -> None:
+    """Wait for the round's start, then for this client's own offset in it (``--spread``)."""
+    await start.wait()
+    if delay:
+        await asyncio.sleep(delay)
+
+
 async def participant(
-    app_port: int, token: str, key: str, start: asyncio.Event
+    app_port: int, token: str, key: str, start: asyncio.Event, delay: float = 0.0
 ) -> StreamResult:
     """A participant on the lean client (bench/wsclient.py): frames are read in the socket's
     ``data_received``, timed there, as the direct clients read the model server's chunks."""
@@ -212,7 +220,7 @@ async def participant(
     try:
         ws.send_text(HELLO)
         last_seq = (await asyncio.wait_for(state, 60)).get("last_seq") or 0
-        await start.wait()
+        await _go(start, delay)
         result.sent = time.perf_counter()
         ws.send_text(SEND)
         await asyncio.wait({ended, ws.closed}, return_when=asyncio.FIRST_COMPLETED)
@@ -224,7 +232,7 @@ async def participant(
 
 
 async def participant_websockets(
-    app_port: int, token: str, key: str, start: asyncio.Event
+    app_port: int, token: str, key: str, start: asyncio.Event, delay: float = 0.0
 ) -> StreamResult:
     """A participant on the ``websockets`` library (``--client websockets``): its reader
     task, queue and ``recv()`` cost a few task switches per frame on the benchmark's loop."""
@@ -233,7 +241,7 @@ async def participant_websockets(
     async with websockets.connect(url, additional_headers=headers, max_size=2**22) as ws:
         await ws.send(HELLO)
         last_seq = json.loads(await ws.recv()).get("last_seq") or 0
-        await start.wait()
+        await _go(start, delay)
         result = StreamResult(ttft_ms=float("nan"), key=key, sent=time.perf_counter())
         await ws.send(SEND)
         while not result.done:
@@ -255,12 +263,14 @@ DIRECT_BODY = json.dumps(
 ).encode()
 
 
-async def direct(pool: H1Pool, model_port: int, start: asyncio.Event) -> StreamResult:
+async def direct(
+    pool: H1Pool, model_port: int, start: asyncio.Event, delay: float = 0.0
+) -> StreamResult:
     """A client straight to the model server, on the HTTP/1.1 client the app itself uses, so
     that the difference to a participant is the relay and not two clients' own costs. It opens
     its connection when it sends, as the app does when it has no idle one (after a pause longer
     than the keep-alive, as between the 200-stream rounds)."""
-    await start.wait()
+    await _go(start, delay)
     loop = asyncio.get_running_loop()
     result = StreamResult(ttft_ms=float("nan"))
     deltas = ContentDeltas()
@@ -300,17 +310,23 @@ async def run_level(
     tokens: list[tuple[str, str]],
     busy: MachineBusy,
     client: str = "lean",
+    spread_s: float = 0.0,
 ) -> tuple[list, list]:
+    # Each client's offset from the round's start: all at once (0), or spread at random over
+    # ``spread_s``; the direct clients and the participants get the same offsets.
+    rng = random.Random(len(tokens))
+    offsets = [rng.uniform(0, spread_s) for _ in tokens]
     start = asyncio.Event()
     pool = H1Pool()
-    direct_tasks = [asyncio.create_task(direct(pool, model_port, start)) for _ in tokens]
+    direct_tasks = [asyncio.create_task(direct(pool, model_port, start, d)) for d in offsets]
     await machine_quiet()
     start.set()
     direct_results = await asyncio.gather(*direct_tasks)
     pool.close()
     start = asyncio.Event()
     relay_tasks = [
-        asyncio.create_task(CLIENTS[client](app_port, t, k, start)) for t, k in tokens
+        asyncio.create_task(CLIENTS[client](app_port, t, k, start, d))
+        for (t, k), d in zip(tokens, offsets, strict=True)
     ]
     await asyncio.sleep(min(10, 0.5 + len(tokens) * 0.02))  # every socket connected and said hello
     await machine_quiet()
@@ -444,8 +460,9 @@ def timeline_table(path: Path, results: list) -> list[tuple[str, float, float]]:
 
 
 def print_row(row: dict) -> None:
+    spread = f" spread {row['spread_s']:g} s" if row.get("spread_s") else ""
     print(
-        f"N={row['streams']:>4} {row.get('client', 'lean'):>10}  failed={row['failed']}  "
+        f"N={row['streams']:>4} {row.get('client', 'lean'):>10}{spread}  failed={row['failed']}  "
         f"TTFT ms direct p50/p99 {row['ttft_direct_p50']:.1f}/{row['ttft_direct_p99']:.1f}  "
         f"relay {row['ttft_relay_p50']:.1f}/{row['ttft_relay_p99']:.1f}  "
         f"added {row['ttft_added_p50']:+.1f}/{row['ttft_added_p99']:+.1f}\n"
@@ -498,6 +515,13 @@ def main() -> None:
         default="collabstudy",
         help="floor: instead of the app, a bare ASGI relay with nothing else "
         "(bench/floor_app.py), for what any Python relay of this shape adds here",
+    )
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=0.0,
+        help="seconds over which each round's clients send, at random offsets (default 0: "
+        "all at the same instant, the worst case)",
     )
     parser.add_argument(
         "--clients",
@@ -560,11 +584,14 @@ def main() -> None:
             tokens = participations(floor, level, f"n{level}-{time.time_ns()}")
             cpu0, wall0 = app_cpu_seconds(app.pid), time.perf_counter()
             busy = MachineBusy()
-            direct, relayed = asyncio.run(run_level(app_port, model_port, tokens, busy, client))
+            direct, relayed = asyncio.run(
+                run_level(app_port, model_port, tokens, busy, client, args.spread)
+            )
             cpu, wall = app_cpu_seconds(app.pid) - cpu0, time.perf_counter() - wall0
             row = summarise(level, direct, relayed, cpu, wall, app_peak_rss_mb(app.pid))
             row["machine_busy_percent"] = busy.percent
             row["client"] = client
+            row["spread_s"] = args.spread
             rows.append(row)
             print_row(row)
             if args.timeline:
