@@ -188,19 +188,38 @@ def turn_record(
         warning="" if failed else problem,
         **fields,
     )
+    logged = message.finish_reason in _LOGGED_ENDINGS
+    if not logged and not transaction.get_connection().in_atomic_block:
+        # Most replies: one INSERT in autocommit. A transaction and a savepoint around it were
+        # four more of the ten round trips a turn costs the database worker, which stores
+        # every turn of its ASGI process (bench/README.md, Relay).
+        _reply_save(message, savepoint=False)
+        return message
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                message.save()
-        except IntegrityError:
-            # The turn already has an active reply (should not happen): keep this one aside
-            # rather than lose it.
-            message.pk = None
-            message.is_active = False
-            message.warning = (message.warning + " superseded: turn already answered").strip()
-            message.save()
+        _reply_save(message, savepoint=True)
         generation_event_log(participation_id=participation_id, message=message, record=record)
     return message
+
+
+# Endings that generation_event_log records as an event, in the reply's transaction.
+_LOGGED_ENDINGS = frozenset({"error", "cancelled"})
+
+
+def _reply_save(message: Message, *, savepoint: bool) -> None:
+    """Insert the reply; if its turn already has an active reply (should not happen), keep
+    this one aside, inactive, rather than lose it. In a transaction, ``savepoint`` keeps a
+    conflict from breaking it; in autocommit a failed INSERT leaves the connection usable."""
+    try:
+        if savepoint:
+            with transaction.atomic():
+                message.save()
+        else:
+            message.save()
+    except IntegrityError:
+        message.pk = None
+        message.is_active = False
+        message.warning = (message.warning + " superseded: turn already answered").strip()
+        message.save()
 
 
 def generation_event_log(

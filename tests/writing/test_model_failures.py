@@ -8,7 +8,14 @@ from studyapp.participants.models import EventKind, ParticipationEvent
 from studyapp.studies.models import Condition
 from studyapp.writing.models import Message, Role
 from tests.collab_models.vllm_fake import FakeVLLM, Script
-from tests.writing.conftest import db, free_port, open_client, remote_condition, token_for
+from tests.writing.conftest import (
+    db,
+    free_port,
+    open_client,
+    participation_on,
+    remote_condition,
+    token_for,
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -30,12 +37,7 @@ def _assistant_messages(participation) -> list[Message]:
 
 def _writer_on(demo_version, url: str):
     """A participation whose condition's model server is at ``url``."""
-    from tests.writing.conftest import make_participation
-
-    participation = make_participation(demo_version)
-    participation.condition = remote_condition(demo_version, url)
-    participation.save(update_fields=["condition"])
-    return participation
+    return participation_on(demo_version, remote_condition(demo_version, url))
 
 
 @pytest.fixture
