@@ -470,7 +470,9 @@ def print_row(row: dict) -> None:
         f"relay {row['gap_relay_p50']:.1f}/{row['gap_relay_p99']:.1f}  "
         f"lost={row['lost_frames']} dup={row['duplicated_frames']} "
         f"text_mismatch={row['text_mismatches']}  "
-        f"app CPU {row['app_cpu_percent']:.0f}%  peak RSS {row['app_peak_rss_mb']:.0f} MB  "
+        f"app CPU {row['app_cpu_percent']:.0f}% ({row.get('app_cpu_s', float('nan')):.2f} s, "
+        f"uvicorn's own process {row.get('asgi_cpu_s', float('nan')):.2f} s)  "
+        f"peak RSS {row['app_peak_rss_mb']:.0f} MB  "
         f"machine busy while relaying {row.get('machine_busy_percent', float('nan')):.0f}%",
         flush=True,
     )
@@ -583,6 +585,7 @@ def main() -> None:
         for level, client in runs:
             tokens = participations(floor, level, f"n{level}-{time.time_ns()}")
             cpu0, wall0 = app_cpu_seconds(app.pid), time.perf_counter()
+            own0 = cpu_seconds(app.pid)
             busy = MachineBusy()
             direct, relayed = asyncio.run(
                 run_level(app_port, model_port, tokens, busy, client, args.spread)
@@ -590,6 +593,8 @@ def main() -> None:
             cpu, wall = app_cpu_seconds(app.pid) - cpu0, time.perf_counter() - wall0
             row = summarise(level, direct, relayed, cpu, wall, app_peak_rss_mb(app.pid))
             row["machine_busy_percent"] = busy.percent
+            row["app_cpu_s"] = cpu
+            row["asgi_cpu_s"] = cpu_seconds(app.pid) - own0
             row["client"] = client
             row["spread_s"] = args.spread
             rows.append(row)
