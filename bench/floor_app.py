@@ -19,33 +19,27 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.sse import ContentDeltas
+from bench.sse import CHAT_HEADERS, ContentDeltas, chat_body
 from collab_models.http1 import H1Pool
 
 FLUSH_INTERVAL_S = 0.05
-BODY = {
-    "model": "meta-llama/Llama-3.1-8B-Instruct",
-    "stream": True,
-    "stream_options": {"include_usage": True},
-    "temperature": 0.8,
-    "top_p": 1.0,
-    "max_tokens": 1024,
-}
 
 _pool: H1Pool | None = None
+_model: tuple[str, int] = ("", 0)
 
 
-def _model_pool() -> H1Pool:
-    global _pool
+def _model_server() -> tuple[H1Pool, str, int]:
+    """The process's client and the model server's host and port (read once)."""
+    global _pool, _model
     if _pool is None:
-        _pool = H1Pool()
-    return _pool
+        url = urlsplit(os.environ["FLOOR_MODEL_URL"])
+        _pool, _model = H1Pool(), (url.hostname or "127.0.0.1", url.port or 80)
+    return _pool, *_model
 
 
 async def _reply(send: Any, text: str, seq: int) -> int:
     """Stream the model's reply to ``text`` as frames from ``seq``; return the next seq."""
-    model = urlsplit(os.environ["FLOOR_MODEL_URL"])
-    host, port = model.hostname or "127.0.0.1", model.port or 80
+    pool, host, port = _model_server()
     loop = asyncio.get_running_loop()
     pending: list[str] = []
     shown: list[str] = []
@@ -65,11 +59,9 @@ async def _reply(send: Any, text: str, seq: int) -> int:
         seq += 1
 
     await frame({"type": "turn_start", "turn": 1, "user_text": text})
-    body = {**BODY, "messages": [{"role": "user", "content": text}]}
-    exchange = await _model_pool().request(
+    exchange = await pool.request(
         "POST", host, port, "/v1/chat/completions",
-        headers={"content-type": "application/json", "accept": "text/event-stream"},
-        body=json.dumps(body).encode(), connect_timeout=30,
+        headers=CHAT_HEADERS, body=chat_body(text), connect_timeout=30,
     )  # fmt: skip
     reader = asyncio.ensure_future(exchange.pump(sink, lambda: loop.time() + 120))
     try:

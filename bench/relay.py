@@ -38,11 +38,10 @@ import psycopg
 import websockets
 
 from bench import wsclient
-from bench.sse import ContentDeltas
+from bench.sse import CHAT_HEADERS, MODEL, ContentDeltas, chat_body
 from collab_models.http1 import H1Pool
 
 REPO = Path(__file__).resolve().parent.parent
-MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 BENCH_DB = "collabstudy_bench_relay"
 STUDY_SLUG = "bench-relay"
 
@@ -60,6 +59,15 @@ class StreamResult:
     error: str = ""
     previous: float = float("nan")  # when the last delta arrived
     done: bool = False
+
+    def delta(self, text: str, now: float) -> None:
+        """A delta arrived at ``now`` (perf_counter): the first sets TTFT, the rest a gap."""
+        if math.isnan(self.ttft_ms):
+            self.ttft_ms = (now - self.sent) * 1000
+        else:
+            self.gaps_ms.append((now - self.previous) * 1000)
+        self.previous = now
+        self.text += text
 
 
 def free_port() -> int:
@@ -166,12 +174,7 @@ def take_frame(result: StreamResult, frame: dict, now: float, last_seq: int) -> 
         result.lost += max(0, seq - last_seq - 1)
         last_seq = max(last_seq, seq)
     if frame["type"] == "delta":
-        if math.isnan(result.ttft_ms):  # the first delta
-            result.ttft_ms = (now - result.sent) * 1000
-        else:
-            result.gaps_ms.append((now - result.previous) * 1000)
-        result.previous = now
-        result.text += frame["text"]
+        result.delta(frame["text"], now)
     elif frame["type"] == "turn_end":
         result.final_text = frame.get("text", "")
         result.done = True
@@ -250,17 +253,7 @@ async def participant_websockets(
         return result
 
 
-DIRECT_BODY = json.dumps(
-    {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Help me write a blog post."}],
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "temperature": 0.8,
-        "top_p": 1.0,
-        "max_tokens": 1024,
-    }
-).encode()
+DIRECT_BODY = chat_body("Help me write a blog post.")
 
 
 async def direct(
@@ -272,26 +265,17 @@ async def direct(
     than the keep-alive, as between the 200-stream rounds)."""
     await _go(start, delay)
     loop = asyncio.get_running_loop()
-    result = StreamResult(ttft_ms=float("nan"))
+    result = StreamResult(ttft_ms=float("nan"), sent=time.perf_counter())
     deltas = ContentDeltas()
-    previous: float | None = None
-    sent = time.perf_counter()
 
     def sink(data: bytes) -> None:
-        nonlocal previous
         now = time.perf_counter()
         for content in deltas.feed(data):
-            if previous is None:
-                result.ttft_ms = (now - sent) * 1000
-            else:
-                result.gaps_ms.append((now - previous) * 1000)
-            previous = now
-            result.text += content
+            result.delta(content, now)
 
     exchange = await pool.request(
         "POST", "127.0.0.1", model_port, "/v1/chat/completions",
-        headers={"content-type": "application/json", "accept": "text/event-stream"},
-        body=DIRECT_BODY, connect_timeout=30,
+        headers=CHAT_HEADERS, body=DIRECT_BODY, connect_timeout=30,
     )  # fmt: skip
     try:
         await exchange.pump(sink, lambda: loop.time() + 120)

@@ -1,8 +1,27 @@
-"""The content deltas of a vLLM chat stream, read chunk by chunk (the benchmark's clients)."""
+"""The vLLM chat stream the benchmark's clients ask for, and its content deltas read chunk by
+chunk."""
 
 from __future__ import annotations
 
 import json
+
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+CHAT_HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
+
+
+def chat_body(text: str) -> bytes:
+    """A streamed chat completion request for one user message, sampling values explicit."""
+    return json.dumps(
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": text}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "temperature": 0.8,
+            "top_p": 1.0,
+            "max_tokens": 1024,
+        }
+    ).encode()
 
 
 class ContentDeltas:

@@ -188,7 +188,7 @@ def turn_record(
         warning="" if failed else problem,
         **fields,
     )
-    logged = message.finish_reason in _LOGGED_ENDINGS
+    logged = message.finish_reason in _EVENT_KINDS
     if not logged and not transaction.get_connection().in_atomic_block:
         # Most replies: one INSERT in autocommit. A transaction and a savepoint around it were
         # four more of the ten round trips a turn costs the database worker, which stores
@@ -199,10 +199,6 @@ def turn_record(
         _reply_save(message, savepoint=True)
         generation_event_log(participation_id=participation_id, message=message, record=record)
     return message
-
-
-# Endings that generation_event_log records as an event, in the reply's transaction.
-_LOGGED_ENDINGS = frozenset({"error", "cancelled"})
 
 
 def _reply_save(message: Message, *, savepoint: bool) -> None:
@@ -222,12 +218,19 @@ def _reply_save(message: Message, *, savepoint: bool) -> None:
         message.save()
 
 
+# The endings generation_event_log records, with their event (in the reply's transaction).
+_EVENT_KINDS = {"error": EventKind.MODEL_ERROR, "cancelled": EventKind.STOP}
+
+
 def generation_event_log(
     *, participation_id: int, message: Message, record: dict[str, Any], **extra: Any
 ) -> None:
     """Log a failed generation (``model_error``) or a stopped one (``stop``) for researchers."""
+    kind = _EVENT_KINDS.get(message.finish_reason)
+    if kind is None:
+        return
     base = {"turn": message.turn, "generation_id": str(message.generation_id), **extra}
-    if message.finish_reason == "error":
+    if kind == EventKind.MODEL_ERROR:
         data = {
             **base,
             "error": message.error,
@@ -236,11 +239,8 @@ def generation_event_log(
             "endpoint": record.get("endpoint") or "",
             "permanent": bool(record.get("permanent")),
         }
-        kind = EventKind.MODEL_ERROR
-    elif message.finish_reason == "cancelled":
-        data, kind = {**base, "chars": len(message.text)}, EventKind.STOP
     else:
-        return
+        data = {**base, "chars": len(message.text)}
     ParticipationEvent.objects.create(participation_id=participation_id, kind=kind, data=data)
 
 
