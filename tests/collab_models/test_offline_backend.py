@@ -75,7 +75,7 @@ async def test_streams_word_by_word_at_the_configured_rate() -> None:
     elapsed = time.monotonic() - started
 
     assert len(deltas) == 20
-    assert 0.17 <= elapsed < 0.6  # 20 words at 100 words/s
+    assert 0.17 <= elapsed < 1.0  # 20 words at 100 words/s (a busy machine adds, never removes)
     record = stream.record
     assert record is not None
     assert record.backend == "offline"

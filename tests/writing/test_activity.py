@@ -65,14 +65,16 @@ async def test_socket_presence_frames(writer):
     await asyncio.sleep(0.3)
     await client.send({"type": "heartbeat", "focused": True})
     await client.send({"type": "blur"})
-    await asyncio.sleep(0.3)  # blurred: this gap must not count
+    await asyncio.sleep(1.0)  # blurred: this gap must not count
     await client.send({"type": "heartbeat"})
     await client.send({"type": "blur"})  # a second blur in a row is not a second loss
     await client.send({"type": "focus"})
     await client.close()
 
     active, losses, kinds = await db(_presence, writer)
-    assert 0.25 <= active < 0.55  # the focused 0.3 s counts, the blurred 0.3 s does not
+    # The focused 0.3 s counts (plus however long the frames took on a busy machine); the
+    # blurred 1.0 s does not, so a total under 1.2 s could not have included it.
+    assert 0.25 <= active < 1.2
     assert losses == 1
     assert kinds == [
         EventKind.CONNECT, EventKind.BLUR, EventKind.BLUR, EventKind.FOCUS, EventKind.DISCONNECT,
