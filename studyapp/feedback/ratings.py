@@ -27,18 +27,23 @@ def interaction_scale(spec: dict[str, Any]) -> dict[str, Any]:
     return spec["scales"]["interaction"]
 
 
-def interaction_rating_due(
-    *, participation: Participation, active: Sequence[Message] | None = None
-) -> int | None:
-    """The earliest completed checkpoint turn that has no interaction rating yet.
+def interaction_rating_due(*, participation: Participation) -> int | None:
+    """The earliest completed checkpoint turn that has no interaction rating yet."""
+    return rating_due(participation_id=participation.pk, spec=participation.version.spec)
 
-    ``active``: the participation's active messages when the caller has just read them (one
-    query fewer on the path of every message sent).
+
+def rating_due(
+    *, participation_id: int, spec: dict[str, Any], active: Sequence[Any] | None = None
+) -> int | None:
+    """:func:`interaction_rating_due` from the participation's id and study spec.
+
+    ``active``: the participation's active messages (anything with ``role``, ``turn`` and
+    ``error``) when the caller has just read them: one query fewer on the path of every
+    message sent.
     """
-    spec = participation.version.spec
     if active is None:
         completed: Iterable[int] = Message.objects.filter(
-            participation=participation, role=Role.ASSISTANT, is_active=True, error=""
+            participation_id=participation_id, role=Role.ASSISTANT, is_active=True, error=""
         ).values_list("turn", flat=True)
     else:
         completed = [m.turn for m in active if m.role == Role.ASSISTANT and not m.error]
@@ -47,7 +52,7 @@ def interaction_rating_due(
         return None
     rated = set(
         Rating.objects.filter(
-            participation=participation, scale=Scale.INTERACTION, turn__in=checkpoints
+            participation_id=participation_id, scale=Scale.INTERACTION, turn__in=checkpoints
         ).values_list("turn", flat=True)
     )
     return next((t for t in checkpoints if t not in rated), None)

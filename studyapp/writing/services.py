@@ -6,13 +6,14 @@ both pass the "may I send now?" checks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from studyapp.feedback.ratings import interaction_rating_due
+from studyapp.feedback.ratings import rating_due
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent, Status
 from studyapp.refusals import Refused
 from studyapp.sidebyside.selectors import (
@@ -22,13 +23,10 @@ from studyapp.sidebyside.selectors import (
     side_by_side_due,
 )
 from studyapp.studies.spec import rating_turns
+from studyapp.writing import rows
 from studyapp.writing.models import DocumentVersion, EditBatch, Message, Role
-from studyapp.writing.selectors import (
-    active_messages,
-    chat_history,
-    latest_document,
-    pending_turn,
-)
+from studyapp.writing.rows import MessageRow, WritingRow
+from studyapp.writing.selectors import chat_history, latest_document, pending_turn
 
 MAX_EDIT_EVENTS = 2000
 
@@ -67,20 +65,32 @@ def locked_for_writing(participation_id: int) -> Participation:
     return participation
 
 
+def _writing_locked(participation_id: int) -> WritingRow:
+    """:func:`locked_for_writing` for the send path, in plain SQL (studyapp/writing/rows.py)."""
+    writing = rows.writing_locked(participation_id)
+    if writing.status != Status.WRITING or writing.condition_id is None:
+        raise WritingRefused("not_writing", "This chat has ended.")
+    return writing
+
+
 def _plan(
-    participation: Participation, turn: int, user_text: str, messages: list[Message]
+    writing: WritingRow, turn: int, user_text: str, messages: Sequence[MessageRow | Message]
 ) -> TurnPlan:
+    candidates: tuple[Candidate, ...] = ()
+    if side_by_side_due(spec=writing.spec, turn=turn):
+        participation = Participation.objects.select_related("version", "condition").get(
+            pk=writing.pk
+        )
+        candidates = tuple(side_by_side_candidates(participation=participation))
     return TurnPlan(
-        participation_id=participation.pk,
-        public_id=participation.public_id.hex,
+        participation_id=writing.pk,
+        public_id=writing.public_id.hex,
         turn=turn,
         user_text=user_text,
         history=chat_history(messages),
-        condition_config=participation.condition.config,
-        rating_checkpoint=rating_turns(participation.version.spec, turn),
-        candidates=tuple(side_by_side_candidates(participation=participation))
-        if side_by_side_due(spec=participation.version.spec, turn=turn)
-        else (),
+        condition_config=writing.condition_config or {},
+        rating_checkpoint=rating_turns(writing.spec, turn),
+        candidates=candidates,
     )
 
 
@@ -91,8 +101,8 @@ def message_send(*, participation_id: int, text: str, client_msg_id: str) -> Tur
     unanswered turn found here is one whose reply failed (``retry_required``).
     """
     with transaction.atomic():
-        participation = locked_for_writing(participation_id)
-        messages = active_messages(participation_id=participation.pk)
+        writing = _writing_locked(participation_id)
+        messages = rows.active_message_rows(participation_id)
         # A resend. User messages are never deactivated, so the active ones hold it (and the
         # unique constraint on client_msg_id stops a copy if that ever changes).
         existing = client_msg_id and next(
@@ -101,47 +111,48 @@ def message_send(*, participation_id: int, text: str, client_msg_id: str) -> Tur
         )
         if existing:
             return TurnPlan(
-                participation_id=participation.pk,
-                public_id=participation.public_id.hex,
+                participation_id=writing.pk,
+                public_id=writing.public_id.hex,
                 turn=existing.turn,
                 user_text=existing.text,
                 duplicate=True,
             )
         if pending_turn(messages) is not None:
-            if pair_pending(participation_id=participation.pk) is not None:
+            if pair_pending(participation_id=writing.pk) is not None:
                 raise WritingRefused("choice_required", "Please pick one of the two replies.")
             raise WritingRefused(
                 "retry_required", "The last reply did not arrive; retry it before sending."
             )
-        due = interaction_rating_due(participation=participation, active=messages)
+        due = rating_due(participation_id=writing.pk, spec=writing.spec, active=messages)
         if due is not None:
             raise WritingRefused("rating_required", f"Please rate the conversation (turn {due}).")
         turn = max((m.turn for m in messages), default=0) + 1
-        max_turns = participation.version.spec["writing"]["max_turns"]
+        max_turns = writing.spec["writing"]["max_turns"]
         if turn > max_turns:
             raise WritingRefused("max_turns", f"This chat allows at most {max_turns} messages.")
-        message = Message.objects.create(
-            participation=participation,
+        message = Message(
+            participation_id=writing.pk,
             turn=turn,
             role=Role.USER,
             text=text,
             client_msg_id=client_msg_id,
         )
-        return _plan(participation, turn, text, [*messages, message])
+        rows.insert(message)
+        return _plan(writing, turn, text, [*messages, message])
 
 
 def turn_retry(*, participation_id: int) -> TurnPlan:
     """Plan a new generation for the unanswered turn (after a failure or an interruption)."""
     with transaction.atomic():
-        participation = locked_for_writing(participation_id)
-        messages = active_messages(participation_id=participation.pk)
+        writing = _writing_locked(participation_id)
+        messages = rows.active_message_rows(participation_id)
         turn = pending_turn(messages)
         if turn is None:
             raise WritingRefused("nothing_to_retry", "There is no failed reply to retry.")
-        if pair_pending(participation_id=participation.pk) is not None:
+        if pair_pending(participation_id=writing.pk) is not None:
             raise WritingRefused("choice_required", "Please pick one of the two replies.")
         user = next(m for m in messages if m.role == Role.USER and m.turn == turn)
-        return _plan(participation, turn, user.text, [m for m in messages if m.turn <= turn])
+        return _plan(writing, turn, user.text, [m for m in messages if m.turn <= turn])
 
 
 _RECORD_FIELDS = (
@@ -208,14 +219,14 @@ def _reply_save(message: Message, *, savepoint: bool) -> None:
     try:
         if savepoint:
             with transaction.atomic():
-                message.save()
+                rows.insert(message)
         else:
-            message.save()
+            rows.insert(message)
     except IntegrityError:
         message.pk = None
         message.is_active = False
         message.warning = (message.warning + " superseded: turn already answered").strip()
-        message.save()
+        rows.insert(message)
 
 
 # The endings generation_event_log records, with their event (in the reply's transaction).
