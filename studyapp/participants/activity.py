@@ -9,12 +9,13 @@ be most of the table); focus, blur, connect, reconnect and disconnect each log o
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection
 from django.utils import timezone
 
+from studyapp import fastsql
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent
 
 HEARTBEAT_INTERVAL_S = 15
@@ -44,16 +45,28 @@ def activity_record(
     data: dict[str, Any] | None = None,
 ) -> None:
     """Mark the participant seen now, add ``active_delta`` seconds of active time, count a focus
-    loss when ``focus_lost``, and log an event row for every kind but heartbeats."""
-    now = timezone.now()
-    updates: dict[str, Any] = {"last_seen_at": now}
-    if active_delta > 0:
-        updates["active_seconds"] = F("active_seconds") + active_delta
-    if focus_lost:
-        updates["focus_losses"] = F("focus_losses") + 1
-    with transaction.atomic():
-        Participation.objects.filter(pk=participation_id).update(**updates)
-        if kind in LOGGED_KINDS:
-            ParticipationEvent.objects.create(
-                participation_id=participation_id, kind=kind, data=data or {}
-            )
+    loss when ``focus_lost``, and log an event row for every kind but heartbeats.
+
+    One statement in autocommit (studyapp/fastsql.py): every socket's connect and disconnect
+    runs it on the chat's database worker.
+    """
+    sql = _presence_sql()
+    params: list[Any] = [timezone.now(), max(active_delta, 0.0), int(focus_lost), participation_id]
+    if kind in LOGGED_KINDS:
+        event = ParticipationEvent(participation_id=participation_id, kind=kind, data=data or {})
+        insert, values = fastsql.insert_statement(event)
+        sql, params = f"WITH seen AS ({sql}) {insert}", [*params, *values]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+@functools.cache
+def _presence_sql() -> str:
+    def col(name: str) -> str:
+        return fastsql.column(Participation, name)
+
+    seen, active, losses = col("last_seen_at"), col("active_seconds"), col("focus_losses")
+    return (
+        f"UPDATE {fastsql.table(Participation)} SET {seen} = %s, {active} = {active} + %s, "
+        f"{losses} = {losses} + %s WHERE {col('id')} = %s"
+    )

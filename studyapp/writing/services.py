@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from studyapp import fastsql
 from studyapp.feedback.ratings import rating_due
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent, Status
 from studyapp.refusals import Refused
@@ -137,7 +138,7 @@ def message_send(*, participation_id: int, text: str, client_msg_id: str) -> Tur
             text=text,
             client_msg_id=client_msg_id,
         )
-        rows.insert(message)
+        fastsql.insert(message)
         return _plan(writing, turn, text, [*messages, message])
 
 
@@ -219,14 +220,14 @@ def _reply_save(message: Message, *, savepoint: bool) -> None:
     try:
         if savepoint:
             with transaction.atomic():
-                rows.insert(message)
+                fastsql.insert(message)
         else:
-            rows.insert(message)
+            fastsql.insert(message)
     except IntegrityError:
         message.pk = None
         message.is_active = False
         message.warning = (message.warning + " superseded: turn already answered").strip()
-        rows.insert(message)
+        fastsql.insert(message)
 
 
 # The endings generation_event_log records, with their event (in the reply's transaction).

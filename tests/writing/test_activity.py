@@ -48,6 +48,19 @@ def test_blur_counts_a_focus_loss_and_logs_a_row(writer):
     assert kinds == [EventKind.BLUR, EventKind.FOCUS]
 
 
+@pytest.mark.django_db(transaction=True)  # autocommit, as in the database worker
+def test_a_presence_report_is_one_statement(writer, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        activity_record(participation_id=writer.pk, kind=EventKind.CONNECT, active_delta=2.0)
+    with django_assert_num_queries(1):
+        activity_record(participation_id=writer.pk, kind=EventKind.HEARTBEAT, focus_lost=True)
+    writer.refresh_from_db()
+    assert (writer.active_seconds, writer.focus_losses) == (2.0, 1)
+    event = ParticipationEvent.objects.get(participation=writer)
+    assert (event.kind, event.data) == (EventKind.CONNECT, {})
+    assert event.at is not None
+
+
 def _presence(participation) -> tuple[float, int, list[str]]:
     fresh = Participation.objects.get(pk=participation.pk)
     kinds = list(

@@ -6,6 +6,7 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.forms.models import model_to_dict
 
+from studyapp import fastsql
 from studyapp.participants.models import Participation, ParticipationEvent
 from studyapp.studies.models import StudyVersion
 from studyapp.writing import rows
@@ -36,7 +37,7 @@ def test_insert_stores_what_save_stores(demo_version):
     saved = Message(**fields)
     saved.save()
     inserted = Message(**{**fields, "turn": 2})
-    rows.insert(inserted)
+    fastsql.insert(inserted)
 
     assert inserted.pk is not None
     assert not inserted._state.adding
@@ -51,13 +52,13 @@ def test_insert_stores_what_save_stores(demo_version):
 def test_insert_of_a_row_the_constraints_refuse_raises_integrity_error(demo_version):
     participation = make_participation(demo_version)
     first = Message(participation_id=participation.pk, turn=1, role=Role.USER, text="hi")
-    rows.insert(first)
+    fastsql.insert(first)
     copy = Message(
         participation_id=participation.pk, turn=1, role=Role.USER, text="hi",
         generation_id=first.generation_id,
     )  # fmt: skip
     with pytest.raises(IntegrityError), transaction.atomic():
-        rows.insert(copy)
+        fastsql.insert(copy)
     assert Message.objects.filter(participation=participation).count() == 1
 
 
