@@ -2,11 +2,12 @@
 
 It speaks just enough of the writing socket's protocol for the benchmark's participants
 (``hello`` → ``state``; ``send`` → numbered ``turn_start``, ``delta``s and ``turn_end``) and
-relays the model's reply with the same HTTP/1.1 client and the same coalescing as the app (the
-first delta at once, then at most one frame every 50 ms), but with nothing else: no Django, no
-database, no Redis, no replay buffer, no authentication. Served by the same uvicorn with the same
-options, it measures what any Python relay of this shape adds on this machine, as a floor
-under the app's numbers. It is a benchmark instrument, not a part of the app.
+relays the model's reply with the same HTTP/1.1 client and the same coalescing as the app
+(the first delta at once, then at most one frame every ``RELAY_FLUSH_MS``), but with nothing
+else: no Django, no database, no Redis, no replay buffer, no authentication. Served by the
+same uvicorn with the same options, it measures what any Python relay of this shape adds on
+this machine, as a floor under the app's numbers. It is a benchmark instrument, not a part
+of the app.
 
     FLOOR_MODEL_URL=http://127.0.0.1:PORT uvicorn bench.floor_app:app
 """
@@ -22,7 +23,8 @@ from urllib.parse import urlsplit
 from bench.sse import CHAT_HEADERS, ContentDeltas, chat_body
 from collab_models.http1 import H1Pool
 
-FLUSH_INTERVAL_S = 0.05
+# The app's setting and default (studyapp/settings.py).
+FLUSH_INTERVAL_S = int(os.environ.get("RELAY_FLUSH_MS") or 100) / 1000
 
 _pool: H1Pool | None = None
 _model: tuple[str, int] = ("", 0)

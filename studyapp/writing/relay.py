@@ -2,7 +2,7 @@
 
 A generation runs as its own asyncio task in the ASGI process that accepted the message. It
 coalesces the model's deltas into frames (the first at once, then at most one every
-``FLUSH_INTERVAL_S``) and hands them to :mod:`framebus`, which numbers and keeps them in the
+``RELAY_FLUSH_MS``) and hands them to :mod:`framebus`, which numbers and keeps them in the
 shared :mod:`framestore` and delivers them to every socket on the participation, in this
 process or another. Sockets only listen: a dropped connection neither stops nor loses a reply,
 and a client that reconnects (to any process) is given what it missed by :func:`resume_plan`.
@@ -36,7 +36,6 @@ from studyapp.writing.services import TurnPlan, turn_record
 
 log = logging.getLogger(__name__)
 
-FLUSH_INTERVAL_S = 0.05
 KEEPALIVE_S = 5.0
 MODEL_ERROR_MESSAGE = (
     "Sorry, the assistant could not reply just now. Please press Retry to try again."
@@ -51,6 +50,10 @@ _seeds = random.Random()  # noqa: S311
 os.register_at_fork(after_in_child=_seeds.seed)
 # Strong references: the event loop only keeps weak ones to running tasks.
 _running: set[asyncio.Task[None]] = set()
+
+
+def flush_interval_s() -> float:
+    return settings.RELAY_FLUSH_MS / 1000
 
 
 def generation_timeout_s() -> float:
@@ -366,6 +369,7 @@ class _Generation:
         reader = call.reader
         loop = asyncio.get_running_loop()
         deadline = loop.time() + generation_timeout_s()
+        interval = flush_interval_s()
         while not (reader.done() or cancel.done()) and loop.time() < deadline:
             if not call.pending:
                 await _first_of(call.arrival(), (reader, cancel), KEEPALIVE_S)
@@ -376,7 +380,7 @@ class _Generation:
             # Leading edge: the first delta after a pause goes out at once; the rest coalesce.
             # The interval counts from the flush's start, so the store's write time (tens of
             # ms under load) does not add to every gap the participant sees.
-            next_flush = loop.time() + FLUSH_INTERVAL_S
+            next_flush = loop.time() + interval
             await self._flush(call)
             await self._wait({reader, cancel}, max(0.0, next_flush - loop.time()))
 

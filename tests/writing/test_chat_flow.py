@@ -199,3 +199,17 @@ async def test_document_saves_create_versions_and_edit_batches(writer):
     client, state = await open_client("demo", token_for(writer))
     assert state["document"] == {"text": "Other tab", "version": 3}
     await client.close()
+
+
+@pytest.mark.parametrize("flush_ms", [1, 60_000])
+async def test_deltas_are_coalesced_into_a_frame_per_flush_interval(writer, settings, flush_ms):
+    settings.RELAY_FLUSH_MS = flush_ms
+    client, _ = await open_client("demo", token_for(writer))
+    frames = await client.turn("Help me write about budget travel in Portugal")
+    deltas = [f["text"] for f in frames if f["type"] == "delta"]
+    assert "".join(deltas) == frames[-1]["text"]
+    if flush_ms == 1:
+        assert len(deltas) > 10  # the offline arm's words, nearly one frame each
+    else:
+        assert len(deltas) == 2  # the first at once, the rest when the reply ends
+    await client.close()
