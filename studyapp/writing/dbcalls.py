@@ -4,11 +4,11 @@ The event loop relays every reply of the process, so the database work must not 
 it needs. Where a call runs:
 
 - PostgreSQL with ``WRITING_DB_PROCESSES`` > 0 (the default): in that many worker processes of
-  this ASGI process, started with the server (studyapp/lifespan.py) or on first use. The loop
-  only pickles the call and its result. A thread running the services' Python would take the GIL
-  from the loop whenever the loop waited, for up to a switch interval (5 ms) each time: at 200
-  simultaneous messages that delayed the first tokens by tens to hundreds of ms
-  (bench/README.md, Relay).
+  this ASGI process (studyapp/writing/dbprocesses.py), started with the server
+  (studyapp/lifespan.py) or on first use. The loop only pickles the call and its result. A
+  thread running the services' Python would take the GIL from the loop whenever the loop
+  waited, for up to a switch interval (5 ms) each time: at 200 simultaneous messages that
+  delayed the first tokens by tens to hundreds of ms (bench/README.md, Relay).
 - PostgreSQL with ``WRITING_DB_PROCESSES = 0``: ``WRITING_DB_THREADS`` threads (the tests'
   setting: their database and settings overrides live in the test process).
 - SQLite (``make run``): Django's one thread-sensitive thread, since SQLite has one writer and
@@ -21,24 +21,19 @@ transaction), so any worker will do. Their arguments, results and exceptions mus
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import multiprocessing
-import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from studyapp.writing import dbworker
+from studyapp.writing import dbprocesses
 
 _lock = threading.Lock()
 _threads: ThreadPoolExecutor | None = None
-_processes: ProcessPoolExecutor | None = None
 
 
 def _sqlite() -> bool:
@@ -59,42 +54,6 @@ def _thread_pool() -> ThreadPoolExecutor:
         return _threads
 
 
-def _process_pool() -> ProcessPoolExecutor:
-    global _processes
-    with _lock:
-        if _processes is None:
-            _processes = ProcessPoolExecutor(
-                max_workers=worker_processes(),
-                # Not fork: this process runs threads and an event loop.
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=dbworker.start,
-                initargs=(os.environ["DJANGO_SETTINGS_MODULE"], settings.DATABASES, os.getpid()),
-            )
-        return _processes
-
-
-def _discard(pool: ProcessPoolExecutor) -> None:
-    """Drop a broken pool (a worker died): the next call starts a new one."""
-    global _processes
-    with _lock:
-        if _processes is pool:
-            _processes = None
-    pool.shutdown(wait=False, cancel_futures=True)
-
-
-async def _in_process(call: Callable[[], Any]) -> Any:
-    pool = _process_pool()
-    try:
-        return await asyncio.get_running_loop().run_in_executor(
-            pool, functools.partial(dbworker.call, call)
-        )
-    except BrokenProcessPool:
-        # The call may or may not have run; it is not repeated (not every service is
-        # idempotent). The caller reports a server error, as for any database failure.
-        _discard(pool)
-        raise
-
-
 def in_db_worker(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` as a coroutine function that runs off the event loop (see the module's text)."""
     if _sqlite():
@@ -103,7 +62,7 @@ def in_db_worker(fn: Callable[..., Any]) -> Callable[..., Any]:
         return database_sync_to_async(fn, thread_sensitive=False, executor=_thread_pool())
 
     async def run(*args: Any, **kwargs: Any) -> Any:
-        return await _in_process(functools.partial(fn, *args, **kwargs))
+        return await dbprocesses.call(functools.partial(fn, *args, **kwargs), worker_processes())
 
     return run
 
@@ -111,16 +70,10 @@ def in_db_worker(fn: Callable[..., Any]) -> Callable[..., Any]:
 def warm_up() -> None:
     """Start the worker processes now, so the first participant does not wait for them."""
     if worker_processes() > 0:
-        pool = _process_pool()
-        for _ in range(worker_processes()):
-            pool.submit(dbworker.pid)
+        dbprocesses.start(worker_processes())
 
 
 def shutdown() -> None:
-    """Stop this process's worker processes (server shutdown, tests); a later call starts new
-    ones."""
-    global _processes
-    with _lock:
-        pool, _processes = _processes, None
-    if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
+    """Stop this process's worker processes (server shutdown, tests) once they have answered
+    the calls they have; a later call starts new ones."""
+    dbprocesses.stop(wait=True)

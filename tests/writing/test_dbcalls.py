@@ -1,22 +1,25 @@
 """The chat's database calls in worker processes (studyapp/writing/dbcalls.py): the results and
-refusals cross intact, a dead worker costs one call, and a worker never outlives its parent."""
+refusals cross intact, a dead worker costs only the calls it had, and a worker never outlives
+its parent."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
 
 from studyapp.participants.models import Status
-from studyapp.writing import dbcalls, dbworker
+from studyapp.writing import dbcalls, dbprocesses, dbworker
+from studyapp.writing.dbprocesses import DatabaseWorkerLost
 from studyapp.writing.models import Message, Role
 from studyapp.writing.services import WritingRefused, message_send
 from tests.writing.conftest import db
@@ -77,14 +80,42 @@ async def test_a_refusal_reaches_the_socket_with_its_code_and_message(writer):
 
 
 @pytest.mark.usefixtures("worker_processes")
-async def test_a_killed_worker_fails_one_call_and_the_next_gets_a_new_worker():
+async def test_a_killed_worker_fails_the_calls_it_had_and_the_next_gets_a_new_worker():
     pid = dbcalls.in_db_worker(dbworker.pid)
     dead = await pid()
+    slow = asyncio.ensure_future(dbcalls.in_db_worker(functools.partial(time.sleep, 30))())
+    queued = asyncio.ensure_future(pid())  # waits behind the slow call
+    await asyncio.sleep(0.3)
     os.kill(dead, signal.SIGKILL)
-    with pytest.raises(BrokenProcessPool):
-        await pid()
+    for call in (slow, queued):
+        with pytest.raises(DatabaseWorkerLost):
+            await asyncio.wait_for(call, 10)
     fresh = await pid()
     assert fresh not in (dead, os.getpid())
+
+
+@pytest.mark.usefixtures("worker_processes")
+async def test_calls_spread_over_the_workers_and_answers_keep_their_order(settings):
+    settings.WRITING_DB_PROCESSES = 2
+    pid = dbcalls.in_db_worker(dbworker.pid)
+    both = await asyncio.gather(pid(), pid())  # two calls at once: one each, both started
+    assert sorted(both) == sorted(dbprocesses.pids())
+    slow = asyncio.ensure_future(dbcalls.in_db_worker(functools.partial(time.sleep, 3))())
+    await asyncio.sleep(0.1)
+    # The busy worker is passed over while the other one answers.
+    answered = [await asyncio.wait_for(pid(), 2.5) for _ in range(3)]
+    assert len(set(answered)) == 1
+    assert not slow.done()
+    await slow
+    echoes = await asyncio.gather(*(dbcalls.in_db_worker(abs)(-n) for n in range(50)))
+    assert echoes == list(range(50))
+
+
+@pytest.mark.usefixtures("worker_processes")
+async def test_an_answer_that_does_not_pickle_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="could not be sent back"):
+        await dbcalls.in_db_worker(threading.Lock)()
+    assert await dbcalls.in_db_worker(dbworker.pid)() in dbprocesses.pids()
 
 
 def test_a_worker_exits_when_its_parent_is_killed():
@@ -106,7 +137,7 @@ def test_a_worker_exits_when_its_parent_is_killed():
         assert _running(worker)
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        deadline = time.monotonic() + 10 * dbworker.PARENT_CHECK_S
+        deadline = time.monotonic() + 10
         while _running(worker) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not _running(worker)
