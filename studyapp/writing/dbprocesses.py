@@ -115,10 +115,12 @@ class _Worker:
             self.attached = loop.create_future()
             try:
                 await loop.connect_accepted_socket(lambda: self.answers, sock=self.sock)
-            except BaseException as exc:
-                self.attached.set_exception(DatabaseWorkerLost(f"could not attach: {exc!r}"))
+            except BaseException:
+                # Unusable (even if only this caller was cancelled): the next call replaces it.
+                self.answers.lost = True
                 raise
-            self.attached.set_result(None)
+            finally:
+                self.attached.set_result(None)
         await asyncio.shield(self.attached)
 
     @property
