@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from studyapp import fastsql
@@ -47,17 +47,25 @@ def activity_record(
     """Mark the participant seen now, add ``active_delta`` seconds of active time, count a focus
     loss when ``focus_lost``, and log an event row for every kind but heartbeats.
 
-    One statement in autocommit (studyapp/fastsql.py): every socket's connect and disconnect
-    runs it on the chat's database worker.
+    On PostgreSQL one statement in autocommit (studyapp/fastsql.py): every socket's connect and
+    disconnect runs it on the chat's database worker.
     """
-    sql = _presence_sql()
+    update = _presence_sql()
     params: list[Any] = [timezone.now(), max(active_delta, 0.0), int(focus_lost), participation_id]
-    if kind in LOGGED_KINDS:
-        event = ParticipationEvent(participation_id=participation_id, kind=kind, data=data or {})
-        insert, values = fastsql.insert_statement(event)
-        sql, params = f"WITH seen AS ({sql}) {insert}", [*params, *values]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    if kind not in LOGGED_KINDS:
+        with connection.cursor() as cursor:
+            cursor.execute(update, params)
+        return
+    event = ParticipationEvent(participation_id=participation_id, kind=kind, data=data or {})
+    insert, values = fastsql.insert_statement(event)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"WITH seen AS ({update}) {insert}", [*params, *values])
+        return
+    # SQLite (``make run``) has no UPDATE inside WITH.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(update, params)
+        cursor.execute(insert, values)
 
 
 @functools.cache

@@ -57,7 +57,9 @@ def _writing_sql() -> str:
         f"v.{version}, c.{config} FROM {table(Participation)} p "
         f"JOIN {table(StudyVersion)} v ON v.{version_id} = {p('version')} "
         f"LEFT JOIN {table(Condition)} c ON c.{condition_id} = {p('condition')} "
-        f"WHERE {p('id')} = %s FOR UPDATE OF p"
+        f"WHERE {p('id')} = %s"
+        # SQLite (``make run``) has no row locks: its one writer serialises the transactions.
+        + (" FOR UPDATE OF p" if connection.features.has_select_for_update_of else "")
     )
 
 
@@ -71,7 +73,7 @@ def writing_locked(participation_id: int) -> WritingRow:
     pk, public_id, status, condition_id, spec, config = row
     return WritingRow(
         pk=pk,
-        public_id=public_id,
+        public_id=public_id if isinstance(public_id, uuid.UUID) else uuid.UUID(public_id),
         status=status,
         condition_id=condition_id,
         spec=json_value(StudyVersion, "spec", spec),
