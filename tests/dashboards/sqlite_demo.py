@@ -7,7 +7,6 @@ prints a JSON object of what each page answered.
 
 import json
 import os
-import sys
 
 import django
 
@@ -15,24 +14,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studyapp.settings")
 django.setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
-from studyapp.studies.models import Study  # noqa: E402
 from tests.dashboards.builders import PSpec, build_participation  # noqa: E402
 from tests.dashboards.helpers import figures_of  # noqa: E402
-
-DEMO_SPEC = "deploy/studies/collabllm-cowriting.yaml"
+from tests.sqlite_demo_db import demo_version  # noqa: E402
 
 
 def main() -> dict:
-    assert connection.vendor == "sqlite", connection.vendor
-    call_command("migrate", verbosity=0, interactive=False)
-    call_command("load_study", DEMO_SPEC, slug="demo", offline=True, stdout=sys.stderr)
-    study = Study.objects.get(slug="demo")
-    version = study.versions.order_by("-number").first()
+    version = demo_version()
     arms = {c.name: c for c in version.conditions.all()}
     # One completer with a single in-chat rating: one rating per (arm, turn) group.
     spec = PSpec(

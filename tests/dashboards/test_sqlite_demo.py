@@ -1,32 +1,13 @@
 """The dashboards on SQLite (the ``make run`` demo), in a subprocess with its own database."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.sqlite_demo_db import run_on_sqlite
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    db = tmp_path_factory.mktemp("sqlite-demo") / "db.sqlite3"
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DJANGO_SETTINGS_MODULE")}
-    env["DATABASE_URL"] = f"sqlite:///{db}"
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.dashboards.sqlite_demo"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return json.loads(result.stdout.splitlines()[-1])
+    return run_on_sqlite("tests.dashboards.sqlite_demo", tmp_path_factory.mktemp("sqlite-demo"))
 
 
 def test_every_dashboard_page_renders_on_sqlite_with_a_single_rating(demo):

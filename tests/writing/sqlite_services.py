@@ -7,7 +7,6 @@ file; prints a JSON object of what was stored.
 
 import json
 import os
-import sys
 import uuid
 
 import django
@@ -15,8 +14,6 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studyapp.settings")
 django.setup()
 
-from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from studyapp.participants.activity import activity_record  # noqa: E402
@@ -27,22 +24,16 @@ from studyapp.participants.models import (  # noqa: E402
     Platform,
     Status,
 )
-from studyapp.studies.models import Study  # noqa: E402
 from studyapp.writing.models import Message  # noqa: E402
 from studyapp.writing.services import message_send, turn_record  # noqa: E402
-
-DEMO_SPEC = "deploy/studies/collabllm-cowriting.yaml"
+from tests.sqlite_demo_db import demo_version  # noqa: E402
 
 
 def main() -> dict:
-    assert connection.vendor == "sqlite", connection.vendor
-    call_command("migrate", verbosity=0, interactive=False)
-    call_command("load_study", DEMO_SPEC, slug="demo", offline=True, stdout=sys.stderr)
-    study = Study.objects.get(slug="demo")
-    version = study.versions.order_by("-number").first()
+    version = demo_version()
     now = timezone.now()
     participation = Participation.objects.create(
-        study=study, version=version, condition=version.conditions.first(),
+        study=version.study, version=version, condition=version.conditions.first(),
         platform=Platform.PILOT, external_id="sqlite-1", document_type="blog_post",
         topic="Travelling on a tight budget", status=Status.WRITING,
         consented_at=now, assigned_at=now, writing_at=now,
