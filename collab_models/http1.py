@@ -11,11 +11,23 @@ Only what talking to vLLM needs is supported: one request per connection at a ti
 ``Content-Length`` or chunked bodies, keep-alive reuse (idle connections are dropped before
 the server's 5 s keep-alive timeout), no TLS, no proxies. :mod:`collab_models.transport`
 falls back to httpx for everything else.
+
+A request can be sent before anything is awaited (:meth:`H1Pool.send_now`): on a kept-alive
+connection, or on a new socket to a numeric address, whose connect to a server on the same
+machine or a near one has completed by the time the request is written. Under a burst of
+messages, each await of the usual path (task start, connect, transport set-up) waits behind
+every other message's handling, and the model server got its requests tens of milliseconds
+late.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import functools
+import ipaddress
+import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, cast
@@ -172,20 +184,78 @@ class H1Exchange:
             conn.close()
 
 
+class Outgoing:
+    """A request handed to the network by :meth:`H1Pool.send_now`, its response not yet read.
+
+    It owns its connection until :meth:`H1Pool.response` takes it; :meth:`close` drops an
+    unclaimed one (a model call discarded before it was read).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        data: bytes,
+        *,
+        conn: _Connection | None = None,
+        sock: socket.socket | None = None,
+        unsent: bytes = b"",
+        error: TransportError | None = None,
+    ) -> None:
+        self.host, self.port, self.data = host, port, data
+        self.conn = conn  # a kept-alive connection, the request written on it
+        self.sock = sock  # a new socket, connected or connecting; ``unsent`` still to write
+        self.unsent = unsent
+        self.error = error
+        self.claimed = False
+
+    def close(self) -> None:
+        if self.claimed:
+            return
+        self.claimed = True
+        if self.conn is not None:
+            self.conn.close()
+        if self.sock is not None:
+            self.sock.close()
+
+
+@functools.lru_cache(maxsize=256)
+def _numeric(host: str) -> int | None:
+    """The address family of an IP literal; None for a name (resolving it could block)."""
+    try:
+        return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        return None
+
+
+def _request_bytes(
+    method: str, host: str, port: int, target: str, headers: Mapping[str, str], body: bytes
+) -> bytes:
+    name = f"[{host}]" if ":" in host else host  # an IPv6 literal
+    host_header = name if port == 80 else f"{name}:{port}"
+    lines = [f"{method} {target} HTTP/1.1", f"host: {host_header}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines.append(f"content-length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
 class H1Pool:
     """Idle keep-alive connections of one event loop, per (host, port)."""
 
     def __init__(self) -> None:
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
 
-    async def _connect(self, host: str, port: int, timeout_s: float) -> tuple[_Connection, bool]:
+    def _idle_connection(self, host: str, port: int) -> _Connection | None:
         idle = self._idle.get((host, port), [])
         now = time.monotonic()
         while idle:
             conn = idle.pop()
             if not conn.closed and now - conn.idle_since < IDLE_SECONDS:
-                return conn, True
+                return conn
             conn.close()
+        return None
+
+    async def _connect(self, host: str, port: int, timeout_s: float) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout_s):
@@ -197,7 +267,36 @@ class H1Pool:
         except OSError as exc:
             raise TransportError(f"cannot connect to {host}:{port}: {exc}") from None
         conn.origin = (host, port)
-        return conn, False
+        return conn
+
+    async def _attach(self, out: Outgoing, timeout_s: float) -> _Connection:
+        """The connection of a request sent on a new socket: finish connecting and sending."""
+        loop = asyncio.get_running_loop()
+        sock = out.sock
+        if sock is None:  # a host name: connect the usual way, then send
+            conn = await self._connect(out.host, out.port, timeout_s)
+            assert conn.transport is not None  # noqa: S101 (set by connection_made)
+            conn.transport.write(out.data)
+            return conn
+        out.sock = None  # from here on the transport (or this function) closes it
+        try:
+            async with asyncio.timeout(timeout_s):
+                if out.unsent:  # still connecting (a remote server), or a large body
+                    await loop.sock_sendall(sock, out.unsent)
+                _, conn = await loop.create_connection(lambda: _Connection(loop), sock=sock)
+        except TimeoutError:
+            sock.close()
+            raise TransportError(
+                f"connect to {out.host}:{out.port} timed out after {timeout_s:g}s"
+            ) from None
+        except OSError as exc:
+            sock.close()
+            raise TransportError(f"cannot connect to {out.host}:{out.port}: {exc}") from None
+        except BaseException:
+            sock.close()
+            raise
+        conn.origin = (out.host, out.port)
+        return conn
 
     def release(self, conn: _Connection) -> None:
         idle = self._idle.setdefault(conn.origin, [])
@@ -207,6 +306,78 @@ class H1Pool:
         conn.reset()
         conn.idle_since = time.monotonic()
         idle.append(conn)
+
+    def send_now(
+        self,
+        method: str,
+        host: str,
+        port: int,
+        target: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> Outgoing:
+        """Send one request without awaiting anything; read its answer with :meth:`response`.
+
+        The request goes out on a kept-alive connection, or on a new socket when ``host`` is an
+        IP literal (a name is connected to later). What a connect still in progress or a full
+        socket buffer holds back is sent by :meth:`response`, as is any error.
+        """
+        data = _request_bytes(method, host, port, target, headers, body)
+        conn = self._idle_connection(host, port)
+        if conn is not None:
+            assert conn.transport is not None  # noqa: S101 (set by connection_made)
+            conn.transport.write(data)
+            return Outgoing(host, port, data, conn=conn)
+        family = _numeric(host)
+        if family is None:
+            return Outgoing(host, port, data)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            code = sock.connect_ex((host, port))
+            if code not in (0, errno.EINPROGRESS):
+                raise OSError(code, os.strerror(code))
+            try:
+                sent = sock.send(data)
+            except BlockingIOError:  # not connected yet
+                sent = 0
+        except OSError as exc:
+            sock.close()
+            error = TransportError(f"cannot connect to {host}:{port}: {exc}")
+            return Outgoing(host, port, data, error=error)
+        return Outgoing(host, port, data, sock=sock, unsent=data[sent:])
+
+    async def response(self, out: Outgoing, *, connect_timeout: float) -> H1Exchange:
+        """Wait for the response headers of a request sent by :meth:`send_now`.
+
+        A reused connection that the server had closed meanwhile is retried once on a fresh one.
+        Cancelling the wait closes the connection.
+        """
+        if out.claimed:
+            raise RuntimeError("this request's response was already taken")
+        out.claimed = True
+        if out.error is not None:
+            raise out.error
+        reused = out.conn is not None
+        conn = out.conn if out.conn is not None else await self._attach(out, connect_timeout)
+        try:
+            await conn.headers_done
+        except TransportError:
+            if not (reused and not conn.got_bytes):
+                raise
+            # A stale keep-alive connection: the request never arrived. Once more, anew.
+            conn = await self._attach(Outgoing(out.host, out.port, out.data), connect_timeout)
+            try:
+                await conn.headers_done
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        return H1Exchange(conn, self)
 
     async def request(
         self,
@@ -219,32 +390,9 @@ class H1Pool:
         body: bytes,
         connect_timeout: float,
     ) -> H1Exchange:
-        """Send one request and wait for the response headers.
-
-        A reused connection that the server had closed meanwhile is retried once on a fresh one.
-        Cancelling the wait closes the connection.
-        """
-        name = f"[{host}]" if ":" in host else host  # an IPv6 literal
-        host_header = name if port == 80 else f"{name}:{port}"
-        lines = [f"{method} {target} HTTP/1.1", f"host: {host_header}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        lines.append(f"content-length: {len(body)}")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        for attempt in (0, 1):
-            conn, reused = await self._connect(host, port, connect_timeout)
-            assert conn.transport is not None  # noqa: S101 (set by connection_made)
-            conn.transport.write(head + body)
-            try:
-                await conn.headers_done
-            except TransportError:
-                if reused and not conn.got_bytes and attempt == 0:
-                    continue  # a stale keep-alive connection: the request never arrived
-                raise
-            except BaseException:
-                conn.close()
-                raise
-            return H1Exchange(conn, self)
-        raise TransportError("unreachable")  # pragma: no cover
+        """Send one request and wait for the response headers (see :meth:`response`)."""
+        out = self.send_now(method, host, port, target, headers=headers, body=body)
+        return await self.response(out, connect_timeout=connect_timeout)
 
     def close(self) -> None:
         for idle in self._idle.values():

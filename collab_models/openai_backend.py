@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from collab_models.base import ChatMessage, FinishReason, ModelError, SamplingParams, TurnRecord
 from collab_models.streaming import ProducerStream
-from collab_models.transport import Exchange, TransportError, open_stream
+from collab_models.transport import Exchange, StartedStream, TransportError, start_stream
 
 
 @dataclass(frozen=True)
@@ -196,6 +196,16 @@ def _http_error(status: int, raw: bytes, url: str, model: str) -> Exception:
 
 # -- the backend ----------------------------------------------------------------------------------
 @dataclass
+class _FirstAttempt:
+    """A turn's first request, sent as its stream starts (before its task has run), on the
+    best replica of ``ranked`` unless that one must answer a health probe first."""
+
+    ranked: list[str] = field(default_factory=list)
+    url: str = ""
+    started: StartedStream | None = None
+
+
+@dataclass
 class _Attempt:
     emitted: bool = False  # a content delta went to the caller: no retry from here on
     finish: str | None = None
@@ -252,27 +262,41 @@ class OpenAIBackend:
         return body
 
     def stream(self, messages: list[ChatMessage], sampling: SamplingParams) -> ProducerStream:
-        body = self.request_body(messages, sampling)
+        payload = json.dumps(self.request_body(messages, sampling), ensure_ascii=False).encode()
         draft = TurnRecord(
             text="", raw_output="", backend=self.name, model=self.model, sampling=sampling.as_dict()
         )
+        first = _FirstAttempt()
+
+        def prepare() -> Callable[[], None] | None:
+            first.ranked = self.pool.ranked()
+            url = first.ranked[0]
+            if self.pool.probe and self.pool.suspect(url):
+                return None  # it must answer a health probe first: the producer chooses
+            first.url = url
+            first.started = start_stream(self._chat_url(url), body=payload, headers=self._headers())
+            return first.started.close
 
         async def produce(stream: ProducerStream) -> None:
-            await self._produce(stream, body)
+            await self._produce(stream, payload, first)
 
-        return ProducerStream(produce, draft)
+        return ProducerStream(produce, draft, prepare=prepare)
 
     # -- one turn: attempts over replicas ------------------------------------------------------
-    async def _produce(self, stream: ProducerStream, body: dict[str, Any]) -> None:
+    async def _produce(self, stream: ProducerStream, payload: bytes, first: _FirstAttempt) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeouts.total
         tried: list[str] = []
         errors: list[str] = []
         for attempt in range(self.retries + 1):
-            url = await self._choose(tried)
+            started = None
+            if attempt == 0 and first.started is not None:
+                url, started = first.url, first.started
+            else:
+                url = await self._choose(tried, first.ranked if attempt == 0 else None)
             tried.append(url)
             try:
-                await self._attempt(stream, url, body, deadline)
+                await self._attempt(stream, url, payload, deadline, started)
             except ModelError as exc:
                 if not exc.permanent:  # failed mid-reply: the replica is suspect
                     self.pool.mark_failure(url)
@@ -291,8 +315,8 @@ class OpenAIBackend:
                 return
         raise ModelError(f"no reply after {len(errors)} attempt(s): " + "; ".join(errors))
 
-    async def _choose(self, tried: Sequence[str]) -> str:
-        ranked = self.pool.ranked(tried)
+    async def _choose(self, tried: Sequence[str], ranked: list[str] | None = None) -> str:
+        ranked = ranked or self.pool.ranked(tried)
         if self.pool.probe:
             for url in ranked:
                 if not self.pool.suspect(url):
@@ -305,6 +329,10 @@ class OpenAIBackend:
                 self.pool.mark_failure(url)
         return ranked[0]
 
+    @staticmethod
+    def _chat_url(url: str) -> str:
+        return f"{url}/v1/chat/completions"
+
     def _headers(self) -> dict[str, str]:
         headers = {"accept": "text/event-stream"}
         if self.api_key:
@@ -312,25 +340,25 @@ class OpenAIBackend:
         return headers
 
     async def _attempt(
-        self, stream: ProducerStream, url: str, body: dict[str, Any], deadline: float
+        self,
+        stream: ProducerStream,
+        url: str,
+        payload: bytes,
+        deadline: float,
+        started: StartedStream | None = None,
     ) -> None:
         t = self.timeouts
         loop = asyncio.get_running_loop()
         first_deadline = min(loop.time() + t.first_token, deadline)
-        payload = json.dumps(body, ensure_ascii=False).encode()
+        if started is None:
+            started = start_stream(self._chat_url(url), body=payload, headers=self._headers())
         stream.draft.endpoint = url
         self.pool.begin(url)
         exchange: Exchange | None = None
         try:
             try:
                 async with asyncio.timeout_at(first_deadline):
-                    exchange = await open_stream(
-                        f"{url}/v1/chat/completions",
-                        body=payload,
-                        headers=self._headers(),
-                        connect_timeout=t.connect,
-                        read_timeout=t.total,
-                    )
+                    exchange = await started.open(connect_timeout=t.connect, read_timeout=t.total)
                     if exchange.status >= 400:
                         raw = await exchange.read_body(4000)
                         raise _http_error(exchange.status, raw, url, self.model)

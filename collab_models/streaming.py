@@ -20,6 +20,9 @@ from typing import Any, Protocol
 from collab_models.base import FinishReason, ModelError, ReplyStream, TurnRecord
 
 Producer = Callable[["ProducerStream"], Coroutine[Any, Any, None]]
+# Run by ``start()`` before the producer's task is made; returns what closes anything it began
+# that the producer never took over (or None).
+Prepare = Callable[[], Callable[[], None] | None]
 
 
 class _End:
@@ -39,16 +42,23 @@ class ProducerStream:
     """A :class:`~collab_models.base.ReplyStream` fed by a producer coroutine.
 
     The producer receives this stream, calls :meth:`emit` for each text delta and may fill in
-    :attr:`draft` (tokens, finish reason, model, endpoint). It starts on the first ``__anext__``.
-    It signals failure by raising :class:`ModelError`; any other exception is wrapped in one.
+    :attr:`draft` (tokens, finish reason, model, endpoint). It starts on :meth:`start` or the
+    first ``__anext__``. It signals failure by raising :class:`ModelError`; any other exception
+    is wrapped in one. A backend's ``prepare`` runs synchronously at the start, before the
+    producer's task gets its first turn of the event loop (the OpenAI backend sends its request
+    there).
     """
 
-    def __init__(self, producer: Producer, draft: TurnRecord) -> None:
+    def __init__(
+        self, producer: Producer, draft: TurnRecord, *, prepare: Prepare | None = None
+    ) -> None:
         self.record: TurnRecord | None = None
         self.draft = draft
         self._producer = producer
         self._queue: asyncio.Queue[str | _End] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._prepare = prepare
+        self._discard: Callable[[], None] | None = None
         self._parts: list[str] = []
         self._started = 0.0
         self._done = False
@@ -67,6 +77,20 @@ class ProducerStream:
         """``time.perf_counter()`` when the producer started."""
         return self._started
 
+    def start(self) -> None:
+        """Start the generation now instead of at the first ``__anext__``."""
+        if self._task is not None or self._done:
+            return
+        self._started = time.perf_counter()
+        if self._prepare is not None:
+            self._discard = self._prepare()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def _release(self) -> None:
+        if self._discard is not None:
+            self._discard()
+            self._discard = None
+
     async def _run(self) -> None:
         try:
             await self._producer(self)
@@ -79,6 +103,8 @@ class ProducerStream:
             self._queue.put_nowait(_End(ModelError(f"{type(exc).__name__}: {exc}")))
         else:
             self._queue.put_nowait(_End())
+        finally:
+            self._release()
 
     # -- consumer side -------------------------------------------------------------------------
     def __aiter__(self) -> AsyncIterator[str]:
@@ -88,8 +114,7 @@ class ProducerStream:
         if self._done:
             raise StopAsyncIteration
         if self._task is None:
-            self._started = time.perf_counter()
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self.start()
         item = await self._queue.get()
         if isinstance(item, str):
             self._parts.append(item)
@@ -111,6 +136,7 @@ class ProducerStream:
         if self._task is not None and not self._task.done():
             self._task.cancel()
             await asyncio.wait([self._task])
+        self._release()  # a task cancelled before its first step ran no ``finally``
         self._finish("cancelled")
         self._queue.put_nowait(_End())  # wakes a consumer waiting in another task
 
@@ -158,6 +184,12 @@ class AdaptedStream:
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self
+
+    def start(self) -> None:
+        """Start the generation now, if the inner stream can (see ``ProducerStream.start``)."""
+        start = getattr(self._inner, "start", None)
+        if start is not None:
+            start()
 
     async def __anext__(self) -> str:
         while not self._done:

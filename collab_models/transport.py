@@ -1,6 +1,7 @@
 """The one network seam: every HTTP call in ``collab_models`` goes through here.
 
-:func:`open_stream` starts a streamed request (the token streams); :func:`get_client` gives an
+:func:`open_stream` makes a streamed request (the token streams), :func:`start_stream` sends
+one before anything is awaited and opens it later; :func:`get_client` gives an
 httpx client for everything else (probes). Streams to plain ``http://`` servers use the lean
 client of :mod:`collab_models.http1`; ``https://``, a custom client factory, or
 ``COLLAB_MODELS_FAST_HTTP=0`` route them through httpx instead. Both raise
@@ -31,17 +32,19 @@ from typing import Protocol
 
 import httpx
 
-from collab_models.http1 import H1Pool, Sink, TransportError, parse_origin
+from collab_models.http1 import H1Pool, Outgoing, Sink, TransportError, parse_origin
 
 __all__ = [
     "ClientFactory",
     "Exchange",
+    "StartedStream",
     "TransportError",
     "aclose_client",
     "get_client",
     "open_stream",
     "set_client_factory",
     "set_fast_http",
+    "start_stream",
     "use_client_factory",
 ]
 
@@ -239,6 +242,61 @@ def _parsed(url: str) -> httpx.URL:
     return httpx.URL(url)
 
 
+class StartedStream:
+    """A streamed POST begun by :func:`start_stream`; :meth:`open` waits for its response."""
+
+    def __init__(
+        self,
+        url: httpx.URL,
+        body: bytes,
+        headers: dict[str, str],
+        h1: tuple[H1Pool, Outgoing] | None = None,
+    ) -> None:
+        self._url, self._body, self._headers, self._h1 = url, body, headers, h1
+
+    async def open(self, *, connect_timeout: float, read_timeout: float) -> Exchange:
+        """Return once the response headers arrived. Cancel it (e.g. with ``asyncio.timeout``)
+        to give up waiting; the connection is closed."""
+        if self._h1 is not None:
+            pool, outgoing = self._h1
+            return await pool.response(outgoing, connect_timeout=connect_timeout)
+        client = get_client()
+        request = client.build_request(
+            "POST",
+            self._url,
+            content=self._body,
+            headers=self._headers,
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout),
+        )
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise TransportError(_describe(exc)) from None
+        return _HttpxExchange(response)
+
+    def close(self) -> None:
+        """Drop a request whose response nobody will read (nothing if it was opened)."""
+        if self._h1 is not None:
+            self._h1[1].close()
+
+
+def start_stream(url: str, *, body: bytes, headers: Mapping[str, str]) -> StartedStream:
+    """Begin a streamed POST of ``body`` to ``url`` without awaiting anything.
+
+    Through the lean client the request is already on its way when this returns, where it can
+    be (see :meth:`collab_models.http1.H1Pool.send_now`); through httpx it is sent by
+    :meth:`StartedStream.open`. Open or close what this returns.
+    """
+    entry = _entry()
+    parsed = _parsed(url)
+    all_headers = {"user-agent": USER_AGENT, "content-type": "application/json", **headers}
+    if _fast_http and parsed.scheme == "http" and entry.factory is default_client_factory:
+        host, port, target = parse_origin(parsed)
+        outgoing = entry.h1.send_now("POST", host, port, target, headers=all_headers, body=body)
+        return StartedStream(parsed, body, all_headers, (entry.h1, outgoing))
+    return StartedStream(parsed, body, all_headers)
+
+
 async def open_stream(
     url: str,
     *,
@@ -251,25 +309,5 @@ async def open_stream(
 
     Cancel it (e.g. with ``asyncio.timeout``) to give up waiting; the connection is closed.
     """
-    entry = _entry()
-    parsed = _parsed(url)
-    all_headers = {"user-agent": USER_AGENT, "content-type": "application/json", **headers}
-    if _fast_http and parsed.scheme == "http" and entry.factory is default_client_factory:
-        host, port, target = parse_origin(parsed)
-        return await entry.h1.request(
-            "POST", host, port, target,
-            headers=all_headers, body=body, connect_timeout=connect_timeout,
-        )  # fmt: skip
-    client = get_client()
-    request = client.build_request(
-        "POST",
-        parsed,
-        content=body,
-        headers=all_headers,
-        timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout),
-    )
-    try:
-        response = await client.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        raise TransportError(_describe(exc)) from None
-    return _HttpxExchange(response)
+    started = start_stream(url, body=body, headers=headers)
+    return await started.open(connect_timeout=connect_timeout, read_timeout=read_timeout)

@@ -219,6 +219,11 @@ class ModelCall:
         # future, so a delta wakes it in one turn of the event loop.
         self.waiter: asyncio.Future[None] | None = None
         self.stream = _build_arm(config).reply(history, seed=self.seed)
+        # The request goes to the model server now, in the caller's turn of the event loop:
+        # under a burst of messages every later turn waits behind all the others' handling.
+        start = getattr(self.stream, "start", None)
+        if start is not None:
+            start()
         self.reader = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:

@@ -1,8 +1,10 @@
-"""The network seam: the lean HTTP/1.1 client's connection reuse, and the httpx fallback."""
+"""The network seam: the lean HTTP/1.1 client's connection reuse and its requests sent before
+anything is awaited, and the httpx fallback."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import httpx
@@ -10,6 +12,7 @@ import pytest
 
 from collab_models import transport
 from collab_models.base import SamplingParams
+from collab_models.http1 import H1Pool
 from collab_models.openai_backend import OpenAIBackend, endpoint_health
 from tests.collab_models.conftest import MODEL
 from tests.collab_models.vllm_fake import FakeVLLM, Script
@@ -116,3 +119,64 @@ async def test_connection_refused_is_a_transport_error(fast: bool) -> None:
             )
     finally:
         transport.set_fast_http(previous)
+
+
+async def test_a_request_is_on_the_wire_before_anything_is_awaited() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(2)
+    port = listener.getsockname()[1]
+    pool = H1Pool()
+    try:
+        outgoing = pool.send_now("POST", "127.0.0.1", port, "/v1/x", headers={}, body=b"hi")
+        # Nothing was awaited: the event loop has not run, yet the server has the request.
+        peer, _ = listener.accept()
+        with peer:
+            peer.settimeout(2)
+            request = peer.recv(65536)
+            assert request.startswith(b"POST /v1/x HTTP/1.1\r\n")
+            assert request.endswith(b"\r\n\r\nhi")
+            peer.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            exchange = await pool.response(outgoing, connect_timeout=2)
+            assert exchange.status == 200
+            assert await exchange.read_body(100) == b"ok"
+            await exchange.aclose()
+    finally:
+        pool.close()
+        listener.close()
+
+
+async def test_a_host_name_is_connected_to_when_the_response_is_awaited(fake: FakeVLLM) -> None:
+    pool = H1Pool()
+    try:
+        port = int(fake.url.rsplit(":", 1)[1])
+        outgoing = pool.send_now("GET", "localhost", port, "/health", headers={}, body=b"")
+        assert outgoing.sock is None
+        assert outgoing.conn is None
+        exchange = await pool.response(outgoing, connect_timeout=2)
+        assert exchange.status == 200
+        await exchange.aclose()
+    finally:
+        pool.close()
+
+
+async def test_a_started_stream_closed_before_its_task_ran_drops_its_request(
+    fake: FakeVLLM,
+) -> None:
+    fake.script(Script(text=" ".join(["w"] * 50), tps=20))
+    stream = OpenAIBackend(endpoints=[fake.url], model=MODEL).stream(HISTORY, SamplingParams())
+    stream.start()  # the request is sent here
+    await stream.aclose()  # before the producer's task had a turn
+
+    assert await fake.wait_for(lambda: fake.disconnects == 1)
+    assert idle_connections() == []
+    assert stream.record is not None
+    assert stream.record.finish_reason == "cancelled"
+
+
+async def test_a_response_is_taken_once() -> None:
+    pool = H1Pool()
+    outgoing = pool.send_now("GET", "127.0.0.1", 9, "/", headers={}, body=b"")
+    with pytest.raises(transport.TransportError):
+        await pool.response(outgoing, connect_timeout=1)
+    with pytest.raises(RuntimeError):
+        await pool.response(outgoing, connect_timeout=1)
