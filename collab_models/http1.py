@@ -43,6 +43,16 @@ class TransportError(Exception):
     """The connection failed: refused, timed out, reset, or closed mid-response."""
 
 
+class _Closed:
+    """Stands in for the parser of a closed connection."""
+
+    def feed_data(self, data: bytes) -> None:
+        raise httptools.HttpParserError("the connection is closed")
+
+
+_NO_PARSER: Any = _Closed()
+
+
 class _Connection(asyncio.Protocol):
     """One TCP connection and the state of the exchange in progress on it."""
 
@@ -89,6 +99,10 @@ class _Connection(asyncio.Protocol):
         if not self.complete.done():
             detail = f": {exc}" if exc else ""
             self.fail(TransportError(f"connection closed by the server{detail}"))
+        # The parser holds this protocol (its callbacks): without the cycle, reference counting
+        # frees a closed connection at once instead of leaving it to the garbage collector,
+        # whose pauses grew with every closed connection (bench/README.md, Relay).
+        self.parser = _NO_PARSER
 
     # -- httptools callbacks -----------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:

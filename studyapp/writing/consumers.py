@@ -150,7 +150,10 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         if self.participation_id is None:
             return
         if self.frame_pump is not None:
-            self.frame_pump.cancel()
+            # Not kept: a cancelled task holds its error, whose traceback holds this consumer,
+            # a cycle that only the garbage collector would free.
+            pump, self.frame_pump = self.frame_pump, None
+            pump.cancel()
             try:
                 await framebus.unwatch(self.public_id, self._frames_in)
             except Exception:  # Redis is unreachable: a stale watcher costs only a publish

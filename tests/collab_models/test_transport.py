@@ -4,7 +4,9 @@ anything is awaited, and the httpx fallback."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+import weakref
 from typing import Any
 
 import httpx
@@ -180,3 +182,19 @@ async def test_a_response_is_taken_once() -> None:
         await pool.response(outgoing, connect_timeout=1)
     with pytest.raises(RuntimeError):
         await pool.response(outgoing, connect_timeout=1)
+
+
+async def test_a_closed_connection_is_freed_without_the_garbage_collector(fake: FakeVLLM) -> None:
+    backend = OpenAIBackend(endpoints=[fake.url], model=MODEL)
+    assert await run_turn(backend)
+    [conn] = idle_connections()
+    freed = weakref.ref(conn)
+    del conn
+    gc.disable()
+    try:
+        transport._loops[asyncio.get_running_loop()].h1.close()
+        for _ in range(3):  # connection_lost runs a turn of the loop later
+            await asyncio.sleep(0)
+        assert freed() is None
+    finally:
+        gc.enable()

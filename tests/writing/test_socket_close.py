@@ -1,4 +1,5 @@
-"""A writing socket runs no channel-layer receive, and its consumer ends when it closes.
+"""A writing socket runs no channel-layer receive, and its consumer ends (and is freed) when it
+closes.
 
 The chat's frames travel through framebus; a channel-layer receive per socket only polled
 Redis, and a cancelled one sometimes went on polling, so its consumer never ended.
@@ -7,9 +8,12 @@ Redis, and a cancelled one sometimes went on polling, so its consumer never ende
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
+from studyapp.writing.consumers import WritingConsumer
 from tests.writing.conftest import db, make_participation, open_client, token_for
 
 pytestmark = [
@@ -37,3 +41,28 @@ async def test_an_open_socket_runs_no_channel_layer_receive(demo_version, settin
     await client.close()
     assert client.comm.future.done()  # the consumer ended by itself
     assert not client.comm.future.cancelled()
+
+
+async def test_a_closed_socket_is_freed_without_the_garbage_collector(demo_version):
+    """A cycle through a closed socket's consumer left it, its tasks and its protocol objects
+    to the collector, whose pauses under 200 sockets held replies back (bench/README.md)."""
+    participation = await db(make_participation, demo_version)
+    # Held, not just their ids: a freed one's id could be reused by the new consumer.
+    earlier = [o for o in gc.get_objects() if isinstance(o, WritingConsumer)]
+    client, _ = await open_client("demo", token_for(participation))
+    await client.turn("Help me write a short note")
+    [consumer] = [
+        o
+        for o in gc.get_objects()
+        if isinstance(o, WritingConsumer) and not any(o is e for e in earlier)
+    ]
+    freed = weakref.ref(consumer)
+    del consumer
+    gc.disable()
+    try:
+        await client.close()
+        for _ in range(5):  # the frame pump's cancellation, the unwatch, the disconnect event
+            await asyncio.sleep(0.05)
+        assert freed() is None
+    finally:
+        gc.enable()
