@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import socket
+import threading
 import weakref
 from typing import Any
 
@@ -198,3 +200,41 @@ async def test_a_closed_connection_is_freed_without_the_garbage_collector(fake: 
         assert freed() is None
     finally:
         gc.enable()
+
+
+async def test_what_the_socket_could_not_take_at_once_is_sent_when_awaited() -> None:
+    """A body larger than the socket's buffer: send_now sends part, response() the rest."""
+    body = b"x" * (8 << 20)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(20)
+    port = listener.getsockname()[1]
+    received: list[int] = []
+
+    def serve() -> None:
+        peer, _ = listener.accept()
+        with peer:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += peer.recv(65536)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = int(re.search(rb"content-length: (\d+)", head).group(1))
+            while len(rest) < length and (chunk := peer.recv(1 << 20)):
+                rest += chunk
+            received.append(len(rest))
+            peer.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    pool = H1Pool()
+    try:
+        outgoing = pool.send_now("POST", "127.0.0.1", port, "/big", headers={}, body=body)
+        assert 0 < len(outgoing.unsent) < len(outgoing.data)
+        async with asyncio.timeout(20):
+            exchange = await pool.response(outgoing, connect_timeout=5)
+        assert exchange.status == 204
+        await exchange.aclose()
+    finally:
+        pool.close()
+        listener.close()
+    await asyncio.to_thread(server.join, 5)
+    assert received == [len(body)]
