@@ -46,8 +46,11 @@ test: install-test
 lint: install-test
 	$(BIN)/ruff check .
 
+# The worst case (every participant sends in the same millisecond), then 200 participants whose
+# messages arrive over a second (bench/README.md, Relay).
 bench-relay: install-test
-	$(BIN)/python -m bench.relay
+	$(BIN)/python -m bench.relay --streams 1,50,200 --repeat 3
+	$(BIN)/python -m bench.relay --streams 200 --repeat 3 --spread 1
 
 bench-dashboard: install-test
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(BIN)/python -m bench.dashboard
