@@ -269,48 +269,39 @@ class H1Pool:
             conn.close()
         return None
 
-    async def _connect(self, host: str, port: int, timeout_s: float) -> _Connection:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout_s):
-                _, conn = await loop.create_connection(lambda: _Connection(loop), host, port)
-        except TimeoutError:
-            raise TransportError(
-                f"connect to {host}:{port} timed out after {timeout_s:g}s"
-            ) from None
-        except OSError as exc:
-            raise TransportError(f"cannot connect to {host}:{port}: {exc}") from None
-        conn.origin = (host, port)
-        return conn
-
     async def _attach(self, out: Outgoing, timeout_s: float) -> _Connection:
-        """The connection of a request sent on a new socket: finish connecting and sending."""
+        """The connection of a request not sent on a kept-alive one: connect (or finish
+        connecting) and send what is still unsent."""
         loop = asyncio.get_running_loop()
-        sock = out.sock
-        if sock is None:  # a host name: connect the usual way, then send
-            conn = await self._connect(out.host, out.port, timeout_s)
-            assert conn.transport is not None  # noqa: S101 (set by connection_made)
-            conn.transport.write(out.data)
-            return conn
-        out.sock = None  # from here on the transport (or this function) closes it
+        sock, out.sock = out.sock, None  # from here on the transport (or this function) closes it
         try:
             async with asyncio.timeout(timeout_s):
-                if out.unsent:  # still connecting (a remote server), or a large body
-                    await loop.sock_sendall(sock, out.unsent)
-                _, conn = await loop.create_connection(lambda: _Connection(loop), sock=sock)
+                if sock is None:  # a host name: connect the usual way, then send
+                    _, conn = await loop.create_connection(
+                        lambda: _Connection(loop), out.host, out.port
+                    )
+                    assert conn.transport is not None  # noqa: S101 (set by connection_made)
+                    conn.transport.write(out.data)
+                else:
+                    if out.unsent:  # still connecting (a remote server), or a large body
+                        await loop.sock_sendall(sock, out.unsent)
+                    _, conn = await loop.create_connection(lambda: _Connection(loop), sock=sock)
         except TimeoutError:
-            sock.close()
-            raise TransportError(
+            error = TransportError(
                 f"connect to {out.host}:{out.port} timed out after {timeout_s:g}s"
-            ) from None
+            )
         except OSError as exc:
-            sock.close()
-            raise TransportError(f"cannot connect to {out.host}:{out.port}: {exc}") from None
+            error = TransportError(f"cannot connect to {out.host}:{out.port}: {exc}")
         except BaseException:
-            sock.close()
+            if sock is not None:
+                sock.close()
             raise
-        conn.origin = (out.host, out.port)
-        return conn
+        else:
+            conn.origin = (out.host, out.port)
+            return conn
+        if sock is not None:
+            sock.close()
+        raise error
 
     def release(self, conn: _Connection) -> None:
         idle = self._idle.setdefault(conn.origin, [])
@@ -379,15 +370,11 @@ class H1Pool:
         try:
             await conn.headers_done
         except TransportError:
-            if not (reused and not conn.got_bytes):
+            if not reused or conn.got_bytes:
                 raise
             # A stale keep-alive connection: the request never arrived. Once more, anew.
-            conn = await self._attach(Outgoing(out.host, out.port, out.data), connect_timeout)
-            try:
-                await conn.headers_done
-            except BaseException:
-                conn.close()
-                raise
+            fresh = Outgoing(out.host, out.port, out.data)
+            return await self.response(fresh, connect_timeout=connect_timeout)
         except BaseException:
             conn.close()
             raise
