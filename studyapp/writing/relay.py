@@ -227,13 +227,22 @@ class ModelCall:
         self.reader = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
+        # Each delta straight from the model's socket, in its turn of the event loop, where
+        # the stream can (no wake-up of this task per token); else by iterating it.
+        deliver_to = getattr(self.stream, "deliver_to", None)
+        if deliver_to is not None:
+            await deliver_to(self._arrived)
+            return
         async for delta in self.stream:
-            if not self.pending:
-                timeline.mark("model_delta_arrived", self.key)
-            self.pending.append(delta)
-            waiter = self.waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            self._arrived(delta)
+
+    def _arrived(self, delta: str) -> None:
+        if not self.pending:
+            timeline.mark("model_delta_arrived", self.key)
+        self.pending.append(delta)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def arrival(self) -> asyncio.Future[None]:
         """A future that the next delta resolves (the caller may resolve it too)."""
