@@ -236,10 +236,8 @@ class AdaptedStream:
             return
 
         def feed(delta: str) -> None:
-            self._raw.append(delta)
-            shown = self._adapter.feed(delta)
+            shown = self._take(delta)
             if shown:
-                self._parts.append(shown)
                 listener(shown)
 
         try:
@@ -250,12 +248,9 @@ class AdaptedStream:
             raise
         if self._done:  # aclose() ran while we waited
             return
-        self._done = True
-        tail, warning = self._adapter.finish()
+        tail = self._end()
         if tail:
-            self._parts.append(tail)
             listener(tail)
-        self._finish(warning)
 
     async def __anext__(self) -> str:
         while not self._done:
@@ -264,11 +259,7 @@ class AdaptedStream:
             except StopAsyncIteration:
                 if self._done:  # aclose() ran while we waited
                     break
-                self._done = True
-                tail, warning = self._adapter.finish()
-                if tail:
-                    self._parts.append(tail)
-                self._finish(warning)
+                tail = self._end()
                 if tail:
                     return tail
                 break
@@ -276,12 +267,27 @@ class AdaptedStream:
                 self._done = True
                 self._finish("")
                 raise
-            self._raw.append(delta)
-            shown = self._adapter.feed(delta)
+            shown = self._take(delta)
             if shown:
-                self._parts.append(shown)
                 return shown
         raise StopAsyncIteration
+
+    def _take(self, delta: str) -> str:
+        """One raw delta in; the text it shows (may be empty)."""
+        self._raw.append(delta)
+        shown = self._adapter.feed(delta)
+        if shown:
+            self._parts.append(shown)
+        return shown
+
+    def _end(self) -> str:
+        """The raw stream ended: finish the record; return the text still to show."""
+        self._done = True
+        tail, warning = self._adapter.finish()
+        if tail:
+            self._parts.append(tail)
+        self._finish(warning)
+        return tail
 
     async def aclose(self) -> None:
         """Cancel the generation; the record keeps the text shown so far."""
