@@ -75,15 +75,21 @@ class ProducerStream:
             self.draft.ttft_ms = _ms_since(self._started)
         if self._listener is None:
             self._queue.put_nowait(delta)
-            return
+        elif (error := self._hand(self._listener, delta)) is not None:
+            self._queue.put_nowait(_End(error))
+
+    def _hand(self, listener: Listener, delta: str) -> ModelError | None:
+        """Give ``delta`` to ``listener``; if it raises, stop the producer and return the
+        error that ends the stream (a consumer's bug fails the turn, as when iterating)."""
         self._parts.append(delta)
         try:
-            self._listener(delta)
-        except Exception as exc:  # a consumer's bug ends the turn as failed, as when iterating
+            listener(delta)
+        except Exception as exc:
             self._listener = None
-            self._queue.put_nowait(_End(ModelError(f"{type(exc).__name__}: {exc}")))
             if self._task is not None:
                 self._task.cancel()
+            return ModelError(f"{type(exc).__name__}: {exc}")
+        return None
 
     @property
     def started_at(self) -> float:
@@ -147,12 +153,13 @@ class ProducerStream:
         self._listener = listener
         while True:
             item = await self._queue.get()  # deltas queued before the listener, then the end
-            if isinstance(item, str):
-                self._parts.append(item)
-                listener(item)
-            else:
+            if not isinstance(item, str):
                 self._end(item)
                 return
+            if self._listener is None:  # it failed in ``emit``: its error is queued
+                continue
+            if (error := self._hand(listener, item)) is not None:
+                self._end(_End(error))  # raises it
 
     def _end(self, item: _End) -> None:
         if self._done:  # aclose() ran while we waited

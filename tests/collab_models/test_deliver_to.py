@@ -89,6 +89,27 @@ async def test_a_listener_that_raises_fails_the_turn_and_stops_the_producer() ->
     assert stream.record.text == "w0 w1 w2 "
 
 
+async def test_a_listener_that_raises_on_a_queued_delta_fails_the_turn() -> None:
+    """The producer has finished before delivery begins: its deltas and its end are queued."""
+
+    async def produce(stream: ProducerStream) -> None:
+        stream.emit("a")
+        stream.emit("b")
+
+    def listener(delta: str) -> None:
+        if delta == "b":
+            raise ValueError("broken consumer")
+
+    stream = ProducerStream(produce, draft())
+    stream.start()
+    await asyncio.sleep(0.01)
+    with pytest.raises(ModelError, match="ValueError: broken consumer"):
+        await stream.deliver_to(listener)
+
+    assert stream.record is not None
+    assert stream.record.finish_reason == "error"
+
+
 async def test_proactive_arm_delivers_the_same_plain_text_as_iterating(fake: FakeVLLM) -> None:
     raw = json.dumps(PROACTIVE_REPLY)
     tokens = [raw[i : i + 6] for i in range(0, len(raw), 6)]
