@@ -61,10 +61,10 @@ async def _reply(send: Any, text: str, seq: int) -> int:
         seq += 1
 
     await frame({"type": "turn_start", "turn": 1, "user_text": text})
-    exchange = await pool.request(
-        "POST", host, port, "/v1/chat/completions",
-        headers=CHAT_HEADERS, body=chat_body(text), connect_timeout=30,
-    )  # fmt: skip
+    outgoing = pool.send_now(
+        "POST", host, port, "/v1/chat/completions", headers=CHAT_HEADERS, body=chat_body(text)
+    )
+    exchange = await pool.response(outgoing, connect_timeout=30)
     reader = asyncio.ensure_future(exchange.pump(sink, lambda: loop.time() + 120))
     try:
         while not reader.done():

@@ -273,10 +273,11 @@ async def direct(
         for content in deltas.feed(data):
             result.delta(content, now)
 
-    exchange = await pool.request(
+    outgoing = pool.send_now(
         "POST", "127.0.0.1", model_port, "/v1/chat/completions",
-        headers=CHAT_HEADERS, body=DIRECT_BODY, connect_timeout=30,
+        headers=CHAT_HEADERS, body=DIRECT_BODY,
     )  # fmt: skip
+    exchange = await pool.response(outgoing, connect_timeout=30)
     try:
         await exchange.pump(sink, lambda: loop.time() + 120)
     finally:

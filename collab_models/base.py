@@ -7,7 +7,7 @@ A backend streams the reply to a list of chat messages as text deltas. After the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, TypedDict
 
@@ -69,12 +69,18 @@ class ReplyStream(Protocol):
     """An async iterator of text deltas; ``record`` is set once iteration has ended.
 
     Closing it early (``await stream.aclose()``) cancels the generation and leaves a record
-    with ``finish_reason == "cancelled"`` and the partial text.
+    with ``finish_reason == "cancelled"`` and the partial text. ``start()`` begins the
+    generation before the first delta is asked for; ``deliver_to(listener)`` hands each delta to
+    ``listener`` as it arrives instead of iterating, and returns when the stream has ended.
     """
 
     record: TurnRecord | None
 
     def __aiter__(self) -> AsyncIterator[str]: ...
+
+    def start(self) -> None: ...
+
+    async def deliver_to(self, listener: Callable[[str], None]) -> None: ...
 
     async def aclose(self) -> None: ...
 

@@ -380,21 +380,6 @@ class H1Pool:
             raise
         return H1Exchange(conn, self)
 
-    async def request(
-        self,
-        method: str,
-        host: str,
-        port: int,
-        target: str,
-        *,
-        headers: Mapping[str, str],
-        body: bytes,
-        connect_timeout: float,
-    ) -> H1Exchange:
-        """Send one request and wait for the response headers (see :meth:`response`)."""
-        out = self.send_now(method, host, port, target, headers=headers, body=body)
-        return await self.response(out, connect_timeout=connect_timeout)
-
     def close(self) -> None:
         for idle in self._idle.values():
             for conn in idle:

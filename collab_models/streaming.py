@@ -228,19 +228,12 @@ class AdaptedStream:
         return self
 
     def start(self) -> None:
-        """Start the generation now, if the inner stream can (see ``ProducerStream.start``)."""
-        start = getattr(self._inner, "start", None)
-        if start is not None:
-            start()
+        """Start the generation now (see ``ProducerStream.start``)."""
+        self._inner.start()
 
     async def deliver_to(self, listener: Listener) -> None:
         """Hand each shown delta to ``listener`` as it arrives (see
         ``ProducerStream.deliver_to``) and return when the stream ends."""
-        inner = getattr(self._inner, "deliver_to", None)
-        if inner is None:  # a foreign stream: iterate it
-            async for shown in self:
-                listener(shown)
-            return
 
         def feed(delta: str) -> None:
             shown = self._take(delta)
@@ -248,7 +241,7 @@ class AdaptedStream:
                 listener(shown)
 
         try:
-            await inner(feed)
+            await self._inner.deliver_to(feed)
         except ModelError:
             self._done = True
             self._finish("")

@@ -221,20 +221,13 @@ class ModelCall:
         self.stream = _build_arm(config).reply(history, seed=self.seed)
         # The request goes to the model server now, in the caller's turn of the event loop:
         # under a burst of messages every later turn waits behind all the others' handling.
-        start = getattr(self.stream, "start", None)
-        if start is not None:
-            start()
+        self.stream.start()
         self.reader = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
-        # Each delta straight from the model's socket, in its turn of the event loop, where
-        # the stream can (no wake-up of this task per token); else by iterating it.
-        deliver_to = getattr(self.stream, "deliver_to", None)
-        if deliver_to is not None:
-            await deliver_to(self._arrived)
-            return
-        async for delta in self.stream:
-            self._arrived(delta)
+        # Each delta straight from the model's socket, in its turn of the event loop: no
+        # wake-up of this task per token.
+        await self.stream.deliver_to(self._arrived)
 
     def _arrived(self, delta: str) -> None:
         if not self.pending:
