@@ -14,10 +14,12 @@ falls back to httpx for everything else.
 
 A request can be sent before anything is awaited (:meth:`H1Pool.send_now`): on a kept-alive
 connection, or on a new socket to a numeric address, whose connect to a server on the same
-machine or a near one has completed by the time the request is written. Under a burst of
-messages, each await of the usual path (task start, connect, transport set-up) waits behind
-every other message's handling, and the model server got its requests tens of milliseconds
-late.
+machine or a near one has completed by the time the request is written. Its response is read
+from then on too, by the event loop's watch on the socket, and a sink given with the request
+takes the body as it comes. Under a burst of messages each await of the usual path (task
+start, connect, transport set-up, the wake-up for the headers) waits behind every other
+message's handling: the model server got its requests, and the app its first tokens, tens of
+milliseconds late.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 import httptools
 
@@ -51,35 +53,103 @@ class _Closed:
 
 
 _NO_PARSER: Any = _Closed()
+READ_SIZE = 256 * 1024
 
 
-class _Connection(asyncio.Protocol):
-    """One TCP connection and the state of the exchange in progress on it."""
+class _Connection:
+    """One TCP connection and the state of the exchange in progress on it.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    A plain non-blocking socket that the event loop watches (``add_reader``) from the moment it
+    is made: a response that arrives before any coroutine awaits it is parsed as it comes, and
+    a sink given with the request (:meth:`H1Pool.send_now`) gets the body at once. A transport
+    (``loop.create_connection(sock=...)``) would cost a task and two turns of the event loop
+    before the first byte is read: under a burst of messages each turn takes 10-20 ms.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        origin: tuple[str, int],
+        sink: Sink | None = None,
+    ) -> None:
         self.loop = loop
-        self.transport: asyncio.Transport | None = None
-        self.origin: tuple[str, int] = ("", 0)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.origin = origin
         self.closed = False
+        self.reused = False  # it served an exchange before this one
         self.idle_since = 0.0
-        self.reset()
+        self.outbox = memoryview(b"")  # what the socket has not taken yet (still connecting)
+        self.flushed: asyncio.Future[None] | None = None
+        self.reset(sink)
+        loop.add_reader(self.fd, self._readable)
 
-    def reset(self) -> None:
+    def reset(self, sink: Sink | None = None) -> None:
+        """Ready for the next exchange; ``sink`` takes its body if the status is 2xx."""
         self.parser = httptools.HttpResponseParser(self)
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.headers_done: asyncio.Future[None] = self.loop.create_future()
         self.complete: asyncio.Future[None] = self.loop.create_future()
+        self.early_sink = sink
         self.sink: Sink | None = None
         self.buffer: list[bytes] = []
         self.got_bytes = False
         self.keep_alive = False
         self.sink_error: BaseException | None = None
 
-    # -- asyncio.Protocol ------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A TCP transport; uvloop's does not subclass asyncio.Transport, hence no isinstance.
-        self.transport = cast(asyncio.Transport, transport)
+    # -- the socket ---------------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        """Send ``data``; what the socket cannot take now is sent when it becomes writable."""
+        if self.closed:
+            return
+        if self.outbox:
+            self.outbox = memoryview(bytes(self.outbox) + data)
+            return
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):  # not connected yet, or a full buffer
+            sent = 0
+        except OSError as exc:
+            self.lost(exc)
+            return
+        if sent < len(data):
+            self.outbox = memoryview(data)[sent:]
+            self.loop.add_writer(self.fd, self._writable)
+
+    def _writable(self) -> None:
+        try:
+            sent = self.sock.send(self.outbox)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.lost(exc)
+            return
+        self.outbox = self.outbox[sent:]
+        if not self.outbox:
+            self.loop.remove_writer(self.fd)
+            if self.flushed is not None and not self.flushed.done():
+                self.flushed.set_result(None)
+
+    async def sent(self) -> None:
+        """Return once the socket has taken the whole request (it is connected)."""
+        if self.outbox:
+            self.flushed = self.loop.create_future()
+            await self.flushed
+
+    def _readable(self) -> None:
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.lost(exc)
+            return
+        if data:
+            self.data_received(data)
+        else:
+            self.lost(None)
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
@@ -91,18 +161,14 @@ class _Connection(asyncio.Protocol):
         if self.sink_error is not None:
             self.fail(self.sink_error)
 
-    def eof_received(self) -> bool | None:
-        return False  # close our side too; connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if not self.complete.done():
+    def lost(self, exc: Exception | None) -> None:
+        """The server closed the connection, or it broke."""
+        if exc is not None and not self.got_bytes and not self.reused:
+            host, port = self.origin
+            self.fail(TransportError(f"cannot connect to {host}:{port}: {exc}"))
+        else:
             detail = f": {exc}" if exc else ""
             self.fail(TransportError(f"connection closed by the server{detail}"))
-        # The parser holds this protocol (its callbacks): without the cycle, reference counting
-        # frees a closed connection at once instead of leaving it to the garbage collector,
-        # whose pauses grew with every closed connection (bench/README.md, Relay).
-        self.parser = _NO_PARSER
 
     # -- httptools callbacks -----------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -111,6 +177,8 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
+        if 200 <= self.status < 300 and self.early_sink is not None:
+            self.sink = self.early_sink
         if not self.headers_done.done():
             self.headers_done.set_result(None)
 
@@ -130,16 +198,31 @@ class _Connection(asyncio.Protocol):
 
     # -- helpers ------------------------------------------------------------------------------
     def fail(self, exc: BaseException) -> None:
-        for future in (self.headers_done, self.complete):
-            if not future.done():
+        """End the exchange in progress with ``exc`` and close the connection."""
+        for future in (self.headers_done, self.complete, self.flushed):
+            if future is not None and not future.done():
                 future.set_exception(exc)
                 future.exception()  # mark retrieved: the caller may be gone (cancelled)
         self.close()
 
     def close(self) -> None:
+        if self.closed:
+            return
         self.closed = True
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        self.loop.remove_reader(self.fd)
+        if self.outbox:
+            self.loop.remove_writer(self.fd)
+            self.outbox = memoryview(b"")
+        self.sock.close()
+        # The parser holds this connection (its callbacks): without the cycle, reference
+        # counting frees a closed connection at once instead of leaving it to the garbage
+        # collector, whose pauses grew with every closed connection (bench/README.md, Relay).
+        self.parser = _NO_PARSER
+        self.early_sink = self.sink = None
+        for future in (self.headers_done, self.complete, self.flushed):
+            if future is not None and not future.done():
+                future.set_exception(TransportError("the connection was closed"))
+                future.exception()
 
     @property
     def reusable(self) -> bool:
@@ -170,10 +253,11 @@ class H1Exchange:
     async def pump(self, sink: Sink, limit: Callable[[], float]) -> None:
         """Hand body bytes to ``sink`` as they arrive until the response ends.
 
-        ``limit()`` gives the current deadline (event-loop time); it may move while data flows
-        and is checked only when it may have passed, so its cost does not scale with chunks.
-        Raises :class:`TimeoutError` once it passes, :class:`TransportError` if the connection
-        breaks, or whatever ``sink`` raised.
+        The sink given to :meth:`H1Pool.send_now`, if any, has had the body from its first byte
+        and must be this one. ``limit()`` gives the current deadline (event-loop time); it may
+        move while data flows and is checked only when it may have passed, so its cost does not
+        scale with chunks. Raises :class:`TimeoutError` once it passes,
+        :class:`TransportError` if the connection breaks, or whatever ``sink`` raised.
         """
         conn = self._conn
         for piece in conn.buffer:
@@ -191,7 +275,7 @@ class H1Exchange:
     async def aclose(self) -> None:
         """Give the connection back for reuse, or close it if the response did not finish."""
         conn = self._conn
-        conn.sink = None
+        conn.sink = conn.early_sink = None
         if conn.reusable and not conn.closed:
             self._pool.release(conn)
         else:
@@ -211,15 +295,14 @@ class Outgoing:
         port: int,
         data: bytes,
         *,
+        sink: Sink | None = None,
         conn: _Connection | None = None,
-        sock: socket.socket | None = None,
-        unsent: bytes = b"",
+        reused: bool = False,
         error: TransportError | None = None,
     ) -> None:
-        self.host, self.port, self.data = host, port, data
-        self.conn = conn  # a kept-alive connection, the request written on it
-        self.sock = sock  # a new socket, connected or connecting; ``unsent`` still to write
-        self.unsent = unsent
+        self.host, self.port, self.data, self.sink = host, port, data, sink
+        self.conn = conn  # the request written on it (what the socket took so far)
+        self.reused = reused  # a kept-alive connection, which the server may have closed
         self.error = error
         self.claimed = False
 
@@ -229,8 +312,7 @@ class Outgoing:
         self.claimed = True
         if self.conn is not None:
             self.conn.close()
-        if self.sock is not None:
-            self.sock.close()
+            self.conn = None
 
 
 @functools.lru_cache(maxsize=256)
@@ -253,6 +335,13 @@ def _request_bytes(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+def _socket(family: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 class H1Pool:
     """Idle keep-alive connections of one event loop, per (host, port)."""
 
@@ -269,38 +358,25 @@ class H1Pool:
             conn.close()
         return None
 
-    async def _attach(self, out: Outgoing, timeout_s: float) -> _Connection:
-        """The connection of a request not sent on a kept-alive one: connect (or finish
-        connecting) and send what is still unsent."""
+    async def _connect(self, out: Outgoing) -> _Connection:
+        """Resolve a host name, connect to its first address that answers and send."""
         loop = asyncio.get_running_loop()
-        sock, out.sock = out.sock, None  # from here on the transport (or this function) closes it
-        try:
-            async with asyncio.timeout(timeout_s):
-                if sock is None:  # a host name: connect the usual way, then send
-                    _, conn = await loop.create_connection(
-                        lambda: _Connection(loop), out.host, out.port
-                    )
-                    assert conn.transport is not None  # noqa: S101 (set by connection_made)
-                    conn.transport.write(out.data)
-                else:
-                    if out.unsent:  # still connecting (a remote server), or a large body
-                        await loop.sock_sendall(sock, out.unsent)
-                    _, conn = await loop.create_connection(lambda: _Connection(loop), sock=sock)
-        except TimeoutError:
-            error = TransportError(
-                f"connect to {out.host}:{out.port} timed out after {timeout_s:g}s"
-            )
-        except OSError as exc:
-            error = TransportError(f"cannot connect to {out.host}:{out.port}: {exc}")
-        except BaseException:
-            if sock is not None:
+        infos = await loop.getaddrinfo(out.host, out.port, type=socket.SOCK_STREAM)
+        error: OSError = OSError(f"no address for {out.host}")
+        for family, _, _, _, address in infos:
+            sock = _socket(family)
+            try:
+                await loop.sock_connect(sock, address)
+            except OSError as exc:
                 sock.close()
-            raise
-        else:
-            conn.origin = (out.host, out.port)
+                error = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            conn = _Connection(loop, sock, (out.host, out.port), out.sink)
+            conn.write(out.data)
             return conn
-        if sock is not None:
-            sock.close()
         raise error
 
     def release(self, conn: _Connection) -> None:
@@ -309,6 +385,7 @@ class H1Pool:
             conn.close()
             return
         conn.reset()
+        conn.reused = True
         conn.idle_since = time.monotonic()
         idle.append(conn)
 
@@ -321,38 +398,40 @@ class H1Pool:
         *,
         headers: Mapping[str, str],
         body: bytes,
+        sink: Sink | None = None,
     ) -> Outgoing:
         """Send one request without awaiting anything; read its answer with :meth:`response`.
 
         The request goes out on a kept-alive connection, or on a new socket when ``host`` is an
         IP literal (a name is connected to later). What a connect still in progress or a full
-        socket buffer holds back is sent by :meth:`response`, as is any error.
+        socket buffer holds back is sent as the socket can take it, and :meth:`response`
+        reports any error. ``sink``, if given, takes a 2xx response's body as it arrives, from
+        before anything awaits the response; :meth:`H1Exchange.pump` must then be given the
+        same sink.
         """
         data = _request_bytes(method, host, port, target, headers, body)
         conn = self._idle_connection(host, port)
         if conn is not None:
-            assert conn.transport is not None  # noqa: S101 (set by connection_made)
-            conn.transport.write(data)
-            return Outgoing(host, port, data, conn=conn)
+            conn.reset(sink)
+            conn.write(data)
+            return Outgoing(host, port, data, sink=sink, conn=conn, reused=True)
+        return self._send_fresh(host, port, data, sink)
+
+    def _send_fresh(self, host: str, port: int, data: bytes, sink: Sink | None) -> Outgoing:
+        """``data`` on a new connection: connected and sent now to an IP literal, later (by
+        :meth:`response`) to a host name."""
         family = _numeric(host)
         if family is None:
-            return Outgoing(host, port, data)
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            code = sock.connect_ex((host, port))
-            if code not in (0, errno.EINPROGRESS):
-                raise OSError(code, os.strerror(code))
-            try:
-                sent = sock.send(data)
-            except BlockingIOError:  # not connected yet
-                sent = 0
-        except OSError as exc:
+            return Outgoing(host, port, data, sink=sink)
+        sock = _socket(family)
+        code = sock.connect_ex((host, port))
+        if code not in (0, errno.EINPROGRESS):
             sock.close()
-            error = TransportError(f"cannot connect to {host}:{port}: {exc}")
+            error = TransportError(f"cannot connect to {host}:{port}: {os.strerror(code)}")
             return Outgoing(host, port, data, error=error)
-        return Outgoing(host, port, data, sock=sock, unsent=data[sent:])
+        conn = _Connection(asyncio.get_running_loop(), sock, (host, port), sink)
+        conn.write(data)
+        return Outgoing(host, port, data, sink=sink, conn=conn)
 
     async def response(self, out: Outgoing, *, connect_timeout: float) -> H1Exchange:
         """Wait for the response headers of a request sent by :meth:`send_now`.
@@ -365,20 +444,46 @@ class H1Pool:
         out.claimed = True
         if out.error is not None:
             raise out.error
-        reused = out.conn is not None
-        conn = out.conn if out.conn is not None else await self._attach(out, connect_timeout)
+        conn, out.conn = out.conn, None  # the exchange owns it from here on
         try:
+            if conn is None or conn.outbox:
+                conn = await self._connected(out, conn, connect_timeout)
             await conn.headers_done
         except TransportError:
-            if not reused or conn.got_bytes:
+            if not out.reused or conn is None or conn.got_bytes:
                 raise
             # A stale keep-alive connection: the request never arrived. Once more, anew.
-            fresh = Outgoing(out.host, out.port, out.data)
+            fresh = self._send_fresh(out.host, out.port, out.data, out.sink)
             return await self.response(fresh, connect_timeout=connect_timeout)
         except BaseException:
-            conn.close()
+            if conn is not None:
+                conn.close()
             raise
         return H1Exchange(conn, self)
+
+    async def _connected(
+        self, out: Outgoing, conn: _Connection | None, timeout_s: float
+    ) -> _Connection:
+        """``conn`` once the request is all sent on it; connected first, for a host name."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                if conn is None:
+                    conn = await self._connect(out)
+                await conn.sent()
+        except TimeoutError:
+            where = f"{out.host}:{out.port}"
+            error = TransportError(f"connect to {where} timed out after {timeout_s:g}s")
+        except OSError as exc:
+            error = TransportError(f"cannot connect to {out.host}:{out.port}: {exc}")
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        else:
+            return conn
+        if conn is not None:
+            conn.close()
+        raise error
 
     def close(self) -> None:
         for idle in self._idle.values():

@@ -23,7 +23,7 @@ from typing import Any
 
 from collab_models.base import ChatMessage, FinishReason, ModelError, SamplingParams, TurnRecord
 from collab_models.streaming import ProducerStream
-from collab_models.transport import Exchange, StartedStream, TransportError, start_stream
+from collab_models.transport import Exchange, Sink, StartedStream, TransportError, start_stream
 
 
 @dataclass(frozen=True)
@@ -196,16 +196,6 @@ def _http_error(status: int, raw: bytes, url: str, model: str) -> Exception:
 
 # -- the backend ----------------------------------------------------------------------------------
 @dataclass
-class _FirstAttempt:
-    """A turn's first request, sent as its stream starts (before its task has run), on the
-    best replica of ``ranked`` unless that one must answer a health probe first."""
-
-    ranked: list[str] = field(default_factory=list)
-    url: str = ""
-    started: StartedStream | None = None
-
-
-@dataclass
 class _Attempt:
     emitted: bool = False  # a content delta went to the caller: no retry from here on
     finish: str | None = None
@@ -213,6 +203,26 @@ class _Attempt:
     usage: dict[str, Any] = field(default_factory=dict)
     pending: bytes = b""  # a line split across reads
     last: float = 0.0  # event-loop time of the last read
+
+
+@dataclass
+class _FirstAttempt:
+    """A turn's first request, sent as its stream starts (before its task has run), on the
+    best replica of ``ranked`` unless that one must answer a health probe first. Its body goes
+    to ``sink`` (the SSE reader of ``state``) from its first byte."""
+
+    ranked: list[str] = field(default_factory=list)
+    url: str = ""
+    started: StartedStream | None = None
+    state: _Attempt = field(default_factory=_Attempt)
+    sink: Sink | None = None
+
+    def drop(self) -> None:
+        """Close the request if it was not opened, and let go of it and its sink (which holds
+        the stream: without the cycle, a finished turn is freed at once)."""
+        if self.started is not None:
+            self.started.close()
+        self.started = self.sink = None
 
 
 class OpenAIBackend:
@@ -268,14 +278,19 @@ class OpenAIBackend:
         )
         first = _FirstAttempt()
 
-        def prepare() -> Callable[[], None] | None:
+        def prepare(stream: ProducerStream) -> Callable[[], None] | None:
             first.ranked = self.pool.ranked()
             url = first.ranked[0]
             if self.pool.probe and self.pool.suspect(url):
                 return None  # it must answer a health probe first: the producer chooses
             first.url = url
-            first.started = start_stream(self._chat_url(url), body=payload, headers=self._headers())
-            return first.started.close
+            # The first token goes to the caller as it arrives, without waiting for a turn of
+            # the producer's task (several turns, the first time a connection is used).
+            first.sink = self._event_sink(stream, first.state, url)
+            first.started = start_stream(
+                self._chat_url(url), body=payload, headers=self._headers(), sink=first.sink
+            )
+            return first.drop
 
         async def produce(stream: ProducerStream) -> None:
             await self._produce(stream, payload, first)
@@ -289,14 +304,14 @@ class OpenAIBackend:
         tried: list[str] = []
         errors: list[str] = []
         for attempt in range(self.retries + 1):
-            started = None
+            begun: _FirstAttempt | None = None
             if attempt == 0 and first.started is not None:
-                url, started = first.url, first.started
+                url, begun = first.url, first
             else:
                 url = await self._choose(tried, first.ranked if attempt == 0 else None)
             tried.append(url)
             try:
-                await self._attempt(stream, url, payload, deadline, started)
+                await self._attempt(stream, url, payload, deadline, begun)
             except ModelError as exc:
                 if not exc.permanent:  # failed mid-reply: the replica is suspect
                     self.pool.mark_failure(url)
@@ -345,13 +360,20 @@ class OpenAIBackend:
         url: str,
         payload: bytes,
         deadline: float,
-        started: StartedStream | None = None,
+        begun: _FirstAttempt | None = None,
     ) -> None:
+        """One request to ``url``: ``begun`` when the stream's start sent it already."""
         t = self.timeouts
         loop = asyncio.get_running_loop()
         first_deadline = min(loop.time() + t.first_token, deadline)
-        if started is None:
-            started = start_stream(self._chat_url(url), body=payload, headers=self._headers())
+        if begun is not None and begun.started is not None and begun.sink is not None:
+            started, state, sink = begun.started, begun.state, begun.sink
+        else:
+            state = _Attempt()
+            sink = self._event_sink(stream, state, url)
+            started = start_stream(
+                self._chat_url(url), body=payload, headers=self._headers(), sink=sink
+            )
         stream.draft.endpoint = url
         self.pool.begin(url)
         exchange: Exchange | None = None
@@ -366,23 +388,17 @@ class OpenAIBackend:
                 raise _Transient(f"no response from {url} within {t.first_token:g}s") from None
             except TransportError as exc:
                 raise _Transient(f"{url}: {exc}") from None
-            await self._read_events(stream, exchange, url, first_deadline, deadline)
+            await self._read_events(stream, state, sink, exchange, url, first_deadline, deadline)
         finally:
             if exchange is not None:
                 await exchange.aclose()  # mid-stream this closes the connection: vLLM aborts
+            if begun is not None:
+                begun.drop()
             self.pool.end(url)
 
-    async def _read_events(
-        self,
-        stream: ProducerStream,
-        exchange: Exchange,
-        url: str,
-        first_deadline: float,
-        deadline: float,
-    ) -> None:
+    def _event_sink(self, stream: ProducerStream, state: _Attempt, url: str) -> Sink:
+        """What reads one attempt's body: SSE lines to ``stream``, the rest into ``state``."""
         loop = asyncio.get_running_loop()
-        state = _Attempt()
-        silence = self.timeouts.between_tokens
         handle = self._handle_event
 
         def sink(chunk: bytes) -> None:
@@ -397,6 +413,20 @@ class OpenAIBackend:
                     if state.done:
                         break
             state.last = loop.time()
+
+        return sink
+
+    async def _read_events(
+        self,
+        stream: ProducerStream,
+        state: _Attempt,
+        sink: Sink,
+        exchange: Exchange,
+        url: str,
+        first_deadline: float,
+        deadline: float,
+    ) -> None:
+        silence = self.timeouts.between_tokens
 
         def limit() -> float:
             if state.done:  # only the body's end is missing: it is due at once
@@ -414,7 +444,7 @@ class OpenAIBackend:
             if not state.done:
                 raise self._fail(state, f"connection to {url} lost: {exc}") from None
         if not state.done and state.pending.startswith(b"data:"):
-            handle(stream, state, state.pending[5:].strip(), url)
+            self._handle_event(stream, state, state.pending[5:].strip(), url)
         if not state.done and state.finish is None:
             raise self._fail(state, f"stream from {url} ended before [DONE]")
         usage = state.usage

@@ -20,9 +20,9 @@ from typing import Any, Protocol
 from collab_models.base import FinishReason, ModelError, ReplyStream, TurnRecord
 
 Producer = Callable[["ProducerStream"], Coroutine[Any, Any, None]]
-# Run by ``start()`` before the producer's task is made; returns what closes anything it began
-# that the producer never took over (or None).
-Prepare = Callable[[], Callable[[], None] | None]
+# Run by ``start()`` with the stream, before the producer's task is made; returns what closes
+# anything it began that the producer never took over (or None).
+Prepare = Callable[["ProducerStream"], Callable[[], None] | None]
 # Takes each delta as it arrives (``deliver_to``); an exception it raises fails the stream.
 Listener = Callable[[str], None]
 
@@ -102,7 +102,8 @@ class ProducerStream:
             return
         self._started = time.perf_counter()
         if self._prepare is not None:
-            self._discard = self._prepare()
+            self._discard = self._prepare(self)
+            self._prepare = None
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def _release(self) -> None:

@@ -280,19 +280,24 @@ class StartedStream:
             self._h1[1].close()
 
 
-def start_stream(url: str, *, body: bytes, headers: Mapping[str, str]) -> StartedStream:
+def start_stream(
+    url: str, *, body: bytes, headers: Mapping[str, str], sink: Sink | None = None
+) -> StartedStream:
     """Begin a streamed POST of ``body`` to ``url`` without awaiting anything.
 
     Through the lean client the request is already on its way when this returns, where it can
-    be (see :meth:`collab_models.http1.H1Pool.send_now`); through httpx it is sent by
-    :meth:`StartedStream.open`. Open or close what this returns.
+    be (see :meth:`collab_models.http1.H1Pool.send_now`), and ``sink`` takes a 2xx response's
+    body as it arrives, before the response is opened; through httpx the request is sent by
+    :meth:`StartedStream.open`. Open or close what this returns, and pump its body to ``sink``.
     """
     entry = _entry()
     parsed = _parsed(url)
     all_headers = {"user-agent": USER_AGENT, "content-type": "application/json", **headers}
     if _fast_http and parsed.scheme == "http" and entry.factory is default_client_factory:
         host, port, target = parse_origin(parsed)
-        outgoing = entry.h1.send_now("POST", host, port, target, headers=all_headers, body=body)
+        outgoing = entry.h1.send_now(
+            "POST", host, port, target, headers=all_headers, body=body, sink=sink
+        )
         return StartedStream(parsed, body, all_headers, (entry.h1, outgoing))
     return StartedStream(parsed, body, all_headers)
 

@@ -9,7 +9,6 @@ import re
 import socket
 import threading
 import weakref
-from typing import Any
 
 import httpx
 import pytest
@@ -55,25 +54,16 @@ async def test_a_cancelled_stream_does_not_go_back_to_the_pool(fake: FakeVLLM) -
     assert await fake.wait_for(lambda: fake.disconnects == 1)
 
 
-class _DiesOnWrite:
-    """A transport whose peer hangs up as the request goes out (the keep-alive race)."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn, self.real = conn, conn.transport
-
-    def write(self, data: bytes) -> None:
-        self.real.close()
-        asyncio.get_running_loop().call_soon(self.conn.connection_lost, ConnectionResetError())
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-
 async def test_a_stale_keep_alive_connection_is_retried_transparently(fake: FakeVLLM) -> None:
     backend = OpenAIBackend(endpoints=[fake.url], model=MODEL, retries=0)
     assert await run_turn(backend)
     [conn] = idle_connections()
-    conn.transport = _DiesOnWrite(conn)  # type: ignore[attr-defined]
+
+    def dies_on_write(data: bytes) -> None:
+        """The keep-alive race: the server hangs up as the request goes out."""
+        asyncio.get_running_loop().call_soon(conn.lost, ConnectionResetError())
+
+    conn.write = dies_on_write  # type: ignore[attr-defined]
 
     assert await run_turn(backend)
     assert endpoint_health(fake.url)["failures"] == 0
@@ -154,7 +144,6 @@ async def test_a_host_name_is_connected_to_when_the_response_is_awaited(fake: Fa
     try:
         port = int(fake.url.rsplit(":", 1)[1])
         outgoing = pool.send_now("GET", "localhost", port, "/health", headers={}, body=b"")
-        assert outgoing.sock is None
         assert outgoing.conn is None
         exchange = await pool.response(outgoing, connect_timeout=2)
         assert exchange.status == 200
@@ -228,7 +217,8 @@ async def test_what_the_socket_could_not_take_at_once_is_sent_when_awaited() -> 
     pool = H1Pool()
     try:
         outgoing = pool.send_now("POST", "127.0.0.1", port, "/big", headers={}, body=body)
-        assert 0 < len(outgoing.unsent) < len(outgoing.data)
+        assert outgoing.conn is not None
+        assert 0 < len(outgoing.conn.outbox) < len(outgoing.data)
         async with asyncio.timeout(20):
             exchange = await pool.response(outgoing, connect_timeout=5)
         assert exchange.status == 204
@@ -238,3 +228,66 @@ async def test_what_the_socket_could_not_take_at_once_is_sent_when_awaited() -> 
         listener.close()
     await asyncio.to_thread(server.join, 5)
     assert received == [len(body)]
+
+
+async def _answered_before_awaited(answer: bytes) -> tuple[list[bytes], transport.Exchange]:
+    """Send a request with a sink, let a server answer it while nothing awaits the response,
+    and return what the sink got by then, and the response opened afterwards."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(2)
+    port = listener.getsockname()[1]
+    pool = H1Pool()
+    got: list[bytes] = []
+    try:
+        outgoing = pool.send_now(
+            "POST", "127.0.0.1", port, "/v1/x", headers={}, body=b"hi", sink=got.append
+        )
+        peer, _ = listener.accept()
+        with peer:
+            peer.settimeout(2)
+            peer.recv(65536)
+            peer.sendall(answer)
+            conn = outgoing.conn
+            assert conn is not None
+            # The whole response parsed, though nothing has asked for it yet.
+            await asyncio.wait([conn.complete], timeout=2)
+            before = list(got)
+            exchange = await pool.response(outgoing, connect_timeout=2)
+        return before, exchange
+    finally:
+        pool.close()
+        listener.close()
+
+
+async def test_a_sink_given_with_the_request_gets_the_body_before_anything_awaits_it() -> None:
+    body = b"data: first\n\n"
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    before, exchange = await _answered_before_awaited(answer)
+
+    assert before == [body]  # read and handed over by the event loop's watch on the socket
+    assert exchange.status == 200
+    await exchange.pump(lambda chunk: None, lambda: asyncio.get_running_loop().time() + 2)
+
+
+async def test_an_error_response_is_kept_for_read_body_not_given_to_the_sink() -> None:
+    body = b'{"error": "busy"}'
+    answer = b"HTTP/1.1 503 Busy\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    before, exchange = await _answered_before_awaited(answer)
+
+    assert before == []
+    assert exchange.status == 503
+    assert await exchange.read_body(100) == body
+
+
+async def test_a_model_reply_reaches_its_listener_from_the_socket_not_from_a_task(
+    fake: FakeVLLM,
+) -> None:
+    """Each delta is handed over where the socket is read, the first one included: not in a
+    turn of the producer's task, which waits behind every other message under a burst."""
+    fake.script(Script(text="one two three four", tps=0))
+    stream = OpenAIBackend(endpoints=[fake.url], model=MODEL).stream(HISTORY, SamplingParams())
+    callers: list[asyncio.Task[object] | None] = []
+    await stream.deliver_to(lambda delta: callers.append(asyncio.current_task()))
+
+    assert len(callers) == 4
+    assert callers == [None] * 4  # a callback of the event loop, outside any task
