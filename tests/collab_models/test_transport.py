@@ -291,3 +291,25 @@ async def test_a_model_reply_reaches_its_listener_from_the_socket_not_from_a_tas
 
     assert len(callers) == 4
     assert callers == [None] * 4  # a callback of the event loop, outside any task
+
+
+async def test_a_connect_that_does_not_complete_times_out_with_a_clear_error() -> None:
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = listener.getsockname()[1]
+    waiting = []  # never accepted: they fill the queue, and later connects are not answered
+    for _ in range(4):
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", port))
+        waiting.append(sock)
+    await asyncio.sleep(0.1)
+    pool = H1Pool()
+    try:
+        outgoing = pool.send_now("POST", "127.0.0.1", port, "/v1/x", headers={}, body=b"hi")
+        with pytest.raises(transport.TransportError, match=r"timed out after 0\.3s"):
+            await pool.response(outgoing, connect_timeout=0.3)
+    finally:
+        pool.close()
+        for sock in waiting:
+            sock.close()
+        listener.close()
