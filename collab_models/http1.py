@@ -53,7 +53,9 @@ class _Closed:
 
 
 _NO_PARSER: Any = _Closed()
-READ_SIZE = 256 * 1024
+# What one read asks for. Not more: a larger request makes every read allocate beyond glibc's
+# mmap threshold; 256 KiB took 9.7 µs a read of a 300-byte chunk, against 0.96 µs at 64 KiB.
+READ_SIZE = 64 * 1024
 
 
 class _Connection:
@@ -423,7 +425,11 @@ class H1Pool:
         family = _numeric(host)
         if family is None:
             return Outgoing(host, port, data, sink=sink)
-        sock = _socket(family)
+        try:
+            sock = _socket(family)
+        except OSError as exc:  # e.g. out of file descriptors
+            error = TransportError(f"cannot connect to {host}:{port}: {exc}")
+            return Outgoing(host, port, data, error=error)
         code = sock.connect_ex((host, port))
         if code not in (0, errno.EINPROGRESS):
             sock.close()
