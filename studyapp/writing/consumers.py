@@ -20,6 +20,7 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from studyapp.eagerstart import start_now
 from studyapp.feedback.ratings import RatingRefused, interaction_rating_submit
 from studyapp.participants.activity import active_increment, activity_record
 from studyapp.participants.models import EventKind
@@ -362,24 +363,44 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
 
     # -- frames from the relay ----------------------------------------------------------------
     def _frames_in(self, frames: list[Frame] | None) -> None:
+        if self._sendable_now(frames):
+            start_now(self._frames_out(frames), "writing-frames")
+            return
         self.inbox.put_nowait(frames)
+
+    def _sendable_now(self, frames: list[Frame] | None) -> bool:
+        """Whether ``frames`` can be sent in the bus's own turn of the event loop (the
+        generation's) instead of the pump's next one, a turn of a loop that may be busy for
+        tens of ms: they are the reply's next text, and nothing is queued or being sent before
+        them. Other frames keep their place behind what a handler sends in its own turn (an
+        ack before the ``turn_start`` of the reply it started), and a gap is filled by the
+        pump, from the store."""
+        if not frames or self.frame_pump is None or self.sent_seq is None:
+            return False
+        if not self.inbox.empty() or self.delivering.locked():
+            return False
+        return frames[0]["seq"] == self.sent_seq + 1 and all(
+            frame["type"] == "delta" for frame in frames
+        )
 
     async def _frames_pump(self) -> None:
         """Send the frames the bus hands over, in order, beside the handlers of the page's
         frames (a handler that waits for the database does not hold the reply back)."""
         while True:
-            frames = await self.inbox.get()
-            try:
-                async with self.delivering:
-                    if frames is None:  # the bus may have missed some: take them from the store
-                        if self.sent_seq is None:
-                            continue
-                        await framebus.settled(self.public_id)
-                        frames = await frame_store().frames_after(self.public_id, self.sent_seq)
-                    for frame in frames:
-                        await self._deliver(frame)
-            except Exception:  # the socket is closing, or the store is unreachable
-                log.warning("writing socket: frames not delivered", exc_info=True)
+            await self._frames_out(await self.inbox.get())
+
+    async def _frames_out(self, frames: list[Frame] | None) -> None:
+        try:
+            async with self.delivering:
+                if frames is None:  # the bus may have missed some: take them from the store
+                    if self.sent_seq is None:
+                        return
+                    await framebus.settled(self.public_id)
+                    frames = await frame_store().frames_after(self.public_id, self.sent_seq)
+                for frame in frames:
+                    await self._deliver(frame)
+        except Exception:  # the socket is closing, or the store is unreachable
+            log.warning("writing socket: frames not delivered", exc_info=True)
 
     async def _deliver(self, frame: Frame) -> None:
         """Send a numbered frame once, in order: drop what was sent, backfill a gap."""
