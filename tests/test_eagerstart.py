@@ -48,7 +48,8 @@ async def test_an_error_before_the_first_wait_reaches_the_caller() -> None:
         start_now(broken(), "broken")
 
 
-async def test_an_error_after_a_wait_ends_the_task_with_it() -> None:
+@pytest.mark.parametrize("failing", ["the awaited future", "the coroutine"])
+async def test_an_error_after_a_wait_ends_the_task_with_it(failing: str) -> None:
     gate = asyncio.get_running_loop().create_future()
 
     async def broken_later() -> None:
@@ -57,20 +58,13 @@ async def test_an_error_after_a_wait_ends_the_task_with_it() -> None:
 
     task = start_now(broken_later(), "broken-later")
     assert task is not None
-    gate.set_exception(KeyError("from the future"))
-    with pytest.raises(KeyError):
-        await task
-
-    gate2 = asyncio.get_running_loop().create_future()
-
-    async def raises_after() -> None:
-        await gate2
-        raise ValueError("later")
-
-    task = start_now(raises_after(), "raises-after")
-    assert task is not None
-    gate2.set_result(None)
-    with pytest.raises(ValueError, match="later"):
+    if failing == "the awaited future":
+        gate.set_exception(KeyError("from the future"))
+        expected: type[Exception] = KeyError
+    else:
+        gate.set_result(None)
+        expected = ValueError
+    with pytest.raises(expected):
         await task
 
 
