@@ -170,6 +170,7 @@ async def early_start(
 
 async def generation_stop(public_id: str) -> bool:
     """Ask the generation in flight (in whichever process) to stop; False when none is."""
+    await framebus.settled(public_id)
     marker = await frame_store().generation(public_id)
     if marker is None:
         return False
@@ -178,6 +179,10 @@ async def generation_stop(public_id: str) -> bool:
 
 
 async def generation_in_flight(public_id: str) -> bool:
+    """Whether a generation is marked in flight. A reply's last frames reach this process's
+    sockets before the store has them (studyapp/writing/framebus.py): a page that answers its
+    turn_end at once must not read the marker that the end's write is about to clear."""
+    await framebus.settled(public_id)
     return await frame_store().generation(public_id) is not None
 
 

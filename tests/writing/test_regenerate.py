@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from studyapp.participants.models import EventKind, ParticipationEvent
@@ -225,3 +227,31 @@ async def test_a_message_sent_while_a_regeneration_streams_is_refused_and_not_st
 @pytest.fixture
 def writer_pairs(db):
     return make_participation(study_version())
+
+
+async def test_regenerate_right_after_turn_end_is_not_busy_while_the_end_is_being_stored(
+    fake_vllm, monkeypatch
+):
+    """A reply's last frames reach the socket before the store has them (studyapp/writing/
+    framebus.py). A page that answers turn_end at once must not be told the reply it has just
+    seen end is still in flight."""
+    from studyapp.writing.framestore import frame_store
+
+    store = frame_store()
+    real_end = store.end
+
+    async def slow_end(*args, **kwargs):
+        await asyncio.sleep(0.3)  # the end's write still in flight when the page answers
+        return await real_end(*args, **kwargs)
+
+    monkeypatch.setattr(store, "end", slow_end)
+    fake_vllm.script(Script(text="The first draft"), Script(text="A fresher draft"))
+    version = await db(study_version)
+    participation = await db(remote_participation, version, fake_vllm.url)
+    client, _ = await open_client("pairs", token_for(participation))
+    await client.turn("Help me write about a weekend in Lisbon")
+
+    await client.send({"type": "regenerate", "turn": 1})
+    answer = (await client.until(lambda f: f["type"] in ("ack", "error")))[-1]
+    assert answer == {"type": "ack", "of": "regenerate", "turn": 1}  # not {"code": "busy", ...}
+    assert (await client.until(lambda f: f["type"] in ENDS))[-1]["text"] == "A fresher draft"
