@@ -103,11 +103,10 @@ class _Connection:
 
     # -- the socket ---------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
-        """Send ``data``; what the socket cannot take now is sent when it becomes writable."""
+        """Send one request; what the socket cannot take now is sent when it becomes writable.
+        (A connection is reused only once its last response is complete, so the request before
+        has gone out whole.)"""
         if self.closed:
-            return
-        if self.outbox:
-            self.outbox = memoryview(bytes(self.outbox) + data)
             return
         try:
             sent = self.sock.send(data)
@@ -299,12 +298,10 @@ class Outgoing:
         *,
         sink: Sink | None = None,
         conn: _Connection | None = None,
-        reused: bool = False,
         error: TransportError | None = None,
     ) -> None:
         self.host, self.port, self.data, self.sink = host, port, data, sink
         self.conn = conn  # the request written on it (what the socket took so far)
-        self.reused = reused  # a kept-alive connection, which the server may have closed
         self.error = error
         self.claimed = False
 
@@ -416,7 +413,7 @@ class H1Pool:
         if conn is not None:
             conn.reset(sink)
             conn.write(data)
-            return Outgoing(host, port, data, sink=sink, conn=conn, reused=True)
+            return Outgoing(host, port, data, sink=sink, conn=conn)
         return self._send_fresh(host, port, data, sink)
 
     def _send_fresh(self, host: str, port: int, data: bytes, sink: Sink | None) -> Outgoing:
@@ -456,7 +453,7 @@ class H1Pool:
                 conn = await self._connected(out, conn, connect_timeout)
             await conn.headers_done
         except TransportError:
-            if not out.reused or conn is None or conn.got_bytes:
+            if conn is None or not conn.reused or conn.got_bytes:
                 raise
             # A stale keep-alive connection: the request never arrived. Once more, anew.
             fresh = self._send_fresh(out.host, out.port, out.data, out.sink)

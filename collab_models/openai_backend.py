@@ -206,23 +206,29 @@ class _Attempt:
 
 
 @dataclass
+class _Request:
+    """One attempt's request, sent, and the SSE reader (``sink``, filling ``state``) that takes
+    its body from the first byte."""
+
+    started: StartedStream
+    state: _Attempt
+    sink: Sink
+
+
+@dataclass
 class _FirstAttempt:
     """A turn's first request, sent as its stream starts (before its task has run), on the
-    best replica of ``ranked`` unless that one must answer a health probe first. Its body goes
-    to ``sink`` (the SSE reader of ``state``) from its first byte."""
+    best replica of ``ranked`` unless that one must answer a health probe first. The producer
+    takes ``request`` over; ``drop`` closes it if the producer never did."""
 
     ranked: list[str] = field(default_factory=list)
     url: str = ""
-    started: StartedStream | None = None
-    state: _Attempt = field(default_factory=_Attempt)
-    sink: Sink | None = None
+    request: _Request | None = None
 
     def drop(self) -> None:
-        """Close the request if it was not opened, and let go of it and its sink (which holds
-        the stream: without the cycle, a finished turn is freed at once)."""
-        if self.started is not None:
-            self.started.close()
-        self.started = self.sink = None
+        if self.request is not None:
+            self.request.started.close()
+            self.request = None
 
 
 class OpenAIBackend:
@@ -284,12 +290,7 @@ class OpenAIBackend:
             if self.pool.probe and self.pool.suspect(url):
                 return None  # it must answer a health probe first: the producer chooses
             first.url = url
-            # The first token goes to the caller as it arrives, without waiting for a turn of
-            # the producer's task (several turns, the first time a connection is used).
-            first.sink = self._event_sink(stream, first.state, url)
-            first.started = start_stream(
-                self._chat_url(url), body=payload, headers=self._headers(), sink=first.sink
-            )
+            first.request = self._send(stream, url, payload)
             return first.drop
 
         async def produce(stream: ProducerStream) -> None:
@@ -304,14 +305,16 @@ class OpenAIBackend:
         tried: list[str] = []
         errors: list[str] = []
         for attempt in range(self.retries + 1):
-            begun: _FirstAttempt | None = None
-            if attempt == 0 and first.started is not None:
-                url, begun = first.url, first
+            sent = None
+            if attempt == 0 and first.request is not None:
+                # Taken over: ``first`` no longer holds the sink, which holds the stream (no
+                # cycle, so a finished turn is freed without the garbage collector).
+                url, sent, first.request = first.url, first.request, None
             else:
                 url = await self._choose(tried, first.ranked if attempt == 0 else None)
             tried.append(url)
             try:
-                await self._attempt(stream, url, payload, deadline, begun)
+                await self._attempt(stream, url, payload, deadline, sent)
             except ModelError as exc:
                 if not exc.permanent:  # failed mid-reply: the replica is suspect
                     self.pool.mark_failure(url)
@@ -360,27 +363,22 @@ class OpenAIBackend:
         url: str,
         payload: bytes,
         deadline: float,
-        begun: _FirstAttempt | None = None,
+        sent: _Request | None = None,
     ) -> None:
-        """One request to ``url``: ``begun`` when the stream's start sent it already."""
+        """One request to ``url``: ``sent`` when the stream's start sent it already."""
         t = self.timeouts
         loop = asyncio.get_running_loop()
         first_deadline = min(loop.time() + t.first_token, deadline)
-        if begun is not None and begun.started is not None and begun.sink is not None:
-            started, state, sink = begun.started, begun.state, begun.sink
-        else:
-            state = _Attempt()
-            sink = self._event_sink(stream, state, url)
-            started = start_stream(
-                self._chat_url(url), body=payload, headers=self._headers(), sink=sink
-            )
+        request = sent or self._send(stream, url, payload)
         stream.draft.endpoint = url
         self.pool.begin(url)
         exchange: Exchange | None = None
         try:
             try:
                 async with asyncio.timeout_at(first_deadline):
-                    exchange = await started.open(connect_timeout=t.connect, read_timeout=t.total)
+                    exchange = await request.started.open(
+                        connect_timeout=t.connect, read_timeout=t.total
+                    )
                     if exchange.status >= 400:
                         raw = await exchange.read_body(4000)
                         raise _http_error(exchange.status, raw, url, self.model)
@@ -388,13 +386,22 @@ class OpenAIBackend:
                 raise _Transient(f"no response from {url} within {t.first_token:g}s") from None
             except TransportError as exc:
                 raise _Transient(f"{url}: {exc}") from None
-            await self._read_events(stream, state, sink, exchange, url, first_deadline, deadline)
+            await self._read_events(stream, request, exchange, url, first_deadline, deadline)
         finally:
             if exchange is not None:
                 await exchange.aclose()  # mid-stream this closes the connection: vLLM aborts
-            if begun is not None:
-                begun.drop()
             self.pool.end(url)
+
+    def _send(self, stream: ProducerStream, url: str, payload: bytes) -> _Request:
+        """Send one attempt's request. Its body goes to the SSE reader as it arrives, so the
+        first token reaches the caller without waiting for a turn of the producer's task
+        (several turns, the first time a connection is used)."""
+        state = _Attempt()
+        sink = self._event_sink(stream, state, url)
+        started = start_stream(
+            self._chat_url(url), body=payload, headers=self._headers(), sink=sink
+        )
+        return _Request(started, state, sink)
 
     def _event_sink(self, stream: ProducerStream, state: _Attempt, url: str) -> Sink:
         """What reads one attempt's body: SSE lines to ``stream``, the rest into ``state``."""
@@ -419,14 +426,14 @@ class OpenAIBackend:
     async def _read_events(
         self,
         stream: ProducerStream,
-        state: _Attempt,
-        sink: Sink,
+        request: _Request,
         exchange: Exchange,
         url: str,
         first_deadline: float,
         deadline: float,
     ) -> None:
         silence = self.timeouts.between_tokens
+        state = request.state
 
         def limit() -> float:
             if state.done:  # only the body's end is missing: it is due at once
@@ -436,7 +443,7 @@ class OpenAIBackend:
             return min(state.last + silence, deadline)
 
         try:
-            await exchange.pump(sink, limit)
+            await exchange.pump(request.sink, limit)
         except TimeoutError:
             if not state.done:
                 raise self._fail(state, self._timeout_text(state, limit(), deadline, url)) from None

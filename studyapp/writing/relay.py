@@ -168,10 +168,18 @@ async def early_start(
     return early
 
 
+async def _marker(public_id: str) -> dict[str, Any] | None:
+    """The marker of the generation in flight, if any. A reply's last frames reach this
+    process's sockets before the store has them (studyapp/writing/framebus.py): a page that
+    answers its turn_end at once must not read the marker that the end's write is about to
+    clear, so this process's writes for ``public_id`` are waited for first."""
+    await framebus.settled(public_id)
+    return await frame_store().generation(public_id)
+
+
 async def generation_stop(public_id: str) -> bool:
     """Ask the generation in flight (in whichever process) to stop; False when none is."""
-    await framebus.settled(public_id)
-    marker = await frame_store().generation(public_id)
+    marker = await _marker(public_id)
     if marker is None:
         return False
     await framebus.stop(marker["origin"], marker["generation_id"])
@@ -179,11 +187,7 @@ async def generation_stop(public_id: str) -> bool:
 
 
 async def generation_in_flight(public_id: str) -> bool:
-    """Whether a generation is marked in flight. A reply's last frames reach this process's
-    sockets before the store has them (studyapp/writing/framebus.py): a page that answers its
-    turn_end at once must not read the marker that the end's write is about to clear."""
-    await framebus.settled(public_id)
-    return await frame_store().generation(public_id) is not None
+    return await _marker(public_id) is not None
 
 
 async def generations_wait(limit_s: float | None = None) -> bool:
