@@ -39,6 +39,7 @@ import psycopg
 import websockets
 
 from bench import wsclient
+from bench.relay_goal import goal_verdict, integrity_problems
 from bench.sse import CHAT_HEADERS, MODEL, ContentDeltas, chat_body
 from collab_models.http1 import H1Pool
 
@@ -471,12 +472,19 @@ def print_row(row: dict) -> None:
         print(f"        first failure: {row['first_failure']}", flush=True)
 
 
-def print_medians(rows: list[dict], levels: list[int], clients: list[str]) -> None:
-    """Per level and client, the median over its runs of each percentile: the model server's
-    own time to first token moves by 100 ms and more from one run to the next at 200 streams."""
+def medians(rows: list[dict], levels: list[int], clients: list[str]):
+    """Per level and client: its runs, and the median over them of each TTFT percentile (the
+    model server's own time to first token moves by 100 ms and more from one run to the next
+    at 200 streams)."""
     for level, client in [(n, c) for n in levels for c in clients]:
         runs = [r for r in rows if r["streams"] == level and r["client"] == client]
-        median = {k: percentile([r[k] for r in runs], 50) for k in runs[0] if k.startswith("tt")}
+        yield level, client, runs, {
+            k: percentile([r[k] for r in runs], 50) for k in runs[0] if k.startswith("tt")
+        }
+
+
+def print_medians(rows: list[dict], levels: list[int], clients: list[str]) -> None:
+    for level, client, runs, median in medians(rows, levels, clients):
         print(
             f"N={level:>4} {client:>10}  median of {len(runs)} runs: TTFT ms direct p50/p99 "
             f"{median['ttft_direct_p50']:.1f}/{median['ttft_direct_p99']:.1f}  relay "
@@ -560,7 +568,7 @@ def main() -> None:
         env={**os.environ, **env, "DJANGO_SETTINGS_MODULE": "studyapp.settings",
              "VLLM_URL": model_url, "ALLOWED_HOSTS": "127.0.0.1,localhost"},
     )  # fmt: skip
-    rows = []
+    rows, failing = [], True
     try:
         wait_port(model_port)
         wait_port(app_port)
@@ -598,6 +606,7 @@ def main() -> None:
                     print(f"        {label:<55} p50 {p50:8.1f} ms  p99 {p99:8.1f} ms")
         if args.repeat > 1:
             print_medians(rows, levels, clients)
+        failing = judge(rows, levels, clients, args.spread)
     finally:
         # One SIGTERM to the app's process group (uvicorn, its workers and their database
         # processes): a second one would make uvicorn skip its graceful shutdown.
@@ -612,6 +621,23 @@ def main() -> None:
                 process.kill()
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+    sys.exit(1 if failing else 0)
+
+
+def judge(rows: list[dict], levels: list[int], clients: list[str], spread_s: float) -> bool:
+    """Prints the goal's verdict (bench/relay_goal.py) and says whether the bench fails."""
+    failing = False
+    for level, _client, _runs, median in medians(rows, levels, clients):
+        counts, line = goal_verdict(
+            median["ttft_added_p50"], median["ttft_added_p99"], level, spread_s
+        )
+        failing |= counts
+        if line:
+            print(line, flush=True)
+    problems = integrity_problems(rows)
+    if problems:
+        print("streams went wrong: " + ", ".join(problems), flush=True)
+    return failing or bool(problems)
 
 
 if __name__ == "__main__":
