@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import math
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -357,12 +359,51 @@ def app_peak_rss_mb(pid: int) -> float:
     return max(peak_rss_mb(p) for p in app_pids(pid))
 
 
-class MachineBusy:
-    """How busy all the machine's cores were between ``start`` and ``stop`` (/proc/stat)."""
+def cpu_by_role(app_pid: int, model_pid: int) -> dict[str, float]:
+    """CPU seconds so far of every process on the machine, summed by its role in the bench."""
+    app, totals = set(app_pids(app_pid)), dict.fromkeys(ROLES, 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        if pid == os.getpid():
+            role = "bench"
+        elif pid == model_pid:
+            role = "model server"
+        elif b"studyapp.writing.dbworker" in command:  # children of uvicorn (or its workers)
+            role = "database workers"
+        elif pid in app:
+            role = "uvicorn"
+        elif name.startswith("postgres"):
+            role = "PostgreSQL"
+        elif name.startswith("redis"):
+            role = "Redis"
+        else:
+            role = "other"
+        fields = stat.rsplit(")", 1)[1].split()
+        totals[role] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return totals
 
-    def __init__(self) -> None:
+
+ROLES = ("uvicorn", "database workers", "PostgreSQL", "Redis", "model server", "bench", "other")
+
+
+class MachineBusy:
+    """How busy all the machine's cores were between ``start`` and ``stop`` (/proc/stat), and,
+    given ``by_role`` (a :func:`cpu_by_role`), which processes used that CPU."""
+
+    def __init__(self, by_role: Callable[[], dict[str, float]] | None = None) -> None:
         self.percent = float("nan")
+        self.cpu_s: dict[str, float] = {}
+        self.by_role = by_role
         self._start: tuple[int, int] | None = None
+        self._start_cpu: dict[str, float] = {}
 
     @staticmethod
     def _read() -> tuple[int, int]:
@@ -371,12 +412,16 @@ class MachineBusy:
         return sum(values) - idle, sum(values)
 
     def start(self) -> None:
+        self._start_cpu = self.by_role() if self.by_role else {}
         self._start = self._read()
 
     def stop(self) -> None:
         if self._start is not None:
             busy, total = self._read()
             self.percent = 100 * (busy - self._start[0]) / max(1, total - self._start[1])
+        if self.by_role:
+            now = self.by_role()
+            self.cpu_s = {r: now[r] - self._start_cpu.get(r, 0.0) for r in ROLES}
 
 
 async def machine_quiet(below_percent: float = 15.0, within_s: float = 30.0) -> None:
@@ -468,6 +513,9 @@ def print_row(row: dict) -> None:
         f"machine busy while relaying {row.get('machine_busy_percent', float('nan')):.0f}%",
         flush=True,
     )
+    if row.get("relaying_cpu_s"):
+        used = ", ".join(f"{role} {s:.2f}" for role, s in row["relaying_cpu_s"].items())
+        print(f"        CPU s while relaying, by process: {used}", flush=True)
     if row["first_failure"]:
         print(f"        first failure: {row['first_failure']}", flush=True)
 
@@ -585,13 +633,14 @@ def main() -> None:
             tokens = participations(floor, level, f"n{level}-{time.time_ns()}")
             cpu0, wall0 = app_cpu_seconds(app.pid), time.perf_counter()
             own0 = cpu_seconds(app.pid)
-            busy = MachineBusy()
+            busy = MachineBusy(functools.partial(cpu_by_role, app.pid, model.pid))
             direct, relayed = asyncio.run(
                 run_level(app_port, model_port, tokens, busy, client, args.spread)
             )
             cpu, wall = app_cpu_seconds(app.pid) - cpu0, time.perf_counter() - wall0
             row = summarise(level, direct, relayed, cpu, wall, app_peak_rss_mb(app.pid))
             row["machine_busy_percent"] = busy.percent
+            row["relaying_cpu_s"] = busy.cpu_s
             row["app_cpu_s"] = cpu
             row["asgi_cpu_s"] = cpu_seconds(app.pid) - own0
             row["client"] = client
