@@ -90,6 +90,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL
         "max_size": DB_POOL_MAX_SIZE,
         "timeout": 30,
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+    "DB_PREPARED_STATEMENTS", default=True
+):
+    # The statements every chat message runs are prepared once per connection
+    # (studyapp/fastsql.py). The threshold is for everything else: Django binds parameters on
+    # the client, so its queries rarely repeat as text and are in effect never prepared. Set
+    # DB_PREPARED_STATEMENTS=0 behind a pooler that cannot keep prepared statements (PgBouncer
+    # in transaction mode before 1.21).
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 100
 # Where each ASGI process runs the chat's database calls (studyapp/writing/dbcalls.py), on
 # PostgreSQL: in this many worker processes of its own, or, with 0, in WRITING_DB_THREADS
 # threads, which take the GIL from the event loop that relays the replies. SQLite uses one

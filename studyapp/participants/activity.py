@@ -53,13 +53,13 @@ def activity_record(
     update = _presence_sql()
     params: list[Any] = [timezone.now(), max(active_delta, 0.0), int(focus_lost), participation_id]
     if kind not in LOGGED_KINDS:
-        with connection.cursor() as cursor:
+        with fastsql.cursor() as cursor:
             cursor.execute(update, params)
         return
     event = ParticipationEvent(participation_id=participation_id, kind=kind, data=data or {})
     insert, values = fastsql.insert_statement(event)
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+        with fastsql.cursor() as cursor:
             cursor.execute(f"WITH seen AS ({update}) {insert}", [*params, *values])
         return
     # SQLite (``make run``) has no UPDATE inside WITH.

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import connection
 
-from studyapp.fastsql import column, json_value, table
+from studyapp.fastsql import column, cursor, json_value, table
 from studyapp.participants.models import Participation
 from studyapp.studies.models import Condition, StudyVersion
 from studyapp.writing.models import Message
@@ -65,9 +65,9 @@ def _writing_sql() -> str:
 
 def writing_locked(participation_id: int) -> WritingRow:
     """The participation's row, locked until the transaction ends (``DoesNotExist`` if none)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_writing_sql(), [participation_id])
-        row = cursor.fetchone()
+    with cursor() as hot:
+        hot.execute(_writing_sql(), [participation_id])
+        row = hot.fetchone()
     if row is None:
         raise Participation.DoesNotExist(f"participation {participation_id}")
     pk, public_id, status, condition_id, spec, config = row
@@ -97,6 +97,6 @@ def _messages_sql() -> str:
 
 def active_message_rows(participation_id: int) -> list[MessageRow]:
     """What ``selectors.active_messages`` returns, as plain rows."""
-    with connection.cursor() as cursor:
-        cursor.execute(_messages_sql(), [participation_id])
-        return [MessageRow(*row) for row in cursor.fetchall()]
+    with cursor() as hot:
+        hot.execute(_messages_sql(), [participation_id])
+        return [MessageRow(*row) for row in hot.fetchall()]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.forms.models import model_to_dict
 
 from studyapp import fastsql
@@ -103,3 +107,55 @@ def test_a_message_is_one_transaction_of_three_statements(demo_version, django_a
     assert plan.condition_config == participation.condition.config
     assert Message.objects.get(participation=participation).client_msg_id == "a"
     assert not ParticipationEvent.objects.filter(participation=participation).exists()
+
+
+def _prepared() -> dict[str, int]:
+    """This connection's prepared statements: their text, and how often each has run."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+        return dict(cursor.fetchall())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_send_paths_statements_are_prepared_once_per_connection(demo_version):
+    first, second = make_participation(demo_version), make_participation(demo_version)
+    before = _prepared()
+    message_send(participation_id=first.pk, text="Hello", client_msg_id="a")
+    once = _prepared()
+    message_send(participation_id=second.pk, text="Hello", client_msg_id="b")
+    twice = _prepared()
+    new = {s: n for s, n in once.items() if s not in before}
+    # The row lock, the active messages and the INSERT, with server-side parameters.
+    assert len(new) == 3
+    assert all("$1" in statement for statement in new)
+    assert set(twice) == set(once)  # the second message prepared nothing more
+    assert all(twice[s] == once[s] + 1 for s in new)  # and ran the prepared ones
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_prepared_statements_off_nothing_is_prepared(demo_version, monkeypatch):
+    connection.ensure_connection()
+    # What DB_PREPARED_STATEMENTS=0 gives the connection.
+    monkeypatch.setattr(connection.connection, "prepare_threshold", None)
+    before = _prepared()
+    plan = message_send(
+        participation_id=make_participation(demo_version).pk, text="Hi", client_msg_id="c"
+    )
+    assert plan.turn == 1
+    assert _prepared() == before
+
+
+@pytest.mark.parametrize(("value", "threshold"), [(None, 100), ("0", None), ("1", 100)])
+def test_prepared_statements_are_a_setting(value, threshold):
+    env = {**os.environ, "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/x"}
+    env.pop("DB_PREPARED_STATEMENTS", None)
+    if value is not None:
+        env["DB_PREPARED_STATEMENTS"] = value
+    code = (
+        "import django.conf, studyapp.settings as s; "
+        "print(s.DATABASES['default']['OPTIONS'].get('prepare_threshold'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == str(threshold)
