@@ -338,9 +338,14 @@ def app_pids(pid: int) -> list[int]:
     return [pid, *(int(c) for c in children.read_text().split())]
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _stat_cpu_seconds(stat: str) -> float:
+    """User plus system CPU seconds from the text of a ``/proc/PID/stat``."""
+    fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
 
 
 def app_cpu_seconds(pid: int) -> float:
@@ -386,8 +391,7 @@ def cpu_by_role(app_pid: int, model_pid: int) -> dict[str, float]:
             role = "Redis"
         else:
             role = "other"
-        fields = stat.rsplit(")", 1)[1].split()
-        totals[role] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        totals[role] += _stat_cpu_seconds(stat)
     return totals
 
 

@@ -200,13 +200,11 @@ class _Connection:
     # -- helpers ------------------------------------------------------------------------------
     def fail(self, exc: BaseException) -> None:
         """End the exchange in progress with ``exc`` and close the connection."""
-        for future in (self.headers_done, self.complete, self.flushed):
-            if future is not None and not future.done():
-                future.set_exception(exc)
-                future.exception()  # mark retrieved: the caller may be gone (cancelled)
-        self.close()
+        self.close(exc)
 
-    def close(self) -> None:
+    def close(self, exc: BaseException | None = None) -> None:
+        """Close the connection; an exchange in progress ends with ``exc`` (or a "closed"
+        error)."""
         if self.closed:
             return
         self.closed = True
@@ -220,10 +218,11 @@ class _Connection:
         # collector, whose pauses grew with every closed connection (bench/README.md, Relay).
         self.parser = _NO_PARSER
         self.early_sink = self.sink = None
+        error = exc if exc is not None else TransportError("the connection was closed")
         for future in (self.headers_done, self.complete, self.flushed):
             if future is not None and not future.done():
-                future.set_exception(TransportError("the connection was closed"))
-                future.exception()
+                future.set_exception(error)
+                future.exception()  # mark retrieved: the caller may be gone (cancelled)
 
     @property
     def reusable(self) -> bool:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import psycopg
 from django.db import connection, models
 
 
@@ -26,14 +27,14 @@ class _PreparedCursor:
 
     def __init__(self, cursor: Any) -> None:
         self.cursor = cursor
-        # None (DB_PREPARED_STATEMENTS=0): psycopg's own choice, which is then "never".
-        self.prepare = True if cursor.connection.prepare_threshold is not None else None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         connection.validate_no_broken_transaction()
         started = time.monotonic()
         with connection.wrap_database_errors:
-            self.cursor.execute(sql, params, prepare=self.prepare)
+            # psycopg prepares nothing on a connection whose threshold is None, whatever is
+            # asked here: DB_PREPARED_STATEMENTS=0 (studyapp/settings.py).
+            self.cursor.execute(sql, params, prepare=True)
         if connection.queries_logged:  # as Django's own cursor logs (tests count statements)
             duration = time.monotonic() - started
             connection.queries_log.append({"sql": sql, "time": f"{duration:.3f}"})
@@ -59,8 +60,6 @@ def cursor() -> Iterator[Any]:
         with connection.cursor() as django_cursor:
             yield django_cursor
         return
-    import psycopg
-
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as raw:
         yield _PreparedCursor(raw)
