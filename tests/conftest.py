@@ -6,6 +6,27 @@ REPO = Path(__file__).resolve().parent.parent
 REFERENCE_STUDY = REPO / "deploy" / "studies" / "collabllm-cowriting.yaml"
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, whose teardown first closes every other session on it.
+
+    pytest-django closes only the main thread's connection before it drops the database; the
+    database worker processes and the threads that ran database calls for the ASGI tests keep
+    theirs, and PostgreSQL then refuses to drop it (and it is left behind)."""
+    yield
+    from django.db import connection
+
+    from studyapp.writing import dbcalls
+
+    dbcalls.shutdown()
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+
 @pytest.fixture
 def demo_version(db):
     """The reference study loaded as ``demo`` on the offline backend."""
