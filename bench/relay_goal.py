@@ -5,7 +5,7 @@ most 5 ms to the time to first token at p50 and 25 ms at p99, and loses nothing.
 of a running study send whenever they finish typing, so the goal is judged on rounds whose
 sends are spread (``--spread``). Rounds whose sends all leave in one instant are a stress case:
 they get a verdict line too, but a miss there does not fail the bench (bench/README.md, Relay,
-has why: even a bare relay misses 5 ms there on this machine).
+has why: even a bare relay is at or past 5 ms there on this machine).
 
 Losing, duplicating or garbling frames, or a failed stream, fails the bench at any level.
 """
