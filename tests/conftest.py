@@ -8,7 +8,7 @@ REFERENCE_STUDY = REPO / "deploy" / "studies" / "collabllm-cowriting.yaml"
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
-    """pytest-django's test database, whose teardown first closes every other session on it.
+    """pytest-django's test database, whose teardown first ends every other session on it.
 
     pytest-django closes only the main thread's connection before it drops the database; the
     database worker processes and the threads that ran database calls for the ASGI tests keep
@@ -16,9 +16,6 @@ def django_db_setup(django_db_setup, django_db_blocker):
     yield
     from django.db import connection
 
-    from studyapp.writing import dbcalls
-
-    dbcalls.shutdown()
     if connection.vendor == "postgresql":
         with django_db_blocker.unblock(), connection.cursor() as cursor:
             cursor.execute(
