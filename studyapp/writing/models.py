@@ -4,7 +4,7 @@ import uuid
 
 from django.db import models
 
-from studyapp.dashboards.sql import WordCount
+from studyapp.writing.sql import WordCount
 
 
 class Role(models.TextChoices):
