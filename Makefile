@@ -40,11 +40,13 @@ test: install-test
 		DB_POOL_MAX_SIZE=0 $(BIN)/python manage.py makemigrations --check --dry-run \
 		--settings=studyapp.settings_test
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-test
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # The worst case (every participant sends in the same millisecond), then 200 participants whose
 # messages arrive over a second (bench/README.md, Relay).

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collab_models.base import ChatMessage, FinishReason, ModelError, SamplingParams, TurnRecord
+from collab_models.http1 import Sink
 from collab_models.streaming import ProducerStream
-from collab_models.transport import Exchange, Sink, StartedStream, TransportError, start_stream
+from collab_models.transport import Exchange, StartedStream, TransportError, start_stream
 
 
 @dataclass(frozen=True)
