@@ -181,6 +181,8 @@ PARTICIPANT_TOKEN_MAX_AGE = env_int("PARTICIPANT_TOKEN_MAX_AGE", 6 * 3600)
 MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 4000)
 MAX_DOCUMENT_CHARS = env_int("MAX_DOCUMENT_CHARS", 50_000)
 MAX_WS_FRAME_BYTES = env_int("MAX_WS_FRAME_BYTES", 256 * 1024)
+# Objects and lists a client frame may nest (the chat's own frames need 3).
+MAX_FRAME_DEPTH = max(3, env_int("MAX_FRAME_DEPTH", 32))
 OFFLINE_TOKENS_PER_SECOND = env_int("OFFLINE_TOKENS_PER_SECOND", 40)
 RELAY_FLUSH_MS = max(1, env_int("RELAY_FLUSH_MS", 100))
 EXPORT_DIR = Path(env_str("EXPORT_DIR", str(BASE_DIR / "exports")))

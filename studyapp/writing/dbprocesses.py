@@ -1,12 +1,16 @@
 """The database worker processes of this ASGI process, called from its event loop.
 
 Each worker (studyapp/writing/dbworker.py) is a child process at the other end of a socket
-pair. The event loop writes a call (a pickle, length first) to the worker with the fewest calls
-waiting, and reads the answers, which come back in order, in a protocol of its own: no thread
-in this process takes part. ``concurrent.futures.ProcessPoolExecutor`` moved every call and
-answer through two threads of its own (a feeder and a result handler): a fifth of the ASGI
-process's CPU at 200 streams, and each thread took the GIL from the event loop whenever it ran
-(bench/README.md, Relay).
+pair. The event loop writes a call (a pickle, its length and id first) to the worker with the
+fewest calls waiting, and reads the answers, which come back in order with their calls' ids, in
+a protocol of its own: no thread in this process takes part.
+``concurrent.futures.ProcessPoolExecutor`` moved every call and answer through two threads of
+its own (a feeder and a result handler): a fifth of the ASGI process's CPU at 200 streams, and
+each thread took the GIL from the event loop whenever it ran (bench/README.md, Relay).
+
+A call is pickled before it is given a place among the waiting answers, so one that cannot be
+sent fails alone; an answer whose id is not the next waiting call's means the channel is out of
+step, and the worker is replaced rather than hand anyone another call's answer.
 
 A worker is bound to the event loop that first called it; a call from another loop (a test's
 next loop) starts fresh workers.
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import os
 import pickle
 import socket
@@ -28,7 +33,7 @@ from typing import Any
 
 from django.conf import settings
 
-from studyapp.writing.dbworker import HEADER_BYTES, frame
+from studyapp.writing.dbworker import HEADER_BYTES, frame, read_header
 
 STOP_TIMEOUT_S = 30.0
 
@@ -37,11 +42,16 @@ class DatabaseWorkerLost(RuntimeError):
     """The worker process died (or was stopped) before it answered; the call may have run."""
 
 
+class DatabaseCallNotSent(RuntimeError):
+    """The call (its function or arguments) does not pickle: it was not sent and did not run."""
+
+
 class _Answers(asyncio.Protocol):
-    """The event loop's end of one worker's socket: answers matched to calls in order."""
+    """The event loop's end of one worker's socket: answers matched to calls in order, each
+    checked against its call's id."""
 
     def __init__(self) -> None:
-        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self.waiting: collections.deque[tuple[int, asyncio.Future[Any]]] = collections.deque()
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.lost = False
@@ -51,26 +61,45 @@ class _Answers(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while len(self.buffer) >= HEADER_BYTES:
-            size = int.from_bytes(self.buffer[:HEADER_BYTES], "big")
+        while len(self.buffer) >= HEADER_BYTES and not self.lost:
+            size, answer_id = read_header(self.buffer)
             if len(self.buffer) < HEADER_BYTES + size:
                 return
             payload = bytes(self.buffer[HEADER_BYTES : HEADER_BYTES + size])
             del self.buffer[: HEADER_BYTES + size]
-            _settle(self.waiting.popleft(), payload)
+            if not self.waiting or self.waiting[0][0] != answer_id:
+                self.broken(f"an answer to call {answer_id} came when another was due")
+                return
+            _settle(self.waiting.popleft()[1], payload)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self._fail_waiting("the database worker process stopped")
+
+    def broken(self, reason: str) -> None:
+        """Fail every waiting call and close the socket: no answer on it can be trusted to
+        belong to its call any more, so the worker is replaced."""
+        self.lost = True
+        self._fail_waiting(f"the database worker's answers are out of step: {reason}")
+        if self.transport is not None:
+            self.transport.close()
+
+    def _fail_waiting(self, reason: str) -> None:
         while self.waiting:
-            future = self.waiting.popleft()
+            _, future = self.waiting.popleft()
             if not future.done():
-                future.set_exception(DatabaseWorkerLost("the database worker process stopped"))
+                future.set_exception(DatabaseWorkerLost(reason))
 
 
 def _settle(future: asyncio.Future[Any], payload: bytes) -> None:
     if future.done():  # its caller was cancelled; the call still ran
         return
-    status, value, *trace = pickle.loads(payload)  # noqa: S301 (our own child)
+    try:
+        status, value, *trace = pickle.loads(payload)  # noqa: S301 (our own child)
+    except Exception as exc:  # e.g. an exception class that cannot be rebuilt from its args
+        problem = RuntimeError(f"the database call's answer could not be read: {exc!r}")
+        future.set_exception(problem)
+        return
     if status == "ok":
         future.set_result(value)
     else:
@@ -93,9 +122,12 @@ class _Worker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.attached: asyncio.Future[None] | None = None
         self.arriving = 0
+        self.call_ids = itertools.count(1)
 
     async def call(self, fn: Callable[[], Any]) -> Any:
         loop = asyncio.get_running_loop()
+        call_id = next(self.call_ids)
+        message = _framed(fn, call_id)  # before anything waits for its answer
         self.arriving += 1  # counts as load while it waits for the socket to be attached
         try:
             await self._attached(loop)
@@ -103,10 +135,15 @@ class _Worker:
             self.arriving -= 1
         if self.answers.lost:
             raise DatabaseWorkerLost("the database worker process stopped")
-        # Appended and written with no await between: answers come back in this order.
+        # Written and appended with no await between: answers come back in this order.
         future = loop.create_future()
-        self.answers.waiting.append(future)
-        self.answers.transport.write(frame(fn))  # type: ignore[union-attr]
+        try:
+            self.answers.transport.write(message)  # type: ignore[union-attr]
+        except BaseException:
+            # Perhaps partly written: the next answers could not be matched to their calls.
+            self.answers.broken(f"call {call_id} could not be written")
+            raise
+        self.answers.waiting.append((call_id, future))
         return await future
 
     async def _attached(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -145,6 +182,13 @@ class _Worker:
             self.sock.close()
         else:
             self.loop.call_soon_threadsafe(transport.close)
+
+
+def _framed(fn: Callable[[], Any], call_id: int) -> bytes:
+    try:
+        return frame(fn, call_id)
+    except Exception as exc:  # unpicklable, or too deep to pickle (RecursionError)
+        raise DatabaseCallNotSent(f"the database call could not be sent: {exc!r}") from exc
 
 
 _lock = threading.Lock()

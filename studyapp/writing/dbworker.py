@@ -3,8 +3,9 @@
 Started as ``python -m studyapp.writing.dbworker FD``: FD is its end of a socket pair with the
 ASGI process. It reads the Django setup (settings module and databases: a test run renames
 them), then runs calls one at a time, each answered in order. Every message either way is a
-4-byte big-endian length and a pickle. Imports nothing from Django at module level: Django is
-set up from the first message.
+4-byte big-endian length, an 8-byte big-endian call id and a pickle; an answer carries its
+call's id, so the ASGI process can check that it settles the call it belongs to. Imports
+nothing from Django at module level: Django is set up from the first message.
 """
 
 from __future__ import annotations
@@ -18,12 +19,26 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-HEADER_BYTES = 4
+SIZE_BYTES = 4
+ID_BYTES = 8
+HEADER_BYTES = SIZE_BYTES + ID_BYTES
+SETUP_ID = 0  # the first message, the Django setup; calls are numbered from 1
 
 
-def frame(obj: Any) -> bytes:
+def frame(obj: Any, call_id: int = SETUP_ID) -> bytes:
+    """``obj`` pickled behind its header; raises (and sends nothing) when it does not pickle."""
     payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return len(payload).to_bytes(HEADER_BYTES, "big") + payload
+    return header(len(payload), call_id) + payload
+
+
+def header(size: int, call_id: int) -> bytes:
+    return size.to_bytes(SIZE_BYTES, "big") + call_id.to_bytes(ID_BYTES, "big")
+
+
+def read_header(data: bytes | bytearray) -> tuple[int, int]:
+    """The payload size and call id of the header at the start of ``data``."""
+    size = int.from_bytes(data[:SIZE_BYTES], "big")
+    return size, int.from_bytes(data[SIZE_BYTES:HEADER_BYTES], "big")
 
 
 def _read_exact(stream: Any, size: int) -> bytes | None:
@@ -31,13 +46,15 @@ def _read_exact(stream: Any, size: int) -> bytes | None:
     return data if data is not None and len(data) == size else None
 
 
-def _read(stream: Any) -> Any:
-    """The next message, or ``None`` once the ASGI process has closed its end (or died)."""
-    header = _read_exact(stream, HEADER_BYTES)
-    if header is None:
+def _read(stream: Any) -> tuple[int, bytes] | None:
+    """The next message's call id and pickle, or ``None`` once the ASGI process has closed its
+    end (or died)."""
+    head = _read_exact(stream, HEADER_BYTES)
+    if head is None:
         return None
-    payload = _read_exact(stream, int.from_bytes(header, "big"))
-    return None if payload is None else pickle.loads(payload)  # noqa: S301 (our own parent)
+    size, call_id = read_header(head)
+    payload = _read_exact(stream, size)
+    return None if payload is None else (call_id, payload)
 
 
 def _setup(settings_module: str, databases: dict[str, Any]) -> None:
@@ -61,20 +78,23 @@ def call(fn: Callable[[], Any]) -> Any:
         close_old_connections()
 
 
-def answer(fn: Callable[[], Any]) -> bytes:
-    """The framed reply to one call: ``("ok", result)`` or ``("error", exception, traceback)``.
+def answer(call_id: int, payload: bytes) -> bytes:
+    """The framed reply to one call, with its id: ``("ok", result)`` or ``("error", exception,
+    traceback)``.
 
-    A result or exception that does not pickle is answered with a ``RuntimeError`` naming it.
+    A call that does not unpickle here is answered with its error; a result or exception that
+    does not pickle, with a ``RuntimeError`` naming it: every call gets exactly one answer.
     """
     try:
+        fn = pickle.loads(payload)  # noqa: S301 (our own parent)
         reply: tuple[Any, ...] = ("ok", call(fn))
     except Exception as exc:
         reply = ("error", exc, traceback.format_exc())
     try:
-        return frame(reply)
+        return frame(reply, call_id)
     except Exception as exc:
         problem = RuntimeError(f"the database call's {reply[0]} could not be sent back: {exc!r}")
-        return frame(("error", problem, traceback.format_exc()))
+        return frame(("error", problem, traceback.format_exc()), call_id)
 
 
 def serve(sock: socket.socket) -> None:
@@ -82,10 +102,10 @@ def serve(sock: socket.socket) -> None:
     setup = _read(stream)
     if setup is None:
         return
-    _setup(*setup)
-    while (fn := _read(stream)) is not None:
+    _setup(*pickle.loads(setup[1]))  # noqa: S301 (our own parent)
+    while (message := _read(stream)) is not None:
         try:
-            sock.sendall(answer(fn))
+            sock.sendall(answer(*message))
         except OSError:  # the ASGI process has gone: nobody is waiting for the answer
             return
 
