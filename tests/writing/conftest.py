@@ -187,6 +187,10 @@ def _database_url() -> str:
     )
 
 
+# As the documented command: long enough to finish sending replies, bounded if one never ends.
+GRACEFUL_S = 30
+
+
 class LiveServer:
     """``uvicorn studyapp.asgi:application`` in a subprocess on the test database and Redis."""
 
@@ -207,7 +211,7 @@ class LiveServer:
             [
                 sys.executable, "-m", "uvicorn", "studyapp.asgi:application",
                 "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
-                "--log-level", "warning",
+                "--log-level", "warning", "--timeout-graceful-shutdown", str(GRACEFUL_S),
             ],
             cwd=REPO,
             env=env,
