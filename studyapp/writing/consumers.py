@@ -8,6 +8,7 @@ service, and relay the participation's numbered frames. Generations run in the r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -47,6 +48,12 @@ log = logging.getLogger(__name__)
 
 # An alias with no entry in CHANNEL_LAYERS: channels then gives the consumer no channel layer.
 NO_CHANNEL_LAYER = "none"
+# The close code a consumer ended by an error is released with (no close frame was seen).
+CLOSE_ABNORMAL = 1006
+
+
+class _SocketClosed(Exception):
+    """The page's socket closed before a frame could be sent on it (logged where it was met)."""
 
 
 @dataclass
@@ -111,11 +118,20 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     focused = False
     last_tick: float | None = None
     frame_pump: asyncio.Task[None] | None = None
+    closed = False  # a send found the socket closed: its disconnect comes next
+    released = False  # the disconnect path has run
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.inbox: asyncio.Queue[list[Frame] | None] = asyncio.Queue()
         self.delivering = asyncio.Lock()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # An error that ended the consumer skipped websocket.disconnect: release anyway.
+            await self.disconnect(CLOSE_ABNORMAL)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch first closes stale database connections, on Django's one
@@ -148,8 +164,9 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         self.public_id = access.public_id
 
     async def disconnect(self, code: int) -> None:
-        if self.participation_id is None:
+        if self.participation_id is None or self.released:
             return
+        self.released = True
         if self.frame_pump is not None:
             # Not kept: a cancelled task holds its error, whose traceback holds this consumer,
             # a cycle that only the garbage collector would free.
@@ -166,6 +183,11 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.participation_id is None:
             return
+        with contextlib.suppress(_SocketClosed):  # websocket.disconnect comes next
+            await self._answer(text_data, bytes_data)
+
+    async def _answer(self, text_data: str | None, bytes_data: bytes | None) -> None:
+        """Handle one frame of the page; a refused one is answered with an error frame."""
         kind = None
         try:
             frame = protocol.decode(text_data, bytes_data)
@@ -176,6 +198,8 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             if self.sent_seq is None and kind != "hello":
                 raise ProtocolError("hello_required")
             await handler(self, frame)
+        except _SocketClosed:
+            raise
         except ProtocolError as exc:
             await self._send(error_frame(exc.code, exc.message, of=kind, field=exc.field))
         except (WritingRefused, RatingRefused) as exc:
@@ -399,7 +423,9 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                     frames = await frame_store().frames_after(self.public_id, self.sent_seq)
                 for frame in frames:
                     await self._deliver(frame)
-        except Exception:  # the socket is closing, or the store is unreachable
+        except _SocketClosed:  # logged where it was met; the disconnect path ends the pump
+            pass
+        except Exception:  # the store is unreachable
             log.warning("writing socket: frames not delivered", exc_info=True)
 
     async def _deliver(self, frame: Frame) -> None:
@@ -423,7 +449,14 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
 
     # -- helpers ------------------------------------------------------------------------------
     async def _send(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(frame))
+        if self.closed:
+            raise _SocketClosed
+        try:
+            await self.send(text_data=json.dumps(frame))
+        except OSError as exc:  # how an ASGI server says the socket has closed
+            self.closed = True
+            log.info("writing socket %s closed before a %s frame", self.public_id, frame["type"])
+            raise _SocketClosed from exc
 
     async def _activity(
         self,

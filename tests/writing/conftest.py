@@ -194,8 +194,12 @@ GRACEFUL_S = 30
 class LiveServer:
     """``uvicorn studyapp.asgi:application`` in a subprocess on the test database and Redis."""
 
-    def __init__(self, tokens_per_second: int) -> None:
+    def __init__(
+        self, tokens_per_second: int, *, log: Path | None = None, log_level: str = "WARNING"
+    ) -> None:
+        """``log``: a file for the server's output (else this process's own)."""
         self.port = free_port()
+        self.log = log
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         env = {
@@ -205,8 +209,9 @@ class LiveServer:
             "REDIS_URL": settings.REDIS_URL,
             "SECRET_KEY": settings.SECRET_KEY,
             "OFFLINE_TOKENS_PER_SECOND": str(tokens_per_second),
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": log_level,
         }
+        output = log.open("ab") if log is not None else None
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "uvicorn", "studyapp.asgi:application",
@@ -215,8 +220,12 @@ class LiveServer:
             ],
             cwd=REPO,
             env=env,
+            stdout=output,
+            stderr=output,
             start_new_session=True,  # its database worker processes are stopped with it
         )  # fmt: skip
+        if output is not None:
+            output.close()  # the server holds its own copy
 
     def wait_ready(self, timeout: float = 40) -> None:
         deadline = time.monotonic() + timeout
