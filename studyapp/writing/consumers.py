@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -120,6 +121,8 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     frame_pump: asyncio.Task[None] | None = None
     closed = False  # a send found the socket closed: its disconnect comes next
     released = False  # the disconnect path has run
+    # The socket's last presence report, still being written (see ``_activity``).
+    activity_pending: asyncio.Task[None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -178,6 +181,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                 log.warning("writing socket: could not stop watching", exc_info=True)
         if self.sent_seq is not None:
             await self._activity(EventKind.DISCONNECT, data={"code": code})
+        await self._activity_flush()
 
     # -- frames from the page -----------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -232,7 +236,8 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         first = self.last_tick is None
         self.focused, self.last_tick = hello.focused, time.monotonic()
         kind = EventKind.CONNECT if hello.last_seq is None and first else EventKind.RECONNECT
-        await self._activity(kind, data={"last_seq": hello.last_seq})
+        # Not awaited: the page's first message must not wait for this write.
+        await self._activity(kind, data={"last_seq": hello.last_seq}, background=True)
 
     async def _hello_replay(self, hello: protocol.Hello) -> None:
         state = await in_db_worker(chat_state)(participation_id=self.participation_id)
@@ -465,16 +470,34 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         focused_after: bool | None = None,
         focus_lost: bool = False,
         data: dict[str, Any] | None = None,
+        background: bool = False,
     ) -> None:
+        """Record a presence report; with ``background``, return before it is written (a
+        later report, or the disconnect, waits for it: they are stored in order)."""
         now = time.monotonic()
         delta = active_increment(since=self.last_tick, now=now, focused=self.focused)
         self.last_tick = now
         if focused_after is not None:
             self.focused = focused_after
-        await in_db_worker(activity_record)(
-            participation_id=self.participation_id,
-            kind=kind,
-            active_delta=delta,
-            focus_lost=focus_lost,
-            data=data,
+        await self._activity_flush()
+        record = in_db_worker(activity_record)
+        fields = {"kind": kind, "active_delta": delta, "focus_lost": focus_lost, "data": data}
+        if not background:
+            await record(participation_id=self.participation_id, **fields)
+            return
+        self.activity_pending = asyncio.get_running_loop().create_task(
+            self._activity_background(record(participation_id=self.participation_id, **fields))
         )
+
+    async def _activity_background(self, write: Awaitable[None]) -> None:
+        try:
+            await write
+        except Exception:  # logged here only: nothing awaits it to handle it
+            log.warning("writing socket %s: presence not recorded", self.public_id, exc_info=True)
+
+    async def _activity_flush(self) -> None:
+        """Wait for the presence report still being written, if any."""
+        pending, self.activity_pending = self.activity_pending, None
+        if pending is not None:
+            # Shielded: a handler cancelled meanwhile must not cancel the write.
+            await asyncio.shield(pending)
