@@ -22,6 +22,7 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from studyapp.dbunavailable import UNAVAILABLE_ERRORS
 from studyapp.eagerstart import start_now
 from studyapp.feedback.ratings import RatingRefused, interaction_rating_submit
 from studyapp.participants.activity import active_increment, activity_record
@@ -151,8 +152,12 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         slug = self.scope["url_route"]["kwargs"]["slug"]
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         token = (query.get("token") or [""])[0]
-        access = await in_db_worker(socket_access)(slug=slug, token=token)
-        await self.accept()
+        try:
+            access = await in_db_worker(socket_access)(slug=slug, token=token)
+        except UNAVAILABLE_ERRORS as exc:
+            log.warning("writing socket refused, the database is unavailable: %r", exc)
+            await self._refuse_connect("unavailable", protocol.CLOSE_UNAVAILABLE)
+            return
         if access.error is not None:
             code = (
                 protocol.CLOSE_NOT_WRITING
@@ -160,11 +165,18 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                 else protocol.CLOSE_UNAUTHORIZED
             )
             extra = {"next_url": access.next_url} if access.next_url else {}
-            await self._send(error_frame(access.error, **extra))
-            await self.close(code=code)
+            await self._refuse_connect(access.error, code, **extra)
             return
+        await self.accept()
         self.participation_id = access.participation_id
         self.public_id = access.public_id
+
+    async def _refuse_connect(self, code: str, close_code: int, **extra: Any) -> None:
+        """Accept, say why in one error frame, and close (docs/protocol.md §1)."""
+        await self.accept()
+        with contextlib.suppress(_SocketClosed, OSError):  # the page left first: nothing to say
+            await self._send(error_frame(code, **extra))
+            await self.close(code=close_code)
 
     async def disconnect(self, code: int) -> None:
         if self.participation_id is None or self.released:
