@@ -192,7 +192,8 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             except Exception:  # Redis is unreachable: a stale watcher costs only a publish
                 log.warning("writing socket: could not stop watching", exc_info=True)
         if self.sent_seq is not None:
-            await self._activity(EventKind.DISCONNECT, data={"code": code})
+            # In the background too, for its error handling: awaited just below.
+            await self._activity(EventKind.DISCONNECT, data={"code": code}, background=True)
         await self._activity_flush()
 
     # -- frames from the page -----------------------------------------------------------------
@@ -502,10 +503,13 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         )
 
     async def _activity_background(self, write: Awaitable[None]) -> None:
+        # Logged here only: nothing that awaits this handles its error.
         try:
             await write
-        except Exception:  # logged here only: nothing awaits it to handle it
-            log.warning("writing socket %s: presence not recorded", self.public_id, exc_info=True)
+        except UNAVAILABLE_ERRORS as exc:  # one line: the cause is the database's, not ours
+            log.warning("writing socket %s: presence not recorded: %r", self.public_id, exc)
+        except Exception:
+            log.exception("writing socket %s: presence not recorded", self.public_id)
 
     async def _activity_flush(self) -> None:
         """Wait for the presence report still being written, if any."""
