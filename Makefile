@@ -31,7 +31,7 @@ run: install
 	$(BIN)/python manage.py load_study deploy/studies/collabllm-cowriting.yaml --slug demo --offline --if-changed
 	$(BIN)/python manage.py demo_setup --port $(PORT) --host $(HOST)
 	$(BIN)/python -m uvicorn studyapp.asgi:application --host $(HOST) --port $(PORT) \
-		--ws-per-message-deflate false
+		--ws-per-message-deflate false --timeout-graceful-shutdown 30
 
 # makemigrations --check runs without a connection pool: its database does not exist, and a
 # pool would wait 30 s for it before the check goes on.

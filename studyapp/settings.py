@@ -47,6 +47,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "studyapp.framing.FrameAncestorsMiddleware",
+    "studyapp.dbunavailable.DatabaseUnavailableMiddleware",
 ]
 X_FRAME_OPTIONS = env_str("X_FRAME_OPTIONS", "SAMEORIGIN")
 # Origins allowed to show the study in an iframe; MTurk needs
@@ -82,13 +83,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     )
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 16)
+# How long a request waits for a PostgreSQL connection before it is answered 503
+# (studyapp/dbunavailable.py): while the database is down, pages fail at once, not after 30 s.
+DB_CONNECT_TIMEOUT = max(2, env_int("DB_CONNECT_TIMEOUT", 3))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = DB_CONNECT_TIMEOUT
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL_MAX_SIZE > 0:
     # A psycopg pool per process: the socket's database calls run in worker threads, and
     # opening a PostgreSQL connection for each one cost more than the query under load.
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": DB_POOL_MAX_SIZE,
-        "timeout": 30,
+        "timeout": DB_CONNECT_TIMEOUT,
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
     "DB_PREPARED_STATEMENTS", default=True

@@ -8,10 +8,12 @@ service, and relay the participation's numbered frames. Generations run in the r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -20,6 +22,7 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from studyapp.dbunavailable import UNAVAILABLE_ERRORS
 from studyapp.eagerstart import start_now
 from studyapp.feedback.ratings import RatingRefused, interaction_rating_submit
 from studyapp.participants.activity import active_increment, activity_record
@@ -47,6 +50,12 @@ log = logging.getLogger(__name__)
 
 # An alias with no entry in CHANNEL_LAYERS: channels then gives the consumer no channel layer.
 NO_CHANNEL_LAYER = "none"
+# The close code a consumer ended by an error is released with (no close frame was seen).
+CLOSE_ABNORMAL = 1006
+
+
+class _SocketClosed(Exception):
+    """The page's socket closed before a frame could be sent on it (logged where it was met)."""
 
 
 @dataclass
@@ -111,11 +120,22 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     focused = False
     last_tick: float | None = None
     frame_pump: asyncio.Task[None] | None = None
+    closed = False  # a send found the socket closed: its disconnect comes next
+    released = False  # the disconnect path has run
+    # The socket's last presence report, still being written (see ``_activity``).
+    activity_pending: asyncio.Task[None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.inbox: asyncio.Queue[list[Frame] | None] = asyncio.Queue()
         self.delivering = asyncio.Lock()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # An error that ended the consumer skipped websocket.disconnect: release anyway.
+            await self.disconnect(CLOSE_ABNORMAL)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch first closes stale database connections, on Django's one
@@ -132,8 +152,12 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         slug = self.scope["url_route"]["kwargs"]["slug"]
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         token = (query.get("token") or [""])[0]
-        access = await in_db_worker(socket_access)(slug=slug, token=token)
-        await self.accept()
+        try:
+            access = await in_db_worker(socket_access)(slug=slug, token=token)
+        except UNAVAILABLE_ERRORS as exc:
+            log.warning("writing socket refused, the database is unavailable: %r", exc)
+            await self._refuse_connect("unavailable", protocol.CLOSE_UNAVAILABLE)
+            return
         if access.error is not None:
             code = (
                 protocol.CLOSE_NOT_WRITING
@@ -141,15 +165,23 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                 else protocol.CLOSE_UNAUTHORIZED
             )
             extra = {"next_url": access.next_url} if access.next_url else {}
-            await self._send(error_frame(access.error, **extra))
-            await self.close(code=code)
+            await self._refuse_connect(access.error, code, **extra)
             return
+        await self.accept()
         self.participation_id = access.participation_id
         self.public_id = access.public_id
 
+    async def _refuse_connect(self, code: str, close_code: int, **extra: Any) -> None:
+        """Accept, say why in one error frame, and close (docs/protocol.md §1)."""
+        await self.accept()
+        with contextlib.suppress(_SocketClosed, OSError):  # the page left first: nothing to say
+            await self._send(error_frame(code, **extra))
+            await self.close(code=close_code)
+
     async def disconnect(self, code: int) -> None:
-        if self.participation_id is None:
+        if self.participation_id is None or self.released:
             return
+        self.released = True
         if self.frame_pump is not None:
             # Not kept: a cancelled task holds its error, whose traceback holds this consumer,
             # a cycle that only the garbage collector would free.
@@ -160,12 +192,19 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             except Exception:  # Redis is unreachable: a stale watcher costs only a publish
                 log.warning("writing socket: could not stop watching", exc_info=True)
         if self.sent_seq is not None:
-            await self._activity(EventKind.DISCONNECT, data={"code": code})
+            # In the background too, for its error handling: awaited just below.
+            await self._activity(EventKind.DISCONNECT, data={"code": code}, background=True)
+        await self._activity_flush()
 
     # -- frames from the page -----------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.participation_id is None:
             return
+        with contextlib.suppress(_SocketClosed):  # websocket.disconnect comes next
+            await self._answer(text_data, bytes_data)
+
+    async def _answer(self, text_data: str | None, bytes_data: bytes | None) -> None:
+        """Handle one frame of the page; a refused one is answered with an error frame."""
         kind = None
         try:
             frame = protocol.decode(text_data, bytes_data)
@@ -176,6 +215,8 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             if self.sent_seq is None and kind != "hello":
                 raise ProtocolError("hello_required")
             await handler(self, frame)
+        except _SocketClosed:
+            raise
         except ProtocolError as exc:
             await self._send(error_frame(exc.code, exc.message, of=kind, field=exc.field))
         except (WritingRefused, RatingRefused) as exc:
@@ -208,7 +249,8 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         first = self.last_tick is None
         self.focused, self.last_tick = hello.focused, time.monotonic()
         kind = EventKind.CONNECT if hello.last_seq is None and first else EventKind.RECONNECT
-        await self._activity(kind, data={"last_seq": hello.last_seq})
+        # Not awaited: the page's first message must not wait for this write.
+        await self._activity(kind, data={"last_seq": hello.last_seq}, background=True)
 
     async def _hello_replay(self, hello: protocol.Hello) -> None:
         state = await in_db_worker(chat_state)(participation_id=self.participation_id)
@@ -399,7 +441,9 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                     frames = await frame_store().frames_after(self.public_id, self.sent_seq)
                 for frame in frames:
                     await self._deliver(frame)
-        except Exception:  # the socket is closing, or the store is unreachable
+        except _SocketClosed:  # logged where it was met; the disconnect path ends the pump
+            pass
+        except Exception:  # the store is unreachable
             log.warning("writing socket: frames not delivered", exc_info=True)
 
     async def _deliver(self, frame: Frame) -> None:
@@ -423,7 +467,14 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
 
     # -- helpers ------------------------------------------------------------------------------
     async def _send(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(frame))
+        if self.closed:
+            raise _SocketClosed
+        try:
+            await self.send(text_data=json.dumps(frame))
+        except OSError as exc:  # how an ASGI server says the socket has closed
+            self.closed = True
+            log.info("writing socket %s closed before a %s frame", self.public_id, frame["type"])
+            raise _SocketClosed from exc
 
     async def _activity(
         self,
@@ -432,16 +483,37 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         focused_after: bool | None = None,
         focus_lost: bool = False,
         data: dict[str, Any] | None = None,
+        background: bool = False,
     ) -> None:
+        """Record a presence report; with ``background``, return before it is written (a
+        later report, or the disconnect, waits for it: they are stored in order)."""
         now = time.monotonic()
         delta = active_increment(since=self.last_tick, now=now, focused=self.focused)
         self.last_tick = now
         if focused_after is not None:
             self.focused = focused_after
-        await in_db_worker(activity_record)(
-            participation_id=self.participation_id,
-            kind=kind,
-            active_delta=delta,
-            focus_lost=focus_lost,
-            data=data,
+        await self._activity_flush()
+        record = in_db_worker(activity_record)
+        fields = {"kind": kind, "active_delta": delta, "focus_lost": focus_lost, "data": data}
+        if not background:
+            await record(participation_id=self.participation_id, **fields)
+            return
+        self.activity_pending = asyncio.get_running_loop().create_task(
+            self._activity_background(record(participation_id=self.participation_id, **fields))
         )
+
+    async def _activity_background(self, write: Awaitable[None]) -> None:
+        # Logged here only: nothing that awaits this handles its error.
+        try:
+            await write
+        except UNAVAILABLE_ERRORS as exc:  # one line: the cause is the database's, not ours
+            log.warning("writing socket %s: presence not recorded: %r", self.public_id, exc)
+        except Exception:
+            log.exception("writing socket %s: presence not recorded", self.public_id)
+
+    async def _activity_flush(self) -> None:
+        """Wait for the presence report still being written, if any."""
+        pending, self.activity_pending = self.activity_pending, None
+        if pending is not None:
+            # Shielded: a handler cancelled meanwhile must not cancel the write.
+            await asyncio.shield(pending)

@@ -20,10 +20,12 @@ PROTOCOL_VERSION = "v1"
 # Close codes for connections refused at the door (the error frame before the close says why).
 CLOSE_UNAUTHORIZED = 4401  # forged, expired or foreign token, or another study's URL
 CLOSE_NOT_WRITING = 4409  # the participation is not on the writing step (any more)
+CLOSE_UNAVAILABLE = 1013  # "try again later": the database cannot be reached
 
 ERROR_CODES = {
     "unauthorized": "The link is not valid for this study; reload the page from your platform.",
     "not_writing": "This chat has ended.",
+    "unavailable": "The study is briefly unavailable; the page will reconnect.",
     "bad_json": "Frames must be JSON objects sent as text.",
     "frame_too_large": "The frame is larger than the server accepts.",
     "unknown_type": "Unknown frame type.",

@@ -178,41 +178,64 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _database_url() -> str:
+def _database_url(host: str = "", port: int = 0) -> str:
+    """The test database's URL, or the same database reached at ``host:port``."""
     cfg = connection.settings_dict
     password = f":{cfg['PASSWORD']}" if cfg.get("PASSWORD") else ""
-    return (
-        f"postgres://{cfg['USER']}{password}@{cfg['HOST'] or '127.0.0.1'}:{cfg['PORT'] or 5432}"
-        f"/{cfg['NAME']}"
-    )
+    host = host or cfg["HOST"] or "127.0.0.1"
+    return f"postgres://{cfg['USER']}{password}@{host}:{port or cfg['PORT'] or 5432}/{cfg['NAME']}"
+
+
+def database_address() -> tuple[str, int]:
+    cfg = connection.settings_dict
+    return cfg["HOST"] or "127.0.0.1", int(cfg["PORT"] or 5432)
+
+
+# As the documented command: long enough to finish sending replies, bounded if one never ends.
+GRACEFUL_S = 30
 
 
 class LiveServer:
     """``uvicorn studyapp.asgi:application`` in a subprocess on the test database and Redis."""
 
-    def __init__(self, tokens_per_second: int) -> None:
+    def __init__(
+        self,
+        tokens_per_second: int,
+        *,
+        log: Path | None = None,
+        log_level: str = "WARNING",
+        database_url: str | None = None,
+    ) -> None:
+        """``log``: a file for the server's output (else this process's own);
+        ``database_url``: the test database by another way (a proxy)."""
         self.port = free_port()
+        self.log = log
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.writing.server_settings",
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": database_url or _database_url(),
             "REDIS_URL": settings.REDIS_URL,
             "SECRET_KEY": settings.SECRET_KEY,
             "OFFLINE_TOKENS_PER_SECOND": str(tokens_per_second),
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": log_level,
         }
+        output = log.open("ab") if log is not None else None
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "uvicorn", "studyapp.asgi:application",
                 "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
-                "--log-level", "warning",
+                "--log-level", "warning", "--timeout-graceful-shutdown", str(GRACEFUL_S),
             ],
             cwd=REPO,
             env=env,
+            stdout=output,
+            stderr=output,
             start_new_session=True,  # its database worker processes are stopped with it
         )  # fmt: skip
+        if output is not None:
+            output.close()  # the server holds its own copy
 
     def wait_ready(self, timeout: float = 40) -> None:
         deadline = time.monotonic() + timeout

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import psycopg
 import pytest
+from django.db import connection
 
 from studyapp.participants.activity import (
     ACTIVE_GAP_CAP_S,
@@ -108,3 +110,39 @@ async def test_a_reconnect_with_last_seq_is_logged_as_reconnect(writer):
     assert kinds == [
         EventKind.CONNECT, EventKind.DISCONNECT, EventKind.RECONNECT, EventKind.DISCONNECT,
     ]  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("drain_generations")
+async def test_the_first_send_does_not_wait_for_the_hellos_write(writer):
+    """The hello's presence write waits on a lock held elsewhere (as behind a busy database);
+    the message sent after it starts its reply meanwhile, and the write is stored after."""
+    holder = await psycopg.AsyncConnection.connect(**_conninfo())
+    try:
+        table = Participation._meta.db_table
+        await holder.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [writer.pk])  # noqa: S608
+        client, _ = await open_client("demo", token_for(writer))
+        await client.send({"type": "send", "text": "Help me write a short note"})
+        await client.until_type("turn_start", wait_s=10)
+        assert (await db(_presence, writer))[2] == []  # the hello's write is still waiting
+    finally:
+        await holder.rollback()
+        await holder.close()
+    frames = await client.until(lambda f: f["type"] == "turn_end")
+    if not any(f["type"] == "ack" for f in frames):
+        await client.until_type("ack")
+    await client.close()
+    _, _, kinds = await db(_presence, writer)
+    assert kinds == [EventKind.CONNECT, EventKind.DISCONNECT]
+
+
+def _conninfo() -> dict[str, object]:
+    cfg = connection.settings_dict
+    return {
+        "dbname": cfg["NAME"],
+        "user": cfg["USER"],
+        "password": cfg["PASSWORD"] or None,
+        "host": cfg["HOST"] or "127.0.0.1",
+        "port": cfg["PORT"] or 5432,
+        "autocommit": False,
+    }
