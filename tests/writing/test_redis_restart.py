@@ -8,11 +8,7 @@ points this process's frame store at it; the shared Redis is never touched.
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,57 +16,13 @@ import pytest
 from studyapp.writing import framebus, framestore
 from studyapp.writing.framestore import RedisFrameStore
 from studyapp.writing.models import Message, Role
-from tests.writing.conftest import Client, db, free_port, open_client, token_for
+from tests.writing.conftest import Client, db, open_client, token_for
+from tests.writing.private_redis import PrivateRedis
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("drain_generations"),
 ]
-
-
-class PrivateRedis:
-    """A redis-server of this test's own that it may shut down and start again."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.directory = directory
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--daemonize", "no",
-                "--dir", str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while self.cli("PING") != "PONG":
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-    def cli(self, *args: str) -> str:
-        done = subprocess.run(
-            ["redis-cli", "-p", str(self.port), *args],
-            capture_output=True, text=True, timeout=10, check=False,
-        )  # fmt: skip
-        return done.stdout.strip()
-
-    def restart(self) -> None:
-        """Shut down without saving (a snapshot saved earlier is loaded again) and start."""
-        assert self.proc is not None
-        self.cli("SHUTDOWN", "NOSAVE")
-        self.proc.wait(timeout=10)
-        with socket.socket() as probe:  # the port is free again before the new server binds it
-            assert probe.connect_ex(("127.0.0.1", self.port)) != 0
-        self.start()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
 
 
 @pytest.fixture
