@@ -3,7 +3,8 @@
  *
  * Model text is untrusted: it is only ever put on the page with textContent.
  * Numbered frames (seq) are applied once: anything at or below lastSeq is ignored, and after a
- * reconnect the server's state frame says where lastSeq now stands.
+ * reconnect the server's state frame says where lastSeq now stands. Seqs count within an epoch:
+ * when the server's counter starts over (a new epoch), a fresh state frame comes first.
  * Side-by-side turns show two candidates ("Reply A", "Reply B") to pick from; Regenerate asks
  * for a new sample of the latest reply, which replaces it once it has ended.
  */
@@ -31,6 +32,7 @@
   var attempts = 0;
   var reconnectTimer = null;
   var lastSeq = null;          // highest numbered frame applied; null before the first state
+  var epoch = null;            // the epoch lastSeq counts in; null before any numbered frame
   // The generation in flight: {generation_id, turn, text, el} for a reply, plus {old} for a
   // regeneration (the reply it would replace), or {pair: true, cands: [{generation_id, text,
   // el}, ...]} for the two candidates of a side-by-side turn.
@@ -177,7 +179,7 @@
     ws = new WebSocket(socketUrl());
     ws.onopen = function () {
       connected = true;
-      send({ type: "hello", last_seq: lastSeq, focused: document.hasFocus() });
+      send({ type: "hello", last_seq: lastSeq, epoch: epoch, focused: document.hasFocus() });
     };
     ws.onmessage = function (ev) {
       var frame;
@@ -206,8 +208,10 @@
 
   function handle(frame) {
     if (typeof frame.seq === "number") {
-      if (lastSeq !== null && frame.seq <= lastSeq) { return; }  // already applied
+      var sameEpoch = (frame.epoch || null) === epoch;
+      if (sameEpoch && lastSeq !== null && frame.seq <= lastSeq) { return; }  // already applied
       lastSeq = frame.seq;
+      epoch = frame.epoch || null;
     }
     var fn = HANDLERS[frame.type];
     if (fn) { fn(frame); }
@@ -252,7 +256,9 @@
       retryTurn = f.retry_turn;
       if (retryTurn !== null) { els.turnErrorText.textContent = "The last reply was interrupted."; }
       lastSeq = f.last_seq;
-      if (pendingSend) {
+      epoch = f.epoch || null;
+      // A state on a socket that had one (a new epoch) comes before the ack of a send in flight.
+      if (pendingSend && !gotState) {
         var stored = f.messages.some(function (m) { return m.client_msg_id === pendingSend.client_msg_id; });
         if (stored) { els.input.value = ""; }
         pendingSend = null;

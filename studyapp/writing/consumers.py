@@ -116,6 +116,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     public_id = ""
     # Highest seq sent on this socket; None until hello (frames before it are replayed by it).
     sent_seq: int | None = None
+    epoch: str | None = None  # the epoch of sent_seq (studyapp/writing/framestore.py)
     expected: _ExpectedCall | None = None
     focused = False
     last_tick: float | None = None
@@ -256,8 +257,10 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         state = await in_db_worker(chat_state)(participation_id=self.participation_id)
         await framebus.settled(self.public_id)  # frames this process delivered before our watch
         snapshot = await frame_store().snapshot(self.public_id)
+        # A seq of another epoch says nothing about what the client holds of this one.
+        trusted = hello.epoch is None or hello.epoch == snapshot.epoch
         resume = alternatives.resume_plan(
-            state=state, snapshot=snapshot, client_seq=hello.last_seq
+            state=state, snapshot=snapshot, client_seq=hello.last_seq if trusted else None
         )
         await self._send(
             {
@@ -272,6 +275,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                 "regenerate": state.regenerate,
                 "document": {"text": state.document_text, "version": state.document_version},
                 "last_seq": resume.last_seq,
+                "epoch": snapshot.epoch,
                 **page_settings(spec=state.spec),
                 "limits": {
                     "max_message_chars": settings.MAX_MESSAGE_CHARS,
@@ -280,7 +284,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                 },
             }
         )
-        self.sent_seq = resume.last_seq
+        self.sent_seq, self.epoch = resume.last_seq, snapshot.epoch
         self.expected = _ExpectedCall(
             config=state.condition_config,
             history=state.history,
@@ -421,8 +425,11 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             return False
         if not self.inbox.empty() or self.delivering.locked():
             return False
-        return frames[0]["seq"] == self.sent_seq + 1 and all(
-            frame["type"] == "delta" for frame in frames
+        head = frames[0]
+        return (
+            head["seq"] == self.sent_seq + 1
+            and head.get("epoch") == self.epoch
+            and all(frame["type"] == "delta" for frame in frames)
         )
 
     async def _frames_pump(self) -> None:
@@ -438,7 +445,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                     if self.sent_seq is None:
                         return
                     await framebus.settled(self.public_id)
-                    frames = await frame_store().frames_after(self.public_id, self.sent_seq)
+                    frames = (await frame_store().snapshot(self.public_id)).frames
                 for frame in frames:
                     await self._deliver(frame)
         except _SocketClosed:  # logged where it was met; the disconnect path ends the pump
@@ -448,13 +455,17 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
 
     async def _deliver(self, frame: Frame) -> None:
         """Send a numbered frame once, in order: drop what was sent, backfill a gap."""
-        if self.sent_seq is None or frame["seq"] <= self.sent_seq:
+        if self.sent_seq is None:
+            return
+        if frame.get("epoch") != self.epoch and not await self._follow_epoch(frame):
+            return
+        if frame["seq"] <= self.sent_seq:
             return
         if frame["seq"] > self.sent_seq + 1:
             # The bus skipped something (see studyapp/writing/framebus.py): take it from the store.
             await framebus.settled(self.public_id)
             for missed in await frame_store().frames_after(self.public_id, self.sent_seq):
-                if missed["seq"] < frame["seq"]:
+                if missed["seq"] < frame["seq"] and missed.get("epoch") == self.epoch:
                     await self._send(missed)
                     if self.expected is not None:
                         self.expected.observe(missed)
@@ -464,6 +475,17 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         self.sent_seq = frame["seq"]
         if self.expected is not None:
             self.expected.observe(frame)
+
+    async def _follow_epoch(self, frame: Frame) -> bool:
+        """Whether ``frame``, of another epoch than what this socket sent (the store's counter
+        was lost or rolled back), may follow it. A socket that has sent no numbered frame takes
+        the epoch as it comes; any other sends the page a fresh ``state`` and replay, as for a
+        hello, and then goes on in the store's epoch."""
+        if self.epoch is None and self.sent_seq == 0:
+            self.epoch = frame.get("epoch")
+            return True
+        await self._hello_replay(protocol.Hello(last_seq=None, focused=self.focused))
+        return frame.get("epoch") == self.epoch
 
     # -- helpers ------------------------------------------------------------------------------
     async def _send(self, frame: dict[str, Any]) -> None:

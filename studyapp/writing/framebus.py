@@ -9,15 +9,16 @@ subscription however many sockets it serves, and a frame costs one Redis call ho
 sockets watch it. The same channel carries "stop" to the process that runs a generation.
 
 A generation numbers its own frames after its first (the store numbers that one, in the
-same script that marks the generation in flight, so two can never both begin): they go to the
-local sockets before the store has them, and the store takes them as numbered. A socket that
-reads the store first waits for what this process has numbered but not stored yet
-(:func:`settled`).
+same script that marks the generation in flight, so two can never both begin), in that frame's
+epoch (studyapp/writing/framestore.py): they go to the local sockets before the store has them,
+and the store takes them as numbered. A socket that reads the store first waits for what this
+process has numbered but not stored yet (:func:`settled`).
 
 Delivery may repeat or skip a frame (a subscription broken and restored, batches of two
 concurrent writers resolving out of order): a socket sends each ``seq`` once, in order, and
 takes a gap from the store. When the process's subscription was broken, every sink is told
-to resync from the store (it is given ``None``).
+to resync from the store (it is given ``None``): Redis may have restarted meanwhile, so what
+the store holds may be of a new epoch, numbered from 1 again.
 
 One bus per event loop, like the store's Redis clients.
 """
@@ -54,8 +55,9 @@ class _Bus:
         self.membership = asyncio.Lock()
         self.ready = asyncio.Event()
         self.listener: asyncio.Task[None] | None = None
-        # The next seq of each key whose generation runs here (it numbers its own frames).
-        self.numbering: dict[str, int] = {}
+        # The epoch and next seq of each key whose generation runs here (it numbers its own
+        # frames).
+        self.numbering: dict[str, tuple[str, int]] = {}
         # Per key, the store writes in flight of frames already delivered here.
         self.unstored: dict[str, set[asyncio.Future[None]]] = {}
 
@@ -68,11 +70,12 @@ class _Bus:
 
     def number(self, key: str, frames: list[Frame]) -> list[Frame] | None:
         """Number ``frames`` here if this process runs the key's generation, else None."""
-        first = self.numbering.get(key)
-        if first is None:
+        numbering = self.numbering.get(key)
+        if numbering is None:
             return None
-        self.numbering[key] = first + len(frames)
-        return [{"seq": first + i, **frame} for i, frame in enumerate(frames)]
+        epoch, first = numbering
+        self.numbering[key] = (epoch, first + len(frames))
+        return [{"seq": first + i, "epoch": epoch, **frame} for i, frame in enumerate(frames)]
 
     async def store(self, key: str, write: Awaitable[Any]) -> None:
         """Await a store write of frames that were delivered before it."""
@@ -178,7 +181,7 @@ async def begin(key: str, marker: dict[str, Any], frame: Frame) -> Frame:
     generation numbers its further frames here."""
     bus = _bus()
     numbered = await frame_store().begin(key, marker, frame, origin=bus.origin)
-    bus.numbering[key] = numbered["seq"] + 1
+    bus.numbering[key] = (numbered["epoch"], numbered["seq"] + 1)
     bus.deliver(key, [numbered])
     return numbered
 
@@ -188,7 +191,11 @@ async def append(key: str, frames: list[Frame]) -> list[Frame]:
     process's sockets first, when its generation numbers them)."""
     origin = _bus().origin
     return await _publish(
-        key, frames, lambda first: frame_store().append(key, frames, origin=origin, first_seq=first)
+        key,
+        frames,
+        lambda first, epoch: frame_store().append(
+            key, frames, origin=origin, first_seq=first, epoch=epoch
+        ),
     )
 
 
@@ -198,7 +205,9 @@ async def end(key: str, generation_id: str, frames: list[Frame]) -> list[Frame]:
     return await _publish(
         key,
         frames,
-        lambda first: frame_store().end(key, generation_id, frames, origin=origin, first_seq=first),
+        lambda first, epoch: frame_store().end(
+            key, generation_id, frames, origin=origin, first_seq=first, epoch=epoch
+        ),
         closing=True,
     )
 
@@ -206,23 +215,24 @@ async def end(key: str, generation_id: str, frames: list[Frame]) -> list[Frame]:
 async def _publish(
     key: str,
     frames: list[Frame],
-    write: Callable[[int | None], Awaitable[list[Frame]]],
+    write: Callable[[int | None, str | None], Awaitable[list[Frame]]],
     *,
     closing: bool = False,
 ) -> list[Frame]:
-    """Store and deliver ``frames`` with ``write(first_seq)``. A generation of this process
-    numbers them itself and delivers them before the write; other frames (a side-by-side
-    pick) are numbered by the store."""
+    """Store and deliver ``frames`` with ``write(first_seq, epoch)``. A generation of this
+    process numbers them itself and delivers them before the write; other frames (a
+    side-by-side pick) are numbered by the store."""
     bus = _bus()
     numbered = bus.number(key, frames)
     if closing:
         bus.numbering.pop(key, None)
     if numbered is None:
-        numbered = await write(None)
+        numbered = await write(None, None)
         bus.deliver(key, numbered)
         return numbered
     bus.deliver(key, numbered)
-    await bus.store(key, write(numbered[0]["seq"] if numbered else None))
+    first = numbered[0] if numbered else {"seq": None, "epoch": None}
+    await bus.store(key, write(first["seq"], first["epoch"]))
     return numbered
 
 

@@ -10,6 +10,16 @@ publishes it to every other process that watches the participation.
 
 The buffer only holds the latest generation's frames: once a turn has ended it is in the
 database, which is where a reconnecting client reads finished turns from.
+
+Redis may lose the counter (a restart without persistence, an expired key) or roll it back (a
+snapshot, the append-only file's last second, a failover to a lagging replica), and numbers
+would then repeat what sockets already hold. So the counter has an *epoch*, a random id that
+every frame carries beside its ``seq``: a frame's position is ``(epoch, seq)``. The Redis
+counter also records the run of Redis (its ``run_id``) that last vouched for it; a script that
+finds no counter, or one from before Redis's latest start, begins a new epoch at seq 1 and
+clears the buffer. A reader that meets a frame of another epoch than its own starts over from
+the store instead of comparing numbers (studyapp/writing/consumers.py). The in-memory store
+lives and dies with its sockets, so its epochs never change.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -37,7 +48,8 @@ Stop = Callable[[str], None]
 # every frame (and at least every few seconds), so an expired marker means its process died.
 GENERATION_TTL_S = 30
 FRAMES_TTL_S = 2 * 3600
-# The counter must outlive any session so seq numbers never go back for a participation.
+# The counter outlives any session: one that expires begins a new epoch, which makes every open
+# socket of the participation send its page a fresh state.
 SEQ_TTL_S = 3 * 24 * 3600
 REDIS_POOL_SIZE = 64  # connections per event loop
 
@@ -51,7 +63,8 @@ class Snapshot:
     """What the store holds for one participation, read at one instant."""
 
     generation: dict[str, Any] | None
-    frames: list[Frame] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)  # all of ``epoch``
+    epoch: str | None = None  # the counter's, None before its first frame
 
     @property
     def tail(self) -> int:
@@ -62,18 +75,25 @@ class FrameStore(Protocol):
     async def begin(
         self, key: str, generation: dict[str, Any], frame: Frame, *, origin: str = ""
     ) -> Frame:
-        """Start a generation: number ``frame``, make it the whole buffer, mark the generation
-        in flight (with ``start_seq``) and return the numbered frame. Raises
-        :class:`GenerationBusy` (and changes nothing) while another one is marked in flight."""
+        """Start a generation: number ``frame`` (``seq`` and ``epoch``), make it the whole
+        buffer, mark the generation in flight (with ``start_seq``) and return the numbered
+        frame. Raises :class:`GenerationBusy` (and changes nothing) while another one is marked
+        in flight."""
         ...
 
     async def append(
-        self, key: str, frames: list[Frame], *, origin: str = "", first_seq: int | None = None
+        self,
+        key: str,
+        frames: list[Frame],
+        *,
+        origin: str = "",
+        first_seq: int | None = None,
+        epoch: str | None = None,
     ) -> list[Frame]:
         """Number and append frames; keeps the generation marker alive. ``origin``, the calling
         process, is the one watcher the frames are not published to (it delivers them itself).
-        With ``first_seq`` the caller has numbered them (from there on): the generation in
-        flight numbers its own frames (studyapp/writing/framebus.py)."""
+        With ``first_seq`` the caller has numbered them (from there on, in ``epoch``): the
+        generation in flight numbers its own frames (studyapp/writing/framebus.py)."""
         ...
 
     async def end(
@@ -84,9 +104,10 @@ class FrameStore(Protocol):
         *,
         origin: str = "",
         first_seq: int | None = None,
+        epoch: str | None = None,
     ) -> list[Frame]:
-        """Number (or take ``first_seq`` as for :meth:`append`) and append the closing frames;
-        clear the marker if ``generation_id`` owns it."""
+        """Number (or take ``first_seq`` and ``epoch`` as for :meth:`append`) and append the
+        closing frames; clear the marker if ``generation_id`` owns it."""
         ...
 
     async def touch(self, key: str) -> None:
@@ -123,13 +144,19 @@ class MemoryFrameStore:
 
     def __init__(self) -> None:
         self._seq: dict[str, int] = {}
+        self._epoch: dict[str, str] = {}
         self._frames: dict[str, list[Frame]] = {}
         self._generation: dict[str, tuple[dict[str, Any], float]] = {}
 
-    def _number(self, key: str, frames: list[Frame], first: int | None = None) -> list[Frame]:
+    def _number(
+        self, key: str, frames: list[Frame], first: int | None = None, epoch: str | None = None
+    ) -> list[Frame]:
         if first is None:
             first = self._seq.get(key, 0) + 1
-        out = [{"seq": first + i, **frame} for i, frame in enumerate(frames)]
+        if key not in self._epoch:  # a process never loses its counter: one epoch per key
+            self._epoch[key] = epoch or new_epoch()
+        epoch = self._epoch[key]
+        out = [{"seq": first + i, "epoch": epoch, **frame} for i, frame in enumerate(frames)]
         self._seq[key] = max(self._seq.get(key, 0), first + len(frames) - 1)
         return out
 
@@ -145,9 +172,15 @@ class MemoryFrameStore:
         return numbered
 
     async def append(
-        self, key: str, frames: list[Frame], *, origin: str = "", first_seq: int | None = None
+        self,
+        key: str,
+        frames: list[Frame],
+        *,
+        origin: str = "",
+        first_seq: int | None = None,
+        epoch: str | None = None,
     ) -> list[Frame]:
-        numbered = self._number(key, frames, first_seq)
+        numbered = self._number(key, frames, first_seq, epoch)
         self._frames.setdefault(key, []).extend(numbered)
         await self.touch(key)
         return numbered
@@ -160,8 +193,9 @@ class MemoryFrameStore:
         *,
         origin: str = "",
         first_seq: int | None = None,
+        epoch: str | None = None,
     ) -> list[Frame]:
-        numbered = self._number(key, frames, first_seq)
+        numbered = self._number(key, frames, first_seq, epoch)
         self._frames.setdefault(key, []).extend(numbered)
         current = await self.generation(key)
         if current and current["generation_id"] == generation_id:
@@ -180,7 +214,8 @@ class MemoryFrameStore:
         return dict(entry[0])
 
     async def snapshot(self, key: str) -> Snapshot:
-        return Snapshot(await self.generation(key), list(self._frames.get(key, [])))
+        frames = list(self._frames.get(key, []))
+        return Snapshot(await self.generation(key), frames, self._epoch.get(key))
 
     async def frames_after(self, key: str, seq: int) -> list[Frame]:
         return [f for f in self._frames.get(key, []) if f["seq"] > seq]
@@ -204,10 +239,10 @@ class MemoryFrameStore:
 
 # Each operation is one atomic script (one round trip on the per-frame path). Frames arrive as
 # JSON objects without "seq"; the script numbers them from the counter, or from the first seq
-# given by the generation that numbered them (``first_seq``), and splices the number in.
-# ARGV[1] and ARGV[2] are always the calling process (its live channel's name) and the key: the
-# script also publishes what it numbered to every other process that watches the key
-# (studyapp/writing/framebus.py), in the same round trip.
+# given by the generation that numbered them (``first_seq``), and splices the number and the
+# epoch in. ARGV[1] and ARGV[2] are always the calling process (its live channel's name) and the
+# key: the script also publishes what it numbered to every other process that watches the key
+# (studyapp/writing/framebus.py), in the same round trip. A script returns "<last seq> <epoch>".
 _HELPERS = """
 local function fanout(out)
   local watchers = redis.call('SMEMBERS', KEYS[4])
@@ -220,62 +255,92 @@ local function fanout(out)
   end
 end
 
+local function redis_run()
+  return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+end
+
+-- Begin epoch ``epoch`` at 0, vouched for by this run of Redis; the old epoch's frames go.
+local function epoch_new(epoch)
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'n', 0, 'run', redis_run())
+  redis.call('EXPIRE', KEYS[1], COUNTER_TTL)
+  return epoch
+end
+
+-- The counter's epoch, or ``fresh`` begun anew when Redis lost the counter or kept it from
+-- before its latest start (a snapshot or the append-only file may have rolled it back).
+local function epoch_current(fresh)
+  local held = redis.call('HMGET', KEYS[1], 'epoch', 'run')
+  if held[1] and held[2] == redis_run() then return held[1] end
+  return epoch_new(fresh)
+end
+
+-- ARGV[offset] is the first seq given by the generation that numbered the frames and
+-- ARGV[offset + 1] the epoch it numbered them in, or '' and the id of an epoch to begin if
+-- the counter numbers them and must begin one.
 local function push(offset)
-  local n = #ARGV - offset
-  local first = ARGV[offset]
+  local n = #ARGV - offset - 1
+  local first, epoch = ARGV[offset], ARGV[offset + 1]
+  if n == 0 then return 0, epoch, {} end
   local last
   if first == '' then
-    last = redis.call('INCRBY', KEYS[1], n)
+    epoch = epoch_current(epoch)
+    last = redis.call('HINCRBY', KEYS[1], 'n', n)
   else  -- numbered by the generation that owns them: keep the counter at the highest
     last = tonumber(first) + n - 1
-    if tonumber(redis.call('GET', KEYS[1]) or '0') < last then
-      redis.call('SET', KEYS[1], last, 'KEEPTTL')
+    local held = redis.call('HGET', KEYS[1], 'epoch')
+    if not held then held = epoch_new(epoch) end  -- lost while this generation ran: it goes on
+    if held == epoch and tonumber(redis.call('HGET', KEYS[1], 'n')) < last then
+      redis.call('HSET', KEYS[1], 'n', last)
     end
   end
+  local head = ', "epoch": "' .. epoch .. '", '
   local out = {}
   for i = 1, n do
-    out[i] = '{"seq": ' .. (last - n + i) .. ', ' .. string.sub(ARGV[offset + i], 2)
+    out[i] = '{"seq": ' .. (last - n + i) .. head .. string.sub(ARGV[offset + 1 + i], 2)
     redis.call('RPUSH', KEYS[2], out[i])
   end
-  return last, out
+  return last, epoch, out
 end
 """
 
 _BEGIN = """
 if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
-local seq = redis.call('INCR', KEYS[1])
+local epoch = epoch_current(ARGV[7])
+local seq = redis.call('HINCRBY', KEYS[1], 'n', 1)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('DEL', KEYS[2])
-local numbered = '{"seq": ' .. seq .. ', ' .. string.sub(ARGV[3], 2)
+local numbered = '{"seq": ' .. seq .. ', "epoch": "' .. epoch .. '", ' .. string.sub(ARGV[3], 2)
 redis.call('RPUSH', KEYS[2], numbered)
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('HSET', KEYS[3], 'start_seq', seq, unpack(ARGV, 7))
+redis.call('HSET', KEYS[3], 'start_seq', seq, unpack(ARGV, 8))
 redis.call('EXPIRE', KEYS[3], ARGV[6])
 fanout({numbered})
-return seq
+return seq .. ' ' .. epoch
 """
 
 _APPEND = """
-local last, out = push(4)
+local last, epoch, out = push(4)
 redis.call('EXPIRE', KEYS[3], ARGV[3])
 fanout(out)
-return last
+return last .. ' ' .. epoch
 """
 
 # The marker is cleared only by the generation that owns it, so a late end can never clear a
 # newer generation's marker.
 _END = """
-local last, out = push(5)
+local last, epoch, out = push(5)
 if #out > 0 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
 if redis.call('HGET', KEYS[3], 'generation_id') == ARGV[3] then redis.call('DEL', KEYS[3]) end
 fanout(out)
-return last
+return last .. ' ' .. epoch
 """
 
 
 class RedisFrameStore:
-    """The shared store: per participation a seq counter, a list of frames, a marker hash and
-    the set of processes that watch it live.
+    """The shared store: per participation a counter (a hash: the last ``n``, its ``epoch``
+    and the Redis ``run`` that vouches for it), a list of frames, a marker hash and the set of
+    processes that watch it live.
 
     Frames are stored as JSON strings; the marker is a hash (values JSON, but the generation id
     raw) whose TTL is the liveness of the generation that owns it. Keys share a hash tag, so the
@@ -311,7 +376,8 @@ class RedisFrameStore:
             client.relay_scripts = ScriptPipe(
                 self._url,
                 {
-                    name: _HELPERS.replace("LIVE", live) + body
+                    name: _HELPERS.replace("LIVE", live).replace("COUNTER_TTL", str(SEQ_TTL_S))
+                    + body
                     for name, body in (("begin", _BEGIN), ("append", _APPEND), ("end", _END))
                 },
             )
@@ -320,19 +386,33 @@ class RedisFrameStore:
 
     def _keys(self, key: str) -> list[str]:
         base = f"{self._prefix}{{{key}}}"
-        return [f"{base}:seq", f"{base}:frames", f"{base}:gen", f"{base}:watchers"]
+        return [f"{base}:counter", f"{base}:frames", f"{base}:gen", f"{base}:watchers"]
 
     def _live_channel(self, origin: str) -> str:
         return f"{self._prefix}live:{origin}"
 
-    async def _run(self, script: str, key: str, origin: str, args: list[Any]) -> int:
+    async def _run(self, script: str, key: str, origin: str, args: list[Any]) -> tuple[int, str]:
+        """Run a script; its last seq and epoch (-1 and "" when ``begin`` found one in flight)."""
         scripts = self._client().relay_scripts
-        return int(await scripts.call(script, self._keys(key), [origin, key, *args]))
+        reply = await scripts.call(script, self._keys(key), [origin, key, *args])
+        if isinstance(reply, int):
+            return reply, ""
+        last, _, epoch = str(reply, "ascii").partition(" ")
+        return int(last), epoch
 
     @staticmethod
-    def _numbered(frames: list[Frame], last: int) -> list[Frame]:
+    def _numbered(frames: list[Frame], last: int, epoch: str) -> list[Frame]:
         first = last - len(frames) + 1
-        return [{"seq": first + i, **frame} for i, frame in enumerate(frames)]
+        return [{"seq": first + i, "epoch": epoch, **frame} for i, frame in enumerate(frames)]
+
+    @staticmethod
+    def _numbering(first_seq: int | None, epoch: str | None) -> list[Any]:
+        """The scripts' two arguments that say who numbers the frames (see ``push``)."""
+        if first_seq is None:
+            return ["", new_epoch()]
+        if epoch is None:
+            raise ValueError("frames numbered by their generation need the epoch it numbers in")
+        return [first_seq, epoch]
 
     async def begin(
         self, key: str, generation: dict[str, Any], frame: Frame, *, origin: str = ""
@@ -341,18 +421,25 @@ class RedisFrameStore:
         for name, value in generation.items():
             if name != "generation_id":
                 fields += [name, json.dumps(value)]
-        args = [json.dumps(frame), SEQ_TTL_S, FRAMES_TTL_S, GENERATION_TTL_S, *fields]
-        seq = await self._run("begin", key, origin, args)
+        ttls = [SEQ_TTL_S, FRAMES_TTL_S, GENERATION_TTL_S]
+        args = [json.dumps(frame), *ttls, new_epoch(), *fields]
+        seq, epoch = await self._run("begin", key, origin, args)
         if seq < 0:
             raise GenerationBusy(key)
-        return {"seq": seq, **frame}
+        return {"seq": seq, "epoch": epoch, **frame}
 
     async def append(
-        self, key: str, frames: list[Frame], *, origin: str = "", first_seq: int | None = None
+        self,
+        key: str,
+        frames: list[Frame],
+        *,
+        origin: str = "",
+        first_seq: int | None = None,
+        epoch: str | None = None,
     ) -> list[Frame]:
-        first = "" if first_seq is None else first_seq
-        args = [GENERATION_TTL_S, first, *map(json.dumps, frames)]
-        return self._numbered(frames, await self._run("append", key, origin, args))
+        numbering = self._numbering(first_seq, epoch)
+        args = [GENERATION_TTL_S, *numbering, *map(json.dumps, frames)]
+        return self._numbered(frames, *await self._run("append", key, origin, args))
 
     async def end(
         self,
@@ -362,10 +449,11 @@ class RedisFrameStore:
         *,
         origin: str = "",
         first_seq: int | None = None,
+        epoch: str | None = None,
     ) -> list[Frame]:
-        first = "" if first_seq is None else first_seq
-        args = [generation_id, FRAMES_TTL_S, first, *map(json.dumps, frames)]
-        return self._numbered(frames, await self._run("end", key, origin, args))
+        numbering = self._numbering(first_seq, epoch)
+        args = [generation_id, FRAMES_TTL_S, *numbering, *map(json.dumps, frames)]
+        return self._numbered(frames, *await self._run("end", key, origin, args))
 
     async def touch(self, key: str) -> None:
         await self._client().expire(self._keys(key)[2], GENERATION_TTL_S)
@@ -382,12 +470,15 @@ class RedisFrameStore:
         return self._marker(await self._client().hgetall(self._keys(key)[2]))
 
     async def snapshot(self, key: str) -> Snapshot:
-        _, frames_key, gen_key, _ = self._keys(key)
+        counter_key, frames_key, gen_key, _ = self._keys(key)
         async with self._client().pipeline(transaction=True) as pipe:
             pipe.hgetall(gen_key)
             pipe.lrange(frames_key, 0, -1)
-            raw_gen, raw_frames = await pipe.execute()
-        return Snapshot(self._marker(raw_gen), [json.loads(f) for f in raw_frames])
+            pipe.hget(counter_key, "epoch")
+            raw_gen, raw_frames, epoch = await pipe.execute()
+        # A late frame of an epoch that was replaced (its generation ran on) is not replayed.
+        frames = [f for f in map(json.loads, raw_frames) if f.get("epoch") == epoch]
+        return Snapshot(self._marker(raw_gen), frames, epoch)
 
     async def frames_after(self, key: str, seq: int) -> list[Frame]:
         frames = [json.loads(f) for f in await self._client().lrange(self._keys(key)[1], 0, -1)]
@@ -425,6 +516,11 @@ class RedisFrameStore:
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+
+
+def new_epoch() -> str:
+    """A fresh epoch id: random, so that no two of a participation's epochs are alike."""
+    return secrets.token_hex(4)
 
 
 _store: FrameStore | None = None

@@ -210,13 +210,21 @@ def _optional_bool(frame: dict[str, Any], name: str, default: bool | None) -> bo
 class Hello:
     last_seq: int | None
     focused: bool
+    epoch: str | None = None  # of ``last_seq``, as the page last heard it
+
+
+EPOCH_MAX_CHARS = 64
 
 
 def parse_hello(frame: dict[str, Any]) -> Hello:
     last_seq = None
     if frame.get("last_seq") is not None:
         last_seq = _int(frame, "last_seq", minimum=0, maximum=2**63 - 1)  # a Redis counter
-    return Hello(last_seq=last_seq, focused=bool(_optional_bool(frame, "focused", True)))
+    epoch = frame.get("epoch")
+    if epoch is not None and not (isinstance(epoch, str) and len(epoch) <= EPOCH_MAX_CHARS):
+        raise ProtocolError("bad_field", "'epoch' must be a short string or null.", field="epoch")
+    focused = bool(_optional_bool(frame, "focused", True))
+    return Hello(last_seq=last_seq, focused=focused, epoch=epoch)
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,7 @@ async def test_a_refused_send_closes_its_early_call_and_stores_nothing(demo_vers
         assert withdrawn == {
             "type": "turn_withdrawn",
             "seq": start["seq"] + 1,
+            "epoch": start["epoch"],
             "turn": 1,
             "generation_id": start["generation_id"],
         }

@@ -202,7 +202,7 @@ async def test_a_generation_here_delivers_its_frames_before_the_store_has_them(m
     start = await framebus.begin(key, {"generation_id": "g", "turn": 1}, {"type": "turn_start"})
     writing = asyncio.ensure_future(framebus.append(key, [{"type": "delta", "text": "x"}]))
     await asyncio.sleep(0.01)
-    delta = {"seq": start["seq"] + 1, "type": "delta", "text": "x"}
+    delta = {"seq": start["seq"] + 1, "epoch": start["epoch"], "type": "delta", "text": "x"}
     assert got == [[start], [delta]]  # the socket has it ...
     assert await store.frames_after(key, start["seq"]) == []  # ... the store not yet
     await framebus.settled(key)  # what a socket that reads the store first waits for

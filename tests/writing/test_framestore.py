@@ -36,6 +36,16 @@ async def test_frames_are_numbered_per_key_and_monotonic_across_generations(stor
     assert second["seq"] == 5
 
 
+async def test_frames_carry_their_counters_epoch(store):
+    start = await store.begin("p", _marker("g1"), {"type": "turn_start", "turn": 1})
+    (delta,) = await store.append("p", [{"type": "delta", "text": "a"}])
+    (end,) = await store.end("p", "g1", [{"type": "turn_end", "turn": 1}])
+    second = await store.begin("p", _marker("g2", 2), {"type": "turn_start", "turn": 2})
+    assert {delta["epoch"], end["epoch"], second["epoch"]} == {start["epoch"]}
+    assert (await store.snapshot("p")).epoch == start["epoch"]
+    assert (await store.snapshot("nobody")).epoch is None
+
+
 async def test_a_new_generation_replaces_the_buffer_and_marks_itself_in_flight(store):
     await store.begin("p", _marker("g1"), {"type": "turn_start", "turn": 1})
     await store.append("p", [{"type": "delta", "text": "x"}])
@@ -92,21 +102,22 @@ async def test_concurrent_appends_are_numbered_once_each_and_kept_in_order(store
 
 async def test_scripts_that_redis_forgot_are_loaded_again():
     store = RedisFrameStore(settings.REDIS_URL, prefix=f"test:{uuid.uuid4().hex}:")
-    await store.append("p", [{"type": "delta", "text": "a"}])
+    (first,) = await store.append("p", [{"type": "delta", "text": "a"}])
     await store._client().script_flush()  # as after a Redis restart
     frames = await store.append("p", [{"type": "delta", "text": "b"}])
-    assert frames == [{"seq": 2, "type": "delta", "text": "b"}]
+    assert frames == [{"seq": 2, "epoch": first["epoch"], "type": "delta", "text": "b"}]
 
 
 async def test_frames_numbered_by_their_generation_are_kept_as_numbered(store):
     start = await store.begin("p", _marker("g1"), {"type": "turn_start", "turn": 1})
+    epoch = start["epoch"]
     deltas = await store.append(
         "p", [{"type": "delta", "text": "a"}, {"type": "delta", "text": "b"}],
-        first_seq=start["seq"] + 1,
+        first_seq=start["seq"] + 1, epoch=epoch,
     )  # fmt: skip
     assert [d["seq"] for d in deltas] == [2, 3]
-    end = await store.end("p", "g1", [{"type": "turn_end", "turn": 1}], first_seq=4)
-    assert end == [{"seq": 4, "type": "turn_end", "turn": 1}]
+    end = await store.end("p", "g1", [{"type": "turn_end", "turn": 1}], first_seq=4, epoch=epoch)
+    assert end == [{"seq": 4, "epoch": epoch, "type": "turn_end", "turn": 1}]
     assert await store.generation("p") is None
     assert [f["seq"] for f in await store.frames_after("p", 0)] == [1, 2, 3, 4]
     # The counter stands at the highest: the store numbers the next frame after them.
