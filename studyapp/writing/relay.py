@@ -7,10 +7,11 @@ shared :mod:`framestore` and delivers them to every socket on the participation,
 process or another. Sockets only listen: a dropped connection neither stops nor loses a reply,
 and a client that reconnects (to any process) is given what it missed by :func:`resume_plan`.
 "Stop" reaches the generation through the bus too, from any process: the generation's marker
-names the process that runs it. The turn is written to the database once, when it ends. A
-socket may begin a reply before the database has stored its user message (:class:`EarlyReply`):
-it streams at once, and is recorded only if the stored turn is the one it was begun for, else
-withdrawn (``turn_withdrawn``).
+names the process that runs it. The turn is written to the database once, when it ends (retried
+while the database is unreachable: studyapp/writing/dbretry.py). A socket may begin a reply
+before the database has stored its user message (:class:`EarlyReply`): it streams at once, and
+is recorded only if the stored turn is the one it was begun for, else withdrawn
+(``turn_withdrawn``).
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ from django.conf import settings
 from collab_models.arms import cached_arm
 from studyapp.writing import framebus, timeline
 from studyapp.writing.dbcalls import in_db_worker
+from studyapp.writing.dbretry import db_retry, keepalive_s
 from studyapp.writing.framestore import Frame, Snapshot, frame_store
 from studyapp.writing.services import TurnPlan, turn_record
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE_S = 5.0
+KEEPALIVE_S = keepalive_s()
 MODEL_ERROR_MESSAGE = (
     "Sorry, the assistant could not reply just now. Please press Retry to try again."
 )
@@ -453,20 +455,26 @@ async def _early_run(
 async def _generation_finish(
     plan: TurnPlan, generation: _Generation, record: dict[str, Any]
 ) -> None:
-    """Store the ended reply as the turn's and publish its end frames."""
+    """Store the ended reply as the turn's (retried while the database is unreachable) and
+    publish its end frames."""
     generation_id = generation.generation_id
     base = {"turn": plan.turn, "generation_id": generation_id}
+    failed = {"type": "turn_error", **base, "message": MODEL_ERROR_MESSAGE, "retry": True}
     frames: list[Frame]
     try:
-        await in_db_worker(turn_record)(
-            participation_id=plan.participation_id,
-            turn=plan.turn,
-            generation_id=generation_id,
-            record=record,
-            seed=generation.seed,
+        stored = await db_retry(
+            lambda: in_db_worker(turn_record)(
+                participation_id=plan.participation_id,
+                turn=plan.turn,
+                generation_id=generation_id,
+                record=record,
+                seed=generation.seed,
+            ),
+            key=plan.public_id,
         )
-        if record["finish_reason"] == "error":
-            frames = [{"type": "turn_error", **base, "message": MODEL_ERROR_MESSAGE, "retry": True}]
+        # Stored as failed by another process (this one's marker had expired): say the same.
+        if record["finish_reason"] == "error" or stored.finish_reason == "error":
+            frames = [failed]
         else:
             frames = [
                 {
@@ -481,7 +489,7 @@ async def _generation_finish(
     except Exception:
         # The turn could not be stored; the participant can retry it (it is still unanswered).
         log.exception("generation %s could not be recorded", generation_id)
-        frames = [{"type": "turn_error", **base, "message": MODEL_ERROR_MESSAGE, "retry": True}]
+        frames = [failed]
     await generation_end(plan.public_id, generation_id, frames)
 
 

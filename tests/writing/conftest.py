@@ -188,9 +188,10 @@ def _database_url() -> str:
 
 
 class LiveServer:
-    """``uvicorn studyapp.asgi:application`` in a subprocess on the test database and Redis."""
+    """``uvicorn studyapp.asgi:application`` in a subprocess on the test database and Redis;
+    ``overrides`` sets more of its environment (settings such as ``SHUTDOWN_DRAIN_S``)."""
 
-    def __init__(self, tokens_per_second: int) -> None:
+    def __init__(self, tokens_per_second: int, **overrides: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
@@ -202,6 +203,7 @@ class LiveServer:
             "SECRET_KEY": settings.SECRET_KEY,
             "OFFLINE_TOKENS_PER_SECOND": str(tokens_per_second),
             "LOG_LEVEL": "WARNING",
+            **overrides,
         }
         self.proc = subprocess.Popen(
             [
