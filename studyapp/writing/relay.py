@@ -11,7 +11,8 @@ names the process that runs it. The turn is written to the database once, when i
 while the database is unreachable: studyapp/writing/dbretry.py). A socket may begin a reply
 before the database has stored its user message (:class:`EarlyReply`): it streams at once, and
 is recorded only if the stored turn is the one it was begun for, else withdrawn
-(``turn_withdrawn``).
+(``turn_withdrawn``). The generations of a process that died are ended by another
+(studyapp/writing/lost.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 from django.conf import settings
 
 from collab_models.arms import cached_arm
-from studyapp.writing import framebus, timeline
+from studyapp.writing import framebus, lost, timeline
 from studyapp.writing.dbcalls import in_db_worker
 from studyapp.writing.dbretry import db_retry, keepalive_s
 from studyapp.writing.framestore import Frame, Snapshot, frame_store
@@ -189,7 +190,18 @@ async def generation_stop(public_id: str) -> bool:
 
 
 async def generation_in_flight(public_id: str) -> bool:
-    return await _marker(public_id) is not None
+    """Whether a reply of ``public_id`` streams. Asked before a new one begins: a reply whose
+    process died is first stored and ended, so the new one cannot erase it unrecorded."""
+    if await _marker(public_id) is not None:
+        return True
+    await lost.lost_resolve(public_id)
+    return False
+
+
+async def generation_lost_resolve(public_id: str) -> bool:
+    """End ``public_id``'s reply if the process streaming it died (studyapp/writing/lost.py);
+    True if this call ended it (its ``turn_error`` reaches the participation's sockets)."""
+    return await lost.lost_resolve(public_id)
 
 
 async def generations_wait(limit_s: float | None = None) -> bool:

@@ -1,7 +1,9 @@
-"""Faults of real server processes during replies: PostgreSQL unreachable.
+"""Faults of real server processes during replies: a kill -9, PostgreSQL unreachable.
 
 Each test starts uvicorn processes of its own (tests/writing/conftest.py, ``LiveServer``) that
-stream the offline model slowly, so the fault lands in the middle of the replies.
+stream the offline model slowly, so the fault lands in the middle of the replies; the sockets
+that must hear the outcome sit on the session's two healthy servers, which they reach through
+Redis as a participant's other tab would.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import pytest
 from django.db import connection
 from websockets.asyncio.client import connect
 
+from studyapp.participants.models import EventKind, ParticipationEvent
+from studyapp.writing.framestore import frame_store
+from studyapp.writing.lost import LOST_ERROR
 from studyapp.writing.models import Message, Role
 from tests.writing.conftest import LiveServer, db, make_participation, token_for
 
@@ -66,6 +71,12 @@ def _replies(participation: Any) -> list[Message]:
     )
 
 
+def _model_errors(participation: Any) -> int:
+    return ParticipationEvent.objects.filter(
+        participation=participation, kind=EventKind.MODEL_ERROR
+    ).count()
+
+
 @contextlib.contextmanager
 def _server(tokens_per_second: int, **overrides: str) -> Iterator[LiveServer]:
     server = LiveServer(tokens_per_second, **overrides)
@@ -77,6 +88,57 @@ def _server(tokens_per_second: int, **overrides: str) -> Iterator[LiveServer]:
         server.proc.wait()
         with contextlib.suppress(ProcessLookupError):  # its database worker processes
             os.killpg(server.proc.pid, signal.SIGKILL)
+
+
+async def _streaming(server: LiveServer, watching: list[LiveServer], participations: list[Any]):
+    """Each participation sends a message on ``server`` and is watched from each of
+    ``watching``; returns the watching sockets once every reply streams."""
+    senders = await asyncio.gather(*(LiveClient.open(server, p) for p in participations))
+    watchers = await asyncio.gather(
+        *(LiveClient.open(w, p) for p in participations for w in watching)
+    )
+    text = {"type": "send", "text": "Write a blog post about budget travel in Lisbon"}
+    await asyncio.gather(*(s.send({**text, "client_msg_id": "m1"}) for s in senders))
+    # Stored (ack) and streaming (a delta), as every watcher sees.
+    await asyncio.gather(*(s.until({"ack"}) for s in senders))
+    await asyncio.gather(*(w.until({"delta"}) for w in watchers))
+    return senders, watchers
+
+
+async def _no_marker_left(participations: list[Any]) -> None:
+    for participation in participations:
+        assert await frame_store().generation(participation.public_id.hex) is None
+
+
+async def _retry_works(client: LiveClient, others: list[LiveClient]) -> None:
+    await client.send({"type": "retry"})
+    frames = await client.until({"turn_end", "turn_error"})
+    assert frames[0] == {"type": "ack", "of": "retry", "turn": 1}
+    assert frames[-1]["type"] == "turn_end"
+    for other in others:  # the participant's other tab sees it too, with no second failure
+        assert [f["type"] for f in await other.until(ENDS)][-1] == "turn_end"
+
+
+async def test_kill_9_ends_its_replies_on_the_survivors_once(demo_version, live_servers):
+    participations = [await db(make_participation, demo_version) for _ in range(6)]
+    with _server(6, GENERATION_TTL_S="3") as doomed:
+        senders, watchers = await _streaming(doomed, live_servers, participations)
+        doomed.proc.kill()
+        ends = [(await w.until(ENDS, wait_s=60))[-1] for w in watchers]
+
+    pairs = [watchers[i : i + 2] for i in range(0, len(watchers), 2)]
+    for participation, (first, second) in zip(participations, pairs, strict=True):
+        end = ends[watchers.index(first)]
+        assert end == ends[watchers.index(second)]  # both tabs, whichever server resolved it
+        assert (end["type"], end["retry"]) == ("turn_error", True)
+        (reply,) = await db(_replies, participation)
+        assert str(reply.generation_id) == end["generation_id"]
+        assert (reply.is_active, reply.finish_reason, reply.error) == (False, "error", LOST_ERROR)
+        assert await db(_model_errors, participation) == 1
+        await _retry_works(first, [second])
+    await _no_marker_left(participations)
+    for client in [*senders, *watchers]:
+        await client.close()
 
 
 class CuttableProxy:
