@@ -1,7 +1,9 @@
 """The ASGI lifespan: the chat's database worker processes start with the server and are
-stopped with it (studyapp/writing/dbcalls.py); a sweep ends the replies of dead processes
-(studyapp/writing/lost.py); the garbage collector is set for serving, and collects its middle
-generation when the server is idle (studyapp/idlegc.py)."""
+stopped with it (studyapp/writing/dbcalls.py), after the replies still streaming were given
+``SHUTDOWN_DRAIN_S`` to end and the rest were stored as failed (studyapp/writing/relay.py); a
+sweep ends the replies of dead processes (studyapp/writing/lost.py); the garbage collector is
+set for serving, and collects its middle generation when the server is idle
+(studyapp/idlegc.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ import asyncio
 import gc
 from typing import Any
 
+from django.conf import settings
+
 from studyapp.idlegc import collect_when_idle
-from studyapp.writing import dbcalls
+from studyapp.writing import dbcalls, relay
 from studyapp.writing.lost import lost_sweep
 
 
@@ -29,6 +33,9 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
         elif message["type"] == "lifespan.shutdown":
             for task in background:
                 task.cancel()
+            # The sockets have closed, but replies run on without them: each still stores its
+            # turn and publishes its end (to sockets on other processes) through the workers.
+            await relay.generations_drain(settings.SHUTDOWN_DRAIN_S)
             # After the sockets have closed: their last calls (disconnect events) are done.
             await asyncio.get_running_loop().run_in_executor(None, dbcalls.shutdown)
             await send({"type": "lifespan.shutdown.complete"})

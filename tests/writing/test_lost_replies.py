@@ -1,5 +1,5 @@
-"""Replies whose server process died: stored as failed turns and ended with ``turn_error``
-(Retry) on every socket, once, by whichever process notices.
+"""Replies whose server process died, or that a stopping server cut: stored as failed turns and
+ended with ``turn_error`` (Retry) on every socket, once, by whichever process notices.
 
 A dead process is played by what it leaves in Redis: a generation begun and streamed a little
 whose marker then expires (its TTL shortened here).
@@ -164,6 +164,30 @@ async def test_a_dead_reply_whose_message_was_never_stored_is_withdrawn(writer, 
     end = (await client.until_type("turn_withdrawn"))[-1]
     assert end["generation_id"] == generation_id
     assert await db(_replies, writer) == []
+    await client.close()
+
+
+async def test_a_stopping_server_ends_its_replies_as_retryable_failures(writer, settings):
+    settings.OFFLINE_TOKENS_PER_SECOND = 20
+    client, _ = await open_client("demo", token_for(writer))
+    await client.send({"type": "send", "text": "Write a long story about a lighthouse"})
+    await client.until_type("delta")
+
+    await relay.generations_drain(0.2)
+    end = (await client.until(lambda f: f["type"] in ("turn_end", "turn_error")))[-1]
+    assert end["type"] == "turn_error"
+    assert end["retry"] is True
+    assert await _no_marker(writer.public_id.hex)
+    (failed,) = await db(_replies, writer)
+    assert (failed.is_active, failed.finish_reason) == (False, "error")
+    assert "server stopped" in failed.error
+    assert await db(_events, writer, EventKind.MODEL_ERROR)
+
+    settings.OFFLINE_TOKENS_PER_SECOND = 400
+    await client.send({"type": "retry"})
+    assert (await client.until(lambda f: f["type"] in ("turn_end", "turn_error")))[-1][
+        "type"
+    ] == "turn_end"
     await client.close()
 
 

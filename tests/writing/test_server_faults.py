@@ -1,4 +1,4 @@
-"""Faults of real server processes during replies: a kill -9, PostgreSQL unreachable.
+"""Faults of real server processes during replies: a SIGTERM, a kill -9, PostgreSQL unreachable.
 
 Each test starts uvicorn processes of its own (tests/writing/conftest.py, ``LiveServer``) that
 stream the offline model slowly, so the fault lands in the middle of the replies; the sockets
@@ -117,6 +117,35 @@ async def _retry_works(client: LiveClient, others: list[LiveClient]) -> None:
     assert frames[-1]["type"] == "turn_end"
     for other in others:  # the participant's other tab sees it too, with no second failure
         assert [f["type"] for f in await other.until(ENDS)][-1] == "turn_end"
+
+
+async def test_sigterm_ends_every_streaming_reply_stored_or_retryable(demo_version, live_servers):
+    watcher_server = live_servers[0]
+    participations = [await db(make_participation, demo_version) for _ in range(20)]
+    with _server(6, SHUTDOWN_DRAIN_S="2") as server:
+        senders, watchers = await _streaming(server, [watcher_server], participations)
+        server.proc.send_signal(signal.SIGTERM)
+        ends = [(await w.until(ENDS, wait_s=60))[-1] for w in watchers]
+        # uvicorn ends its graceful shutdown by re-raising the signal.
+        assert await asyncio.to_thread(server.proc.wait, 60) in (0, -signal.SIGTERM)
+
+    failed = 0
+    for participation, end in zip(participations, ends, strict=True):
+        (reply,) = await db(_replies, participation)
+        assert str(reply.generation_id) == end["generation_id"]
+        if end["type"] == "turn_end":  # finished within the drain
+            assert (reply.is_active, reply.text) == (True, end["text"])
+        else:
+            failed += 1
+            assert end["retry"] is True
+            assert (reply.is_active, reply.finish_reason) == (False, "error")
+            assert "server stopped" in reply.error
+    assert failed, "every reply finished within the drain: it tested nothing"
+    await _no_marker_left(participations)
+    retryable = next(w for w, end in zip(watchers, ends, strict=True) if end["type"] != "turn_end")
+    await _retry_works(retryable, [])
+    for client in [*senders, *watchers]:
+        await client.close()
 
 
 async def test_kill_9_ends_its_replies_on_the_survivors_once(demo_version, live_servers):
