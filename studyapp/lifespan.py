@@ -1,6 +1,9 @@
 """The ASGI lifespan: the chat's database worker processes start with the server and are
-stopped with it (studyapp/writing/dbcalls.py); the garbage collector is set for serving, and
-collects its middle generation when the server is idle (studyapp/idlegc.py)."""
+stopped with it (studyapp/writing/dbcalls.py), after the replies still streaming were given
+``SHUTDOWN_DRAIN_S`` to end and the rest were stored as failed (studyapp/writing/relay.py); a
+sweep ends the replies of dead processes (studyapp/writing/lost.py); the garbage collector is
+set for serving, and collects its middle generation when the server is idle
+(studyapp/idlegc.py)."""
 
 from __future__ import annotations
 
@@ -8,22 +11,31 @@ import asyncio
 import gc
 from typing import Any
 
+from django.conf import settings
+
 from studyapp.idlegc import collect_when_idle
-from studyapp.writing import dbcalls
+from studyapp.writing import dbcalls, relay
+from studyapp.writing.lost import lost_sweep
 
 
 async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    idle_collector: asyncio.Task[None] | None = None
+    background: list[asyncio.Future[None]] = []
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             dbcalls.warm_up()
             collect_for_serving()
-            idle_collector = asyncio.ensure_future(collect_when_idle())
+            background = [
+                asyncio.ensure_future(collect_when_idle()),
+                asyncio.ensure_future(lost_sweep()),
+            ]
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            if idle_collector is not None:
-                idle_collector.cancel()
+            for task in background:
+                task.cancel()
+            # The sockets have closed, but replies run on without them: each still stores its
+            # turn and publishes its end (to sockets on other processes) through the workers.
+            await relay.generations_drain(settings.SHUTDOWN_DRAIN_S)
             # After the sockets have closed: their last calls (disconnect events) are done.
             await asyncio.get_running_loop().run_in_executor(None, dbcalls.shutdown)
             await send({"type": "lifespan.shutdown.complete"})

@@ -191,6 +191,15 @@ MAX_WS_FRAME_BYTES = env_int("MAX_WS_FRAME_BYTES", 256 * 1024)
 MAX_FRAME_DEPTH = max(3, env_int("MAX_FRAME_DEPTH", 32))
 OFFLINE_TOKENS_PER_SECOND = env_int("OFFLINE_TOKENS_PER_SECOND", 40)
 RELAY_FLUSH_MS = max(1, env_int("RELAY_FLUSH_MS", 100))
+# How long a streaming reply's in-flight marker lives in Redis unrefreshed: a server process that
+# died is noticed this long after its last frame, and its reply then ends as a failed turn.
+GENERATION_TTL_S = max(3, env_int("GENERATION_TTL_S", 30))
+# On SIGTERM, how long an ASGI process lets the replies it streams finish before it stops the
+# rest (each is stored as a failed turn the participant can retry).
+SHUTDOWN_DRAIN_S = max(0, env_int("SHUTDOWN_DRAIN_S", 20))
+# How long a reply that has ended is retried into an unreachable database before it is given up
+# (the participant then gets turn_error); keep it well under the claim on a lost reply (600 s).
+TURN_STORE_RETRY_S = max(0, env_int("TURN_STORE_RETRY_S", 120))
 EXPORT_DIR = Path(env_str("EXPORT_DIR", str(BASE_DIR / "exports")))
 
 LOGGING = {

@@ -408,7 +408,12 @@
         if (f.next_url) { location.assign(f.next_url); }
         return;
       }
-      if (f.code === "not_generating") { return; }
+      if (f.code === "not_generating") {
+        // The reply this page shows as streaming is over (it ended, or its server stopped):
+        // ask again for the state, which shows its end or offers Retry.
+        send({ type: "hello", last_seq: lastSeq, focused: document.hasFocus() });
+        return;
+      }
       if (f.of === "send") { pendingSend = null; }
       if (f.of === "rate") { ratingSending = false; }
       if (f.of === "choose") { choosing = false; }

@@ -360,7 +360,10 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         await self._send({"type": "ack", "of": "retry", "turn": plan.turn})
 
     async def on_stop(self, frame: dict[str, Any]) -> None:
-        if not await relay.generation_stop(self.public_id):
+        if await relay.generation_stop(self.public_id):
+            return
+        # A reply whose process died ends now, with a turn_error this socket receives.
+        if not await relay.generation_lost_resolve(self.public_id):
             raise ProtocolError("not_generating")
 
     async def on_rate(self, frame: dict[str, Any]) -> None:

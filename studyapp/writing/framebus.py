@@ -269,3 +269,18 @@ async def close() -> None:
         bus.listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await bus.listener
+
+
+def watched() -> list[str]:
+    """The participations this process's sockets watch."""
+    return list(_bus().sinks)
+
+
+async def end_lost(key: str, generation_id: str, frames: list[Frame]) -> list[Frame] | None:
+    """End a generation whose process died (see ``FrameStore.end_lost``) and deliver its end;
+    None when it had ended already or a newer one began."""
+    bus = _bus()
+    numbered = await frame_store().end_lost(key, generation_id, frames, origin=bus.origin)
+    if numbered:
+        bus.deliver(key, numbered)
+    return numbered

@@ -46,12 +46,18 @@ Stop = Callable[[str], None]
 
 # How long a generation marker lives without being refreshed. A generator refreshes it with
 # every frame (and at least every few seconds), so an expired marker means its process died.
-GENERATION_TTL_S = 30
+GENERATION_TTL_S = int(getattr(settings, "GENERATION_TTL_S", 30))
 FRAMES_TTL_S = 2 * 3600
 # The counter outlives any session: one that expires begins a new epoch, which makes every open
 # socket of the participation send its page a fresh state.
 SEQ_TTL_S = 3 * 24 * 3600
 REDIS_POOL_SIZE = 64  # connections per event loop
+# How long one process holds the claim to resolve a lost generation (record it, end it): past
+# this, a process that died while resolving it is replaced by the next one that notices.
+LOST_CLAIM_S = 600
+# The frames that open a generation in the buffer, and those that end it.
+START_TYPES = frozenset({"turn_start", "pair_start"})
+END_TYPES = frozenset({"turn_end", "turn_error", "turn_withdrawn", "pair_end"})
 
 
 class GenerationBusy(Exception):
@@ -138,6 +144,21 @@ class FrameStore(Protocol):
         the connection fails. ``on_ready`` is awaited once the subscription is in place."""
         ...
 
+    async def lost(self, keys: list[str]) -> dict[str, list[Frame]]:
+        """Claim, among ``keys``, the generations whose process died: the latest generation
+        has no end frame and its marker has expired. A claim holds for ``LOST_CLAIM_S``, so
+        one process at a time resolves each. Returns each claimed key's frames (from the
+        generation's start frame)."""
+        ...
+
+    async def end_lost(
+        self, key: str, generation_id: str, frames: list[Frame], *, origin: str = ""
+    ) -> list[Frame] | None:
+        """Number and append the closing frames of a lost generation, if ``generation_id`` is
+        still the latest generation, not in flight and not ended; else None (nothing
+        written). Atomic, so a lost generation ends once whoever resolves it."""
+        ...
+
 
 class MemoryFrameStore:
     """One process's store, for the embedded set-up without Redis."""
@@ -147,6 +168,7 @@ class MemoryFrameStore:
         self._epoch: dict[str, str] = {}
         self._frames: dict[str, list[Frame]] = {}
         self._generation: dict[str, tuple[dict[str, Any], float]] = {}
+        self._lost_claims: dict[str, tuple[str, float]] = {}
 
     def _number(
         self, key: str, frames: list[Frame], first: int | None = None, epoch: str | None = None
@@ -235,6 +257,40 @@ class MemoryFrameStore:
     ) -> None:
         await on_ready()
         await asyncio.Event().wait()
+
+    async def _open_lost(self, key: str) -> list[Frame] | None:
+        frames = self._frames.get(key) or []
+        if await self.generation(key) is not None or not frames:
+            return None
+        if frames[0]["type"] not in START_TYPES or "generation_id" not in frames[0]:
+            return None
+        if any(f["type"] in END_TYPES for f in frames):
+            return None
+        return frames
+
+    async def lost(self, keys: list[str]) -> dict[str, list[Frame]]:
+        claimed = {}
+        for key in keys:
+            frames = await self._open_lost(key)
+            if frames is None:
+                continue
+            generation_id = frames[0]["generation_id"]
+            held = self._lost_claims.get(key)
+            if held is not None and held[0] == generation_id and held[1] > time.monotonic():
+                continue
+            self._lost_claims[key] = (generation_id, time.monotonic() + LOST_CLAIM_S)
+            claimed[key] = list(frames)
+        return claimed
+
+    async def end_lost(
+        self, key: str, generation_id: str, frames: list[Frame], *, origin: str = ""
+    ) -> list[Frame] | None:
+        open_frames = await self._open_lost(key)
+        if open_frames is None or open_frames[0]["generation_id"] != generation_id:
+            return None
+        numbered = self._number(key, frames)
+        open_frames.extend(numbered)
+        return numbered
 
 
 # Each operation is one atomic script (one round trip on the per-frame path). Frames arrive as
@@ -336,6 +392,52 @@ fanout(out)
 return last .. ' ' .. epoch
 """
 
+# Lost generations (KEYS[5] is the participation's claim, holding the claimed generation's id).
+# The buffer holds only the latest generation, its start frame first; its end is among the
+# last frames, so the scan from the tail reads only a few unless the generation never ended.
+_LOST_HELPERS = """
+local starts = {turn_start = true, pair_start = true}
+local ends = {turn_end = true, turn_error = true, turn_withdrawn = true, pair_end = true}
+
+-- The latest generation's start frame, if it is neither in flight nor ended.
+local function open_lost()
+  if redis.call('EXISTS', KEYS[3]) == 1 then return nil end
+  local n = redis.call('LLEN', KEYS[2])
+  if n == 0 then return nil end
+  local start = cjson.decode(redis.call('LINDEX', KEYS[2], 0))
+  if not starts[start['type']] or not start['generation_id'] then return nil end
+  local i = n - 1
+  while i >= 1 do
+    local lo = math.max(1, i - 15)
+    local chunk = redis.call('LRANGE', KEYS[2], lo, i)
+    for j = #chunk, 1, -1 do
+      if ends[cjson.decode(chunk[j])['type']] then return nil end
+    end
+    i = lo - 1
+  end
+  return start
+end
+"""
+
+# ARGV: origin, key, claim TTL.
+_LOST = """
+local start = open_lost()
+if not start or redis.call('GET', KEYS[5]) == start['generation_id'] then return false end
+redis.call('SET', KEYS[5], start['generation_id'], 'EX', ARGV[3])
+return redis.call('LRANGE', KEYS[2], 0, -1)
+"""
+
+# ARGV: origin, key, generation id, frames TTL, '' and a fresh epoch (the store numbers them),
+# frames...
+_END_LOST = """
+local start = open_lost()
+if not start or start['generation_id'] ~= ARGV[3] then return -1 end
+local last, epoch, out = push(5)
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+fanout(out)
+return last .. ' ' .. epoch
+"""
+
 
 class RedisFrameStore:
     """The shared store: per participation a counter (a hash: the last ``n``, its ``epoch``
@@ -370,19 +472,22 @@ class RedisFrameStore:
                 driver_info=None,
             )
             client = redis.Redis(connection_pool=pool)
-            live = self._live_channel("")
             # The scripts, some 4,000 calls a second at 200 streams, on a lean connection of
             # their own (studyapp/writing/scriptpipe.py).
             client.relay_scripts = ScriptPipe(
                 self._url,
                 {
-                    name: _HELPERS.replace("LIVE", live).replace("COUNTER_TTL", str(SEQ_TTL_S))
-                    + body
+                    name: self._helpers() + body
                     for name, body in (("begin", _BEGIN), ("append", _APPEND), ("end", _END))
                 },
             )
             self._clients[loop] = client
         return client
+
+    def _helpers(self) -> str:
+        """The scripts' shared functions, with this store's live channel prefix and TTLs."""
+        live = self._live_channel("")
+        return _HELPERS.replace("LIVE", live).replace("COUNTER_TTL", str(SEQ_TTL_S))
 
     def _keys(self, key: str) -> list[str]:
         base = f"{self._prefix}{{{key}}}"
@@ -496,6 +601,44 @@ class RedisFrameStore:
 
     async def stop_send(self, origin: str, generation_id: str) -> None:
         await self._client().publish(self._live_channel(origin), f"stop {generation_id}")
+
+    def _lost_script(self, name: str) -> Any:
+        # Rare calls: plain scripts on the shared pool, beside the hot ones (relay_scripts).
+        client = self._client()
+        scripts = getattr(client, "lost_scripts", None)
+        if scripts is None:
+            head = self._helpers() + _LOST_HELPERS
+            scripts = client.lost_scripts = {
+                "lost": client.register_script(head + _LOST),
+                "end_lost": client.register_script(head + _END_LOST),
+            }
+        return scripts[name]
+
+    def _lost_keys(self, key: str) -> list[str]:
+        return [*self._keys(key), f"{self._prefix}{{{key}}}:lost"]
+
+    async def lost(self, keys: list[str]) -> dict[str, list[Frame]]:
+        script = self._lost_script("lost")
+        async with self._client().pipeline(transaction=False) as pipe:
+            for key in keys:
+                await script(self._lost_keys(key), ["", key, LOST_CLAIM_S], client=pipe)
+            found = await pipe.execute()
+        return {
+            key: [json.loads(f) for f in frames]
+            for key, frames in zip(keys, found, strict=True)
+            if frames
+        }
+
+    async def end_lost(
+        self, key: str, generation_id: str, frames: list[Frame], *, origin: str = ""
+    ) -> list[Frame] | None:
+        numbering = self._numbering(None, None)
+        args = [origin, key, generation_id, FRAMES_TTL_S, *numbering, *map(json.dumps, frames)]
+        reply = await self._lost_script("end_lost")(self._lost_keys(key), args)
+        if isinstance(reply, int):
+            return None
+        last, _, epoch = str(reply).partition(" ")
+        return self._numbered(frames, int(last), epoch)
 
     async def listen(
         self, origin: str, on_ready: Ready, on_frames: Receiver, on_stop: Stop

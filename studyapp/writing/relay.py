@@ -7,10 +7,13 @@ shared :mod:`framestore` and delivers them to every socket on the participation,
 process or another. Sockets only listen: a dropped connection neither stops nor loses a reply,
 and a client that reconnects (to any process) is given what it missed by :func:`resume_plan`.
 "Stop" reaches the generation through the bus too, from any process: the generation's marker
-names the process that runs it. The turn is written to the database once, when it ends. A
-socket may begin a reply before the database has stored its user message (:class:`EarlyReply`):
-it streams at once, and is recorded only if the stored turn is the one it was begun for, else
-withdrawn (``turn_withdrawn``).
+names the process that runs it. The turn is written to the database once, when it ends (retried
+while the database is unreachable: studyapp/writing/dbretry.py). A socket may begin a reply
+before the database has stored its user message (:class:`EarlyReply`): it streams at once, and
+is recorded only if the stored turn is the one it was begun for, else withdrawn
+(``turn_withdrawn``). A stopping server lets its generations finish for a while, then ends the
+rest as failed turns (:func:`generations_drain`); those of a process that died are ended by
+another (studyapp/writing/lost.py).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import logging
 import os
 import random
 import uuid
+import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -29,14 +33,17 @@ from typing import Any
 from django.conf import settings
 
 from collab_models.arms import cached_arm
-from studyapp.writing import framebus, timeline
+from studyapp.writing import framebus, lost, timeline
 from studyapp.writing.dbcalls import in_db_worker
+from studyapp.writing.dbretry import db_retry, keepalive_s
 from studyapp.writing.framestore import Frame, Snapshot, frame_store
 from studyapp.writing.services import TurnPlan, turn_record
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE_S = 5.0
+KEEPALIVE_S = keepalive_s()
+# Once stopped by a server's shutdown, a generation still has this long to store and end.
+SHUTDOWN_END_S = 10.0
 MODEL_ERROR_MESSAGE = (
     "Sorry, the assistant could not reply just now. Please press Retry to try again."
 )
@@ -50,6 +57,16 @@ _seeds = random.Random()  # noqa: S311
 os.register_at_fork(after_in_child=_seeds.seed)
 # Strong references: the event loop only keeps weak ones to running tasks.
 _running: set[asyncio.Task[None]] = set()
+# This process's generations, each with the event that stops it.
+_generations: dict[asyncio.Task[None], asyncio.Event] = {}
+# Stop events set by the server's shutdown: their generations end as failed, not as stopped.
+_interrupted: weakref.WeakSet[asyncio.Event] = weakref.WeakSet()
+
+
+class ServerStopping(Exception):
+    """The server stopped the generation on its way down; the turn may be retried."""
+
+    permanent = False
 
 
 def flush_interval_s() -> float:
@@ -93,7 +110,9 @@ async def _launch(
         framebus.unstoppable(generation_id)
         raise
     task = _spawn(run(plan, generation_id, stop_event), f"generation-{generation_id}")
+    _generations[task] = stop_event
     task.add_done_callback(lambda _: framebus.unstoppable(generation_id))
+    task.add_done_callback(_generations.pop)
     return generation_id, task
 
 
@@ -187,7 +206,18 @@ async def generation_stop(public_id: str) -> bool:
 
 
 async def generation_in_flight(public_id: str) -> bool:
-    return await _marker(public_id) is not None
+    """Whether a reply of ``public_id`` streams. Asked before a new one begins: a reply whose
+    process died is first stored and ended, so the new one cannot erase it unrecorded."""
+    if await _marker(public_id) is not None:
+        return True
+    await lost.lost_resolve(public_id)
+    return False
+
+
+async def generation_lost_resolve(public_id: str) -> bool:
+    """End ``public_id``'s reply if the process streaming it died (studyapp/writing/lost.py);
+    True if this call ended it (its ``turn_error`` reaches the participation's sockets)."""
+    return await lost.lost_resolve(public_id)
 
 
 async def generations_wait(limit_s: float | None = None) -> bool:
@@ -197,6 +227,24 @@ async def generations_wait(limit_s: float | None = None) -> bool:
         return True
     _, still = await asyncio.wait(pending, timeout=limit_s)
     return not still
+
+
+async def generations_drain(limit_s: float) -> None:
+    """Server shutdown: let this process's generations end for up to ``limit_s``, then stop
+    the rest, each stored as a failed turn the participant may retry, and published."""
+    if await generations_wait(limit_s):
+        return
+    stopping = dict(_generations)
+    log.warning("shutdown: stopping %d replies still streaming", len(stopping))
+    for event in stopping.values():
+        _interrupted.add(event)
+        event.set()
+    if await generations_wait(SHUTDOWN_END_S):
+        return
+    for task in set(_running):  # a database that does not answer: give up on the rest
+        log.error("shutdown: %s did not end", task.get_name())
+        task.cancel()
+    await asyncio.wait(set(_running), timeout=1.0)
 
 
 def _build_arm(config: dict[str, Any]) -> Any:
@@ -361,7 +409,10 @@ class _Generation:
             reader = self.call.reader
             await self._pump(self.call, cancel)
             if cancel.done() and not reader.done():
-                self.cancelled = True
+                if self.stop_event in _interrupted:
+                    self.error = ServerStopping("the server stopped before the reply ended")
+                else:
+                    self.cancelled = True
                 await self.call.close()
             elif not reader.done():  # timed out
                 self.error = TimeoutError(f"no end after {generation_timeout_s():.0f} s")
@@ -453,20 +504,26 @@ async def _early_run(
 async def _generation_finish(
     plan: TurnPlan, generation: _Generation, record: dict[str, Any]
 ) -> None:
-    """Store the ended reply as the turn's and publish its end frames."""
+    """Store the ended reply as the turn's (retried while the database is unreachable) and
+    publish its end frames."""
     generation_id = generation.generation_id
     base = {"turn": plan.turn, "generation_id": generation_id}
+    failed = {"type": "turn_error", **base, "message": _error_message(generation), "retry": True}
     frames: list[Frame]
     try:
-        await in_db_worker(turn_record)(
-            participation_id=plan.participation_id,
-            turn=plan.turn,
-            generation_id=generation_id,
-            record=record,
-            seed=generation.seed,
+        stored = await db_retry(
+            lambda: in_db_worker(turn_record)(
+                participation_id=plan.participation_id,
+                turn=plan.turn,
+                generation_id=generation_id,
+                record=record,
+                seed=generation.seed,
+            ),
+            key=plan.public_id,
         )
-        if record["finish_reason"] == "error":
-            frames = [{"type": "turn_error", **base, "message": MODEL_ERROR_MESSAGE, "retry": True}]
+        # Stored as failed by another process (this one's marker had expired): say the same.
+        if record["finish_reason"] == "error" or stored.finish_reason == "error":
+            frames = [failed]
         else:
             frames = [
                 {
@@ -481,8 +538,14 @@ async def _generation_finish(
     except Exception:
         # The turn could not be stored; the participant can retry it (it is still unanswered).
         log.exception("generation %s could not be recorded", generation_id)
-        frames = [{"type": "turn_error", **base, "message": MODEL_ERROR_MESSAGE, "retry": True}]
+        frames = [failed]
     await generation_end(plan.public_id, generation_id, frames)
+
+
+def _error_message(generation: _Generation) -> str:
+    if isinstance(generation.error, ServerStopping):
+        return lost.INTERRUPTED_MESSAGE
+    return MODEL_ERROR_MESSAGE
 
 
 async def generation_end(public_id: str, generation_id: str, frames: list[Frame]) -> None:

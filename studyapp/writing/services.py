@@ -183,6 +183,8 @@ def turn_record(
 
     A failed turn (``finish_reason == "error"``) is kept inactive with its partial text and
     error, and logged as a ``model_error`` event; a stopped one is logged as ``stop``.
+    Idempotent: when ``generation_id`` is stored already (a retry whose first answer was lost,
+    a lost generation resolved twice) that message is returned and nothing is written.
     """
     failed = record.get("finish_reason") == "error"
     fields = {k: record[k] for k in _RECORD_FIELDS if record.get(k) is not None}
@@ -205,18 +207,19 @@ def turn_record(
         # Most replies: one INSERT in autocommit. A transaction and a savepoint around it were
         # four more of the ten round trips a turn costs the database worker, which stores
         # every turn of its ASGI process (bench/README.md, Relay).
-        _reply_save(message, savepoint=False)
-        return message
+        return _reply_save(message, savepoint=False)
     with transaction.atomic():
-        _reply_save(message, savepoint=True)
-        generation_event_log(participation_id=participation_id, message=message, record=record)
-    return message
+        stored = _reply_save(message, savepoint=True)
+        if stored is message:
+            generation_event_log(participation_id=participation_id, message=message, record=record)
+    return stored
 
 
-def _reply_save(message: Message, *, savepoint: bool) -> None:
-    """Insert the reply; if its turn already has an active reply (should not happen), keep
-    this one aside, inactive, rather than lose it. In a transaction, ``savepoint`` keeps a
-    conflict from breaking it; in autocommit a failed INSERT leaves the connection usable."""
+def _reply_save(message: Message, *, savepoint: bool) -> Message:
+    """Insert the reply, or return the one stored already for its generation id. If its turn
+    already has an active reply (should not happen), keep this one aside, inactive, rather
+    than lose it. In a transaction, ``savepoint`` keeps a conflict from breaking it; in
+    autocommit a failed INSERT leaves the connection usable."""
     try:
         if savepoint:
             with transaction.atomic():
@@ -224,10 +227,14 @@ def _reply_save(message: Message, *, savepoint: bool) -> None:
         else:
             fastsql.insert(message)
     except IntegrityError:
+        stored = Message.objects.filter(generation_id=message.generation_id).first()
+        if stored is not None:
+            return stored
         message.pk = None
         message.is_active = False
         message.warning = (message.warning + " superseded: turn already answered").strip()
         fastsql.insert(message)
+    return message
 
 
 # The endings generation_event_log records, with their event (in the reply's transaction).

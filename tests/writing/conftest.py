@@ -196,7 +196,8 @@ GRACEFUL_S = 30
 
 
 class LiveServer:
-    """``uvicorn studyapp.asgi:application`` in a subprocess on the test database and Redis."""
+    """``uvicorn studyapp.asgi:application`` in a subprocess on the test database and Redis;
+    ``overrides`` sets more of its environment (settings such as ``SHUTDOWN_DRAIN_S``)."""
 
     def __init__(
         self,
@@ -205,6 +206,7 @@ class LiveServer:
         log: Path | None = None,
         log_level: str = "WARNING",
         database_url: str | None = None,
+        **overrides: str,
     ) -> None:
         """``log``: a file for the server's output (else this process's own);
         ``database_url``: the test database by another way (a proxy)."""
@@ -220,6 +222,7 @@ class LiveServer:
             "SECRET_KEY": settings.SECRET_KEY,
             "OFFLINE_TOKENS_PER_SECOND": str(tokens_per_second),
             "LOG_LEVEL": log_level,
+            **overrides,
         }
         output = log.open("ab") if log is not None else None
         self.proc = subprocess.Popen(

@@ -125,3 +125,42 @@ async def test_frames_numbered_by_their_generation_are_kept_as_numbered(store):
     assert picked["seq"] == 5
     second = await store.begin("p", _marker("g2", 2), {"type": "turn_start", "turn": 2})
     assert second["seq"] == 6
+
+
+async def _lost_generation(store, monkeypatch, key: str = "p", generation_id: str = "g1") -> None:
+    """A generation begun, streamed a little, then left by its process (its marker expires)."""
+    monkeypatch.setattr(framestore, "GENERATION_TTL_S", 1)
+    start = {"type": "turn_start", "turn": 1, "generation_id": generation_id}
+    await store.begin(key, _marker(generation_id), start)
+    await store.append(key, [{"type": "delta", "text": "Half a"}])
+    await asyncio.sleep(1.2)
+
+
+async def test_a_generation_in_flight_or_ended_is_not_lost(store):
+    await store.begin("p", _marker("g1"), {"type": "turn_start", "turn": 1, "generation_id": "g1"})
+    assert await store.lost(["p", "nobody"]) == {}
+    await store.end("p", "g1", [{"type": "turn_end", "turn": 1}, {"type": "rating_due"}])
+    assert await store.lost(["p"]) == {}
+    assert await store.end_lost("p", "g1", [{"type": "turn_error", "turn": 1}]) is None
+
+
+async def test_a_lost_generation_is_claimed_by_one_caller_and_ended_once(store, monkeypatch):
+    await _lost_generation(store, monkeypatch)
+    claims = await asyncio.gather(*(store.lost(["p"]) for _ in range(5)))
+    claimed = [c["p"] for c in claims if c]
+    assert len(claimed) == 1
+    assert [f["type"] for f in claimed[0]] == ["turn_start", "delta"]
+    ends = await asyncio.gather(
+        *(store.end_lost("p", "g1", [{"type": "turn_error", "turn": 1}]) for _ in range(5))
+    )
+    assert [e for e in ends if e] == [[{"seq": 3, "type": "turn_error", "turn": 1}]]
+    assert await store.lost(["p"]) == {}  # ended: nothing left to claim
+
+
+async def test_a_lost_generation_replaced_by_a_newer_one_is_not_ended(store, monkeypatch):
+    await _lost_generation(store, monkeypatch)
+    assert await store.lost(["p"])
+    start = {"type": "turn_start", "turn": 1, "generation_id": "g2"}
+    await store.begin("p", _marker("g2"), start)
+    assert await store.end_lost("p", "g1", [{"type": "turn_error", "turn": 1}]) is None
+    assert [f["generation_id"] for f in (await store.snapshot("p")).frames] == ["g2"]

@@ -61,3 +61,25 @@ def test_a_failed_reply_is_stored_inactive_with_its_event(demo_version):
     )
     assert event.data["generation_id"] == str(stored.generation_id)
     assert event.data["error"] == "cut off"
+
+
+@pytest.mark.parametrize("ending", ["stop", "error"])
+def test_a_generation_recorded_twice_is_stored_once(demo_version, ending):
+    """A write retried after its answer was lost, or a lost reply resolved by two processes."""
+    participation = make_participation(demo_version)
+    generation_id = str(uuid.uuid4())
+    record = {"text": "A reply", "finish_reason": ending, "error": "cut off"}
+    first, again = (
+        turn_record(
+            participation_id=participation.pk,
+            turn=1,
+            generation_id=generation_id,
+            record=record,
+            seed=None,
+        )
+        for _ in range(2)
+    )
+    assert first.pk == again.pk
+    assert Message.objects.filter(participation=participation).count() == 1
+    events = ParticipationEvent.objects.filter(participation=participation)
+    assert events.count() == (1 if ending == "error" else 0)
