@@ -153,7 +153,8 @@ async def test_a_lost_generation_is_claimed_by_one_caller_and_ended_once(store, 
     ends = await asyncio.gather(
         *(store.end_lost("p", "g1", [{"type": "turn_error", "turn": 1}]) for _ in range(5))
     )
-    assert [e for e in ends if e] == [[{"seq": 3, "type": "turn_error", "turn": 1}]]
+    epoch = claimed[0][0]["epoch"]  # the end is numbered in the lost generation's epoch
+    assert [e for e in ends if e] == [[{"seq": 3, "epoch": epoch, "type": "turn_error", "turn": 1}]]
     assert await store.lost(["p"]) == {}  # ended: nothing left to claim
 
 
