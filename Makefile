@@ -34,7 +34,7 @@ run: install
 		--ws-per-message-deflate false --timeout-graceful-shutdown 30
 
 # makemigrations --check runs without a connection pool: its database does not exist, and a
-# pool would wait 30 s for it before the check goes on.
+# pool would wait DB_CONNECT_TIMEOUT for it before the check goes on.
 test: install-test
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		DB_POOL_MAX_SIZE=0 $(BIN)/python manage.py makemigrations --check --dry-run \
