@@ -8,6 +8,7 @@ switches to PostgreSQL, the Redis channel layer and a Redis Celery broker.
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from studyapp.env import env_bool, env_int, env_list, env_str
 
@@ -191,6 +192,15 @@ MAX_WS_FRAME_BYTES = env_int("MAX_WS_FRAME_BYTES", 256 * 1024)
 MAX_FRAME_DEPTH = max(3, env_int("MAX_FRAME_DEPTH", 32))
 OFFLINE_TOKENS_PER_SECOND = env_int("OFFLINE_TOKENS_PER_SECOND", 40)
 RELAY_FLUSH_MS = max(1, env_int("RELAY_FLUSH_MS", 100))
+# The relay's Redis scripts run on its own lean connection ("pipe") or through redis-py.
+RELAY_SCRIPT_CLIENT = env_str("RELAY_SCRIPT_CLIENT", "pipe")
+if RELAY_SCRIPT_CLIENT not in ("pipe", "redis-py"):
+    raise ImproperlyConfigured(
+        f"RELAY_SCRIPT_CLIENT must be pipe or redis-py, not {RELAY_SCRIPT_CLIENT!r}"
+    )
+# A relay script call Redis has not answered in this many seconds fails, and its connection is
+# opened again.
+REDIS_CALL_TIMEOUT_S = max(1, env_int("REDIS_CALL_TIMEOUT_S", 5))
 # How long a streaming reply's in-flight marker lives in Redis unrefreshed: a server process that
 # died is noticed this long after its last frame, and its reply then ends as a failed turn.
 GENERATION_TTL_S = max(3, env_int("GENERATION_TTL_S", 30))

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import redis.asyncio as redis
 from django.conf import settings
 
-from studyapp.writing.scriptpipe import ScriptPipe
+from studyapp.writing.scriptpipe import RedisPyScripts, ScriptPipe
 
 Frame = dict[str, Any]
 Ready = Callable[[], Awaitable[None]]
@@ -473,13 +473,15 @@ class RedisFrameStore:
             )
             client = redis.Redis(connection_pool=pool)
             # The scripts, some 4,000 calls a second at 200 streams, on a lean connection of
-            # their own (studyapp/writing/scriptpipe.py).
-            client.relay_scripts = ScriptPipe(
+            # their own (studyapp/writing/scriptpipe.py), or on redis-py's by setting.
+            kind = RedisPyScripts if settings.RELAY_SCRIPT_CLIENT == "redis-py" else ScriptPipe
+            client.relay_scripts = kind(
                 self._url,
                 {
                     name: self._helpers() + body
                     for name, body in (("begin", _BEGIN), ("append", _APPEND), ("end", _END))
                 },
+                timeout_s=settings.REDIS_CALL_TIMEOUT_S,
             )
             self._clients[loop] = client
         return client

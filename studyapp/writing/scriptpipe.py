@@ -12,6 +12,10 @@ Only what the scripts need: integer, status and bulk replies; an error reply fai
 with :class:`ScriptError`. A script Redis has forgotten (``NOSCRIPT``: a restart, a
 ``SCRIPT FLUSH``) is sent again whole (``EVAL``, which loads it again). When the connection
 fails, every call in flight fails with :class:`ConnectionError` and the next call connects again.
+A call Redis has not answered within the pipe's timeout fails with :class:`CallTimeout`, and so
+does every call behind it: replies can no longer be matched to calls, so the connection is
+dropped and the next call opens a new one. :class:`RedisPyScripts` runs the same calls through
+redis-py's asyncio client instead (``RELAY_SCRIPT_CLIENT=redis-py``).
 
 Takes the same URLs as redis-py: ``redis://``, ``rediss://`` (TLS) and ``unix://``, with user,
 password and database.
@@ -22,13 +26,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
+import math
 import ssl
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
+import redis.asyncio as redis
 from redis.asyncio.connection import SSLConnection, parse_url
 
 CONNECT_TIMEOUT_S = 10.0
+CALL_TIMEOUT_S = 5.0
 CLIENT_NAME = "collabstudy-relay-scripts"  # as CLIENT LIST shows it
 
 Reply = int | str | bytes | None
@@ -40,6 +48,10 @@ class ScriptError(Exception):
 
 class ProtocolError(ConnectionError):
     """Redis sent what this connection cannot parse; the connection is dropped."""
+
+
+class CallTimeout(ConnectionError, TimeoutError):
+    """Redis did not answer a call in time; the connection is dropped."""
 
 
 def encode(*args: Any) -> bytes:
@@ -58,6 +70,7 @@ class _Call:
     script: str = ""  # the script's body, to send again whole if Redis forgot it
     keys: tuple[Any, ...] = ()
     args: tuple[Any, ...] = ()
+    deadline: float = math.inf  # event-loop time by which its reply is due
 
 
 class _Replies(asyncio.Protocol):
@@ -147,8 +160,11 @@ class ScriptPipe:
     Bound to the event loop that first calls it, like redis-py's connections.
     """
 
-    def __init__(self, url: str, scripts: dict[str, str]) -> None:
+    def __init__(
+        self, url: str, scripts: dict[str, str], *, timeout_s: float = CALL_TIMEOUT_S
+    ) -> None:
         self.params = parse_url(url)
+        self.timeout_s = timeout_s
         self.scripts = {
             name: (body, hashlib.sha1(body.encode()).hexdigest())  # noqa: S324 (Redis's name for it)
             for name, body in scripts.items()
@@ -158,12 +174,14 @@ class ScriptPipe:
         self.outgoing: list[bytes] = []
         self.waiting: list[_Call] = []
         self.flush_due = False
+        self.watchdog: asyncio.TimerHandle | None = None
 
     def call(self, name: str, keys: list[Any], args: list[Any]) -> asyncio.Future[Reply]:
         """Run script ``name`` (``EVALSHA``); the future has its reply."""
         body, sha = self.scripts[name]
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        call = _Call(future, body, tuple(keys), tuple(args))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
+        call = _Call(future, body, tuple(keys), tuple(args), loop.time() + self.timeout_s)
         self.send(encode("EVALSHA", sha, len(keys), *keys, *args), call)
         return future
 
@@ -190,12 +208,30 @@ class ScriptPipe:
         replies.calls.extend(self.waiting)
         self.waiting = []
         replies.transport.write(data)
+        if self.watchdog is None:
+            self._watch()
+
+    def _watch(self) -> None:
+        """Drop the connection once its oldest unanswered call is overdue; Redis answers in
+        order, so that one call stands for all behind it."""
+        self.watchdog = None
+        replies = self.replies
+        if replies is None or replies.lost or not replies.calls:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = replies.calls[0].deadline
+        if deadline > loop.time():
+            self.watchdog = loop.call_at(deadline, self._watch)
+            return
+        replies._drop(
+            CallTimeout(f"Redis at {self.where()} did not answer within {self.timeout_s:g} s")
+        )
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
         replies = _Replies(self)
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            async with asyncio.timeout(min(CONNECT_TIMEOUT_S, self.timeout_s)):
                 if "path" in self.params:
                     await loop.create_unix_connection(lambda: replies, self.params["path"])
                 else:
@@ -252,5 +288,32 @@ class ScriptPipe:
                 call.future.set_exception(exc)
 
     def close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
         if self.replies is not None and self.replies.transport is not None:
             self.replies.transport.close()
+
+
+class RedisPyScripts:
+    """The same script calls through redis-py's asyncio client, the kept library: its own pool,
+    each call bounded by ``timeout_s`` (a connection that timed out is dropped by redis-py)."""
+
+    def __init__(
+        self, url: str, scripts: dict[str, str], *, timeout_s: float = CALL_TIMEOUT_S
+    ) -> None:
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=64,
+            timeout=timeout_s,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            client_name=CLIENT_NAME,
+            driver_info=None,
+        )
+        self.client = redis.Redis(connection_pool=pool)
+        self.scripts = {name: self.client.register_script(body) for name, body in scripts.items()}
+
+    def call(self, name: str, keys: list[Any], args: list[Any]) -> Awaitable[Reply]:
+        """Run script ``name`` (``EVALSHA``, loading it if Redis forgot it)."""
+        reply: Awaitable[Reply] = self.scripts[name](keys=keys, args=args)
+        return reply
