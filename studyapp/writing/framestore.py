@@ -445,8 +445,9 @@ class RedisFrameStore:
     processes that watch it live.
 
     Frames are stored as JSON strings; the marker is a hash (values JSON, but the generation id
-    raw) whose TTL is the liveness of the generation that owns it. Keys share a hash tag, so the
-    scripts also run on a Redis Cluster.
+    raw) whose TTL is the liveness of the generation that owns it. It needs one Redis (or a
+    primary with replicas): not a Redis Cluster, where the scripts' PUBLISH to live channels
+    would leave their keys' slot.
     """
 
     def __init__(self, url: str, prefix: str = "collabstudy:relay:") -> None:
