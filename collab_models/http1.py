@@ -45,6 +45,10 @@ class TransportError(Exception):
     """The connection failed: refused, timed out, reset, or closed mid-response."""
 
 
+class _Enough(Exception):
+    """A body read up to its limit: the rest is not read."""
+
+
 class _Closed:
     """Stands in for the parser of a closed connection."""
 
@@ -246,9 +250,25 @@ class H1Exchange:
         return None
 
     async def read_body(self, limit: int) -> bytes:
-        """The whole (short) body, e.g. an error message; at most ``limit`` bytes are kept."""
-        await self._conn.complete
-        return b"".join(self._conn.buffer)[:limit]
+        """The body, e.g. an error message, up to ``limit`` bytes: past them the connection is
+        closed, so a server cannot make the client hold a body of any size."""
+        conn = self._conn
+        kept = bytearray()
+
+        def keep(piece: bytes) -> None:
+            kept.extend(piece[: limit - len(kept)])
+            if len(kept) >= limit:
+                raise _Enough
+
+        try:
+            for piece in conn.buffer:
+                keep(piece)
+            conn.buffer.clear()
+            conn.sink = keep
+            await conn.complete
+        except _Enough:
+            conn.close()
+        return bytes(kept)
 
     async def pump(self, sink: Sink, limit: Callable[[], float]) -> None:
         """Hand body bytes to ``sink`` as they arrive until the response ends.

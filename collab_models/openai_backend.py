@@ -26,6 +26,11 @@ from collab_models.http1 import Sink
 from collab_models.streaming import ProducerStream
 from collab_models.transport import Exchange, StartedStream, TransportError, start_stream
 
+# An error body is read up to this many bytes, room for any JSON error vLLM sends; a server that
+# sends more cannot make the app hold it.
+MAX_ERROR_BODY = 64 * 1024
+MAX_ERROR_TEXT = 1000  # characters of the server's message kept in the error
+
 
 @dataclass(frozen=True)
 class Timeouts:
@@ -182,7 +187,7 @@ def _http_error(status: int, raw: bytes, url: str, model: str) -> Exception:
         body = json.loads(raw)
     except ValueError:
         body = None
-    message = error_message(body) or raw.decode("utf-8", "replace").strip()[:300]
+    message = (error_message(body) or raw.decode("utf-8", "replace").strip())[:MAX_ERROR_TEXT]
     if status == 404 or "does not exist" in message.lower():
         return ModelError(
             f"model {model!r} is not served at {url} (HTTP {status}: {message}); check the "
@@ -381,7 +386,7 @@ class OpenAIBackend:
                         connect_timeout=t.connect, read_timeout=t.total
                     )
                     if exchange.status >= 400:
-                        raw = await exchange.read_body(4000)
+                        raw = await exchange.read_body(MAX_ERROR_BODY)
                         raise _http_error(exchange.status, raw, url, self.model)
             except TimeoutError:
                 raise _Transient(f"no response from {url} within {t.first_token:g}s") from None

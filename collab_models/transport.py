@@ -187,7 +187,7 @@ class Exchange(Protocol):
     status: int
 
     async def read_body(self, limit: int) -> bytes:
-        """The whole (short) body, at most ``limit`` bytes."""
+        """The body, e.g. an error message, up to ``limit`` bytes: the rest is not read."""
         ...
 
     async def pump(self, sink: Sink, limit: Callable[[], float]) -> None:
@@ -206,8 +206,13 @@ class _HttpxExchange:
         self.status = response.status_code
 
     async def read_body(self, limit: int) -> bytes:
+        kept = bytearray()
         try:
-            return (await self._response.aread())[:limit]
+            async for chunk in self._response.aiter_bytes():
+                kept.extend(chunk[: limit - len(kept)])
+                if len(kept) >= limit:
+                    break  # aclose() then drops the connection with the unread rest
+            return bytes(kept)
         except httpx.HTTPError as exc:
             raise TransportError(_describe(exc)) from None
 
