@@ -29,6 +29,7 @@ import errno
 import functools
 import ipaddress
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -342,9 +343,29 @@ def _numeric(host: str) -> int | None:
         return None
 
 
+# A CR or LF in a header would end it and begin another; other control characters (tab
+# aside) are no more allowed in a value, nor anything but a token in a name.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def check_header(name: str, value: str) -> None:
+    """Refuse (:class:`ValueError`) a header that a request cannot carry as given: a name that
+    is not a token, or a value with a control character such as CR or LF."""
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"{name!r} is not a valid HTTP header name")
+    if _CONTROL.search(value):
+        raise ValueError(f"the HTTP header {name!r} has a control character (CR, LF, ...)")
+
+
 def _request_bytes(
     method: str, host: str, port: int, target: str, headers: Mapping[str, str], body: bytes
 ) -> bytes:
+    check_header("host", host)
+    if _CONTROL.search(target) or " " in target:
+        raise ValueError("an HTTP request target may not hold spaces or control characters")
+    for name, value in headers.items():
+        check_header(name, value)
     name = f"[{host}]" if ":" in host else host  # an IPv6 literal
     host_header = name if port == 80 else f"{name}:{port}"
     lines = [f"{method} {target} HTTP/1.1", f"host: {host_header}"]

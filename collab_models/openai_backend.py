@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collab_models.base import ChatMessage, FinishReason, ModelError, SamplingParams, TurnRecord
-from collab_models.http1 import Sink
+from collab_models.http1 import Sink, check_header
 from collab_models.streaming import ProducerStream
 from collab_models.transport import Exchange, StartedStream, TransportError, start_stream
 
@@ -260,6 +260,11 @@ class OpenAIBackend:
         self.timeouts = timeouts or Timeouts()
         self.retries = max(0, retries)
         self.api_key = api_key or None
+        if self.api_key:
+            try:
+                check_header("authorization", f"Bearer {self.api_key}")
+            except ValueError:
+                raise ValueError("the api_key has a control character (CR, LF, ...)") from None
         self.extra_body = dict(extra_body or {})
 
     @property

@@ -32,7 +32,14 @@ from typing import Protocol
 
 import httpx
 
-from collab_models.http1 import H1Pool, Outgoing, Sink, TransportError, parse_origin
+from collab_models.http1 import (
+    H1Pool,
+    Outgoing,
+    Sink,
+    TransportError,
+    check_header,
+    parse_origin,
+)
 
 __all__ = [
     "ClientFactory",
@@ -294,6 +301,8 @@ def start_stream(
     be (see :meth:`collab_models.http1.H1Pool.send_now`), and ``sink`` takes a 2xx response's
     body as it arrives, before the response is opened; through httpx the request is sent by
     :meth:`StartedStream.open`. Open or close what this returns, and pump its body to ``sink``.
+    A header with a control character (CR, LF, ...) in its value is refused with
+    :class:`ValueError` before anything is sent.
     """
     entry = _entry()
     parsed = _parsed(url)
@@ -304,6 +313,8 @@ def start_stream(
             "POST", host, port, target, headers=all_headers, body=body, sink=sink
         )
         return StartedStream(parsed, body, all_headers, (entry.h1, outgoing))
+    for name, value in all_headers.items():  # as the lean client does, before anything is sent
+        check_header(name, value)
     return StartedStream(parsed, body, all_headers)
 
 
