@@ -98,6 +98,27 @@ async def test_redis_py_scripts_load_a_script_redis_forgot(private_redis):
     await scripts.client.aclose()
 
 
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [("pipe", CallTimeout), ("redis-py", redis.exceptions.TimeoutError)],
+)
+async def test_the_frame_store_fails_a_frame_within_the_set_timeout(
+    private_redis, settings, kind, error
+):
+    settings.RELAY_SCRIPT_CLIENT = kind
+    settings.REDIS_CALL_TIMEOUT_S = 1
+    store = RedisFrameStore(private_redis.url)
+    await store.begin("p", {"generation_id": "g1", "turn": 1}, {"type": "turn_start", "turn": 1})
+    freeze(private_redis)
+
+    with pytest.raises(error):  # the set second, not the default five
+        await asyncio.wait_for(store.append("p", [{"type": "delta", "text": "a"}]), 3)
+
+    thaw(private_redis)
+    frames = await store.append("p", [{"type": "delta", "text": "b"}])
+    assert frames[0]["text"] == "b"
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("drain_generations")
 async def test_a_chat_turn_relays_through_redis_py_when_set(writer, settings, monkeypatch):
