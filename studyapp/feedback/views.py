@@ -59,6 +59,9 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect(step_url(participation))
     code = completion_code_for(participation=participation)
     context = {"participation": participation, "code": code, "spec": participation.version.spec}
+    if participation.is_test:
+        # A pilot's code would be a real one: someone who shares it could be paid for nothing.
+        return render(request, "feedback/done.html", {**context, "code": "", "pilot": True})
     if participation.platform == Platform.PROLIFIC and code:
         return redirect(prolific_completion_url(code=code))
     if participation.platform == Platform.MTURK:
