@@ -117,7 +117,10 @@ def _check_pilot(*, study: Study, link: EntryLink, staff: bool) -> None:
     spec = study_current_version(study=study).spec
     if not spec.get("allow_pilot"):
         raise EntryRefused("pilot_not_allowed")
-    if not staff and not hmac.compare_digest(link.pilot_key.encode(), study.pilot_key.encode()):
+    if staff:
+        return
+    key = study.pilot_key.encode()
+    if not key or not hmac.compare_digest(link.pilot_key.encode(), key):
         raise EntryRefused("pilot_key")
 
 
