@@ -212,9 +212,35 @@ SHUTDOWN_DRAIN_S = max(0, env_int("SHUTDOWN_DRAIN_S", 20))
 TURN_STORE_RETRY_S = max(0, env_int("TURN_STORE_RETRY_S", 120))
 EXPORT_DIR = Path(env_str("EXPORT_DIR", str(BASE_DIR / "exports")))
 
+# Every handler drops client addresses and redacts participant ids and tokens in query strings
+# (studyapp/logprivacy.py), as the consent promises; uvicorn's own loggers are routed through
+# them too, keeping uvicorn's formats and the levels its --log-level gives them.
+_PRIVATE = ["privacy"]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"privacy": {"()": "studyapp.logprivacy.PrivacyFilter"}},
+    "formatters": {
+        "uvicorn": {"()": "uvicorn.logging.DefaultFormatter", "fmt": "%(levelprefix)s %(message)s"},
+        "uvicorn_access": {
+            "()": "uvicorn.logging.AccessFormatter",
+            "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": _PRIVATE},
+        "uvicorn": {"class": "logging.StreamHandler", "filters": _PRIVATE, "formatter": "uvicorn"},
+        "uvicorn_access": {
+            "class": "logging.StreamHandler",
+            "filters": _PRIVATE,
+            "formatter": "uvicorn_access",
+            "stream": "ext://sys.stdout",
+        },
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "uvicorn": {"handlers": ["uvicorn"], "propagate": False},
+        "uvicorn.error": {"handlers": [], "propagate": True},
+        "uvicorn.access": {"handlers": ["uvicorn_access"], "propagate": False},
+    },
 }

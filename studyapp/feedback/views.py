@@ -16,7 +16,7 @@ from studyapp.feedback.services import (
     writing_finish,
 )
 from studyapp.participants.access import participation_for_step, session_participation, step_url
-from studyapp.participants.models import TERMINAL_STATUSES, Platform, Status
+from studyapp.participants.models import TERMINAL_STATUSES, Outcome, Platform, Status
 from studyapp.participants.platforms import EntryLinkError, mturk_submit_base
 
 
@@ -52,6 +52,11 @@ def final(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "feedback/final.html", {"form": form, "spec": spec})
 
 
+# Outcomes with nothing to submit: MTurk would pay (or make the requester reject) a worker who
+# did not take part, so these workers are asked to return the HIT instead.
+MTURK_RETURN_OUTCOMES = frozenset({Outcome.DECLINED, Outcome.TIMED_OUT, Outcome.RETURNED})
+
+
 @require_GET
 def done(request: HttpRequest, slug: str) -> HttpResponse:
     participation = session_participation(request, slug)
@@ -59,9 +64,14 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect(step_url(participation))
     code = completion_code_for(participation=participation)
     context = {"participation": participation, "code": code, "spec": participation.version.spec}
+    if participation.is_test:
+        # A pilot's code would be a real one: someone who shares it could be paid for nothing.
+        return render(request, "feedback/done.html", {**context, "code": "", "pilot": True})
     if participation.platform == Platform.PROLIFIC and code:
         return redirect(prolific_completion_url(code=code))
     if participation.platform == Platform.MTURK:
+        if participation.outcome in MTURK_RETURN_OUTCOMES:
+            return render(request, "feedback/mturk_return.html", context)
         try:
             base = mturk_submit_base(participation.platform_data.get("turkSubmitTo", ""))
         except EntryLinkError:

@@ -12,6 +12,8 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 from studyapp.participants.models import TERMINAL_STATUSES, Participation, Status
+from studyapp.participants.platforms import EntryLink
+from studyapp.studies.models import Study
 
 _SESSION_KEY = "participation:{slug}"
 
@@ -26,6 +28,21 @@ STEP_URLS = {
 def remember_participation(request: HttpRequest, participation: Participation) -> None:
     request.session[_SESSION_KEY.format(slug=participation.study.slug)] = str(
         participation.public_id
+    )
+
+
+def session_holds(request: HttpRequest, *, study: Study, link: EntryLink) -> bool:
+    """Whether this browser's session holds the participation of ``link``'s platform id.
+
+    The session cookie is Django's (an unguessable key, HttpOnly): only the browser that
+    entered, or was let back in, has it.
+    """
+    public_id = request.session.get(_SESSION_KEY.format(slug=study.slug))
+    return (
+        bool(public_id)
+        and Participation.objects.filter(
+            public_id=public_id, study=study, platform=link.platform, external_id=link.external_id
+        ).exists()
     )
 
 

@@ -108,6 +108,7 @@ class EventKind(models.TextChoices):
     MODEL_ERROR = "model_error"
     REGENERATE = "regenerate"  # asked for a new sample of the latest reply
     CHOOSE = "choose"  # picked one of two side-by-side replies
+    REFUSED_RETURN = "refused_return"  # its id was opened elsewhere without the session's ids
 
 
 class ParticipationEvent(models.Model):

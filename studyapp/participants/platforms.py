@@ -3,7 +3,7 @@
 Prolific:  ?PROLIFIC_PID=…&STUDY_ID=…&SESSION_ID=…
 MTurk:     ?workerId=…&assignmentId=…&hitId=…&turkSubmitTo=…  (assignmentId
            ASSIGNMENT_ID_NOT_AVAILABLE while the worker only previews the HIT)
-Pilot:     ?participant_label=…
+Pilot:     ?participant_label=…&pilot_key=…  (the study's secret pilot key, or a staff login)
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ MTURK_SUBMIT_HOSTS = frozenset({"https://www.mturk.com", "https://workersandbox.
 # "{{%PROLIFIC_PID%}}" placeholder, markup, a pasted URL) is a broken link.
 _PLATFORM_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 _LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+# Prolific ids are 24 hexadecimal characters; a made-up id in any other shape is refused.
+PROLIFIC_PID = re.compile(r"^[0-9a-fA-F]{24}$")
 
 
 class EntryLinkError(ValueError):
@@ -34,6 +36,7 @@ class EntryLink:
     external_id: str
     platform_data: dict[str, str] = field(default_factory=dict)
     is_preview: bool = False
+    pilot_key: str = ""
 
     @property
     def is_test(self) -> bool:
@@ -57,12 +60,17 @@ def mturk_submit_base(value: str) -> str:
     return base
 
 
-def parse_entry_link(query: Mapping[str, str]) -> EntryLink:
-    """The platform identity carried by an entry link's query parameters."""
+def parse_entry_link(query: Mapping[str, str], *, strict_prolific: bool = True) -> EntryLink:
+    """The platform identity carried by an entry link's query parameters.
+
+    ``strict_prolific``: PROLIFIC_PID must have Prolific's shape (24 hexadecimal characters).
+    """
     if "PROLIFIC_PID" in query:
         return EntryLink(
             platform=Platform.PROLIFIC,
-            external_id=_get(query, "PROLIFIC_PID"),
+            external_id=_get(
+                query, "PROLIFIC_PID", PROLIFIC_PID if strict_prolific else _PLATFORM_ID
+            ),
             platform_data={
                 "STUDY_ID": _get(query, "STUDY_ID"),
                 "SESSION_ID": _get(query, "SESSION_ID"),
@@ -72,7 +80,8 @@ def parse_entry_link(query: Mapping[str, str]) -> EntryLink:
         return _parse_mturk(query)
     if "participant_label" in query:
         label = _get(query, "participant_label", _LABEL)
-        return EntryLink(platform=Platform.PILOT, external_id=label)
+        key = (query.get("pilot_key") or "").strip()
+        return EntryLink(platform=Platform.PILOT, external_id=label, pilot_key=key)
     raise EntryLinkError(
         "This link does not say who you are. Please open the study from the link on your "
         "recruitment platform (for example Prolific)."

@@ -21,18 +21,45 @@ def active_window_start(*, spec: dict[str, Any], now: datetime | None = None) ->
     return (now or timezone.now()) - timedelta(minutes=minutes)
 
 
-def participations_counting(*, study: Study, since: datetime) -> QuerySet[Participation]:
+def consent_hold_start(*, spec: dict[str, Any], now: datetime | None = None) -> datetime:
+    minutes = spec["limits"].get("consent_hold_minutes") or 0
+    return (now or timezone.now()) - timedelta(minutes=minutes)
+
+
+def participations_counting(
+    *, study: Study, since: datetime, held_since: datetime | None = None
+) -> QuerySet[Participation]:
     """Non-test participations that hold a place: completers, and starters active since ``since``.
 
-    Starters who went quiet longer ago than that are presumed gone (their place is given to the
-    next arrival, as in oTree/psiTurk); pilots and researcher test runs never count.
+    A place is held from consent on: an entry link alone holds nothing, since anyone can open
+    it with a made-up id. A consented participant who has not begun writing holds it only if
+    they consented after ``held_since`` (default ``since``), so click-through places lapse soon.
+    Starters who went quiet longer ago than ``since`` are presumed gone (their place is given to
+    the next arrival, as in oTree/psiTurk); pilots and researcher test runs never count.
     """
+    writing = (Status.WRITING, Status.FINISHED)
     return (
         Participation.objects.filter(study=study, is_test=False)
         .alias(activity_at=Coalesce("last_seen_at", "entered_at"))
         .filter(
-            Q(status=Status.COMPLETED) | Q(status__in=IN_PROGRESS_STATUSES, activity_at__gte=since)
+            Q(status=Status.COMPLETED)
+            | Q(status__in=writing, activity_at__gte=since)
+            | Q(status=Status.CONSENTED, consented_at__gte=held_since or since)
         )
+    )
+
+
+def participation_holds_place(*, participation: Participation) -> bool:
+    """Whether the participation still counts toward the quota (see ``participations_counting``)."""
+    spec = participation.version.spec
+    return (
+        participations_counting(
+            study=participation.study,
+            since=active_window_start(spec=spec),
+            held_since=consent_hold_start(spec=spec),
+        )
+        .filter(pk=participation.pk)
+        .exists()
     )
 
 
@@ -40,8 +67,10 @@ def study_is_full(*, study: Study, spec: dict[str, Any]) -> bool:
     quota = spec["limits"].get("quota")
     if not quota:
         return False
-    since = active_window_start(spec=spec)
-    return participations_counting(study=study, since=since).count() >= quota
+    counting = participations_counting(
+        study=study, since=active_window_start(spec=spec), held_since=consent_hold_start(spec=spec)
+    )
+    return counting.count() >= quota
 
 
 def participation_find(*, study: Study, platform: str, external_id: str) -> Participation | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Collection, Mapping
 from typing import Literal
 
@@ -11,11 +12,19 @@ from django.utils import timezone
 
 from studyapp.feedback.models import SurveyKind, SurveyResponse
 from studyapp.participants.assignment import assignment_assign
-from studyapp.participants.models import Outcome, Participation, Platform, Status
+from studyapp.participants.models import (
+    EventKind,
+    Outcome,
+    Participation,
+    ParticipationEvent,
+    Platform,
+    Status,
+)
 from studyapp.participants.platforms import EntryLink
 from studyapp.participants.selectors import (
     IN_PROGRESS_STATUSES,
     participation_find,
+    participation_holds_place,
     prewriting_answer_rule,
     prewriting_min_answers,
     study_is_full,
@@ -24,7 +33,11 @@ from studyapp.studies.models import Study
 from studyapp.studies.selectors import study_current_version
 from studyapp.studies.spec import document_type
 
-RefusalReason = Literal["closed", "full", "pilot_not_allowed"]
+RefusalReason = Literal["closed", "full", "pilot_not_allowed", "pilot_key"]
+
+# What must match for a browser that does not hold a participation to re-open it: the ids the
+# platform sends with every link of that person's submission, which a made-up link cannot know.
+RETURN_PROOF = {Platform.PROLIFIC: ("STUDY_ID", "SESSION_ID"), Platform.MTURK: ("assignmentId",)}
 
 
 class EntryRefused(Exception):
@@ -33,6 +46,10 @@ class EntryRefused(Exception):
     def __init__(self, reason: RefusalReason) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class ReturnRefused(Exception):
+    """An existing participation's id came from a browser that cannot show it is theirs."""
 
 
 class ConsentIncomplete(ValueError):
@@ -56,15 +73,22 @@ def preview_record(*, study: Study) -> None:
     Study.objects.filter(pk=study.pk).update(preview_count=F("preview_count") + 1)
 
 
-def participation_enter(*, study: Study, link: EntryLink) -> Participation:
+def participation_enter(
+    *, study: Study, link: EntryLink, held: bool = False, staff: bool = False
+) -> Participation:
     """The participation for this platform id: the existing one, or a new one.
 
-    A returning id always gets its own participation back, even when the study has since closed
-    or filled up; only new arrivals are refused (``EntryRefused``).
+    ``held``: this browser's session already holds the participation for this id; ``staff``: a
+    researcher is logged in (pilot links need no key then). A returning id gets its own
+    participation back, even when the study has since closed or filled up, but only in the
+    browser that holds it or with the same platform ids it began with (``ReturnRefused``).
+    Only new arrivals are refused (``EntryRefused``).
     """
+    if link.is_test:
+        _check_pilot(study=study, link=link, staff=staff)
     existing = participation_find(study=study, platform=link.platform, external_id=link.external_id)
     if existing is not None:
-        return _resume(existing, link)
+        return _resume(existing, link, held=held)
     try:
         with transaction.atomic():
             # The lock makes the quota check and the insert one step for concurrent arrivals.
@@ -86,19 +110,45 @@ def participation_enter(*, study: Study, link: EntryLink) -> Participation:
         )
         if existing is None:
             raise
-        return existing
+        return _resume(existing, link, held=held)
+
+
+def _check_pilot(*, study: Study, link: EntryLink, staff: bool) -> None:
+    spec = study_current_version(study=study).spec
+    if not spec.get("allow_pilot"):
+        raise EntryRefused("pilot_not_allowed")
+    if staff:
+        return
+    key = study.pilot_key.encode()
+    if not key or not hmac.compare_digest(link.pilot_key.encode(), key):
+        raise EntryRefused("pilot_key")
 
 
 def _check_admission(*, study: Study, spec: dict, link: EntryLink) -> None:
     if not study.is_open:
         raise EntryRefused("closed")
-    if link.is_test and not spec.get("allow_pilot"):
-        raise EntryRefused("pilot_not_allowed")
     if not link.is_test and study_is_full(study=study, spec=spec):
         raise EntryRefused("full")
 
 
-def _resume(participation: Participation, link: EntryLink) -> Participation:
+def _same_submission(participation: Participation, link: EntryLink) -> bool:
+    names = RETURN_PROOF.get(Platform(participation.platform), ())
+    stored, sent = participation.platform_data, link.platform_data
+    return bool(names) and all(
+        hmac.compare_digest(str(stored.get(n, "")).encode(), sent.get(n, "").encode())
+        for n in names
+    )
+
+
+def _resume(participation: Participation, link: EntryLink, *, held: bool) -> Participation:
+    # Pilots are let in by the study's key (checked before), so a researcher may switch browsers.
+    if not (held or link.is_test or _same_submission(participation, link)):
+        ParticipationEvent.objects.create(
+            participation=participation,
+            kind=EventKind.REFUSED_RETURN,
+            data={"reason": "another browser without the platform ids it began with"},
+        )
+        raise ReturnRefused
     # A worker who returned a HIT and accepted it again has a new assignment: completion must
     # be submitted under the current one.
     if (
@@ -116,7 +166,8 @@ def participation_consent(
 ) -> Participation:
     """Record consent (every checkbox index in ``agreed``) and assign condition and document.
 
-    A participation past the consent step is returned unchanged (double submission).
+    A participation past the consent step is returned unchanged (double submission). Consent
+    takes a quota place: ``EntryRefused("full")`` when none is left.
     """
     boxes = participation.version.spec["consent"]["checkboxes"]
     if set(range(len(boxes))) - set(agreed):
@@ -125,10 +176,23 @@ def participation_consent(
         locked = _locked(participation)
         if locked.status != Status.ENTERED:
             return locked
+        _check_place(locked)
         locked.status = Status.CONSENTED
         locked.consented_at = timezone.now()
         locked.save(update_fields=["status", "consented_at"])
         return assignment_assign(participation=locked)
+
+
+def _check_place(participation: Participation) -> None:
+    """Refuse (``EntryRefused("full")``) when every quota place is held; pilots never count.
+
+    Serialised per study by the study row's lock, so two consents cannot take the last place.
+    """
+    if participation.is_test:
+        return
+    study = Study.objects.select_for_update().get(pk=participation.study_id)
+    if study_is_full(study=study, spec=participation.version.spec):
+        raise EntryRefused("full")
 
 
 def participation_decline(*, participation: Participation) -> Participation:
@@ -151,7 +215,8 @@ def prewriting_submit(
     """Store the chosen topic and pre-writing answers, and open the co-writing step.
 
     ``answers`` maps each question of the assigned document type to the participant's answer.
-    A participation past this step is returned unchanged (double submission).
+    A participation past this step is returned unchanged (double submission). A participant
+    whose consent-time place has lapsed takes one again (``EntryRefused("full")`` if none).
     """
     spec = participation.version.spec
     _validate_prewriting(
@@ -161,6 +226,8 @@ def prewriting_submit(
         locked = _locked(participation)
         if locked.status != Status.CONSENTED:
             return locked
+        if not participation_holds_place(participation=locked):
+            _check_place(locked)  # the place lapsed: take one again if the study has room
         SurveyResponse.objects.create(
             participation=locked,
             kind=SurveyKind.PREWRITING,

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from studyapp.participants.access import (
     participation_for_step,
     remember_participation,
+    session_holds,
     step_url,
 )
 from studyapp.participants.forms import ConsentForm, PrewritingForm
@@ -20,6 +21,7 @@ from studyapp.participants.services import (
     ConsentIncomplete,
     EntryRefused,
     PrewritingInvalid,
+    ReturnRefused,
     participation_consent,
     participation_decline,
     participation_enter,
@@ -40,8 +42,9 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     if version is None:
         raise Http404("This study is not set up yet.")
     context = {"study": study, "spec": version.spec}
+    strict = version.spec.get("entry", {}).get("strict_prolific_ids", True)
     try:
-        link = parse_entry_link(request.GET)
+        link = parse_entry_link(request.GET, strict_prolific=strict)
     except EntryLinkError as exc:
         return render(request, "participants/entry_error.html", {**context, "error": exc},
                       status=400)
@@ -49,12 +52,24 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
         preview_record(study=study)
         return render(request, "participants/preview.html", context)
     try:
-        participation = participation_enter(study=study, link=link)
+        participation = participation_enter(
+            study=study,
+            link=link,
+            held=session_holds(request, study=study, link=link),
+            staff=request.user.is_authenticated and request.user.is_staff,
+        )
     except EntryRefused as exc:
-        return render(request, "participants/unavailable.html", {**context, "reason": exc.reason},
+        return _refused(request, context, exc)
+    except ReturnRefused:
+        return render(request, "participants/return_refused.html", context,
                       status=REFUSED_STATUS)
     remember_participation(request, participation)
     return redirect(step_url(participation))
+
+
+def _refused(request: HttpRequest, context: dict, exc: EntryRefused) -> HttpResponse:
+    return render(request, "participants/unavailable.html", {**context, "reason": exc.reason},
+                  status=REFUSED_STATUS)
 
 
 def _paragraphs(text: str) -> list[str]:
@@ -85,6 +100,8 @@ def consent(request: HttpRequest, slug: str) -> HttpResponse:
                 return redirect(step_url(participation))
             except ConsentIncomplete as exc:
                 form.add_error(None, str(exc))
+            except EntryRefused as exc:
+                return _refused(request, {"study": participation.study, "spec": spec}, exc)
     context = {
         **_page_context(participation),
         "form": form,
@@ -110,6 +127,8 @@ def prewriting(request: HttpRequest, slug: str) -> HttpResponse:
             return redirect(step_url(participation))
         except PrewritingInvalid as exc:
             form.add_error(None, str(exc))
+        except EntryRefused as exc:
+            return _refused(request, {"study": participation.study, "spec": spec}, exc)
     doc = document_type(spec, participation.document_type)
     return render(request, "participants/prewriting.html",
                   {**_page_context(participation), "form": form, "doc": doc})

@@ -9,12 +9,18 @@ def _new_secret() -> str:
     return secrets.token_hex(32)
 
 
+def new_pilot_key() -> str:
+    return secrets.token_urlsafe(18)
+
+
 class Study(models.Model):
     slug = models.SlugField(unique=True)
     title = models.CharField(max_length=200)
     is_open = models.BooleanField(default=True)
     # Keyed pseudonyms in exports are HMACs of platform ids under this per-study secret.
     pseudonym_secret = models.CharField(max_length=64, default=_new_secret, editable=False)
+    # Pilot links (when the study file allows them) must carry this key, or come from a staff login.
+    pilot_key = models.CharField(max_length=64, default=new_pilot_key)
     # MTurk previews store nothing about the person; only how many there were.
     preview_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -29,7 +29,8 @@ def study_load(
 ) -> LoadResult:
     """Create a new version of the study described by ``text`` (creating the study if new).
 
-    ``offline`` turns every arm into the offline backend (the demo). With ``if_changed`` an
+    ``offline`` turns every arm into the offline backend and allows pilot links (the demo: no
+    real model is reached and no real code is shown to a pilot). With ``if_changed`` an
     identical file does not create a new version.
     """
     spec = parse_study_file(text)
@@ -38,6 +39,7 @@ def study_load(
     if offline:
         spec["conditions"] = [_offline(c) for c in spec["conditions"]]
         spec["offline_demo"] = True
+        spec["allow_pilot"] = True
     digest = hashlib.sha256(f"{offline}\n{text}".encode()).hexdigest()
     with transaction.atomic():
         study, _ = Study.objects.select_for_update().get_or_create(

@@ -52,6 +52,8 @@ def normalise(raw: dict[str, Any]) -> dict[str, Any]:
     spec.setdefault("title", spec["slug"])
     spec.setdefault("description", "")
     spec.setdefault("allow_pilot", False)
+    # Off only for a panel that sends Prolific-style links with ids of another shape.
+    spec["entry"] = {"strict_prolific_ids": True, **(spec.get("entry") or {})}
     spec["consent"] = _consent(spec.get("consent") or {})
     spec["conditions"] = _conditions(spec.get("conditions") or [])
     spec["assignment"] = _assignment(spec.get("assignment") or {})
@@ -70,6 +72,8 @@ def normalise(raw: dict[str, Any]) -> dict[str, Any]:
         "idle_minutes": 30,
         "free_slot_on_timeout": True,
         "quota": None,
+        # A consented participant who has not begun writing holds a quota place this long.
+        "consent_hold_minutes": 15,
         **(spec.get("limits") or {}),
     }
     spec["bonus"] = {"per_completion": 0.0, **(spec.get("bonus") or {})}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -30,8 +31,18 @@ def load_reference(*, slug: str = "demo", **changes: Any) -> StudyVersion:
     return study_load(text=yaml.safe_dump(raw), slug=slug).version
 
 
-def prolific_params(pid: str) -> dict[str, str]:
-    return {"PROLIFIC_PID": pid, "STUDY_ID": "study123", "SESSION_ID": f"sess-{pid}"}
+def prolific_pid(label: str) -> str:
+    """A Prolific-shaped id (24 hexadecimal characters), the same for the same label."""
+    return hashlib.sha256(label.encode()).hexdigest()[:24]
+
+
+def prolific_params(label: str) -> dict[str, str]:
+    """The entry query Prolific sends for the participant called ``label`` in a test."""
+    return {
+        "PROLIFIC_PID": prolific_pid(label),
+        "STUDY_ID": "study123",
+        "SESSION_ID": f"sess-{label}",
+    }
 
 
 def mturk_params(worker: str, *, host: str = "https://workersandbox.mturk.com") -> dict[str, str]:

@@ -11,6 +11,7 @@ from tests.participants.journey import (
     held_participation,
     load_reference,
     prolific_params,
+    prolific_pid,
 )
 
 CONSENT = reverse("participants:consent", args=["demo"])
@@ -107,7 +108,7 @@ def test_conditions_come_from_the_participations_own_version(client, version):
     assert participation.condition.version == version
     # A newcomer starts on the newest version.
     enter(Client(), "demo", prolific_params("PID2"))
-    assert Participation.objects.get(external_id="PID2").version == newer
+    assert Participation.objects.get(external_id=prolific_pid("PID2")).version == newer
 
 
 def test_steps_cannot_be_skipped_by_url(client, version):

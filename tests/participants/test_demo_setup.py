@@ -11,7 +11,7 @@ def _run(**options) -> str:
     return out.getvalue()
 
 
-def test_creates_the_researcher_and_prints_the_links(version, monkeypatch):
+def test_creates_the_researcher_and_prints_the_links(demo_version, monkeypatch):
     monkeypatch.delenv("DEMO_PASSWORD", raising=False)
     output = _run(host="127.0.0.1", port=8123)
     user = get_user_model().objects.get(username="researcher")
@@ -34,7 +34,7 @@ def test_running_again_keeps_one_login_and_honours_demo_password(version, monkey
     assert "another-secret" in output
 
 
-def test_the_printed_links_work(version, client):
+def test_the_printed_links_work(demo_version, client):
     output = _run()
     pilot = next(w for w in output.split() if "participant_label=" in w)
     prolific = next(w for w in output.split() if "PROLIFIC_PID=" in w)
@@ -48,3 +48,9 @@ def test_the_printed_links_work(version, client):
 def test_without_the_demo_study_it_says_what_to_do(db):
     with pytest.raises(CommandError, match="load_study"):
         _run()
+
+
+def test_without_pilot_links_none_is_printed(version):
+    output = _run()
+    assert "participant_label=" not in output
+    assert "does not allow pilot links" in output

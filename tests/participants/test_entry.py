@@ -15,6 +15,8 @@ from tests.participants.journey import (
     load_reference,
     mturk_params,
     prolific_params,
+    prolific_pid,
+    start_writing,
 )
 
 
@@ -24,7 +26,7 @@ def test_prolific_entry_creates_participation_and_sends_to_consent(client, versi
     assert response["Location"] == reverse("participants:consent", args=["demo"])
     participation = Participation.objects.get()
     assert participation.platform == Platform.PROLIFIC
-    assert participation.external_id == "PID1"
+    assert participation.external_id == prolific_pid("PID1")
     assert participation.platform_data == {"STUDY_ID": "study123", "SESSION_ID": "sess-PID1"}
     assert participation.version == version
     assert participation.status == Status.ENTERED
@@ -60,11 +62,11 @@ def test_returning_with_a_new_pid_in_the_same_browser_switches_to_that_participa
 ):
     enter(client, "demo", prolific_params("PID1"))
     enter(client, "demo", prolific_params("PID2"))
-    assert held_participation(client, "demo").external_id == "PID2"
+    assert held_participation(client, "demo").external_id == prolific_pid("PID2")
 
 
 def test_missing_parameters_give_a_clear_400_page(client, version):
-    response = enter(client, "demo", {"PROLIFIC_PID": "PID1"})
+    response = enter(client, "demo", {"PROLIFIC_PID": prolific_pid("PID1")})
     assert response.status_code == 400
     assert "STUDY_ID" in response.content.decode()
     assert Participation.objects.count() == 0
@@ -106,8 +108,10 @@ def test_mturk_with_foreign_submit_host_is_refused(client, version):
     assert Participation.objects.count() == 0
 
 
-def test_pilot_link_makes_a_test_participation(client, version):
-    response = enter(client, "demo", {"participant_label": "pilot-1"})
+def test_pilot_link_makes_a_test_participation(client, db):
+    load_reference(allow_pilot=True)
+    key = Study.objects.get(slug="demo").pilot_key
+    response = enter(client, "demo", {"participant_label": "pilot-1", "pilot_key": key})
     assert response.status_code == 302
     participation = Participation.objects.get()
     assert participation.platform == Platform.PILOT
@@ -134,21 +138,23 @@ def test_closed_study_refuses_newcomers_but_lets_participants_resume(client, ver
 
 
 def test_full_study_refuses_newcomers(db):
-    load_reference(slug="small", limits={"quota": 2})
+    load_reference(slug="small", limits={"quota": 2}, allow_pilot=True)
     study = Study.objects.get(slug="small")
-    enter(Client(), "small", prolific_params("PID1"))
-    enter(Client(), "small", prolific_params("PID2"))
-    enter(Client(), "small", {"participant_label": "pilot-a"})  # test runs never count
+    start_writing(Client(), "small", prolific_params("PID1"))
+    start_writing(Client(), "small", prolific_params("PID2"))
+    pilot = {"participant_label": "pilot-a", "pilot_key": study.pilot_key}
+    start_writing(Client(), "small", pilot)  # test runs never count
     response = enter(Client(), "small", prolific_params("PID3"))
     assert response.status_code == 403
     assert b"full" in response.content
     assert study.participations.filter(is_test=False).count() == 2
     # A starter who went quiet longer than the active window no longer holds a place.
     stale = timezone.now() - timedelta(hours=3)
-    Participation.objects.filter(external_id="PID1").update(entered_at=stale, last_seen_at=stale)
+    pid1 = Participation.objects.filter(external_id=prolific_pid("PID1"))
+    pid1.update(entered_at=stale, last_seen_at=stale)
     assert enter(Client(), "small", prolific_params("PID3")).status_code == 302
     # Completers always count.
-    Participation.objects.filter(external_id="PID1").update(status=Status.COMPLETED)
+    pid1.update(status=Status.COMPLETED)
     assert enter(Client(), "small", prolific_params("PID4")).status_code == 403
 
 

@@ -35,13 +35,17 @@ class Command(BaseCommand):
         entry = f"{base}/study/{study.slug}/"
         pid = secrets.token_hex(12)
         label = f"demo-{secrets.token_hex(4)}"
+        pilot = f"{entry}?participant_label={label}&pilot_key={study.pilot_key}"
+        version = study.versions.order_by("-number").first()
+        if version is None or not version.spec.get("allow_pilot"):
+            pilot = "(off: the study file does not allow pilot links)"
         lines = [
             "",
             f"CollabStudy demo ready ({'created' if created else 'updated'} researcher login)",
             f"  Researcher login:             {DEMO_USERNAME} / {password}",
             f"  Dashboards:                   {base}/dashboard/",
             f"  Admin:                        {base}/admin/",
-            f"  Participant (pilot):          {entry}?participant_label={label}",
+            f"  Participant (pilot):          {pilot}",
             f"  Participant (Prolific-style): {entry}?PROLIFIC_PID={pid}"
             f"&STUDY_ID=demo-study&SESSION_ID={secrets.token_hex(8)}",
             "  Each link is one participant; change the label or PROLIFIC_PID for another.",

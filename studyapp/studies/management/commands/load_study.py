@@ -13,7 +13,9 @@ class Command(BaseCommand):
         parser.add_argument("file", type=Path)
         parser.add_argument("--slug", help="load under this slug instead of the file's")
         parser.add_argument(
-            "--offline", action="store_true", help="run every arm on the offline backend"
+            "--offline",
+            action="store_true",
+            help="run every arm on the offline backend and allow pilot links (a demo)",
         )
         parser.add_argument(
             "--if-changed", action="store_true", help="skip when the file is unchanged"
