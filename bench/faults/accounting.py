@@ -11,9 +11,10 @@ messages as the database holds them at the end. Each reply is counted at most on
   acknowledged message that was not stored, or a reply whose deltas did not add up to its text;
 - duplicated: a reply whose text (or part of it) was shown twice, a message stored twice, a
   reply the page was told had ended that the database then replaced by another one;
-- stranded: each time the page was left waiting for a reply or an answer that never came (no
-  ``turn_end`` or ``turn_error``, nothing streaming any more) until the participant reloaded,
-  or until the scenario ended;
+- stranded: each time the page could not go on by itself, so that its participant reloaded
+  it, and a page in that state when the scenario ended: waiting for a reply or an answer that
+  never came (no ``turn_end`` or ``turn_error``, nothing streaming any more), or offering only
+  a Retry or Send that the server kept refusing;
 - wrong participant: frames that contain another participant's marker word or name another
   participant's generation, and acknowledgements that carry another call's turn.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,10 +126,8 @@ def replay(entries: Iterable[Entry]) -> Seen:
             seen.page.sent(json.loads(entry.data))
         elif entry.kind in ("lost", "drop"):
             seen.page.connection_lost()
-        elif entry.kind == "reload":
-            why = _stuck(seen.page)
-            if why:
-                seen.stranded.append(why)
+        elif entry.kind == "reload":  # the participant reloads only a page that can not go on
+            seen.stranded.append(_stuck(seen.page) or "Retry or Send refused, nothing else to do")
             _keep_anomalies(seen)
             seen.page = Page()
     why = _stuck(seen.page)
@@ -179,25 +178,29 @@ def _generation_ids(text: str) -> set[str]:
     return {str(g) for g in ids if g}
 
 
-def lost_replies(seen: Seen, rows: list[Row]) -> dict[str, str]:
-    """Replies and messages lost, keyed by the generation or message they concern."""
+def lost_replies(seen: Seen, rows: list[Row], foreign: Collection[str] = ()) -> dict[str, str]:
+    """Replies and messages lost, keyed by the generation or message they concern; another
+    participant's generations (``foreign``) are no loss of this one's, but wrongly shown."""
     by_generation = {r.generation_id: r for r in rows if r.role == "assistant"}
     lost: dict[str, str] = {}
     for end in seen.turn_ends:
+        if end["generation_id"] in foreign:
+            continue
         row = by_generation.get(str(end["generation_id"]))
         if row is None or row.failed:
             lost.setdefault(end["generation_id"], f"turn {end['turn']}: shown, stored nowhere")
         elif row.text != end["text"]:
             lost.setdefault(end["generation_id"], f"turn {end['turn']}: stored text differs")
+    accounted = by_generation.keys() | seen.withdrawn | set(foreign)
     for generation_id, turn in seen.begun.items():
-        if generation_id not in by_generation and generation_id not in seen.withdrawn:
+        if generation_id not in accounted:
             lost.setdefault(generation_id, f"turn {turn}: began, left no row")
     stored_ids = {r.client_msg_id for r in rows if r.role == "user" and r.client_msg_id}
     for ack in seen.acks:
         if ack.get("client_msg_id") and ack["client_msg_id"] not in stored_ids:
             lost.setdefault(f"msg:{ack['client_msg_id']}", f"turn {ack['turn']}: acked, not stored")
     for kind, generation_id, turn in seen.anomalies:
-        if kind == "garbled":
+        if kind == "garbled" and generation_id not in foreign:
             lost.setdefault(generation_id, f"turn {turn}: deltas unlike the reply's text")
     lost.update(_never_shown(seen.page, rows, lost))
     return lost
@@ -253,7 +256,7 @@ def participant_tally(
     of the participant it belongs to.
     """
     seen = replay(entries)
-    lost = lost_replies(seen, rows)
+    lost = lost_replies(seen, rows, {g for g, owner in owners.items() if owner != me})
     duplicated = duplicated_replies(seen, rows)
     wrong = wrong_frames(seen.frames, me=me, owners=owners) + acks_for_other_turns(seen, rows)
     problems = [*wrong, *lost.values(), *duplicated.values(), *seen.stranded]

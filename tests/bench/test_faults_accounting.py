@@ -167,6 +167,24 @@ def test_a_failed_reply_with_turn_error_and_a_retry_counts_nothing():
     assert (t.lost, t.duplicated, t.stranded, t.wrong, t.reloads) == (0, 0, 0, 0, 0)
 
 
+def test_a_reload_after_retry_kept_being_refused_is_a_stranded_page():
+    rows = [*STORED[:1], Row(1, "assistant", "", G2, active=False, failed=True), STORED[1]]
+    refused = recv(type="error", code="nothing_to_retry", of="retry", message="No")
+    entries = [
+        *opening(),
+        send(type="send", text=TEXT, client_msg_id="c1"),
+        recv(type="turn_start", seq=1, turn=1, generation_id=G2, user_text=TEXT),
+        recv(type="ack", of="send", turn=1, client_msg_id="c1", duplicate=False),
+        recv(type="turn_error", seq=2, turn=1, generation_id=G2, retry=True, message="Sorry"),
+        Entry("retry"), send(type="retry"), refused, Entry("retry"), send(type="retry"), refused,
+        Entry("reload", "waited"), Entry("open", "8000"), send(type="hello", last_seq=None),
+        state(9, [{"turn": 1, "role": "user", "text": TEXT, "client_msg_id": "c1"},
+                  {"turn": 1, "role": "assistant", "text": REPLY, "generation_id": G1}]),
+    ]  # fmt: skip
+    t = tally(entries, rows)
+    assert (t.lost, t.duplicated, t.stranded, t.wrong, t.reloads) == (0, 0, 1, 0, 1)
+
+
 def test_another_participants_conversation_in_a_state_frame_is_shown_to_the_wrong_one():
     stranger = {"turn": 1, "role": "user", "text": f"{OTHER} message 1: secrets"}
     entries = [Entry("open", "8000"), send(type="hello", last_seq=None), state(0, [stranger])]
@@ -181,6 +199,18 @@ def test_a_frame_naming_another_participants_generation_is_wrong():
         recv(type="turn_error", seq=2, turn=1, generation_id=G_OTHER, retry=True, message="x"),
     ]  # fmt: skip
     assert tally(entries).wrong == 1
+
+
+def test_another_participants_reply_is_wrongly_shown_not_lost():
+    stranger = f"For {OTHER}: their draft"
+    entries = [
+        *opening(), *asked(), *streamed(f"For {ME}:", " Here is", " a draft"),
+        recv(type="turn_start", seq=5, turn=2, generation_id=G_OTHER, user_text=f"{OTHER} hi"),
+        recv(type="delta", seq=6, text=stranger),
+        recv(type="turn_end", seq=7, turn=2, generation_id=G_OTHER, finish_reason="stop",
+             text=stranger),
+    ]  # fmt: skip
+    assert counts(entries) == (0, 0, 0, 3)
 
 
 def test_an_ack_carrying_another_calls_turn_is_wrong():
