@@ -77,7 +77,7 @@ class Tally:
     wrong: int = 0
     reloads: int = 0
     resends: int = 0
-    replies: int = 0  # replies the participant saw end with turn_end
+    replies: int = 0  # replies stored for the participant (active, not failed)
     problems: list[str] = field(default_factory=list)
 
     def add(self, other: Tally) -> None:
@@ -267,7 +267,7 @@ def participant_tally(
         wrong=len(wrong),
         reloads=sum(e.kind == "reload" for e in entries),
         resends=sum(e.kind == "resend" for e in entries),
-        replies=len({str(e["generation_id"]) for e in seen.turn_ends}),
+        replies=sum(r.role == "assistant" and r.active and not r.failed for r in rows),
         problems=[f"{me}: {p}" for p in problems[:DETAILS_KEPT]],
     )
 

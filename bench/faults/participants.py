@@ -132,7 +132,7 @@ class Participant:
     async def run(self, deadline: float) -> None:
         try:
             while time.monotonic() < deadline and not self.page.closed_for_good:
-                if self.ws is None or self.ws.closed.done():
+                if self.ws is None or self.ws.transport.is_closing():
                     await self._reconnect(deadline)
                     continue
                 if self._finished():
