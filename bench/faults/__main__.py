@@ -26,10 +26,12 @@ COLUMNS = ("fault", "replies", "lost", "duplicated", "stranded", "wrong particip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="every fault at a small scale (a few minutes)"
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.faults",
+        description="Break the app's own servers under scripted participants; count what the "
+        "participants lost (bench/README.md, Fault campaign).",
     )
+    parser.add_argument("--quick", action="store_true", help="every fault at a small scale")
     parser.add_argument(
         "--scenarios",
         default=",".join(SCENARIOS),
