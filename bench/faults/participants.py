@@ -66,6 +66,16 @@ class Plan:
     think_s: tuple[float, float] = (0.2, 1.0)
 
 
+def cut(ws: wsclient.LeanSocket) -> None:
+    """Abort the connection, with no close frame, as a lost network does."""
+    if ws.transport is not None:
+        ws.transport.abort()
+
+
+def closing(ws: wsclient.LeanSocket) -> bool:
+    return ws.transport is None or ws.transport.is_closing()
+
+
 async def open_socket(port: int, path: str) -> wsclient.LeanSocket:
     """bench/wsclient.py's ``connect``, giving up (and closing the connection) after
     ``CONNECT_LIMIT_S``: a server without its database may never answer the handshake."""
@@ -84,11 +94,12 @@ async def open_socket(port: int, path: str) -> wsclient.LeanSocket:
         "Sec-WebSocket-Version: 13",
         f"Origin: http://127.0.0.1:{port}",
     ]
+    assert ws.transport is not None
     ws.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin1"))
     try:
         await asyncio.wait_for(asyncio.shield(ws.upgraded), CONNECT_LIMIT_S)
     except BaseException:
-        ws.transport.abort()
+        cut(ws)
         # The handshake's outcome, read so that asyncio does not report it as never read.
         ws.upgraded.add_done_callback(lambda done: done.cancelled() or done.exception())
         raise
@@ -132,7 +143,7 @@ class Participant:
     async def run(self, deadline: float) -> None:
         try:
             while time.monotonic() < deadline and not self.page.closed_for_good:
-                if self.ws is None or self.ws.transport.is_closing():
+                if self.ws is None or closing(self.ws):
                     await self._reconnect(deadline)
                     continue
                 if self._finished():
@@ -245,7 +256,7 @@ class Participant:
         """A human's act: reload the page (a fresh page, a new socket, ``hello`` with no seq)."""
         self._record("reload", why)
         if self.ws is not None:
-            self.ws.transport.abort()
+            cut(self.ws)
             self.ws = None
         self.page = Page()
         self.attempts = 0
@@ -281,7 +292,7 @@ class Participant:
         return [self.port, *others] if self.attempts == 0 else [*others, self.port]
 
     def _on_text(self, text: str, now: float) -> None:
-        if self.ws is None or self.ws.transport.is_closing():
+        if self.ws is None or closing(self.ws):
             return  # read from the socket's buffer after the participant cut it: never seen
         self._record("recv", text)
         frame = json.loads(text)
@@ -304,7 +315,7 @@ class Participant:
         self._record("drop")
         self.page.connection_lost()
         assert self.ws is not None
-        self.ws.transport.abort()
+        cut(self.ws)
 
     def _send(self, frame: dict) -> None:
         text = json.dumps(frame)

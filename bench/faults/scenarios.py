@@ -15,8 +15,9 @@ import random
 import string
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from bench.faults import study
 from bench.faults.accounting import Tally, bad_answers, marker_word, participant_tally, wrong_frames
@@ -96,7 +97,7 @@ class Run:
         return sum(p.port == port and p.page.streaming is not None for p in self.participants)
 
 
-Fault = Callable[[Run], Awaitable[None]]
+Fault = Callable[[Run], Coroutine[Any, Any, None]]
 
 
 @dataclass

@@ -33,7 +33,7 @@ def wait_port(port: int, limit_s: float, process: subprocess.Popen | None = None
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
