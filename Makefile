@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/collabstudy_test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install install-test run test lint bench-relay bench-dashboard clean
+.PHONY: install install-test run test lint bench-relay bench-dashboard bench-faults clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -56,6 +56,11 @@ bench-relay: install-test
 
 bench-dashboard: install-test
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(BIN)/python -m bench.dashboard
+
+# Starts PostgreSQL, Redis and the app of its own; FAULTS_ARGS=--quick for a short run
+# (bench/README.md, Fault campaign).
+bench-faults: install-test
+	$(BIN)/python -m bench.faults $(FAULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles
