@@ -44,6 +44,7 @@ class Anomaly:
 @dataclass
 class Page:
     last_seq: int | None = None
+    epoch: str | None = None  # the epoch last_seq counts in (a Redis restart begins a new one)
     messages: dict[tuple[int, str], Shown] = field(default_factory=dict)
     streaming: Streaming | None = None
     retry_turn: int | None = None
@@ -110,9 +111,11 @@ class Page:
     def apply(self, frame: Frame) -> None:
         seq = frame.get("seq")
         if isinstance(seq, int):
-            if self.last_seq is not None and seq <= self.last_seq:
+            same_epoch = (frame.get("epoch") or None) == self.epoch
+            if same_epoch and self.last_seq is not None and seq <= self.last_seq:
                 return  # already applied
             self.last_seq = seq
+            self.epoch = frame.get("epoch") or None
         handler = getattr(self, f"_on_{frame.get('type')}", None)
         if handler is not None:
             handler(frame)
@@ -145,7 +148,9 @@ class Page:
         self.rating_due = f.get("rating_due")
         self.retry_turn = f.get("retry_turn")
         self.last_seq = f.get("last_seq")
-        if self.pending_send is not None:
+        self.epoch = f.get("epoch") or None
+        # A state on a socket that had one (a new epoch) comes before the ack of a send.
+        if self.pending_send is not None and not self.got_state:
             client_msg_id, text = self.pending_send
             stored = any(m.get("client_msg_id") == client_msg_id for m in f.get("messages", []))
             self.unsent = None if stored else text

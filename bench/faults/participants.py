@@ -281,7 +281,14 @@ class Participant:
             self.ws, self.port = ws, port
             ws.on_text = self._on_text
             self._record("open", str(port))
-            self._send({"type": "hello", "last_seq": self.page.last_seq, "focused": True})
+            self._send(
+                {
+                    "type": "hello",
+                    "last_seq": self.page.last_seq,
+                    "epoch": self.page.epoch,
+                    "focused": True,
+                }
+            )
             return
         self.attempts += 1
 
