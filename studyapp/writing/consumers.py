@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -31,6 +32,7 @@ from studyapp.writing import framebus, protocol, relay, timeline
 from studyapp.writing.alternatives import relay as alternatives
 from studyapp.writing.alternatives.handlers import AlternativesHandlers
 from studyapp.writing.dbcalls import in_db_worker
+from studyapp.writing.dbretry import db_retry
 from studyapp.writing.framestore import Frame, GenerationBusy, frame_store
 from studyapp.writing.protocol import ProtocolError, error_frame
 from studyapp.writing.selectors import (
@@ -323,12 +325,16 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         # answer.
         elif await relay.generation_in_flight(self.public_id):
             raise ProtocolError("busy")
+        store = functools.partial(
+            in_db_worker(message_send),
+            participation_id=self.participation_id,
+            text=send.text,
+            client_msg_id=send.client_msg_id,
+        )
         try:
-            plan = await in_db_worker(message_send)(
-                participation_id=self.participation_id,
-                text=send.text,
-                client_msg_id=send.client_msg_id,
-            )
+            # A message with an id is stored at most once, so a database outage is waited out
+            # (the early reply's marker kept alive) instead of asking for a resend by hand.
+            plan = await (db_retry(store, key=self.public_id) if send.client_msg_id else store())
         except asyncio.CancelledError:
             if early is not None:
                 early.abandon()

@@ -265,3 +265,37 @@ async def test_a_reply_that_ends_while_the_database_is_down_is_stored_after(demo
     assert (reply.is_active, reply.text, str(reply.generation_id)) == (
         True, end["text"], end["generation_id"]
     )  # fmt: skip
+
+
+async def test_a_message_sent_while_the_database_is_down_is_stored_when_it_returns(demo_version):
+    """The page sends each message with an id; the server waits the outage out rather than
+    refusing the message and leaving the participant to send it again by hand."""
+    participation = await db(make_participation, demo_version)
+    cfg = connection.settings_dict
+    proxy = CuttableProxy((cfg["HOST"] or "127.0.0.1", int(cfg["PORT"] or 5432)))
+    try:
+        url = _proxied_database_url(proxy.port)
+        with _server(200, DATABASE_URL=url, TURN_STORE_RETRY_S="90") as server:
+            client = await LiveClient.open(server, participation)
+            proxy.cut()
+            text = "Write about budget travel in Porto"
+            await client.send({"type": "send", "text": text, "client_msg_id": "m-outage-1"})
+            await asyncio.sleep(3)  # the message's store fails meanwhile, and is tried again
+            proxy.restore()
+            frames = await client.until(ENDS | {"error"}, wait_s=90)
+            await client.close()
+    finally:
+        proxy.close()
+    assert [f for f in frames if f["type"] == "error"] == []
+    assert any(f["type"] == "ack" and f["client_msg_id"] == "m-outage-1" for f in frames)
+    assert frames[-1]["type"] == "turn_end"
+    users = await db(
+        lambda: list(
+            Message.objects.filter(participation=participation, role=Role.USER).values_list(
+                "text", flat=True
+            )
+        )
+    )
+    assert users == [text]
+    [reply] = await db(_replies, participation)
+    assert reply.text == frames[-1]["text"]
