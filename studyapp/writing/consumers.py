@@ -23,15 +23,16 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from studyapp.dbunavailable import UNAVAILABLE_ERRORS
-from studyapp.eagerstart import start_now
 from studyapp.feedback.ratings import RatingRefused, interaction_rating_submit
 from studyapp.participants.activity import active_increment, activity_record
 from studyapp.participants.models import EventKind
-from studyapp.writing import framebus, protocol, relay, timeline
+from studyapp.realtime import framebus, timeline
+from studyapp.realtime.dbcalls import in_db_worker
+from studyapp.realtime.eagerstart import start_now
+from studyapp.realtime.framestore import Frame, GenerationBusy, frame_store
+from studyapp.writing import protocol, relay
 from studyapp.writing.alternatives import relay as alternatives
 from studyapp.writing.alternatives.handlers import AlternativesHandlers
-from studyapp.writing.dbcalls import in_db_worker
-from studyapp.writing.framestore import Frame, GenerationBusy, frame_store
 from studyapp.writing.protocol import ProtocolError, error_frame
 from studyapp.writing.selectors import (
     chat_state,
@@ -116,7 +117,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     public_id = ""
     # Highest seq sent on this socket; None until hello (frames before it are replayed by it).
     sent_seq: int | None = None
-    epoch: str | None = None  # the epoch of sent_seq (studyapp/writing/framestore.py)
+    epoch: str | None = None  # the epoch of sent_seq (studyapp/realtime/framestore.py)
     expected: _ExpectedCall | None = None
     focused = False
     last_tick: float | None = None
@@ -465,7 +466,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         if frame["seq"] <= self.sent_seq:
             return
         if frame["seq"] > self.sent_seq + 1:
-            # The bus skipped something (see studyapp/writing/framebus.py): take it from the store.
+            # The bus skipped something (see studyapp/realtime/framebus.py): take it from the store.
             await framebus.settled(self.public_id)
             for missed in await frame_store().frames_after(self.public_id, self.sent_seq):
                 if missed["seq"] < frame["seq"] and missed.get("epoch") == self.epoch:

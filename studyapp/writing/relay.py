@@ -8,7 +8,7 @@ process or another. Sockets only listen: a dropped connection neither stops nor 
 and a client that reconnects (to any process) is given what it missed by :func:`resume_plan`.
 "Stop" reaches the generation through the bus too, from any process: the generation's marker
 names the process that runs it. The turn is written to the database once, when it ends (retried
-while the database is unreachable: studyapp/writing/dbretry.py). A socket may begin a reply
+while the database is unreachable: studyapp/realtime/dbretry.py). A socket may begin a reply
 before the database has stored its user message (:class:`EarlyReply`): it streams at once, and
 is recorded only if the stored turn is the one it was begun for, else withdrawn
 (``turn_withdrawn``). A stopping server lets its generations finish for a while, then ends the
@@ -33,10 +33,11 @@ from typing import Any
 from django.conf import settings
 
 from collab_models.arms import cached_arm
-from studyapp.writing import framebus, lost, timeline
-from studyapp.writing.dbcalls import in_db_worker
-from studyapp.writing.dbretry import db_retry, keepalive_s
-from studyapp.writing.framestore import Frame, Snapshot, frame_store
+from studyapp.realtime import framebus, timeline
+from studyapp.realtime.dbcalls import in_db_worker
+from studyapp.realtime.dbretry import db_retry, keepalive_s
+from studyapp.realtime.framestore import Frame, Snapshot, frame_store
+from studyapp.writing import lost
 from studyapp.writing.services import TurnPlan, turn_record
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ async def early_start(
 
 async def _marker(public_id: str) -> dict[str, Any] | None:
     """The marker of the generation in flight, if any. A reply's last frames reach this
-    process's sockets before the store has them (studyapp/writing/framebus.py): a page that
+    process's sockets before the store has them (studyapp/realtime/framebus.py): a page that
     answers its turn_end at once must not read the marker that the end's write is about to
     clear, so this process's writes for ``public_id`` are waited for first."""
     await framebus.settled(public_id)

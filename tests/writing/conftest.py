@@ -22,7 +22,8 @@ from django.conf import settings
 from django.db import connection
 
 from studyapp.participants.tokens import participation_token
-from studyapp.writing import framebus, relay
+from studyapp.realtime import framebus
+from studyapp.writing import relay
 from tests.factories import ParticipationFactory
 
 REPO = Path(__file__).resolve().parents[2]

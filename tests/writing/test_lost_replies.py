@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from studyapp.participants.models import EventKind, ParticipationEvent
-from studyapp.writing import framestore, relay
-from studyapp.writing.framestore import frame_store
+from studyapp.realtime import framestore
+from studyapp.realtime.framestore import frame_store
+from studyapp.writing import relay
 from studyapp.writing.lost import LOST_ERROR, lost_sweep_once
 from studyapp.writing.models import Message, Role
 from studyapp.writing.services import message_send

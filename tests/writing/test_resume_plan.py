@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from studyapp.writing.framestore import Snapshot
+from studyapp.realtime.framestore import Snapshot
 from studyapp.writing.relay import resume_plan
 
 MARKER = {"generation_id": "g2", "turn": 2, "origin": "p1", "start_seq": 10}

@@ -18,17 +18,18 @@ import logging
 import uuid
 from typing import Any
 
+from studyapp.realtime import framebus
+from studyapp.realtime.dbcalls import in_db_worker
+from studyapp.realtime.framestore import Frame, Snapshot
 from studyapp.sidebyside.selectors import Candidate
 from studyapp.sidebyside.services import PairRecorded
-from studyapp.writing import framebus, relay
+from studyapp.writing import relay
 from studyapp.writing.alternatives.selectors import candidate_public
 from studyapp.writing.alternatives.services import (
     RegenerationPlan,
     pair_store,
     regeneration_record,
 )
-from studyapp.writing.dbcalls import in_db_worker
-from studyapp.writing.framestore import Frame, Snapshot
 from studyapp.writing.relay import MODEL_ERROR_MESSAGE, Resume
 from studyapp.writing.selectors import ChatState
 from studyapp.writing.services import TurnPlan

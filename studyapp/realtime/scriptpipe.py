@@ -1,4 +1,4 @@
-"""A lean, pipelined Redis connection for the relay's scripts (studyapp/writing/framestore.py).
+"""A lean, pipelined Redis connection for the relay's scripts (studyapp/realtime/framestore.py).
 
 Every frame of every reply is one script call (``EVALSHA``): some 2,000 a second at 200
 streams. Through redis-py's pipeline a call cost the event loop about 170 µs of CPU on its own
