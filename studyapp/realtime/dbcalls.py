@@ -56,10 +56,13 @@ def _thread_pool() -> ThreadPoolExecutor:
 
 def in_db_worker(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` as a coroutine function that runs off the event loop (see the module's text)."""
+    on_thread: Callable[..., Any]
     if _sqlite():
-        return database_sync_to_async(fn, thread_sensitive=True)
+        on_thread = database_sync_to_async(fn, thread_sensitive=True)
+        return on_thread
     if worker_processes() == 0:
-        return database_sync_to_async(fn, thread_sensitive=False, executor=_thread_pool())
+        on_thread = database_sync_to_async(fn, thread_sensitive=False, executor=_thread_pool())
+        return on_thread
 
     async def run(*args: Any, **kwargs: Any) -> Any:
         return await dbprocesses.call(functools.partial(fn, *args, **kwargs), worker_processes())

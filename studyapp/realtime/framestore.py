@@ -42,7 +42,7 @@ from studyapp.realtime.scriptpipe import ScriptPipe
 Frame = dict[str, Any]
 Ready = Callable[[], Awaitable[None]]
 Receiver = Callable[[str, list[Frame]], None]
-Stop = Callable[[str], None]
+Stop = Callable[[str], object]
 
 # How long a generation marker lives without being refreshed. A generator refreshes it with
 # every frame (and at least every few seconds), so an expired marker means its process died.
@@ -439,6 +439,12 @@ return last .. ' ' .. epoch
 """
 
 
+class _Client(redis.Redis):
+    """A redis-py client that also carries the relay's scripts on their own connection."""
+
+    relay_scripts: ScriptPipe
+
+
 class RedisFrameStore:
     """The shared store: per participation a counter (a hash: the last ``n``, its ``epoch``
     and the Redis ``run`` that vouches for it), a list of frames, a marker hash and the set of
@@ -471,7 +477,7 @@ class RedisFrameStore:
                 timeout=10,
                 driver_info=None,
             )
-            client = redis.Redis(connection_pool=pool)
+            client = _Client(connection_pool=pool)
             # The scripts, some 4,000 calls a second at 200 streams, on a lean connection of
             # their own (studyapp/realtime/scriptpipe.py).
             client.relay_scripts = ScriptPipe(
