@@ -22,6 +22,6 @@ async def _sweep_lost_replies() -> None:
 
 
 async def _drain_replies() -> None:
-    from studyapp.writing.relay import generations_drain
+    from studyapp.realtime.generations import generations_drain
 
     await generations_drain(settings.SHUTDOWN_DRAIN_S)

@@ -26,7 +26,7 @@ from studyapp.dbunavailable import UNAVAILABLE_ERRORS
 from studyapp.feedback.ratings import RatingRefused, interaction_rating_submit
 from studyapp.participants.activity import active_increment, activity_record
 from studyapp.participants.models import EventKind
-from studyapp.realtime import framebus, timeline
+from studyapp.realtime import framebus, generations, timeline
 from studyapp.realtime.dbcalls import in_db_worker
 from studyapp.realtime.eagerstart import start_now
 from studyapp.realtime.framestore import Frame, GenerationBusy, frame_store
@@ -74,14 +74,14 @@ class _ExpectedCall:
     # client_msg_ids of the user messages known to be stored: a resend of one is no new turn.
     stored_ids: set[str] = dataclasses.field(default_factory=set)
 
-    def open(self, text: str, key: str, client_msg_id: str = "") -> relay.ModelCall | None:
+    def open(self, text: str, key: str, client_msg_id: str = "") -> generations.ModelCall | None:
         if self.busy or self.rating_due or not self.config or client_msg_id in self.stored_ids:
             return None
         turn = sum(m["role"] == "user" for m in self.history) + 1
         if turn in self.pair_turns or (self.max_turns is not None and turn > self.max_turns):
             return None
         history = [*self.history, {"role": "user", "content": text}]
-        return relay.call_open(self.config, history, key=key)
+        return generations.call_open(self.config, history, key=key)
 
     def observe(self, frame: Frame) -> None:
         kind = frame.get("type")
@@ -361,7 +361,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         await self._send({"type": "ack", "of": "retry", "turn": plan.turn})
 
     async def on_stop(self, frame: dict[str, Any]) -> None:
-        if await relay.generation_stop(self.public_id):
+        if await generations.generation_stop(self.public_id):
             return
         # A reply whose process died ends now, with a turn_error this socket receives.
         if not await relay.generation_lost_resolve(self.public_id):
