@@ -381,7 +381,7 @@ def cpu_by_role(app_pid: int, model_pid: int) -> dict[str, float]:
             role = "bench"
         elif pid == model_pid:
             role = "model server"
-        elif b"studyapp.writing.dbworker" in command:  # children of uvicorn (or its workers)
+        elif b"studyapp.realtime.dbworker" in command:  # children of uvicorn (or its workers)
             role = "database workers"
         elif pid in app:
             role = "uvicorn"
@@ -472,7 +472,7 @@ def summarise(level: int, direct_results: list, relay_results: list, cpu: float,
     }
 
 
-# The app's steps, in order (studyapp/writing/timeline.py marks them).
+# The app's steps, in order (studyapp/realtime/timeline.py marks them).
 TIMELINE_STEPS = [
     ("send_received", "the socket's send handler starts"),
     ("model_call_opened", "the model call is opened"),
@@ -652,7 +652,7 @@ def main() -> None:
             rows.append(row)
             print_row(row)
             if args.timeline:
-                from studyapp.writing.timeline import FLUSH_S
+                from studyapp.realtime.timeline import FLUSH_S
 
                 time.sleep(2 * FLUSH_S)  # the app writes its marks once every FLUSH_S
                 for label, p50, p99 in timeline_table(timeline, relayed):

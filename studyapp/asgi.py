@@ -16,7 +16,7 @@ from channels.security.websocket import (  # noqa: E402
     WebsocketDenier,
 )
 
-from studyapp.lifespan import lifespan  # noqa: E402
+from studyapp.realtime.lifespan import lifespan  # noqa: E402
 from studyapp.writing.consumers import NO_CHANNEL_LAYER  # noqa: E402
 from studyapp.writing.routing import websocket_urlpatterns  # noqa: E402
 

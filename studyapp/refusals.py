@@ -9,7 +9,7 @@ class Refused(Exception):
     """``code`` is the protocol's error code; ``message`` is for people.
 
     Pickled with both, so that it reaches the socket intact from a database worker process
-    (studyapp/writing/dbcalls.py).
+    (studyapp/realtime/dbcalls.py).
     """
 
     def __init__(self, code: str, message: str) -> None:

@@ -101,12 +101,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     "DB_PREPARED_STATEMENTS", default=True
 ):
     # The statements every chat message runs are prepared once per connection
-    # (studyapp/fastsql.py). The threshold is for everything else: Django binds parameters on
-    # the client, so its queries rarely repeat as text and are in effect never prepared. Set
-    # DB_PREPARED_STATEMENTS=0 behind a pooler that cannot keep prepared statements (PgBouncer
-    # in transaction mode before 1.21).
+    # (studyapp/realtime/fastsql.py). The threshold is for everything else: Django binds
+    # parameters on the client, so its queries rarely repeat as text and are in effect never
+    # prepared. Set DB_PREPARED_STATEMENTS=0 behind a pooler that cannot keep prepared
+    # statements (PgBouncer in transaction mode before 1.21).
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 100
-# Where each ASGI process runs the chat's database calls (studyapp/writing/dbcalls.py), on
+# Where each ASGI process runs the chat's database calls (studyapp/realtime/dbcalls.py), on
 # PostgreSQL: in this many worker processes of its own, or, with 0, in WRITING_DB_THREADS
 # threads, which take the GIL from the event loop that relays the replies. SQLite uses one
 # thread.
@@ -123,7 +123,7 @@ if REDIS_URL:
             # would end an idle socket's receive with TimeoutError (and the consumer with it).
             "CONFIG": {
                 # redis-py's pool refuses a 101st connection. Replies no longer travel through
-                # the channel layer (studyapp/writing/framebus.py); a larger cap costs nothing.
+                # the channel layer (studyapp/realtime/framebus.py); a larger cap costs nothing.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "max_connections": 1024}],
                 "capacity": 1000,
                 "expiry": 60,

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from studyapp.eagerstart import start_now
+from studyapp.realtime.eagerstart import start_now
 
 
 async def test_a_coroutine_that_never_waits_is_done_when_start_now_returns() -> None:

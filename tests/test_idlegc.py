@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from studyapp import idlegc
+from studyapp.realtime import idlegc
 
 
 class Node:

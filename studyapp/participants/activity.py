@@ -15,8 +15,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from studyapp import fastsql
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent
+from studyapp.realtime import fastsql
 
 HEARTBEAT_INTERVAL_S = 15
 ACTIVE_GAP_CAP_S = 2 * HEARTBEAT_INTERVAL_S
@@ -47,8 +47,8 @@ def activity_record(
     """Mark the participant seen now, add ``active_delta`` seconds of active time, count a focus
     loss when ``focus_lost``, and log an event row for every kind but heartbeats.
 
-    On PostgreSQL one statement in autocommit (studyapp/fastsql.py): every socket's connect and
-    disconnect runs it on the chat's database worker.
+    On PostgreSQL one statement in autocommit (studyapp/realtime/fastsql.py): every socket's
+    connect and disconnect runs it on the chat's database worker.
     """
     update = _presence_sql()
     params: list[Any] = [timezone.now(), max(active_delta, 0.0), int(focus_lost), participation_id]

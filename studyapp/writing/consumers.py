@@ -24,16 +24,17 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from studyapp.dbunavailable import UNAVAILABLE_ERRORS
-from studyapp.eagerstart import start_now
 from studyapp.feedback.ratings import RatingRefused, interaction_rating_submit
 from studyapp.participants.activity import active_increment, activity_record
 from studyapp.participants.models import EventKind
-from studyapp.writing import framebus, protocol, relay, timeline
+from studyapp.realtime import framebus, generations, timeline
+from studyapp.realtime.dbcalls import in_db_worker
+from studyapp.realtime.dbretry import db_retry
+from studyapp.realtime.eagerstart import start_now
+from studyapp.realtime.framestore import Frame, GenerationBusy, frame_store
+from studyapp.writing import protocol, relay
 from studyapp.writing.alternatives import relay as alternatives
 from studyapp.writing.alternatives.handlers import AlternativesHandlers
-from studyapp.writing.dbcalls import in_db_worker
-from studyapp.writing.dbretry import db_retry
-from studyapp.writing.framestore import Frame, GenerationBusy, frame_store
 from studyapp.writing.protocol import ProtocolError, error_frame
 from studyapp.writing.selectors import (
     chat_state,
@@ -75,14 +76,14 @@ class _ExpectedCall:
     # client_msg_ids of the user messages known to be stored: a resend of one is no new turn.
     stored_ids: set[str] = dataclasses.field(default_factory=set)
 
-    def open(self, text: str, key: str, client_msg_id: str = "") -> relay.ModelCall | None:
+    def open(self, text: str, key: str, client_msg_id: str = "") -> generations.ModelCall | None:
         if self.busy or self.rating_due or not self.config or client_msg_id in self.stored_ids:
             return None
         turn = sum(m["role"] == "user" for m in self.history) + 1
         if turn in self.pair_turns or (self.max_turns is not None and turn > self.max_turns):
             return None
         history = [*self.history, {"role": "user", "content": text}]
-        return relay.call_open(self.config, history, key=key)
+        return generations.call_open(self.config, history, key=key)
 
     def observe(self, frame: Frame) -> None:
         kind = frame.get("type")
@@ -118,7 +119,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     public_id = ""
     # Highest seq sent on this socket; None until hello (frames before it are replayed by it).
     sent_seq: int | None = None
-    epoch: str | None = None  # the epoch of sent_seq (studyapp/writing/framestore.py)
+    epoch: str | None = None  # the epoch of sent_seq (studyapp/realtime/framestore.py)
     expected: _ExpectedCall | None = None
     focused = False
     last_tick: float | None = None
@@ -366,7 +367,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         await self._send({"type": "ack", "of": "retry", "turn": plan.turn})
 
     async def on_stop(self, frame: dict[str, Any]) -> None:
-        if await relay.generation_stop(self.public_id):
+        if await generations.generation_stop(self.public_id):
             return
         # A reply whose process died ends now, with a turn_error this socket receives.
         if not await relay.generation_lost_resolve(self.public_id):
@@ -471,7 +472,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         if frame["seq"] <= self.sent_seq:
             return
         if frame["seq"] > self.sent_seq + 1:
-            # The bus skipped something (see studyapp/writing/framebus.py): take it from the store.
+            # The bus skipped something (see studyapp/realtime/framebus.py): take it from the store.
             await framebus.settled(self.public_id)
             for missed in await frame_store().frames_after(self.public_id, self.sent_seq):
                 if missed["seq"] < frame["seq"] and missed.get("epoch") == self.epoch:

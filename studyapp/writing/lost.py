@@ -1,6 +1,6 @@
 """Replies whose server process died: stored as failed turns and ended, from any process.
 
-A generation refreshes its in-flight marker (studyapp/writing/framestore.py) with every frame.
+A generation refreshes its in-flight marker (studyapp/realtime/framestore.py) with every frame.
 When the process that runs it dies (kill -9, a crash, a stop past its drain) the marker expires
 while the replay buffer still holds the generation, begun and never ended. Whichever process
 notices first claims it in Redis: its sweep over the participations its sockets watch, a
@@ -20,13 +20,13 @@ from typing import Any
 from django.db import IntegrityError
 
 from studyapp.participants.models import Participation
+from studyapp.realtime import framebus
+from studyapp.realtime.dbcalls import in_db_worker
+from studyapp.realtime.dbretry import db_retry, keepalive_s
+from studyapp.realtime.framestore import Frame, frame_store
 from studyapp.sidebyside.services import PairRefused
 from studyapp.studies.spec import rating_turns
-from studyapp.writing import framebus
 from studyapp.writing.alternatives.services import pair_store, regeneration_record
-from studyapp.writing.dbcalls import in_db_worker
-from studyapp.writing.dbretry import db_retry, keepalive_s
-from studyapp.writing.framestore import Frame, frame_store
 from studyapp.writing.models import Message, Role
 from studyapp.writing.services import turn_record
 
@@ -43,7 +43,7 @@ def sweep_interval_s() -> float:
 
 async def lost_sweep() -> None:
     """Resolve, every few seconds, the lost replies of the participations this process's
-    sockets watch (run for the server's life: studyapp/lifespan.py)."""
+    sockets watch (run for the server's life: studyapp/realtime/lifespan.py)."""
     while True:
         await asyncio.sleep(sweep_interval_s())
         try:

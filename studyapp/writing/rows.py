@@ -1,4 +1,4 @@
-"""The send path's reads in plain SQL (studyapp/fastsql.py).
+"""The send path's reads in plain SQL (studyapp/realtime/fastsql.py).
 
 Every message runs :func:`~studyapp.writing.services.message_send` on its ASGI process's
 database worker. Through the ORM its queries cost that worker 5.1 ms of CPU a message, and at
@@ -15,8 +15,8 @@ from typing import Any
 
 from django.db import connection
 
-from studyapp.fastsql import column, cursor, json_value, table
 from studyapp.participants.models import Participation
+from studyapp.realtime.fastsql import column, cursor, json_value, table
 from studyapp.studies.models import Condition, StudyVersion
 from studyapp.writing.models import Message
 

@@ -34,7 +34,7 @@ class ChatState:
     document_version: int
     spec: dict[str, Any]
     # Server-side only, never sent: what the next model call will most likely be given, so a
-    # socket can start it before the database has confirmed the turn (see ``relay.ModelCall``).
+    # socket can start it before the database has confirmed the turn (see ``ModelCall``).
     history: list[dict[str, str]]
     condition_config: dict[str, Any]
     # A side-by-side pair waiting for the participant's pick (its turn is then not pending).

@@ -13,9 +13,9 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from studyapp import fastsql
 from studyapp.feedback.ratings import rating_due
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent, Status
+from studyapp.realtime import fastsql
 from studyapp.refusals import Refused
 from studyapp.sidebyside.selectors import (
     Candidate,

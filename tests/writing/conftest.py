@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection
 
 from studyapp.participants.tokens import participation_token
-from studyapp.writing import framebus, relay
+from studyapp.realtime import framebus, generations
 from tests.factories import ParticipationFactory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -156,7 +156,7 @@ async def open_client(slug: str, token: str, *, hello: bool = True) -> tuple[Cli
 async def drain_generations() -> AsyncIterator[None]:
     """Leave no generation of this test running into the next one."""
     yield
-    assert await relay.generations_wait(20), "a generation did not end"
+    assert await generations.generations_wait(20), "a generation did not end"
     # The bus's subscription belongs to this test's event loop, which closes now.
     await framebus.close()
 
@@ -317,4 +317,4 @@ async def fake_vllm(clean_transport) -> AsyncIterator[Any]:
 
     async with FakeVLLM(tps=0) as fake:
         yield fake
-        await relay.generations_wait(20)  # nothing may still be reading from it
+        await generations.generations_wait(20)  # nothing may still be reading from it

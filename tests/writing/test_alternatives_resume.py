@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from studyapp.realtime.framestore import Snapshot
 from studyapp.writing.alternatives.relay import resume_plan
-from studyapp.writing.framestore import Snapshot
 from studyapp.writing.selectors import ChatState
 
 OLD = {"turn": 2, "role": "assistant", "text": "old", "generation_id": "old"}

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from studyapp.writing import framestore
-from studyapp.writing.framestore import frame_store
+from studyapp.realtime import framestore
+from studyapp.realtime.framestore import frame_store
 from studyapp.writing.models import Message, Role
 from studyapp.writing.services import message_send
 from tests.writing.conftest import make_participation, wait_for

@@ -17,7 +17,7 @@ from django.conf import settings
 from websockets.asyncio.client import ClientConnection, connect
 
 from studyapp.participants.models import EventKind, ParticipationEvent
-from studyapp.writing.framestore import RedisFrameStore
+from studyapp.realtime.framestore import RedisFrameStore
 from studyapp.writing.models import Message, Role
 from tests.writing.conftest import LiveServer, db, make_participation, token_for, wait_for
 

@@ -1,4 +1,4 @@
-"""The chat's database calls in worker processes (studyapp/writing/dbcalls.py): the results and
+"""The chat's database calls in worker processes (studyapp/realtime/dbcalls.py): the results and
 refusals cross intact, a dead worker costs only the calls it had, and a worker never outlives
 its parent."""
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from studyapp.participants.models import Status
-from studyapp.writing import dbcalls, dbprocesses, dbworker
-from studyapp.writing.dbprocesses import DatabaseWorkerLost
+from studyapp.realtime import dbcalls, dbprocesses, dbworker
+from studyapp.realtime.dbprocesses import DatabaseWorkerLost
 from studyapp.writing.models import Message, Role
 from studyapp.writing.services import WritingRefused, message_send
 from tests.writing.conftest import db
@@ -122,7 +122,7 @@ def test_a_worker_exits_when_its_parent_is_killed():
     script = (
         "import asyncio, time, django\n"
         "django.setup()\n"
-        "from studyapp.writing import dbcalls, dbworker\n"
+        "from studyapp.realtime import dbcalls, dbworker\n"
         "print(asyncio.run(dbcalls.in_db_worker(dbworker.pid)()), flush=True)\n"
         "time.sleep(60)\n"
     )
@@ -156,7 +156,7 @@ def restored_gc():
 
 @pytest.mark.usefixtures("worker_processes", "restored_gc")
 async def test_the_server_lifespan_starts_the_workers_and_stops_them():
-    from studyapp.lifespan import GEN0_THRESHOLD, lifespan
+    from studyapp.realtime.lifespan import GEN0_THRESHOLD, lifespan
 
     messages = asyncio.Queue()
     sent: list[dict] = []

@@ -1,4 +1,4 @@
-"""The database worker pipe (studyapp/writing/dbprocesses.py): a call that cannot cross fails
+"""The database worker pipe (studyapp/realtime/dbprocesses.py): a call that cannot cross fails
 alone, and no answer ever reaches a caller it does not belong to."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from studyapp.writing import dbcalls, dbprocesses, dbworker
-from studyapp.writing.dbprocesses import DatabaseCallNotSent, DatabaseWorkerLost
+from studyapp.realtime import dbcalls, dbprocesses, dbworker
+from studyapp.realtime.dbprocesses import DatabaseCallNotSent, DatabaseWorkerLost
 from studyapp.writing.models import Message, Role
 from tests.writing.conftest import LiveServer, db, make_participation
 from tests.writing.test_live_relay import LiveClient

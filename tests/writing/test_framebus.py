@@ -9,8 +9,8 @@ import uuid
 import pytest
 from django.conf import settings
 
-from studyapp.writing import framebus, framestore
-from studyapp.writing.framestore import MemoryFrameStore, RedisFrameStore
+from studyapp.realtime import framebus, framestore
+from studyapp.realtime.framestore import MemoryFrameStore, RedisFrameStore
 from tests.writing.conftest import db, make_participation, open_client, token_for
 
 pytestmark = pytest.mark.usefixtures("drain_generations")

@@ -8,8 +8,8 @@ import uuid
 import pytest
 from django.conf import settings
 
-from studyapp.writing import framestore
-from studyapp.writing.framestore import MemoryFrameStore, RedisFrameStore
+from studyapp.realtime import framestore
+from studyapp.realtime.framestore import MemoryFrameStore, RedisFrameStore
 
 
 @pytest.fixture(params=["redis", "memory"])

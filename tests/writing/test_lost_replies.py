@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from studyapp.participants.models import EventKind, ParticipationEvent
-from studyapp.writing import framestore, relay
-from studyapp.writing.framestore import frame_store
+from studyapp.realtime import framestore, generations
+from studyapp.realtime.framestore import frame_store
+from studyapp.writing import relay
 from studyapp.writing.lost import LOST_ERROR, lost_sweep_once
 from studyapp.writing.models import Message, Role
 from studyapp.writing.services import message_send
@@ -173,7 +174,7 @@ async def test_a_stopping_server_ends_its_replies_as_retryable_failures(writer, 
     await client.send({"type": "send", "text": "Write a long story about a lighthouse"})
     await client.until_type("delta")
 
-    await relay.generations_drain(0.2)
+    await generations.generations_drain(0.2)
     end = (await client.until(lambda f: f["type"] in ("turn_end", "turn_error")))[-1]
     assert end["type"] == "turn_error"
     assert end["retry"] is True

@@ -1,5 +1,5 @@
 """Redis restarts under open sockets: the seq counter is lost or rolled back, and the replies
-that follow still reach every page once, in order (studyapp/writing/framestore.py, epochs).
+that follow still reach every page once, in order (studyapp/realtime/framestore.py, epochs).
 
 Each test runs its own redis-server (no persistence), restarts it with ``SHUTDOWN NOSAVE``, and
 points this process's frame store at it; the shared Redis is never touched.
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from studyapp.writing import framebus, framestore
-from studyapp.writing.framestore import RedisFrameStore
+from studyapp.realtime import framebus, framestore
+from studyapp.realtime.framestore import RedisFrameStore
 from studyapp.writing.models import Message, Role
 from tests.writing.conftest import Client, db, open_client, token_for
 from tests.writing.private_redis import PrivateRedis

@@ -235,7 +235,7 @@ async def test_regenerate_right_after_turn_end_is_not_busy_while_the_end_is_bein
     """A reply's last frames reach the socket before the store has them (studyapp/writing/
     framebus.py). A page that answers turn_end at once must not be told the reply it has just
     seen end is still in flight."""
-    from studyapp.writing.framestore import frame_store
+    from studyapp.realtime.framestore import frame_store
 
     store = frame_store()
     real_end = store.end

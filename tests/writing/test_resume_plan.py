@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from studyapp.writing.framestore import Snapshot
-from studyapp.writing.relay import resume_plan
+from studyapp.realtime.framestore import Snapshot
+from studyapp.realtime.generations import resume_plan
 
 MARKER = {"generation_id": "g2", "turn": 2, "origin": "p1", "start_seq": 10}
 # The previous turn ended at seq 9; turn 2 started at 10 and has streamed three deltas.

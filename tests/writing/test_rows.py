@@ -10,8 +10,8 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.forms.models import model_to_dict
 
-from studyapp import fastsql
 from studyapp.participants.models import Participation, ParticipationEvent
+from studyapp.realtime import fastsql
 from studyapp.studies.models import StudyVersion
 from studyapp.writing import rows
 from studyapp.writing.models import Message, Role

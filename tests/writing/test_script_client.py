@@ -16,10 +16,10 @@ from collections.abc import Iterator
 import pytest
 import redis.exceptions
 
-from studyapp.writing import framestore
-from studyapp.writing.framestore import RedisFrameStore
+from studyapp.realtime import framestore
+from studyapp.realtime.framestore import RedisFrameStore
+from studyapp.realtime.scriptpipe import CallTimeout, RedisPyScripts, ScriptPipe
 from studyapp.writing.models import Message, Role
-from studyapp.writing.scriptpipe import CallTimeout, RedisPyScripts, ScriptPipe
 from tests.writing.conftest import db, open_client, token_for
 from tests.writing.private_redis import PrivateRedis
 

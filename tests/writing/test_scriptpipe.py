@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as redis
 from django.conf import settings
 
-from studyapp.writing.scriptpipe import CLIENT_NAME, ScriptError, ScriptPipe, encode
+from studyapp.realtime.scriptpipe import CLIENT_NAME, ScriptError, ScriptPipe, encode
 
 COUNT = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
 FAIL = "return redis.error_reply('refused by the script')"

@@ -24,7 +24,7 @@ from django.db import connection
 from websockets.asyncio.client import connect
 
 from studyapp.participants.models import EventKind, ParticipationEvent
-from studyapp.writing.framestore import frame_store
+from studyapp.realtime.framestore import frame_store
 from studyapp.writing.lost import LOST_ERROR
 from studyapp.writing.models import Message, Role
 from tests.writing.conftest import LiveServer, db, make_participation, token_for

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from studyapp.writing import timeline
+from studyapp.realtime import timeline
 
 
 def _wait_for_lines(path, count: int, limit_s: float = 5.0) -> list:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from studyapp.writing import framebus, protocol, relay
+from studyapp.realtime import framebus
+from studyapp.realtime.dbcalls import in_db_worker
+from studyapp.writing import protocol, relay
 from studyapp.writing.alternatives.relay import regeneration_start
 from studyapp.writing.alternatives.services import pair_pick, reply_regenerate
-from studyapp.writing.dbcalls import in_db_worker
 from studyapp.writing.protocol import ProtocolError
 
 

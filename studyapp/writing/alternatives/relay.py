@@ -18,25 +18,27 @@ import logging
 import uuid
 from typing import Any
 
+from studyapp.realtime import framebus, generations
+from studyapp.realtime.dbcalls import in_db_worker
+from studyapp.realtime.framestore import Frame, Snapshot
+from studyapp.realtime.generations import Resume, generation_end
 from studyapp.sidebyside.selectors import Candidate
 from studyapp.sidebyside.services import PairRecorded
-from studyapp.writing import framebus, relay
+from studyapp.writing import relay
 from studyapp.writing.alternatives.selectors import candidate_public
 from studyapp.writing.alternatives.services import (
     RegenerationPlan,
     pair_store,
     regeneration_record,
 )
-from studyapp.writing.dbcalls import in_db_worker
-from studyapp.writing.framestore import Frame, Snapshot
-from studyapp.writing.relay import MODEL_ERROR_MESSAGE, Resume
+from studyapp.writing.relay import MODEL_ERROR_MESSAGE
 from studyapp.writing.selectors import ChatState
 from studyapp.writing.services import TurnPlan
 
 log = logging.getLogger(__name__)
 
 START_TYPES = frozenset({"turn_start", "pair_start"})
-END_TYPES = frozenset({*relay.END_TYPES, "pair_end"})
+END_TYPES = frozenset({*generations.END_TYPES, "pair_end"})
 REGENERATE_FAILED = (
     "Sorry, the assistant could not write a new reply just now. Your earlier reply is kept."
 )
@@ -93,7 +95,7 @@ class _Candidate(relay._Generation):
     async def run_and_announce(self) -> dict[str, Any]:
         # With the candidate's own seed; if the arm cannot be built, run() reports the error.
         plan = self.plan
-        self.call = relay.call_open(plan.condition_config, plan.history, self.candidate_seed)
+        self.call = generations.call_open(plan.condition_config, plan.history, self.candidate_seed)
         record = await self.run()
         frame = {
             "type": "candidate_end",
@@ -132,7 +134,7 @@ async def _pair_run(
     except Exception:
         log.exception("pair %s could not be recorded", pair_id)
         frames = [{"type": "turn_error", **base, "message": MODEL_ERROR_MESSAGE, "retry": True}]
-    await relay.generation_end(plan.public_id, pair_id, frames)
+    await generation_end(plan.public_id, pair_id, frames)
 
 
 def _pair_end_frames(plan: TurnPlan, pair_id: str, recorded: PairRecorded) -> list[Frame]:
@@ -219,12 +221,12 @@ async def _regeneration_run(
                 "kept": plan.replaces,
             }
         ]
-    await relay.generation_end(plan.public_id, generation_id, frames)
+    await generation_end(plan.public_id, generation_id, frames)
 
 
 # -- reconnects -------------------------------------------------------------------------------
 def resume_plan(*, state: ChatState, snapshot: Snapshot, client_seq: int | None) -> Resume:
-    """``relay.resume_plan`` that also knows pairs and regenerations (database read first).
+    """``generations.resume_plan`` that also knows pairs and regenerations (database read first).
 
     A regeneration leaves its turn answered (the old reply stays active until the new one is
     stored), so it is replayed by its marker, or whole when it ended between the two reads.
@@ -234,8 +236,10 @@ def resume_plan(*, state: ChatState, snapshot: Snapshot, client_seq: int | None)
         shown = {m.get("generation_id") for m in state.messages}
         if marker is not None and marker.get("kind") == "regenerate":
             if marker["generation_id"] in shown:  # stored already; its turn_end is idempotent
-                return relay.resume_plan(pending_turn=None, snapshot=snapshot, client_seq=None)
-            resume = relay.resume_plan(
+                return generations.resume_plan(
+                    pending_turn=None, snapshot=snapshot, client_seq=None
+                )
+            resume = generations.resume_plan(
                 pending_turn=marker["turn"], snapshot=snapshot, client_seq=client_seq
             )
             return _described(resume, marker)
@@ -243,7 +247,7 @@ def resume_plan(*, state: ChatState, snapshot: Snapshot, client_seq: int | None)
         if marker is not None and "kind" not in marker and marker["turn"] > stored:
             # A reply begun before its user message was stored (relay.EarlyReply): its
             # turn_start carries the message; a turn_withdrawn follows if it is refused.
-            return relay.resume_plan(
+            return generations.resume_plan(
                 pending_turn=marker["turn"], snapshot=snapshot, client_seq=client_seq
             )
         if marker is None:
@@ -252,12 +256,12 @@ def resume_plan(*, state: ChatState, snapshot: Snapshot, client_seq: int | None)
                 replay = _ended_between_reads(snapshot.frames, stored + 1)
             if replay is not None:
                 return replay
-        return relay.resume_plan(pending_turn=None, snapshot=snapshot, client_seq=client_seq)
+        return generations.resume_plan(pending_turn=None, snapshot=snapshot, client_seq=client_seq)
     if marker is None:
         replay = _ended_between_reads(snapshot.frames, state.pending_turn)
         if replay is not None:
             return replay
-    resume = relay.resume_plan(
+    resume = generations.resume_plan(
         pending_turn=state.pending_turn, snapshot=snapshot, client_seq=client_seq
     )
     return _described(resume, marker)

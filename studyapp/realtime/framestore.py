@@ -2,7 +2,7 @@
 
 Every frame a generation publishes (turn_start, delta, turn_end, ...) gets a sequence number
 that is per participation and monotonic across turns, and is appended here before it is
-delivered live (studyapp/writing/framebus.py). A client that reconnects (maybe to another ASGI
+delivered live (studyapp/realtime/framebus.py). A client that reconnects (maybe to another ASGI
 process) replays what it missed from here, so the store must be shared between processes:
 Redis when ``REDIS_URL`` is set, a dict in this process otherwise (the embedded ``make run``).
 The Redis store also carries frames live between processes: the script that numbers a batch
@@ -37,12 +37,12 @@ from typing import Any, Protocol
 import redis.asyncio as redis
 from django.conf import settings
 
-from studyapp.writing.scriptpipe import RedisPyScripts, ScriptPipe
+from studyapp.realtime.scriptpipe import RedisPyScripts, ScriptPipe
 
 Frame = dict[str, Any]
 Ready = Callable[[], Awaitable[None]]
 Receiver = Callable[[str, list[Frame]], None]
-Stop = Callable[[str], None]
+Stop = Callable[[str], object]
 
 # How long a generation marker lives without being refreshed. A generator refreshes it with
 # every frame (and at least every few seconds), so an expired marker means its process died.
@@ -99,7 +99,7 @@ class FrameStore(Protocol):
         """Number and append frames; keeps the generation marker alive. ``origin``, the calling
         process, is the one watcher the frames are not published to (it delivers them itself).
         With ``first_seq`` the caller has numbered them (from there on, in ``epoch``): the
-        generation in flight numbers its own frames (studyapp/writing/framebus.py)."""
+        generation in flight numbers its own frames (studyapp/realtime/framebus.py)."""
         ...
 
     async def end(
@@ -298,7 +298,7 @@ class MemoryFrameStore:
 # given by the generation that numbered them (``first_seq``), and splices the number and the
 # epoch in. ARGV[1] and ARGV[2] are always the calling process (its live channel's name) and the
 # key: the script also publishes what it numbered to every other process that watches the key
-# (studyapp/writing/framebus.py), in the same round trip. A script returns "<last seq> <epoch>".
+# (studyapp/realtime/framebus.py), in the same round trip. A script returns "<last seq> <epoch>".
 _HELPERS = """
 local function fanout(out)
   local watchers = redis.call('SMEMBERS', KEYS[4])
@@ -439,6 +439,12 @@ return last .. ' ' .. epoch
 """
 
 
+class _Client(redis.Redis):
+    """A redis-py client that also carries the relay's scripts on their own connection."""
+
+    relay_scripts: ScriptPipe | RedisPyScripts
+
+
 class RedisFrameStore:
     """The shared store: per participation a counter (a hash: the last ``n``, its ``epoch``
     and the Redis ``run`` that vouches for it), a list of frames, a marker hash and the set of
@@ -472,9 +478,9 @@ class RedisFrameStore:
                 timeout=10,
                 driver_info=None,
             )
-            client = redis.Redis(connection_pool=pool)
+            client = _Client(connection_pool=pool)
             # The scripts, some 4,000 calls a second at 200 streams, on a lean connection of
-            # their own (studyapp/writing/scriptpipe.py), or on redis-py's by setting.
+            # their own (studyapp/realtime/scriptpipe.py), or on redis-py's by setting.
             kind = RedisPyScripts if settings.RELAY_SCRIPT_CLIENT == "redis-py" else ScriptPipe
             client.relay_scripts = kind(
                 self._url,

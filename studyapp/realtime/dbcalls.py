@@ -4,8 +4,8 @@ The event loop relays every reply of the process, so the database work must not 
 it needs. Where a call runs:
 
 - PostgreSQL with ``WRITING_DB_PROCESSES`` > 0 (the default): in that many worker processes of
-  this ASGI process (studyapp/writing/dbprocesses.py), started with the server
-  (studyapp/lifespan.py) or on first use. The loop only pickles the call and its result. A
+  this ASGI process (studyapp/realtime/dbprocesses.py), started with the server
+  (studyapp/realtime/lifespan.py) or on first use. The loop only pickles the call and its result. A
   thread running the services' Python would take the GIL from the loop whenever the loop
   waited, for up to a switch interval (5 ms) each time: at 200 simultaneous messages that
   delayed the first tokens by tens to hundreds of ms (bench/README.md, Relay).
@@ -30,7 +30,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from studyapp.writing import dbprocesses
+from studyapp.realtime import dbprocesses
 
 _lock = threading.Lock()
 _threads: ThreadPoolExecutor | None = None
@@ -56,10 +56,13 @@ def _thread_pool() -> ThreadPoolExecutor:
 
 def in_db_worker(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` as a coroutine function that runs off the event loop (see the module's text)."""
+    on_thread: Callable[..., Any]
     if _sqlite():
-        return database_sync_to_async(fn, thread_sensitive=True)
+        on_thread = database_sync_to_async(fn, thread_sensitive=True)
+        return on_thread
     if worker_processes() == 0:
-        return database_sync_to_async(fn, thread_sensitive=False, executor=_thread_pool())
+        on_thread = database_sync_to_async(fn, thread_sensitive=False, executor=_thread_pool())
+        return on_thread
 
     async def run(*args: Any, **kwargs: Any) -> Any:
         return await dbprocesses.call(functools.partial(fn, *args, **kwargs), worker_processes())

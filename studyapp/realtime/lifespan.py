@@ -1,21 +1,38 @@
 """The ASGI lifespan: the chat's database worker processes start with the server and are
-stopped with it (studyapp/writing/dbcalls.py), after the replies still streaming were given
-``SHUTDOWN_DRAIN_S`` to end and the rest were stored as failed (studyapp/writing/relay.py); a
-sweep ends the replies of dead processes (studyapp/writing/lost.py); the garbage collector is
-set for serving, and collects its middle generation when the server is idle
-(studyapp/idlegc.py)."""
+stopped with it (studyapp/realtime/dbcalls.py); the garbage collector is set for serving, and
+collects its middle generation when the server is idle (studyapp/realtime/idlegc.py).
+
+The apps above add their own work through :func:`on_startup` (a task for the server's life) and
+:func:`on_shutdown` (awaited before the database workers stop): the writing app drains its
+streaming replies and sweeps for the replies of dead processes that way.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from django.conf import settings
+from studyapp.realtime import dbcalls
+from studyapp.realtime.idlegc import collect_when_idle
 
-from studyapp.idlegc import collect_when_idle
-from studyapp.writing import dbcalls, relay
-from studyapp.writing.lost import lost_sweep
+Hook = Callable[[], Awaitable[None]]
+
+_startup: list[Hook] = []
+_shutdown: list[Hook] = []
+
+
+def on_startup(hook: Hook) -> None:
+    """Run ``hook()`` as a task from the server's start; it is cancelled when the server stops."""
+    if hook not in _startup:
+        _startup.append(hook)
+
+
+def on_shutdown(hook: Hook) -> None:
+    """Await ``hook()`` when the server stops, while the database workers still run."""
+    if hook not in _shutdown:
+        _shutdown.append(hook)
 
 
 async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -25,17 +42,16 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if message["type"] == "lifespan.startup":
             dbcalls.warm_up()
             collect_for_serving()
-            background = [
-                asyncio.ensure_future(collect_when_idle()),
-                asyncio.ensure_future(lost_sweep()),
-            ]
+            hooks = [collect_when_idle, *_startup]
+            background = [asyncio.ensure_future(hook()) for hook in hooks]
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             for task in background:
                 task.cancel()
-            # The sockets have closed, but replies run on without them: each still stores its
-            # turn and publishes its end (to sockets on other processes) through the workers.
-            await relay.generations_drain(settings.SHUTDOWN_DRAIN_S)
+            # The sockets have closed, but work runs on without them (a reply still stores its
+            # turn and publishes its end) through the database workers.
+            for hook in _shutdown:
+                await hook()
             # After the sockets have closed: their last calls (disconnect events) are done.
             await asyncio.get_running_loop().run_in_executor(None, dbcalls.shutdown)
             await send({"type": "lifespan.shutdown.complete"})

@@ -1,6 +1,6 @@
-"""The inside of a database worker process (see studyapp/writing/dbcalls.py).
+"""The inside of a database worker process (see studyapp/realtime/dbcalls.py).
 
-Started as ``python -m studyapp.writing.dbworker FD``: FD is its end of a socket pair with the
+Started as ``python -m studyapp.realtime.dbworker FD``: FD is its end of a socket pair with the
 ASGI process. It reads the Django setup (settings module and databases: a test run renames
 them), then runs calls one at a time, each answered in order. Every message either way is a
 4-byte big-endian length, an 8-byte big-endian call id and a pickle; an answer carries its

@@ -1,6 +1,6 @@
 """The database worker processes of this ASGI process, called from its event loop.
 
-Each worker (studyapp/writing/dbworker.py) is a child process at the other end of a socket
+Each worker (studyapp/realtime/dbworker.py) is a child process at the other end of a socket
 pair. The event loop writes a call (a pickle, its length and id first) to the worker with the
 fewest calls waiting, and reads the answers, which come back in order with their calls' ids, in
 a protocol of its own: no thread in this process takes part.
@@ -33,7 +33,7 @@ from typing import Any
 
 from django.conf import settings
 
-from studyapp.writing.dbworker import HEADER_BYTES, frame, read_header
+from studyapp.realtime.dbworker import HEADER_BYTES, frame, read_header
 
 STOP_TIMEOUT_S = 30.0
 
@@ -112,7 +112,7 @@ class _Worker:
         ours, theirs = socket.socketpair()
         with theirs:
             self.process = subprocess.Popen(  # noqa: S603 (this interpreter, a module of ours)
-                [sys.executable, "-m", "studyapp.writing.dbworker", str(theirs.fileno())],
+                [sys.executable, "-m", "studyapp.realtime.dbworker", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
             )

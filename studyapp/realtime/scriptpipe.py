@@ -1,4 +1,4 @@
-"""A lean, pipelined Redis connection for the relay's scripts (studyapp/writing/framestore.py).
+"""A lean, pipelined Redis connection for the relay's scripts (studyapp/realtime/framestore.py).
 
 Every frame of every reply is one script call (``EVALSHA``): some 2,000 a second at 200
 streams. Through redis-py's pipeline a call cost the event loop about 170 µs of CPU on its own
@@ -275,7 +275,8 @@ class ScriptPipe:
     def _tls(self) -> ssl.SSLContext | None:
         if self.params.get("connection_class") is not SSLConnection:
             return None
-        context = ssl.create_default_context(cafile=self.params.get("ssl_ca_certs"))
+        ca_certs: Any = self.params.get("ssl_ca_certs")  # a query argument of the URL
+        context = ssl.create_default_context(cafile=ca_certs)
         if str(self.params.get("ssl_cert_reqs", "required")).lower() in ("none", "cert_none"):
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE

@@ -10,7 +10,7 @@ sockets watch it. The same channel carries "stop" to the process that runs a gen
 
 A generation numbers its own frames after its first (the store numbers that one, in the
 same script that marks the generation in flight, so two can never both begin), in that frame's
-epoch (studyapp/writing/framestore.py): they go to the local sockets before the store has them,
+epoch (studyapp/realtime/framestore.py): they go to the local sockets before the store has them,
 and the store takes them as numbered. A socket that reads the store first waits for what this
 process has numbered but not stored yet (:func:`settled`).
 
@@ -35,7 +35,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from studyapp.writing.framestore import Frame, frame_store
+from studyapp.realtime.framestore import Frame, frame_store
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import psycopg
 from django import db
 from django.conf import settings
 
-from studyapp.writing import framestore
-from studyapp.writing.dbprocesses import DatabaseWorkerLost
+from studyapp.realtime import framestore
+from studyapp.realtime.dbprocesses import DatabaseWorkerLost
 
 log = logging.getLogger(__name__)
 

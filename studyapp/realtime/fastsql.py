@@ -15,7 +15,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from django.db import connection, models
@@ -43,7 +43,8 @@ class _PreparedCursor:
         return self.cursor.fetchone()
 
     def fetchall(self) -> list[Any]:
-        return self.cursor.fetchall()
+        rows: list[Any] = self.cursor.fetchall()
+        return rows
 
 
 @contextlib.contextmanager
@@ -70,20 +71,32 @@ def table(model: type[models.Model]) -> str:
 
 
 def column(model: type[models.Model], name: str) -> str:
-    return connection.ops.quote_name(model._meta.get_field(name).column)
+    return connection.ops.quote_name(_column(_field(model, name)))
 
 
 def json_value(model: type[models.Model], name: str, value: Any) -> Any:
-    return model._meta.get_field(name).from_db_value(value, None, connection)
+    # Only the fields that convert what the database returns (JSON) define from_db_value.
+    field: Any = _field(model, name)
+    return field.from_db_value(value, None, connection)
+
+
+def _field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    # The helpers name concrete fields only, never a reverse relation.
+    return cast("models.Field[Any, Any]", model._meta.get_field(name))
+
+
+def _column(field: models.Field[Any, Any]) -> str:
+    # A concrete field always has a column; the stubs allow None for the others.
+    return cast(str, field.column)
 
 
 @functools.cache
-def _insert_plan(model: type[models.Model]) -> tuple[str, tuple[models.Field, ...]]:
+def _insert_plan(model: type[models.Model]) -> tuple[str, tuple[models.Field[Any, Any], ...]]:
     meta = model._meta
     fields = tuple(f for f in meta.concrete_fields if not f.generated and f is not meta.auto_field)
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    columns = ", ".join(connection.ops.quote_name(_column(f)) for f in fields)
     marks = ", ".join(["%s"] * len(fields))
-    returning = connection.ops.quote_name(meta.pk.column)
+    returning = connection.ops.quote_name(_column(meta.pk))
     sql = f"INSERT INTO {table(model)} ({columns}) VALUES ({marks}) RETURNING {returning}"
     return sql, fields
 
