@@ -18,7 +18,8 @@
     stop: $("stop"), form: $("chat-form"), chatError: $("chat-error"), rating: $("rating"),
     turnError: $("turn-error"), turnErrorText: $("turn-error-text"), retry: $("retry"),
     doc: $("document"), docStatus: $("doc-status"), finish: $("finish"),
-    finishForm: $("finish-form"), turnCount: $("turn-count"), regenerate: $("regenerate")
+    finishForm: $("finish-form"), turnCount: $("turn-count"), regenerate: $("regenerate"),
+    finishHint: $("finish-hint")
   };
 
   var HEARTBEAT_MS = 15000;
@@ -106,8 +107,38 @@
     return li;
   }
 
+  function words(text) {
+    var t = text.trim();
+    return t ? t.split(/\s+/).length : 0;
+  }
+
+  function msgText(li) { return li.querySelector(".msg-text").textContent; }
+
+  // As the server counts (studyapp/writing/selectors.py counted_turns): a reply with text to a
+  // message of at least min_message_words words.
   function turnsCompleted() {
-    return els.messages.querySelectorAll(".msg.assistant:not(.streaming):not(.failed)").length;
+    var n = 0;
+    els.messages.querySelectorAll(".msg.assistant:not(.streaming):not(.failed)").forEach(function (li) {
+      var user = findMsg("user", li.dataset.turn);
+      if (user && words(msgText(user)) >= cfg.min_message_words && words(msgText(li)) > 0) { n += 1; }
+    });
+    return n;
+  }
+
+  // What Finish still waits for, in words the participant can act on ("" when nothing).
+  function finishMissing(done) {
+    var missing = [];
+    var turns = cfg.min_turns - done;
+    if (turns > 0) {
+      missing.push(turns + " more turn" + (turns === 1 ? "" : "s") + " (a turn counts when your " +
+        "message has at least " + cfg.min_message_words + " words and the assistant replies)");
+    }
+    var docWords = words(els.doc.value);
+    if (docWords < cfg.min_document_words) {
+      missing.push(cfg.min_document_words === 1 ? "some text in your document" :
+        "at least " + cfg.min_document_words + " words in your document (now " + docWords + ")");
+    }
+    return missing.length ? "Still needed to finish: " + missing.join("; ") + "." : "";
   }
 
   function setStatus(state, text) {
@@ -141,8 +172,9 @@
     els.turnError.hidden = retryTurn === null || !!streaming;
     els.retry.disabled = !canWrite;
     els.doc.disabled = !docLoaded || closedForGood;
-    els.finish.disabled = done < cfg.min_turns || !!streaming || ratingDue !== null ||
-      pairPending !== null;
+    var missing = finishMissing(done);
+    els.finishHint.textContent = missing;
+    els.finish.disabled = !!missing || !!streaming || ratingDue !== null || pairPending !== null;
     els.messages.querySelectorAll(".candidate .use-reply").forEach(function (b) {
       var cand = b.closest(".candidate");
       b.hidden = pairPending === null || cand.classList.contains("failed");
@@ -661,6 +693,7 @@
     });
     lastDocLength = len;
     els.docStatus.textContent = "Editing…";
+    refresh();  // Finish may wait for the document's words
     clearTimeout(docTimer);
     docTimer = setTimeout(saveDocument, edits.length >= MAX_EDITS_PER_SAVE ? 0 : DOC_DEBOUNCE_MS);
   });

@@ -5,21 +5,21 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from studyapp.participants.models import Participation
-from studyapp.writing.models import Message, Role
+from studyapp.writing.selectors import active_messages, counted_turns, latest_document, words
 
 PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete"
 
 
 def assistant_turns_completed(*, participation: Participation) -> list[int]:
-    """Turns with an active assistant reply that did not fail, in order."""
-    return list(
-        Message.objects.filter(
-            participation=participation, role=Role.ASSISTANT, is_active=True, error=""
-        )
-        .order_by("turn")
-        .values_list("turn", flat=True)
-        .distinct()
-    )
+    """The turns that count toward the study's minimum (see ``counted_turns``), in order."""
+    messages = active_messages(participation_id=participation.pk)
+    return counted_turns(messages, participation.version.spec)
+
+
+def document_words(*, participation: Participation) -> int:
+    """Words in the latest saved document (0 when none was saved)."""
+    document = latest_document(participation_id=participation.pk)
+    return words(document.text) if document else 0
 
 
 def completion_code_for(*, participation: Participation) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from studyapp.writing.alternatives.selectors import (
     regenerate_public,
 )
 from studyapp.writing.models import DocumentVersion, Message, Role
+from studyapp.writing.rows import MessageRow
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,29 @@ def pending_turn(messages: list[Message]) -> int | None:
     return max(asked) if asked else None
 
 
+def words(text: str) -> int:
+    """Whitespace-separated words, as the page counts them."""
+    return len(text.split())
+
+
+def counted_turns(messages: Sequence[Message | MessageRow], spec: dict[str, Any]) -> list[int]:
+    """The turns that count toward ``writing.min_turns``, in order: a user message of at least
+    ``writing.min_message_words`` words whose active reply succeeded and shows some text.
+
+    ``messages`` are the active ones: a stopped reply with no word, a failed one or a short
+    message buys no turn, however fast it is sent.
+    """
+    least = spec["writing"]["min_message_words"]
+    asked = {m.turn for m in messages if m.role == Role.USER and words(m.text) >= least}
+    return sorted(
+        {
+            m.turn
+            for m in messages
+            if m.role == Role.ASSISTANT and not m.error and m.turn in asked and words(m.text)
+        }
+    )
+
+
 def latest_document(*, participation_id: int) -> DocumentVersion | None:
     return (
         DocumentVersion.objects.filter(participation_id=participation_id)
@@ -94,7 +119,7 @@ def chat_state(*, participation_id: int) -> ChatState:
         status=participation.status,
         messages=[message_public(m) for m in messages],
         pending_turn=None if pair is not None else pending,
-        turns_completed=sum(1 for m in messages if m.role == Role.ASSISTANT and not m.error),
+        turns_completed=len(counted_turns(messages, participation.version.spec)),
         rating_due=interaction_rating_due(participation=participation),
         document_text=document.text if document else "",
         document_version=document.number if document else 0,
@@ -112,6 +137,8 @@ def page_settings(*, spec: dict[str, Any]) -> dict[str, Any]:
     scale = interaction_scale(spec)
     return {
         "min_turns": writing["min_turns"],
+        "min_message_words": writing["min_message_words"],
+        "min_document_words": writing["min_document_words"],
         "max_turns": writing["max_turns"],
         "rating_every": writing["rating_every"],
         "max_regenerations": max_regenerations(spec),
