@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.db.models.functions import Length
+from django.utils import timezone
 
 from studyapp import fastsql
 from studyapp.feedback.ratings import rating_due
@@ -273,7 +277,8 @@ class DocumentSaved:
 def document_save(
     *, participation_id: int, text: str, version_base: int, edits: list[dict[str, Any]]
 ) -> DocumentSaved:
-    """Save the document as a new version (unless unchanged) with the page's edit events."""
+    """Save the document as a new version (unless unchanged; past the save budget the latest
+    version takes it, see ``_version_store``) with the page's edit events."""
     if len(text) > settings.MAX_DOCUMENT_CHARS:
         raise WritingRefused(
             "doc_too_long", f"The document is limited to {settings.MAX_DOCUMENT_CHARS} characters."
@@ -287,11 +292,33 @@ def document_save(
         conflict = version_base != number
         version = latest
         if text != (latest.text if latest else ""):
-            version = DocumentVersion.objects.create(
-                participation=participation, number=number + 1, text=text
-            )
+            version = _version_store(participation, latest, text)
         if edits:
             EditBatch.objects.create(
                 participation=participation, document_version=version, events=edits
             )
         return DocumentSaved(version=version.number if version else 0, conflict=conflict)
+
+
+def _version_store(
+    participation: Participation, latest: DocumentVersion | None, text: str
+) -> DocumentVersion:
+    """Store ``text`` as the next version; past the participation's budget of versions a
+    minute or of stored characters, the latest version takes the text and the next number, so
+    a flood of saves keeps the newest text and the history stays bounded."""
+    if latest is None or _version_allowed(participation.pk, len(text)):
+        number = latest.number + 1 if latest else 1
+        return DocumentVersion.objects.create(participation=participation, number=number, text=text)
+    latest.number += 1
+    latest.text = text
+    latest.save(update_fields=["number", "text"])
+    return latest
+
+
+def _version_allowed(participation_id: int, chars: int) -> bool:
+    versions = DocumentVersion.objects.filter(participation_id=participation_id)
+    minute_ago = timezone.now() - timedelta(minutes=1)
+    if versions.filter(created_at__gte=minute_ago).count() >= settings.DOC_VERSIONS_PER_MINUTE:
+        return False
+    stored = versions.aggregate(chars=Sum(Length("text")))["chars"] or 0
+    return stored + chars <= settings.MAX_STORED_DOCUMENT_CHARS
