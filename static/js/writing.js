@@ -19,7 +19,8 @@
     turnError: $("turn-error"), turnErrorText: $("turn-error-text"), retry: $("retry"),
     doc: $("document"), docStatus: $("doc-status"), finish: $("finish"),
     finishForm: $("finish-form"), turnCount: $("turn-count"), regenerate: $("regenerate"),
-    finishHint: $("finish-hint")
+    finishHint: $("finish-hint"), docConflict: $("doc-conflict"), docUseOther: $("doc-use-other"),
+    docKeep: $("doc-keep")
   };
 
   var HEARTBEAT_MS = 15000;
@@ -55,6 +56,8 @@
   var editsInFlight = [];
   var docInFlight = null;      // text sent, not yet confirmed
   var docWaiters = [];
+  var docConflict = null;      // {version, text}: another tab's text a save of ours replaced
+  var docResync = false;       // another tab saved: a state with its text is on its way
 
   // -- rendering ----------------------------------------------------------------------------
   function messageEl(role, turn, text) {
@@ -296,6 +299,10 @@
         pendingSend = null;
       }
       loadDocument(f.document);
+      if (docResync) {
+        docResync = false;
+        if (els.doc.value === f.document.text) { els.docStatus.textContent = "Updated from another tab"; }
+      }
       gotState = true;
       attempts = 0;
       setStatus("connected", "Connected");
@@ -418,12 +425,25 @@
       if (user && !findMsg("assistant", f.turn)) { user.remove(); }
     },
     rating_due: function (f) { ratingDue = f.turn; },
+    rating_given: function (f) {
+      // Given in another tab (this tab's own rating is acknowledged as well).
+      if (ratingDue === f.turn) { ratingDue = null; ratingSending = false; }
+    },
+    doc_version: function (f) {
+      // Another tab saved: show its text, unless this tab holds edits of its own (their save
+      // then reports the conflict). The state frame carries the document.
+      if (f.version <= docVersion || docInFlight !== null || els.doc.value !== docSavedText ||
+          docResync) { return; }
+      docResync = send({ type: "hello", last_seq: lastSeq, epoch: epoch, focused: document.hasFocus() });
+    },
     doc_saved: function (f) {
       docVersion = f.version;
       if (docInFlight !== null) { docSavedText = docInFlight; }
       docInFlight = null;
       editsInFlight = [];
-      els.docStatus.textContent = els.doc.value === docSavedText ? "Saved" : "Editing…";
+      if (f.conflict && f.replaced) { showDocConflict(f.replaced); }
+      els.docStatus.textContent = docConflict ? "Changed in another tab" :
+        els.doc.value === docSavedText ? "Saved" : "Editing…";
       var waiters = docWaiters;
       docWaiters = [];
       waiters.forEach(function (w) { w(); });
@@ -666,6 +686,29 @@
     docInFlight = null;
     setTimeout(saveDocument, 0);
   }
+
+  // A save of ours replaced another tab's newer text: both are stored as versions; the
+  // participant picks which one the document goes on with.
+  function showDocConflict(other) {
+    docConflict = other;
+    els.docConflict.hidden = false;
+  }
+
+  function closeDocConflict() {
+    docConflict = null;
+    els.docConflict.hidden = true;
+    els.docStatus.textContent = els.doc.value === docSavedText ? "Saved" : "Editing…";
+  }
+
+  els.docUseOther.addEventListener("click", function () {
+    if (!docConflict) { return; }
+    els.doc.value = docConflict.text;
+    lastDocLength = els.doc.value.length;
+    closeDocConflict();
+    saveDocument();
+    refresh();
+  });
+  els.docKeep.addEventListener("click", closeDocConflict);
 
   function saveDocument() {
     clearTimeout(docTimer);

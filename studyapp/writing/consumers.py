@@ -104,6 +104,8 @@ class _ExpectedCall:
                 self.history.pop()
         elif kind == "rating_due":
             self.rating_due = True
+        elif kind == "rating_given":  # another tab gave it
+            self.rating_due = False
 
 
 class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
@@ -374,6 +376,8 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         if self.expected is not None:
             self.expected.rating_due = False
         await self._send({"type": "ack", "of": "rate", "turn": rate.turn, "value": rate.value})
+        # Every other tab closes its rating box (numbered like any chat frame).
+        await self._publish([{"type": "rating_given", "turn": rate.turn}])
 
     async def on_doc(self, frame: dict[str, Any]) -> None:
         doc = protocol.parse_doc(frame)
@@ -383,9 +387,19 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             version_base=doc.version_base,
             edits=doc.edits,
         )
-        await self._send(
-            {"type": "doc_saved", "version": saved.version, "conflict": saved.conflict}
-        )
+        answer = {"type": "doc_saved", "version": saved.version, "conflict": saved.conflict}
+        if saved.replaced is not None:
+            answer["replaced"] = saved.replaced
+        await self._send(answer)
+        if saved.changed:  # the other tabs load the new version unless they hold edits
+            await self._publish([{"type": "doc_version", "version": saved.version}])
+
+    async def _publish(self, frames: list[Frame]) -> None:
+        """Tell every socket of the participation; the frame's own answer is already sent."""
+        try:
+            await framebus.append(self.public_id, frames)
+        except Exception:  # the store is unreachable: the other tabs catch up on reconnect
+            log.warning("writing socket: %s not published", frames[0]["type"], exc_info=True)
 
     async def on_focus(self, frame: dict[str, Any]) -> None:
         await self._activity(EventKind.FOCUS, focused_after=True)

@@ -272,6 +272,11 @@ class DocumentSaved:
     version: int
     # The page edited an older version than the latest (another tab saved in between).
     conflict: bool
+    # The save stored a new version (the other tabs are told).
+    changed: bool = False
+    # On a conflict, the latest version the save replaced ({"version", "text"}), so the page
+    # can offer it back to the participant.
+    replaced: dict[str, Any] | None = None
 
 
 def document_save(
@@ -291,13 +296,21 @@ def document_save(
         number = latest.number if latest else 0
         conflict = version_base != number
         version = latest
-        if text != (latest.text if latest else ""):
+        latest_text = latest.text if latest else ""  # the row may take the new text below
+        changed = text != latest_text
+        if changed:
             version = _version_store(participation, latest, text)
         if edits:
             EditBatch.objects.create(
                 participation=participation, document_version=version, events=edits
             )
-        return DocumentSaved(version=version.number if version else 0, conflict=conflict)
+        replaced = {"version": number, "text": latest_text} if conflict and changed else None
+        return DocumentSaved(
+            version=version.number if version else 0,
+            conflict=conflict,
+            changed=changed,
+            replaced=replaced,
+        )
 
 
 def _version_store(
