@@ -117,7 +117,7 @@
 
   function msgText(li) { return li.querySelector(".msg-text").textContent; }
 
-  // As the server counts (studyapp/writing/selectors.py counted_turns): a reply with text to a
+  // As the server counts (studyapp/feedback/selectors.py counted_turns): a reply with text to a
   // message of at least min_message_words words.
   function turnsCompleted() {
     var n = 0;

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.urls import NoReverseMatch
 
 from studyapp.feedback.ratings import interaction_rating_due, interaction_scale
+from studyapp.feedback.selectors import counted_turns
 from studyapp.participants.access import step_url
 from studyapp.participants.models import Participation, Status
 from studyapp.participants.tokens import participation_id_from_token
@@ -19,7 +19,6 @@ from studyapp.writing.alternatives.selectors import (
     regenerate_public,
 )
 from studyapp.writing.models import DocumentVersion, Message, Role
-from studyapp.writing.rows import MessageRow
 
 
 @dataclass(frozen=True)
@@ -63,29 +62,6 @@ def pending_turn(messages: list[Message]) -> int | None:
     replied = {m.turn for m in messages if m.role == Role.ASSISTANT}
     asked = [m.turn for m in messages if m.role == Role.USER and m.turn not in replied]
     return max(asked) if asked else None
-
-
-def words(text: str) -> int:
-    """Whitespace-separated words, as the page counts them."""
-    return len(text.split())
-
-
-def counted_turns(messages: Sequence[Message | MessageRow], spec: dict[str, Any]) -> list[int]:
-    """The turns that count toward ``writing.min_turns``, in order: a user message of at least
-    ``writing.min_message_words`` words whose active reply succeeded and shows some text.
-
-    ``messages`` are the active ones: a stopped reply with no word, a failed one or a short
-    message buys no turn, however fast it is sent.
-    """
-    least = spec["writing"]["min_message_words"]
-    asked = {m.turn for m in messages if m.role == Role.USER and words(m.text) >= least}
-    return sorted(
-        {
-            m.turn
-            for m in messages
-            if m.role == Role.ASSISTANT and not m.error and m.turn in asked and words(m.text)
-        }
-    )
 
 
 def latest_document(*, participation_id: int) -> DocumentVersion | None:
