@@ -324,7 +324,8 @@ def _version_store(
         return DocumentVersion.objects.create(participation=participation, number=number, text=text)
     latest.number += 1
     latest.text = text
-    latest.save(update_fields=["number", "text"])
+    latest.created_at = timezone.now()  # when this text was saved
+    latest.save(update_fields=["number", "text", "created_at"])
     return latest
 
 
