@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 NO_CHANNEL_LAYER = "none"
 # The close code a consumer ended by an error is released with (no close frame was seen).
 CLOSE_ABNORMAL = 1006
+# How often a frame that waits for the reply in flight to end asks whether it has.
+PUBLISH_POLL_S = 0.25
 
 
 class _SocketClosed(Exception):
@@ -127,6 +129,9 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     released = False  # the disconnect path has run
     # The socket's last presence report, still being written (see ``_activity``).
     activity_pending: asyncio.Task[None] | None = None
+    # The latest saved document version, and its announcement to the other tabs.
+    doc_version_due: int | None = None
+    doc_publish: asyncio.Future[None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -392,7 +397,24 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             answer["replaced"] = saved.replaced
         await self._send(answer)
         if saved.changed:  # the other tabs load the new version unless they hold edits
-            await self._publish([{"type": "doc_version", "version": saved.version}])
+            self.doc_version_due = saved.version
+            if self.doc_publish is None or self.doc_publish.done():
+                self.doc_publish = start_now(self._doc_version_publish(), "doc-version")
+
+    async def _doc_version_publish(self) -> None:
+        """Announce the latest saved version once no reply streams: a reply's process numbers
+        its own frames, and a frame the store numbered meanwhile could take one of their
+        numbers. Saves made while it waits are announced by their latest version only."""
+        sent = None
+        while self.doc_version_due != sent:
+            deadline = time.monotonic() + relay.generation_timeout_s()
+            with contextlib.suppress(Exception):  # the store is unreachable: publish anyway
+                while time.monotonic() < deadline:
+                    if not await relay.generation_in_flight(self.public_id):
+                        break
+                    await asyncio.sleep(PUBLISH_POLL_S)
+            sent = self.doc_version_due
+            await self._publish([{"type": "doc_version", "version": sent}])
 
     async def _publish(self, frames: list[Frame]) -> None:
         """Tell every socket of the participation; the frame's own answer is already sent."""

@@ -48,3 +48,20 @@ async def test_a_document_save_is_announced_to_every_socket_with_its_version(wri
     assert [f["version"] for f in one.frames if f["type"] == "doc_version"] == [1, 2]
     await one.close()
     await two.close()
+
+
+async def test_a_save_during_a_reply_is_announced_after_the_reply_in_order(writer):
+    one, _ = await open_client("demo", token_for(writer))
+    two, _ = await open_client("demo", token_for(writer))
+    await one.send({"type": "send", "text": "Please write a long opening", "client_msg_id": "m"})
+    await one.until_type("turn_start")
+    await two.send({"type": "doc", "text": "Typed while it streams.", "version_base": 0})
+    await two.until(lambda f: f["type"] == "doc_saved")
+    frames = await one.until(lambda f: f["type"] == "doc_version")
+    kinds = [f["type"] for f in frames]
+    # The reply numbers its own frames: the announcement waits for its end.
+    assert kinds.index("turn_end") < kinds.index("doc_version")
+    seqs = [f["seq"] for f in one.frames if "seq" in f]
+    assert seqs == sorted(set(seqs))
+    await one.close()
+    await two.close()
