@@ -10,24 +10,23 @@
     fields may come in any order, and a leading ```` ```json ```` fence or a line of prose before
     the object is skipped.
 
-    When the reply is malformed the turn still succeeds (the paper retried; a streamed reply
-    cannot be taken back). The participant sees, in this order of preference: the part of
-    ``response`` already streamed; a response-like field of the parsed object; the object's other
-    string values without the JSON syntax; or the whole raw reply. A reply with a long stretch of
-    prose before any ``{`` is shown as it streams. The record then carries
-    ``error = "malformed_json: <why>"`` while ``finish_reason`` keeps the real reason
-    (``stop``/``length``): a failed turn is one whose ``finish_reason`` is ``"error"``.
+    Nothing outside ``response`` is ever shown: the other fields are the arm's hidden reasoning,
+    and showing them would unblind the participant. A reply whose ``response`` has no visible
+    text (prose instead of JSON, an object without the field, a reply cut off before it) fails
+    at its end with :class:`NoResponse`, a retryable :class:`~collab_models.base.ModelError`:
+    the turn records ``finish_reason = "error"`` and ``error = "malformed_json: <why>"``. A
+    ``response`` that began but was cut off or followed by broken JSON keeps what was shown and
+    succeeds with that warning in ``error`` while ``finish_reason`` keeps the real reason.
 
 The raw reply is always kept in ``TurnRecord.raw_output`` and the shown text in ``TurnRecord.text``.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from enum import Enum, auto
-from typing import Any
 
+from collab_models.base import ModelError
 from collab_models.streaming import ResponseAdapter
 
 RESPONSE_FORMATS = ("text", "json_response")
@@ -44,11 +43,10 @@ _SIMPLE_ESCAPES = {
     "t": "\t",
 }
 _PLAIN_RUN = re.compile(r'[^"\\]+')
-_FENCE = re.compile(r"^\s*```[A-Za-z]*\s*$", re.MULTILINE)
-# Keys that hold the model's private reasoning in the proactive schema; never shown as a fallback
-# when anything else is available.
-_PRIVATE_KEYS = {"current_problem", "thought", "thoughts", "reasoning", "analysis"}
-_RESPONSE_LIKE = ("response", "reply", "answer", "message", "content", "text", "output")
+
+
+class NoResponse(ModelError):
+    """A JSON reply with no visible ``response`` text: the turn fails and may be retried."""
 
 
 class TextAdapter:
@@ -74,70 +72,63 @@ class _S(Enum):
     AFTER_VALUE = auto()
     DONE = auto()
     BROKEN = auto()  # unparseable after the object began: keep what was shown
-    PASSTHROUGH = auto()  # prose, not JSON: show everything
 
 
 class JsonResponseAdapter:
     """Incremental extractor of one top-level string field from a streamed JSON object."""
 
-    def __init__(self, field: str = "response", *, prose_limit: int = 400) -> None:
+    def __init__(self, field: str = "response") -> None:
         self.field = field.lower()
-        self.prose_limit = prose_limit
         self._state = _S.SEEK
         self._raw: list[str] = []
         self._pending = ""  # an escape split across deltas
         self._key: list[str] = []
         self._found = False  # the response string has begun
         self._closed = False  # ...and ended
-        self._shown_any = False
+        self._visible = False  # the response has shown some non-blank text
         self._high_surrogate: str | None = None
         self._nest_depth = 0
         self._nest_in_str = False
         self._nest_escape = False
         self._skip_escape = False
-        self._seek_len = 0
         self._problem = ""
 
     # -- public ----------------------------------------------------------------------------
     def feed(self, delta: str) -> str:
         self._raw.append(delta)
-        if self._state is _S.PASSTHROUGH:
-            return delta
         text = self._pending + delta
         self._pending = ""
         out: list[str] = []
         i = 0
         n = len(text)
-        while i < n and self._state not in (_S.DONE, _S.BROKEN, _S.PASSTHROUGH):
+        while i < n and self._state not in (_S.DONE, _S.BROKEN):
             i = self._step(text, i, out)
-        if self._state is _S.SEEK and self._seek_len > self.prose_limit:
-            self._state = _S.PASSTHROUGH
-            self._problem = "reply is not JSON"
-            out.append(_strip_fences("".join(self._raw)).lstrip())
         shown = "".join(out)
-        if shown:
-            self._shown_any = True
+        if shown.strip():
+            self._visible = True
         return shown
 
     def finish(self) -> tuple[str, str]:
+        """The text still to show and a warning; raises :class:`NoResponse` when the reply
+        showed no ``response`` text."""
         tail = ""
         if self._high_surrogate is not None:
             tail = "\ufffd"
             self._high_surrogate = None
-        if self._state is _S.PASSTHROUGH:
+        if not self._found or not (self._visible or tail):
+            why = self._problem or (
+                "no JSON object" if self._state is _S.SEEK else f"no {self.field} field"
+            )
+            if self._found:
+                why = f"empty {self.field}"
+            raise NoResponse(f"{MALFORMED}: {why}")
+        if not self._closed:
+            return tail, f"{MALFORMED}: unterminated {self.field} string"
+        if self._state is _S.BROKEN:
             return tail, f"{MALFORMED}: {self._problem}"
-        if self._found:
-            if not self._closed:
-                return tail, f"{MALFORMED}: unterminated {self.field} string"
-            if self._state is _S.BROKEN:
-                return tail, f"{MALFORMED}: {self._problem}"
-            if self._state is not _S.DONE:
-                return tail, f"{MALFORMED}: unterminated object"
-            return tail, ""
-        why = self._problem or (
-            "no JSON object" if self._state is _S.SEEK else f"no {self.field} field"
-        )
-        return _fallback_text("".join(self._raw), self.field), f"{MALFORMED}: {why}"
+        if self._state is not _S.DONE:
+            return tail, f"{MALFORMED}: unterminated object"
+        return tail, ""
 
     # -- the state machine ----------------------------------------------------------------------
     def _step(self, text: str, i: int, out: list[str]) -> int:
@@ -154,8 +145,6 @@ class JsonResponseAdapter:
         if state is _S.SEEK:
             if c == "{":
                 self._state = _S.KEY
-            elif not c.isspace():
-                self._seek_len += 1
             return i + 1
         if c.isspace():
             return i + 1
@@ -323,33 +312,6 @@ class JsonResponseAdapter:
         if self._high_surrogate is not None:
             out.append("\ufffd")
             self._high_surrogate = None
-
-
-def _strip_fences(text: str) -> str:
-    return _FENCE.sub("", text)
-
-
-def _fallback_text(raw: str, field: str) -> str:
-    """The best plain text for a reply whose ``field`` could not be streamed."""
-    cleaned = _strip_fences(raw).strip()
-    start, end = cleaned.find("{"), cleaned.rfind("}")
-    if start == -1 or end <= start:
-        return cleaned
-    try:
-        obj: Any = json.loads(cleaned[start : end + 1])
-    except ValueError:
-        return cleaned
-    if not isinstance(obj, dict):
-        return cleaned
-    lowered = {str(k).lower(): v for k, v in obj.items()}
-    for key in (field, *_RESPONSE_LIKE):
-        value = lowered.get(key)
-        if isinstance(value, str) and value.strip():
-            return value
-    strings = [v for k, v in lowered.items() if isinstance(v, str) and v.strip()]
-    public = [v for k, v in lowered.items() if isinstance(v, str) and k not in _PRIVATE_KEYS]
-    chosen = [v for v in public if v.strip()] or strings
-    return "\n\n".join(chosen) if chosen else cleaned
 
 
 def make_adapter(response_format: str) -> ResponseAdapter:

@@ -203,7 +203,8 @@ class ResponseAdapter(Protocol):
         ...
 
     def finish(self) -> tuple[str, str]:
-        """The stream ended: return (text still to show, warning or "")."""
+        """The stream ended: return (text still to show, warning or ""), or raise
+        ``ModelError`` when the reply has nothing the participant may see."""
         ...
 
 
@@ -284,7 +285,11 @@ class AdaptedStream:
     def _end(self) -> str:
         """The raw stream ended: finish the record; return the text still to show."""
         self._done = True
-        tail, warning = self._adapter.finish()
+        try:
+            tail, warning = self._adapter.finish()
+        except ModelError as exc:  # nothing the participant may see (collab_models.adapters)
+            self._finish(str(exc), failed=True)
+            raise
         if tail:
             self._parts.append(tail)
         self._finish(warning)
@@ -298,7 +303,7 @@ class AdaptedStream:
         await self._inner.aclose()
         self._finish("")
 
-    def _finish(self, warning: str) -> None:
+    def _finish(self, warning: str, *, failed: bool = False) -> None:
         inner = self._inner.record
         if inner is None:  # the inner stream always sets one; guard for foreign streams
             inner = TurnRecord(text="", raw_output="", backend="unknown", model="")
@@ -310,6 +315,9 @@ class AdaptedStream:
         )
         if warning and not record.error:
             record.error = warning
+        if failed:
+            record.error = f"{warning} (finish_reason {record.finish_reason})"
+            record.finish_reason = "error"
         if self._decorate is not None:
             self._decorate(record)
         self.record = record

@@ -187,6 +187,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 PARTICIPANT_TOKEN_MAX_AGE = env_int("PARTICIPANT_TOKEN_MAX_AGE", 6 * 3600)
 MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 4000)
 MAX_DOCUMENT_CHARS = env_int("MAX_DOCUMENT_CHARS", 50_000)
+# Document saves past either bound update the latest stored version instead of adding one, so a
+# flood of saves stores a bounded history and still keeps the last text (docs/protocol.md).
+DOC_VERSIONS_PER_MINUTE = max(1, env_int("DOC_VERSIONS_PER_MINUTE", 20))
+MAX_STORED_DOCUMENT_CHARS = env_int("MAX_STORED_DOCUMENT_CHARS", 10 * MAX_DOCUMENT_CHARS)
 MAX_WS_FRAME_BYTES = env_int("MAX_WS_FRAME_BYTES", 256 * 1024)
 # Objects and lists a client frame may nest (the chat's own frames need 3).
 MAX_FRAME_DEPTH = max(3, env_int("MAX_FRAME_DEPTH", 32))

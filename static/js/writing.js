@@ -18,7 +18,9 @@
     stop: $("stop"), form: $("chat-form"), chatError: $("chat-error"), rating: $("rating"),
     turnError: $("turn-error"), turnErrorText: $("turn-error-text"), retry: $("retry"),
     doc: $("document"), docStatus: $("doc-status"), finish: $("finish"),
-    finishForm: $("finish-form"), turnCount: $("turn-count"), regenerate: $("regenerate")
+    finishForm: $("finish-form"), turnCount: $("turn-count"), regenerate: $("regenerate"),
+    finishHint: $("finish-hint"), docConflict: $("doc-conflict"), docUseOther: $("doc-use-other"),
+    docKeep: $("doc-keep")
   };
 
   var HEARTBEAT_MS = 15000;
@@ -54,6 +56,8 @@
   var editsInFlight = [];
   var docInFlight = null;      // text sent, not yet confirmed
   var docWaiters = [];
+  var docConflict = null;      // {version, text}: another tab's text a save of ours replaced
+  var docResync = false;       // another tab saved: a state with its text is on its way
 
   // -- rendering ----------------------------------------------------------------------------
   function messageEl(role, turn, text) {
@@ -106,8 +110,38 @@
     return li;
   }
 
+  function words(text) {
+    var t = text.trim();
+    return t ? t.split(/\s+/).length : 0;
+  }
+
+  function msgText(li) { return li.querySelector(".msg-text").textContent; }
+
+  // As the server counts (studyapp/feedback/selectors.py counted_turns): a reply with text to a
+  // message of at least min_message_words words.
   function turnsCompleted() {
-    return els.messages.querySelectorAll(".msg.assistant:not(.streaming):not(.failed)").length;
+    var n = 0;
+    els.messages.querySelectorAll(".msg.assistant:not(.streaming):not(.failed)").forEach(function (li) {
+      var user = findMsg("user", li.dataset.turn);
+      if (user && words(msgText(user)) >= cfg.min_message_words && words(msgText(li)) > 0) { n += 1; }
+    });
+    return n;
+  }
+
+  // What Finish still waits for, in words the participant can act on ("" when nothing).
+  function finishMissing(done) {
+    var missing = [];
+    var turns = cfg.min_turns - done;
+    if (turns > 0) {
+      missing.push(turns + " more turn" + (turns === 1 ? "" : "s") + " (a turn counts when your " +
+        "message has at least " + cfg.min_message_words + " words and the assistant replies)");
+    }
+    var docWords = words(els.doc.value);
+    if (docWords < cfg.min_document_words) {
+      missing.push(cfg.min_document_words === 1 ? "some text in your document" :
+        "at least " + cfg.min_document_words + " words in your document (now " + docWords + ")");
+    }
+    return missing.length ? "Still needed to finish: " + missing.join("; ") + "." : "";
   }
 
   function setStatus(state, text) {
@@ -141,8 +175,9 @@
     els.turnError.hidden = retryTurn === null || !!streaming;
     els.retry.disabled = !canWrite;
     els.doc.disabled = !docLoaded || closedForGood;
-    els.finish.disabled = done < cfg.min_turns || !!streaming || ratingDue !== null ||
-      pairPending !== null;
+    var missing = finishMissing(done);
+    els.finishHint.textContent = missing;
+    els.finish.disabled = !!missing || !!streaming || ratingDue !== null || pairPending !== null;
     els.messages.querySelectorAll(".candidate .use-reply").forEach(function (b) {
       var cand = b.closest(".candidate");
       b.hidden = pairPending === null || cand.classList.contains("failed");
@@ -264,6 +299,10 @@
         pendingSend = null;
       }
       loadDocument(f.document);
+      if (docResync) {
+        docResync = false;
+        if (els.doc.value === f.document.text) { els.docStatus.textContent = "Updated from another tab"; }
+      }
       gotState = true;
       attempts = 0;
       setStatus("connected", "Connected");
@@ -386,12 +425,25 @@
       if (user && !findMsg("assistant", f.turn)) { user.remove(); }
     },
     rating_due: function (f) { ratingDue = f.turn; },
+    rating_given: function (f) {
+      // Given in another tab (this tab's own rating is acknowledged as well).
+      if (ratingDue === f.turn) { ratingDue = null; ratingSending = false; }
+    },
+    doc_version: function (f) {
+      // Another tab saved: show its text, unless this tab holds edits of its own (their save
+      // then reports the conflict). The state frame carries the document.
+      if (f.version <= docVersion || docInFlight !== null || els.doc.value !== docSavedText ||
+          docResync) { return; }
+      docResync = send({ type: "hello", last_seq: lastSeq, epoch: epoch, focused: document.hasFocus() });
+    },
     doc_saved: function (f) {
       docVersion = f.version;
       if (docInFlight !== null) { docSavedText = docInFlight; }
       docInFlight = null;
       editsInFlight = [];
-      els.docStatus.textContent = els.doc.value === docSavedText ? "Saved" : "Editing…";
+      if (f.conflict && f.replaced) { showDocConflict(f.replaced); }
+      els.docStatus.textContent = docConflict ? "Changed in another tab" :
+        els.doc.value === docSavedText ? "Saved" : "Editing…";
       var waiters = docWaiters;
       docWaiters = [];
       waiters.forEach(function (w) { w(); });
@@ -635,6 +687,29 @@
     setTimeout(saveDocument, 0);
   }
 
+  // A save of ours replaced another tab's newer text: both are stored as versions; the
+  // participant picks which one the document goes on with.
+  function showDocConflict(other) {
+    docConflict = other;
+    els.docConflict.hidden = false;
+  }
+
+  function closeDocConflict() {
+    docConflict = null;
+    els.docConflict.hidden = true;
+    els.docStatus.textContent = els.doc.value === docSavedText ? "Saved" : "Editing…";
+  }
+
+  els.docUseOther.addEventListener("click", function () {
+    if (!docConflict) { return; }
+    els.doc.value = docConflict.text;
+    lastDocLength = els.doc.value.length;
+    closeDocConflict();
+    saveDocument();
+    refresh();
+  });
+  els.docKeep.addEventListener("click", closeDocConflict);
+
   function saveDocument() {
     clearTimeout(docTimer);
     docTimer = null;
@@ -661,6 +736,7 @@
     });
     lastDocLength = len;
     els.docStatus.textContent = "Editing…";
+    refresh();  // Finish may wait for the document's words
     clearTimeout(docTimer);
     docTimer = setTimeout(saveDocument, edits.length >= MAX_EDITS_PER_SAVE ? 0 : DOC_DEBOUNCE_MS);
   });

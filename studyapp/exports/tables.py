@@ -300,7 +300,7 @@ DOCUMENT_VERSIONS = Table(
     description="The full document text at every save; the highest number is the final one.",
     columns=(
         PARTICIPANT,
-        Column("number", "integer", "Save number, from 1"),
+        Column("number", "integer", "Save number, from 1 (a gap: saves merged into the next)"),
         Column("text", "string", "Document text (platform ids redacted)"),
         Column("chars", "integer", "Length of the text", "characters"),
         Column("created_at", "timestamp", "When it was saved", "UTC, ISO 8601"),

@@ -2,24 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlencode
 
 from studyapp.participants.models import Participation
-from studyapp.writing.models import Message, Role
+from studyapp.writing.models import DocumentVersion, Message, Role
 
 PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete"
 
 
-def assistant_turns_completed(*, participation: Participation) -> list[int]:
-    """Turns with an active assistant reply that did not fail, in order."""
-    return list(
-        Message.objects.filter(
-            participation=participation, role=Role.ASSISTANT, is_active=True, error=""
-        )
-        .order_by("turn")
-        .values_list("turn", flat=True)
-        .distinct()
+def words(text: str) -> int:
+    """Whitespace-separated words, as the page counts them."""
+    return len(text.split())
+
+
+def counted_turns(messages: Sequence[Message], spec: dict[str, Any]) -> list[int]:
+    """The turns that count toward ``writing.min_turns``, in order: a user message of at least
+    ``writing.min_message_words`` words whose active reply succeeded and shows some text.
+
+    ``messages`` are the active ones: a stopped reply with no word, a failed one or a short
+    message buys no turn, however fast it is sent.
+    """
+    least = spec["writing"]["min_message_words"]
+    asked = {m.turn for m in messages if m.role == Role.USER and words(m.text) >= least}
+    return sorted(
+        {
+            m.turn
+            for m in messages
+            if m.role == Role.ASSISTANT and not m.error and m.turn in asked and words(m.text)
+        }
     )
+
+
+def assistant_turns_completed(*, participation: Participation) -> list[int]:
+    """The turns that count toward the study's minimum (see ``counted_turns``), in order."""
+    messages = Message.objects.filter(participation=participation, is_active=True)
+    return counted_turns(list(messages), participation.version.spec)
+
+
+def document_words(*, participation: Participation) -> int:
+    """Words in the latest saved document (0 when none was saved)."""
+    document = (
+        DocumentVersion.objects.filter(participation=participation).order_by("-number").first()
+    )
+    return words(document.text) if document else 0
 
 
 def completion_code_for(*, participation: Participation) -> str:

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from studyapp.feedback.models import FINAL_TURN, Rating, Scale, SurveyKind, SurveyResponse
 from studyapp.feedback.ratings import interaction_rating_due
-from studyapp.feedback.selectors import assistant_turns_completed
+from studyapp.feedback.selectors import assistant_turns_completed, document_words
 from studyapp.participants.models import Outcome, Participation, Status
 from studyapp.sidebyside.selectors import pair_pending
 
@@ -42,19 +42,31 @@ def writing_finish(*, participation: Participation) -> Participation:
             return locked
         if pair_pending(participation_id=locked.pk) is not None:
             raise FinishRefused("Please pick one of the two replies in the chat before finishing.")
-        turns = assistant_turns_completed(participation=locked)
-        needed = locked.version.spec["writing"]["min_turns"]
-        if len(turns) < needed:
-            raise FinishRefused(
-                f"Please keep going: the study needs at least {needed} completed turns with the "
-                f"assistant (you have {len(turns)})."
-            )
+        _check_minimums(locked)
         if interaction_rating_due(participation=locked) is not None:
             raise FinishRefused("Please rate the conversation in the chat before finishing.")
         locked.status = Status.FINISHED
         locked.finished_at = timezone.now()
         locked.save(update_fields=["status", "finished_at"])
         return locked
+
+
+def _check_minimums(participation: Participation) -> None:
+    """Refuse to finish below the study's minimum turns or document words (STUDY.md §7)."""
+    writing = participation.version.spec["writing"]
+    turns = len(assistant_turns_completed(participation=participation))
+    if turns < writing["min_turns"]:
+        raise FinishRefused(
+            f"Please keep going: the study needs at least {writing['min_turns']} completed turns "
+            f"with the assistant (you have {turns}). A turn counts when your message has at "
+            f"least {writing['min_message_words']} words and the assistant's reply has text."
+        )
+    needed, written = writing["min_document_words"], document_words(participation=participation)
+    if written < needed:
+        raise FinishRefused(
+            f"Please write your document before finishing: it needs at least {needed} "
+            f"word{'s' if needed != 1 else ''} (it has {written})."
+        )
 
 
 def final_survey_submit(

@@ -139,14 +139,17 @@ def _writing(writing: dict[str, Any]) -> dict[str, Any]:
         "instructions": "",
         # New samples the participant may ask for per reply (the Regenerate button); 0: none.
         "max_regenerations": 2,
+        # A turn counts toward min_turns only when its message has this many words (and its
+        # reply has text), so one-letter messages stopped at once cannot buy the minimum.
+        "min_message_words": 2,
+        # Finish needs a document of at least this many words (0: an empty one is accepted).
+        "min_document_words": 1,
         **writing,
     }
     _require(merged["rating_every"] >= 1, "writing.rating_every must be >= 1")
     _require(merged["max_turns"] >= merged["min_turns"], "writing.max_turns < min_turns")
-    _require(
-        _whole(merged["max_regenerations"], minimum=0),
-        "writing.max_regenerations must be a whole number >= 0",
-    )
+    for key in ("max_regenerations", "min_message_words", "min_document_words"):
+        _require(_whole(merged[key], minimum=0), f"writing.{key} must be a whole number >= 0")
     return merged
 
 

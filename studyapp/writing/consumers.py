@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 NO_CHANNEL_LAYER = "none"
 # The close code a consumer ended by an error is released with (no close frame was seen).
 CLOSE_ABNORMAL = 1006
+# How often a frame that waits for the reply in flight to end asks whether it has.
+PUBLISH_POLL_S = 0.25
 
 
 class _SocketClosed(Exception):
@@ -107,6 +109,8 @@ class _ExpectedCall:
                 self.history.pop()
         elif kind == "rating_due":
             self.rating_due = True
+        elif kind == "rating_given":  # another tab gave it
+            self.rating_due = False
 
 
 class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
@@ -128,6 +132,9 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     released = False  # the disconnect path has run
     # The socket's last presence report, still being written (see ``_activity``).
     activity_pending: asyncio.Task[None] | None = None
+    # The latest saved document version, and its announcement to the other tabs.
+    doc_version_due: int | None = None
+    doc_publish: asyncio.Future[None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -381,6 +388,8 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         if self.expected is not None:
             self.expected.rating_due = False
         await self._send({"type": "ack", "of": "rate", "turn": rate.turn, "value": rate.value})
+        # Every other tab closes its rating box (numbered like any chat frame).
+        await self._publish([{"type": "rating_given", "turn": rate.turn}])
 
     async def on_doc(self, frame: dict[str, Any]) -> None:
         doc = protocol.parse_doc(frame)
@@ -390,9 +399,36 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             version_base=doc.version_base,
             edits=doc.edits,
         )
-        await self._send(
-            {"type": "doc_saved", "version": saved.version, "conflict": saved.conflict}
-        )
+        answer = {"type": "doc_saved", "version": saved.version, "conflict": saved.conflict}
+        if saved.replaced is not None:
+            answer["replaced"] = saved.replaced
+        await self._send(answer)
+        if saved.changed:  # the other tabs load the new version unless they hold edits
+            self.doc_version_due = saved.version
+            if self.doc_publish is None or self.doc_publish.done():
+                self.doc_publish = start_now(self._doc_version_publish(), "doc-version")
+
+    async def _doc_version_publish(self) -> None:
+        """Announce the latest saved version once no reply streams: a reply's process numbers
+        its own frames, and a frame the store numbered meanwhile could take one of their
+        numbers. Saves made while it waits are announced by their latest version only."""
+        sent = None
+        while self.doc_version_due != sent:
+            deadline = time.monotonic() + relay.generation_timeout_s()
+            with contextlib.suppress(Exception):  # the store is unreachable: publish anyway
+                while time.monotonic() < deadline:
+                    if not await relay.generation_in_flight(self.public_id):
+                        break
+                    await asyncio.sleep(PUBLISH_POLL_S)
+            sent = self.doc_version_due
+            await self._publish([{"type": "doc_version", "version": sent}])
+
+    async def _publish(self, frames: list[Frame]) -> None:
+        """Tell every socket of the participation; the frame's own answer is already sent."""
+        try:
+            await framebus.append(self.public_id, frames)
+        except Exception:  # the store is unreachable: the other tabs catch up on reconnect
+            log.warning("writing socket: %s not published", frames[0]["type"], exc_info=True)
 
     async def on_focus(self, frame: dict[str, Any]) -> None:
         await self._activity(EventKind.FOCUS, focused_after=True)

@@ -9,6 +9,7 @@ from typing import Any
 from django.urls import NoReverseMatch
 
 from studyapp.feedback.ratings import interaction_rating_due, interaction_scale
+from studyapp.feedback.selectors import counted_turns
 from studyapp.participants.access import step_url
 from studyapp.participants.models import Participation, Status
 from studyapp.participants.tokens import participation_id_from_token
@@ -94,7 +95,7 @@ def chat_state(*, participation_id: int) -> ChatState:
         status=participation.status,
         messages=[message_public(m) for m in messages],
         pending_turn=None if pair is not None else pending,
-        turns_completed=sum(1 for m in messages if m.role == Role.ASSISTANT and not m.error),
+        turns_completed=len(counted_turns(messages, participation.version.spec)),
         rating_due=interaction_rating_due(participation=participation),
         document_text=document.text if document else "",
         document_version=document.number if document else 0,
@@ -112,6 +113,8 @@ def page_settings(*, spec: dict[str, Any]) -> dict[str, Any]:
     scale = interaction_scale(spec)
     return {
         "min_turns": writing["min_turns"],
+        "min_message_words": writing["min_message_words"],
+        "min_document_words": writing["min_document_words"],
         "max_turns": writing["max_turns"],
         "rating_every": writing["rating_every"],
         "max_regenerations": max_regenerations(spec),

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.db.models.functions import Length
+from django.utils import timezone
 
 from studyapp.feedback.ratings import rating_due
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent, Status
@@ -268,12 +272,18 @@ class DocumentSaved:
     version: int
     # The page edited an older version than the latest (another tab saved in between).
     conflict: bool
+    # The save stored a new version (the other tabs are told).
+    changed: bool = False
+    # On a conflict, the latest version the save replaced ({"version", "text"}), so the page
+    # can offer it back to the participant.
+    replaced: dict[str, Any] | None = None
 
 
 def document_save(
     *, participation_id: int, text: str, version_base: int, edits: list[dict[str, Any]]
 ) -> DocumentSaved:
-    """Save the document as a new version (unless unchanged) with the page's edit events."""
+    """Save the document as a new version (unless unchanged; past the save budget the latest
+    version takes it, see ``_version_store``) with the page's edit events."""
     if len(text) > settings.MAX_DOCUMENT_CHARS:
         raise WritingRefused(
             "doc_too_long", f"The document is limited to {settings.MAX_DOCUMENT_CHARS} characters."
@@ -286,12 +296,43 @@ def document_save(
         number = latest.number if latest else 0
         conflict = version_base != number
         version = latest
-        if text != (latest.text if latest else ""):
-            version = DocumentVersion.objects.create(
-                participation=participation, number=number + 1, text=text
-            )
+        latest_text = latest.text if latest else ""  # the row may take the new text below
+        changed = text != latest_text
+        if changed:
+            version = _version_store(participation, latest, text)
         if edits:
             EditBatch.objects.create(
                 participation=participation, document_version=version, events=edits
             )
-        return DocumentSaved(version=version.number if version else 0, conflict=conflict)
+        replaced = {"version": number, "text": latest_text} if conflict and changed else None
+        return DocumentSaved(
+            version=version.number if version else 0,
+            conflict=conflict,
+            changed=changed,
+            replaced=replaced,
+        )
+
+
+def _version_store(
+    participation: Participation, latest: DocumentVersion | None, text: str
+) -> DocumentVersion:
+    """Store ``text`` as the next version; past the participation's budget of versions a
+    minute or of stored characters, the latest version takes the text and the next number, so
+    a flood of saves keeps the newest text and the history stays bounded."""
+    if latest is None or _version_allowed(participation.pk, len(text)):
+        number = latest.number + 1 if latest else 1
+        return DocumentVersion.objects.create(participation=participation, number=number, text=text)
+    latest.number += 1
+    latest.text = text
+    latest.created_at = timezone.now()  # when this text was saved
+    latest.save(update_fields=["number", "text", "created_at"])
+    return latest
+
+
+def _version_allowed(participation_id: int, chars: int) -> bool:
+    versions = DocumentVersion.objects.filter(participation_id=participation_id)
+    minute_ago = timezone.now() - timedelta(minutes=1)
+    if versions.filter(created_at__gte=minute_ago).count() >= settings.DOC_VERSIONS_PER_MINUTE:
+        return False
+    stored = versions.aggregate(chars=Sum(Length("text")))["chars"] or 0
+    return stored + chars <= settings.MAX_STORED_DOCUMENT_CHARS

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from collab_models.adapters import JsonResponseAdapter, TextAdapter, make_adapter
+from collab_models.adapters import JsonResponseAdapter, NoResponse, TextAdapter, make_adapter
 
 REPLY = {
     "current_problem": "The user wants a blog post but has not said for whom.",
@@ -72,44 +72,46 @@ def test_missing_comma_between_fields_is_tolerated() -> None:
     assert warning == ""
 
 
-def test_plain_prose_is_shown_whole_and_flagged() -> None:
-    raw = "Sure! Tell me more about your audience."
-    deltas, text, warning = run(split_every(raw, 5))
-    assert text == raw
-    assert deltas == [raw]  # short prose: shown once the reply ends
-    assert warning == "malformed_json: no JSON object"
+def fails(chunks: list[str]) -> tuple[str, str]:
+    """Feed ``chunks`` to a reply that must fail; return (all shown text, the failure)."""
+    adapter = JsonResponseAdapter()
+    shown = "".join(adapter.feed(c) for c in chunks)
+    with pytest.raises(NoResponse) as failure:
+        adapter.finish()
+    assert failure.value.permanent is False  # the participant may retry the turn
+    return shown, str(failure.value)
 
 
-def test_long_prose_streams_through_once_it_is_clearly_not_json() -> None:
-    raw = "word " * 200
-    adapter = JsonResponseAdapter(prose_limit=100)
-    shown = [adapter.feed(c) for c in split_every(raw, 10)]
-    tail, warning = adapter.finish()
-    assert "".join(shown) + tail == raw
-    assert sum(1 for s in shown if s) > 50  # streamed, not buffered
-    assert warning == "malformed_json: reply is not JSON"
-
-
-def test_object_without_response_falls_back_to_public_fields() -> None:
-    _, text, warning = run(['{"current_problem": "p", "thought": "t", "answer": "The answer"}'])
-    assert text == "The answer"
-    assert warning == "malformed_json: no response field"
-
-    _, text, _ = run(['{"current_problem": "p", "thought": "t", "note": "Visible"}'])
-    assert text == "Visible"
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        # Cut off (finish reason "length") inside the hidden fields, before "response".
+        ('{"current_problem": "p", "thought": "the audience is still unclear', "no response"),
+        ('{"current_problem": "p", "thought": "t", "respo', "no response"),
+        # A complete object without the field, or with a response-like field of another name.
+        ('{"current_problem": "p", "thought": "t"}', "no response field"),
+        ('{"current_problem": "p", "thought": "t", "answer": "the audience"}', "no response"),
+        # An empty or blank response.
+        ('{"thought": "t", "response": "  "}', "empty response"),
+        # Prose instead of JSON, short or long.
+        ("Sure! Tell me more about your audience.", "no JSON object"),
+        ("Thought: the audience is unclear. " * 40, "no JSON object"),
+    ],
+)
+@pytest.mark.parametrize("size", [1, 7, 10_000])
+def test_a_reply_without_response_text_shows_nothing_and_fails(
+    raw: str, why: str, size: int
+) -> None:
+    shown, failure = fails(split_every(raw, size))
+    assert shown.strip() == ""  # at most the blanks of an empty response
+    assert failure.startswith("malformed_json: ")
+    assert why in failure
 
 
 def test_truncated_response_keeps_what_was_shown_and_flags_it() -> None:
     _, text, warning = run(['{"thought": "t", "response": "Half a sent'])
     assert text == "Half a sent"
     assert warning == "malformed_json: unterminated response string"
-
-
-def test_truncated_before_response_shows_the_raw_text() -> None:
-    raw = '{"current_problem": "p", "thought": "still thinking'
-    _, text, warning = run([raw])
-    assert text == raw
-    assert warning.startswith("malformed_json:")
 
 
 def test_lone_surrogates_become_replacement_characters() -> None:

@@ -85,16 +85,41 @@ async def test_proactive_arm_streams_plain_text_out_of_the_json_reply(fake: Fake
     assert "{{conversation}}" not in prompt
 
 
-async def test_proactive_arm_falls_back_on_malformed_json(fake: FakeVLLM) -> None:
-    fake.script(Script(text="Sure, here is a draft about cooking for your friends."))
+@pytest.mark.parametrize(
+    ("tokens", "finish_reason"),
+    [
+        # Cut off by the token limit inside the hidden reasoning.
+        (
+            ['{"current_problem": "Who reads it?", ', '"thought": "Ask about the', " audience"],
+            "length",
+        ),
+        (['{"current_problem": "p", ', '"thought": "Ask first."}'], "stop"),
+        (["Sure, here is a draft ", "about cooking for your friends."], "stop"),
+    ],
+)
+async def test_proactive_arm_fails_a_reply_without_response_and_shows_none_of_it(
+    fake: FakeVLLM, tokens: list[str], finish_reason: str
+) -> None:
+    fake.script(Script(tokens=tokens, finish_reason=finish_reason, tps=0))
     stream = build_arm(proactive_config(fake.url)).reply(HISTORY)
 
-    text = "".join([d async for d in stream])
+    shown: list[str] = []
 
-    assert text == "Sure, here is a draft about cooking for your friends."
+    async def read() -> None:
+        async for delta in stream:
+            shown.append(delta)
+
+    with pytest.raises(ModelError) as failure:
+        await read()
+
+    assert shown == []
+    assert failure.value.permanent is False
     assert stream.record is not None
-    assert stream.record.finish_reason == "stop"
-    assert stream.record.error == "malformed_json: no JSON object"
+    assert stream.record.text == ""
+    assert stream.record.finish_reason == "error"
+    assert stream.record.error.startswith("malformed_json: ")
+    assert f"(finish_reason {finish_reason})" in stream.record.error
+    assert stream.record.raw_output == "".join(tokens)  # kept for researchers
 
 
 async def test_proactive_arm_cancel_keeps_the_shown_text(fake: FakeVLLM) -> None:

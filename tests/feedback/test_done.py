@@ -22,7 +22,7 @@ ANSWERS = {
 
 def _complete(client: Client, params: dict[str, str], **answers) -> Participation:
     participation = start_writing(client, "demo", params)
-    record_turns(participation, 8)
+    record_turns(participation, 8, draft=True)
     participation = writing_finish(participation=participation)
     return final_survey_submit(participation=participation, answers={**ANSWERS, **answers})
 

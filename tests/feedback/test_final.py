@@ -18,7 +18,7 @@ DONE = reverse("feedback:done", args=["demo"])
 
 def _finished(client: Client) -> Participation:
     participation = start_writing(client, "demo", prolific_params("PID1"))
-    record_turns(participation, 8)
+    record_turns(participation, 8, draft=True)
     assert client.post(reverse("feedback:finish", args=["demo"])).status_code == 302
     participation.refresh_from_db()
     return participation
@@ -143,7 +143,7 @@ def test_a_second_submission_is_a_no_op(client, version):
 def test_csrf_is_enforced_on_the_final_questions(version):
     client = Client(enforce_csrf_checks=True)
     participation = start_writing(client, "demo", prolific_params("PID1"))
-    record_turns(participation, 8)
+    record_turns(participation, 8, draft=True)
     writing_finish(participation=participation)
     client.get(FINAL)  # renders the form and sets the CSRF cookie
     token = client.cookies["csrftoken"].value

@@ -27,7 +27,7 @@ def test_prolific_participant_walks_from_entry_to_the_completion_redirect(client
     participation.refresh_from_db()
     response = client.post(response.request["PATH_INFO"], prewriting_data(participation))
     assert response["Location"] == reverse("writing:page", args=["demo"])
-    record_turns(participation, 8)
+    record_turns(participation, 8, draft=True)
     response = client.post(reverse("feedback:finish", args=["demo"]))
     response = client.get(response["Location"])
     assert response.status_code == 200

@@ -16,7 +16,7 @@ from studyapp.participants.services import participation_consent, prewriting_sub
 from studyapp.studies.models import StudyVersion
 from studyapp.studies.services import study_load
 from studyapp.studies.spec import document_type
-from studyapp.writing.models import Message, Role
+from studyapp.writing.models import DocumentVersion, Message, Role
 from tests.conftest import REFERENCE_STUDY
 
 
@@ -91,9 +91,18 @@ def final_data(**overrides: str) -> dict[str, str]:
 
 
 def record_turns(
-    participation: Participation, turns: int, *, rate_at: tuple[int, ...] = (3, 6)
+    participation: Participation,
+    turns: int,
+    *,
+    rate_at: tuple[int, ...] = (3, 6),
+    draft: bool = False,
 ) -> None:
-    """What the co-writing page leaves behind: user/assistant messages and checkpoint ratings."""
+    """What the co-writing page leaves behind: user/assistant messages and checkpoint ratings,
+    and with ``draft`` a saved document."""
+    if draft:
+        DocumentVersion.objects.create(
+            participation=participation, number=1, text="A first draft of the post."
+        )
     for turn in range(1, turns + 1):
         Message.objects.create(
             participation=participation, turn=turn, role=Role.USER, text=f"question {turn}"

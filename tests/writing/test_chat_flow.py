@@ -173,19 +173,24 @@ async def test_document_saves_create_versions_and_edit_batches(writer):
     client, _ = await open_client("demo", token_for(writer))
     edits = [{"t": 1, "type": "insertText", "data": "H"}]
     await client.send({"type": "doc", "text": "Hello", "version_base": 0, "edits": edits})
-    (saved,) = await client.until_type("doc_saved")
+    saved = (await client.until_type("doc_saved"))[-1]  # after the last save's doc_version
     assert saved == {"type": "doc_saved", "version": 1, "conflict": False}
     await client.send({"type": "doc", "text": "Hello world", "version_base": 1, "edits": edits})
-    (saved,) = await client.until_type("doc_saved")
+    saved = (await client.until_type("doc_saved"))[-1]  # after the last save's doc_version
     assert saved["version"] == 2
     # Unchanged text makes no new version.
     await client.send({"type": "doc", "text": "Hello world", "version_base": 2})
-    (saved,) = await client.until_type("doc_saved")
+    saved = (await client.until_type("doc_saved"))[-1]  # after the last save's doc_version
     assert saved["version"] == 2
     # A save based on an old version is kept (nothing lost) and flagged.
     await client.send({"type": "doc", "text": "Other tab", "version_base": 1})
-    (saved,) = await client.until_type("doc_saved")
-    assert saved == {"type": "doc_saved", "version": 3, "conflict": True}
+    saved = (await client.until_type("doc_saved"))[-1]  # after the last save's doc_version
+    assert saved == {
+        "type": "doc_saved",
+        "version": 3,
+        "conflict": True,
+        "replaced": {"version": 2, "text": "Hello world"},  # offered back to the participant
+    }
 
     versions = await db(
         lambda: list(
