@@ -234,6 +234,9 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             await self._refused(exc.code, exc.message, kind)
         except GenerationBusy:  # a reply began in another tab between our check and our start
             await self._send(error_frame("busy", of=kind))
+        except UNAVAILABLE_ERRORS as exc:  # the database's outage, not a fault of ours: one line
+            log.warning("writing socket: %s frame not handled, database unavailable: %r", kind, exc)
+            await self._send(error_frame("unavailable", of=kind))
         except Exception:
             log.exception("writing socket: %s frame failed", kind)
             await self._send(error_frame("server_error", of=kind))

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from studyapp.writing.protocol import ERROR_CODES
 from tests.writing.conftest import (
     LiveServer,
     _database_url,
@@ -132,4 +133,28 @@ async def test_the_socket_refuses_its_connect_while_the_database_is_down(
     assert ws.close_code == 1013
     log = server.log.read_text()
     assert "presence not recorded" in log
+    assert "Traceback" not in log, log
+
+
+async def test_a_frame_met_by_the_outage_gets_unavailable_not_a_traceback(
+    proxied_server, demo_version
+):
+    server, proxy = proxied_server
+    participation = await db(make_participation, demo_version)
+    url = f"{server.ws_url}/ws/study/demo/?token={token_for(participation)}"
+    async with connect(url, origin=server.url, open_timeout=10) as ws:
+        await ws.send(json.dumps({"type": "hello", "last_seq": None, "focused": True}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 15))["type"] == "state"
+        proxy.cut()
+        await ws.send(json.dumps({"type": "heartbeat", "focused": True}))
+        frame = json.loads(await asyncio.wait_for(ws.recv(), ANSWER_WITHIN_S))
+
+    assert frame == {
+        "type": "error",
+        "code": "unavailable",
+        "message": ERROR_CODES["unavailable"],
+        "of": "heartbeat",
+    }
+    log = server.log.read_text()
+    assert "heartbeat frame not handled, database unavailable" in log
     assert "Traceback" not in log, log
