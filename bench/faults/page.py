@@ -51,6 +51,7 @@ class Page:
     rating_due: int | None = None
     pending_send: tuple[str, str] | None = None  # (client_msg_id, text) sent, not acknowledged
     unsent: str | None = None  # text left in the input box: the participant must send it again
+    resend: tuple[str, str] | None = None  # sent again by the page itself after a reconnect
     rating_sending: bool = False
     doc_version: int = 0
     doc_sending: bool = False
@@ -151,10 +152,13 @@ class Page:
         self.epoch = f.get("epoch") or None
         # A state on a socket that had one (a new epoch) comes before the ack of a send.
         if self.pending_send is not None and not self.got_state:
-            client_msg_id, text = self.pending_send
+            client_msg_id = self.pending_send[0]
             stored = any(m.get("client_msg_id") == client_msg_id for m in f.get("messages", []))
-            self.unsent = None if stored else text
-            self.pending_send = None
+            # Not stored yet: the page sends it again with its id (writing.js), by itself.
+            self.resend = None if stored else self.pending_send
+            self.unsent = None
+            if stored:
+                self.pending_send = None
         self.doc_version = int((f.get("document") or {}).get("version") or 0)
         self.doc_sending = False  # a save the server did not confirm is sent again
         self.got_state = True

@@ -307,6 +307,10 @@ class Participant:
         self.last_progress = time.monotonic()
         if frame.get("type") == "state":
             self.attempts = 0
+            if self.page.resend is not None:  # the page's own resend, as writing.js does
+                client_msg_id, message = self.page.resend
+                self.page.resend = None
+                self._send({"type": "send", "text": message, "client_msg_id": client_msg_id})
         self._maybe_drop(frame)
         self.changed.set()
 

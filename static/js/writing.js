@@ -295,8 +295,14 @@
       // A state on a socket that had one (a new epoch) comes before the ack of a send in flight.
       if (pendingSend && !gotState) {
         var stored = f.messages.some(function (m) { return m.client_msg_id === pendingSend.client_msg_id; });
-        if (stored) { els.input.value = ""; }
-        pendingSend = null;
+        if (stored) {
+          els.input.value = "";
+          pendingSend = null;
+        } else if (!send({ type: "send", text: pendingSend.text, client_msg_id: pendingSend.client_msg_id })) {
+          // Its store may still be under way on the old socket (a database outage is waited
+          // out); the same id is stored at most once, so the page sends it again as it was.
+          pendingSend = null;
+        }
       }
       loadDocument(f.document);
       if (docResync) {
