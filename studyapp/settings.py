@@ -8,14 +8,18 @@ switches to PostgreSQL, the Redis channel layer and a Redis Celery broker.
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from studyapp.env import env_bool, env_int, env_list, env_str
+from studyapp.env import env_bool, env_int, env_list, env_str, require_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", default=False)
-SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-change-me")
+# Sessions and the participants' socket tokens are signed with it: DEBUG off needs a real one.
+SECRET_KEY = require_secret_key(
+    env_str("SECRET_KEY", "dev-only-insecure-key-change-me" if DEBUG else ""), debug=DEBUG
+)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
@@ -40,6 +44,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -50,7 +55,7 @@ MIDDLEWARE = [
     "studyapp.framing.FrameAncestorsMiddleware",
     "studyapp.dbunavailable.DatabaseUnavailableMiddleware",
 ]
-X_FRAME_OPTIONS = env_str("X_FRAME_OPTIONS", "SAMEORIGIN")
+X_FRAME_OPTIONS = env_str("X_FRAME_OPTIONS", "DENY")
 # Origins allowed to show the study in an iframe; MTurk needs
 # "https://worker.mturk.com,https://workersandbox.mturk.com" (and HTTPS for this site).
 FRAME_ANCESTORS = env_list("FRAME_ANCESTORS")
@@ -178,10 +183,38 @@ LOGIN_URL = "/admin/login/"
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
+# Production (DEBUG off) is served over HTTPS only; each protection can be turned off by its
+# environment variable (a local HTTP test server does).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=not DEBUG)
 if FRAME_ANCESTORS:  # a framed page only gets its cookies back when they are SameSite=None
     SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "None"
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+# Behind a TLS-terminating proxy: the header it sets and its value, e.g. "X-Forwarded-Proto,https"
+# (the proxy must overwrite that header on every request, or clients could claim HTTPS).
+_PROXY_SSL_HEADER = env_list("SECURE_PROXY_SSL_HEADER")
+if _PROXY_SSL_HEADER:
+    if len(_PROXY_SSL_HEADER) != 2:
+        raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER must be NAME,VALUE")
+    _name = "HTTP_" + _PROXY_SSL_HEADER[0].upper().replace("-", "_").removeprefix("HTTP_")
+    SECURE_PROXY_SSL_HEADER = (_name, _PROXY_SSL_HEADER[1])
+# Every page's Content-Security-Policy (django-csp): scripts from this site or inline with the
+# request's nonce; inline styles stay allowed because the dashboards' figures inject them.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:", "blob:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+    }
+}
 
 # Study runtime knobs.
 PARTICIPANT_TOKEN_MAX_AGE = env_int("PARTICIPANT_TOKEN_MAX_AGE", 6 * 3600)
