@@ -5,6 +5,7 @@ eager Celery tasks and the offline model backend. Setting ``DATABASE_URL`` and `
 switches to PostgreSQL, the Redis channel layer and a Redis Celery broker.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -31,6 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "studyapp.studies",
     "studyapp.participants",
     "studyapp.writing",
@@ -54,6 +56,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "studyapp.framing.FrameAncestorsMiddleware",
     "studyapp.dbunavailable.DatabaseUnavailableMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 X_FRAME_OPTIONS = env_str("X_FRAME_OPTIONS", "DENY")
 # Origins allowed to show the study in an iframe; MTurk needs
@@ -166,6 +169,22 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 300.0,
     },
 }
+
+# Researchers' logins are throttled (django-axes, in the database): after LOGIN_FAILURE_LIMIT
+# wrong passwords for one username from one address, that pair is refused (429) for
+# LOGIN_LOCKOUT_MINUTES, or until `manage.py axes_reset`. LOGIN_THROTTLE=0 turns it off.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("LOGIN_THROTTLE", default=True)
+AXES_FAILURE_LIMIT = max(1, env_int("LOGIN_FAILURE_LIMIT", 5))
+AXES_COOLOFF_TIME = timedelta(minutes=max(1, env_int("LOGIN_LOCKOUT_MINUTES", 15)))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Only failed attempts are kept, and nothing about them is logged (the logs carry no addresses).
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
