@@ -25,6 +25,8 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
+# The demo runs with DEBUG on: the development SECRET_KEY, plain HTTP and no HSTS.
+run: export DEBUG ?= 1
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput -v0
@@ -47,6 +49,11 @@ test: install-test
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# The benchmarks serve plain HTTP from throwaway databases with DEBUG off, as in production.
+bench-relay bench-dashboard bench-faults: export SECRET_KEY ?= bench-only-key-of-throwaway-databases
+bench-relay bench-dashboard bench-faults: export SECURE_SSL_REDIRECT ?= 0
+bench-relay bench-dashboard bench-faults: export SECURE_COOKIES ?= 0
 
 # The worst case (every participant sends in the same millisecond), then 200 participants whose
 # messages arrive over a second (bench/README.md, Relay).

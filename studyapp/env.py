@@ -7,6 +7,8 @@ value (the usual way secrets are mounted in containers).
 import os
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 
 def env_str(name: str, default: str = "") -> str:
     file_path = os.environ.get(f"{name}_FILE")
@@ -29,3 +31,20 @@ def env_int(name: str, default: int) -> int:
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+# Keys anyone can read in this repository: a production process signing sessions and socket
+# tokens with one of them would let anybody forge them.
+KNOWN_SECRET_KEYS = frozenset({"dev-only-insecure-key-change-me", "change-me"})
+
+
+def require_secret_key(key: str, *, debug: bool) -> str:
+    """Return ``key``, or refuse to start a production (DEBUG off) process without a real one."""
+    if not debug and (not key or key in KNOWN_SECRET_KEYS):
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set (or is a published default) and DEBUG is off: set SECRET_KEY "
+            "(or SECRET_KEY_FILE) to a long random value, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`, or set DEBUG=1 "
+            "for local development only."
+        )
+    return key

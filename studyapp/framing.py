@@ -1,7 +1,7 @@
 """Letting named sites show the study in an iframe (MTurk shows an ExternalQuestion in one).
 
 With ``FRAME_ANCESTORS`` set, the participant's pages (under ``/study/``) name those origins in
-a Content-Security-Policy ``frame-ancestors`` directive instead of sending ``X-Frame-Options``,
+the Content-Security-Policy's ``frame-ancestors`` directive instead of sending ``X-Frame-Options``,
 so they may be framed by them and by nobody else; researchers' pages stay unframeable. The
 settings pair it with ``SameSite=None; Secure`` cookies: inside a third-party frame a browser
 sends no other kind, and without the session cookie a participant would lose their place on
@@ -25,7 +25,7 @@ class FrameAncestorsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if settings.FRAME_ANCESTORS and request.path.startswith(FRAMED_PREFIX):
-            ancestors = " ".join(["'self'", *settings.FRAME_ANCESTORS])
             response.xframe_options_exempt = True  # read by XFrameOptionsMiddleware
-            response.headers.setdefault("Content-Security-Policy", f"frame-ancestors {ancestors}")
+            # Added to the page's policy by django-csp's middleware, which runs after this one.
+            response._csp_update = {"frame-ancestors": ["'self'", *settings.FRAME_ANCESTORS]}
         return response

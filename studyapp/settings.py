@@ -5,17 +5,22 @@ eager Celery tasks and the offline model backend. Setting ``DATABASE_URL`` and `
 switches to PostgreSQL, the Redis channel layer and a Redis Celery broker.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from studyapp.env import env_bool, env_int, env_list, env_str
+from studyapp.env import env_bool, env_int, env_list, env_str, require_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", default=False)
-SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-change-me")
+# Sessions and the participants' socket tokens are signed with it: DEBUG off needs a real one.
+SECRET_KEY = require_secret_key(
+    env_str("SECRET_KEY", "dev-only-insecure-key-change-me" if DEBUG else ""), debug=DEBUG
+)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
@@ -27,6 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "studyapp.studies",
     "studyapp.participants",
     "studyapp.writing",
@@ -40,6 +46,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -49,8 +56,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "studyapp.framing.FrameAncestorsMiddleware",
     "studyapp.dbunavailable.DatabaseUnavailableMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
-X_FRAME_OPTIONS = env_str("X_FRAME_OPTIONS", "SAMEORIGIN")
+X_FRAME_OPTIONS = env_str("X_FRAME_OPTIONS", "DENY")
 # Origins allowed to show the study in an iframe; MTurk needs
 # "https://worker.mturk.com,https://workersandbox.mturk.com" (and HTTPS for this site).
 FRAME_ANCESTORS = env_list("FRAME_ANCESTORS")
@@ -162,6 +170,22 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Researchers' logins are throttled (django-axes, in the database): after LOGIN_FAILURE_LIMIT
+# wrong passwords for one username from one address, that pair is refused (429) for
+# LOGIN_LOCKOUT_MINUTES, or until `manage.py axes_reset`. LOGIN_THROTTLE=0 turns it off.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("LOGIN_THROTTLE", default=True)
+AXES_FAILURE_LIMIT = max(1, env_int("LOGIN_FAILURE_LIMIT", 5))
+AXES_COOLOFF_TIME = timedelta(minutes=max(1, env_int("LOGIN_LOCKOUT_MINUTES", 15)))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Only failed attempts are kept, and nothing about them is logged (the logs carry no addresses).
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
@@ -178,10 +202,38 @@ LOGIN_URL = "/admin/login/"
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
+# Production (DEBUG off) is served over HTTPS only; each protection can be turned off by its
+# environment variable (a local HTTP test server does).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=not DEBUG)
 if FRAME_ANCESTORS:  # a framed page only gets its cookies back when they are SameSite=None
     SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "None"
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+# Behind a TLS-terminating proxy: the header it sets and its value, e.g. "X-Forwarded-Proto,https"
+# (the proxy must overwrite that header on every request, or clients could claim HTTPS).
+_PROXY_SSL_HEADER = env_list("SECURE_PROXY_SSL_HEADER")
+if _PROXY_SSL_HEADER:
+    if len(_PROXY_SSL_HEADER) != 2:
+        raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER must be NAME,VALUE")
+    _name = "HTTP_" + _PROXY_SSL_HEADER[0].upper().replace("-", "_").removeprefix("HTTP_")
+    SECURE_PROXY_SSL_HEADER = (_name, _PROXY_SSL_HEADER[1])
+# Every page's Content-Security-Policy (django-csp): scripts from this site or inline with the
+# request's nonce; inline styles stay allowed because the dashboards' figures inject them.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:", "blob:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+    }
+}
 
 # Study runtime knobs.
 PARTICIPANT_TOKEN_MAX_AGE = env_int("PARTICIPANT_TOKEN_MAX_AGE", 6 * 3600)

@@ -4,6 +4,10 @@ import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/collabstudy_test")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+# DEBUG stays off, as in production, over plain HTTP; the servers the tests start inherit these.
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-any-deployment-0123456789")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
+os.environ.setdefault("SECURE_COOKIES", "0")
 
 from studyapp.settings import *  # noqa: F403
 

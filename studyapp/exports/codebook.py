@@ -10,7 +10,11 @@ from studyapp.exports.tables import TABLES, Column, Table
 from studyapp.studies.models import Study
 
 _TYPE_NOTES = {
-    "string": "text (UTF-8)",
+    "string": (
+        "text (UTF-8); in CSV only, text starting with =, +, -, @, a tab or a carriage return "
+        "gets a leading ' so that spreadsheets do not run it as a formula (JSONL and Parquet "
+        "keep it as written)"
+    ),
     "integer": "whole number",
     "float": "decimal number",
     "boolean": "true / false",

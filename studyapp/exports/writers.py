@@ -52,6 +52,16 @@ class RowWriter(Protocol):
     def close(self) -> None: ...
 
 
+# A spreadsheet opening the CSV runs a cell starting with one of these as a formula
+# (=HYPERLINK(...) in a participant's message would become a live link).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formula(text: str) -> str:
+    """Prefix a single quote to text a spreadsheet would read as a formula (the OWASP rule)."""
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
 class CsvWriter:
     def __init__(self, path: Path, columns: Sequence[Column]) -> None:
         self._file = path.open("w", newline="", encoding="utf-8")
@@ -68,6 +78,8 @@ class CsvWriter:
             return value.isoformat()
         if kind == "boolean":
             return "true" if value else "false"
+        if kind == "string" and isinstance(value, str):
+            return neutralise_formula(value)
         return value
 
     def write(self, row: Sequence[Any]) -> None:

@@ -120,7 +120,7 @@ def test_study_dashboard_fits_a_1440px_window_wide_tables_scroll_in_place(
     # On a narrow window the tables scroll inside their containers; the page does not widen.
     page.set_viewport_size({"width": 700, "height": 900})
     # plotly redraws its figures for the new width shortly after the resize event.
-    page.wait_for_function("document.documentElement.scrollWidth <= 700", timeout=5000)
+    page.wait_for_function("() => document.documentElement.scrollWidth <= 700", timeout=5000)
     assert _overflowing(page) == []
     assert page.js_errors == []
 

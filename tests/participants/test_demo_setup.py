@@ -3,6 +3,12 @@ import io
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import CommandError, call_command
+from django.test import RequestFactory
+
+
+def _login_request():
+    """The request a login comes with: the login throttle needs one."""
+    return RequestFactory().post("/admin/login/")
 
 
 def _run(**options) -> str:
@@ -17,7 +23,7 @@ def test_creates_the_researcher_and_prints_the_links(demo_version, monkeypatch):
     user = get_user_model().objects.get(username="researcher")
     assert user.is_staff
     assert user.is_superuser
-    assert authenticate(username="researcher", password="collabstudy") == user
+    assert authenticate(_login_request(), username="researcher", password="collabstudy") == user
     assert "researcher / collabstudy" in output
     assert "http://127.0.0.1:8123/study/demo/?participant_label=demo-" in output
     assert "http://127.0.0.1:8123/study/demo/?PROLIFIC_PID=" in output
@@ -30,7 +36,8 @@ def test_running_again_keeps_one_login_and_honours_demo_password(version, monkey
     monkeypatch.setenv("DEMO_PASSWORD", "another-secret")
     output = _run()
     assert get_user_model().objects.filter(username="researcher").count() == 1
-    assert authenticate(username="researcher", password="another-secret") is not None
+    request = _login_request()
+    assert authenticate(request, username="researcher", password="another-secret") is not None
     assert "another-secret" in output
 
 
