@@ -10,3 +10,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "levelled"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},  # noqa: F405
 }
+
+# The campaign's servers speak plain HTTP on loopback, like the tests' servers.
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
