@@ -35,6 +35,8 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from studyapp.realtime.framestore import Frame, frame_store
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,8 @@ class _Bus:
                 await frame_store().listen(self.origin, on_ready, self.deliver, _stop_local)
             except asyncio.CancelledError:
                 raise
+            except (OSError, RedisConnectionError) as exc:  # Redis restarting: expected, one line
+                log.warning("frame bus subscription %s lost (%r); reconnecting", self.origin, exc)
             except Exception:
                 log.exception("frame bus subscription %s failed; reconnecting", self.origin)
             self.ready.clear()
