@@ -9,6 +9,13 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studyapp.settings")
 django_asgi_app = get_asgi_application()
 
+from django.conf import settings  # noqa: E402
+
+from studyapp.env import require_secret_key  # noqa: E402
+
+# The server signs sessions and socket tokens: with DEBUG off it starts only on a real key.
+require_secret_key(settings.SECRET_KEY, debug=settings.DEBUG)
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import (  # noqa: E402
     AllowedHostsOriginValidator,

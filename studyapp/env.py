@@ -35,11 +35,12 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 # Keys anyone can read in this repository: a production process signing sessions and socket
 # tokens with one of them would let anybody forge them.
-KNOWN_SECRET_KEYS = frozenset({"dev-only-insecure-key-change-me", "change-me"})
+DEVELOPMENT_SECRET_KEY = "dev-only-insecure-key-change-me"  # noqa: S105 (published on purpose)
+KNOWN_SECRET_KEYS = frozenset({DEVELOPMENT_SECRET_KEY, "change-me"})
 
 
 def require_secret_key(key: str, *, debug: bool) -> str:
-    """Return ``key``, or refuse to start a production (DEBUG off) process without a real one."""
+    """Return ``key``, or refuse to start a production (DEBUG off) server without a real one."""
     if not debug and (not key or key in KNOWN_SECRET_KEYS):
         raise ImproperlyConfigured(
             "SECRET_KEY is not set (or is a published default) and DEBUG is off: set SECRET_KEY "

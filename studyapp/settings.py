@@ -12,15 +12,15 @@ import dj_database_url
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from studyapp.env import env_bool, env_int, env_list, env_str, require_secret_key
+from studyapp.env import DEVELOPMENT_SECRET_KEY, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", default=False)
-# Sessions and the participants' socket tokens are signed with it: DEBUG off needs a real one.
-SECRET_KEY = require_secret_key(
-    env_str("SECRET_KEY", "dev-only-insecure-key-change-me" if DEBUG else ""), debug=DEBUG
-)
+# Sessions and the participants' socket tokens are signed with it. Commands that sign nothing
+# (makemigrations, check) run on the development key; the server refuses it with DEBUG off
+# (studyapp/asgi.py).
+SECRET_KEY = env_str("SECRET_KEY", "") or DEVELOPMENT_SECRET_KEY
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 

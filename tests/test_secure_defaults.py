@@ -30,8 +30,9 @@ def _example_env() -> dict[str, str]:
     return values
 
 
-def _import_settings(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    code = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
+def _start_server_app(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Load the ASGI application, as uvicorn does when it starts."""
+    code = "import studyapp.asgi; from django.conf import settings; print(settings.DEBUG)"
     return subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
     )
@@ -42,16 +43,30 @@ def test_production_refuses_to_start_without_a_real_secret_key(key: str | None) 
     env = _env(DEBUG="false")
     if key is not None:
         env["SECRET_KEY"] = key
-    result = _import_settings(env)
+    result = _start_server_app(env)
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert "SECRET_KEY is not set (or is a published default) and DEBUG is off" in result.stderr
 
 
 def test_debug_runs_on_the_development_key() -> None:
-    result = _import_settings(_env(DEBUG="1"))
+    result = _start_server_app(_env(DEBUG="1"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
+
+
+def test_a_command_that_signs_nothing_runs_without_a_key(tmp_path: Path) -> None:
+    """CI and newcomers run the migrations check with no production environment."""
+    env = _env(DEBUG="false", DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "No changes detected" in result.stdout
 
 
 def test_check_deploy_is_clean_under_the_example_production_settings() -> None:
