@@ -268,7 +268,7 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def live_servers(django_db_setup, django_db_blocker) -> Iterator[list[LiveServer]]:
+def live_server_processes(django_db_setup, django_db_blocker) -> Iterator[list[LiveServer]]:
     """Two ASGI processes sharing the test database and Redis, streaming slowly (25 tokens/s)
     so that a test can act in the middle of a reply."""
     servers = [LiveServer(tokens_per_second=25) for _ in range(2)]
@@ -279,6 +279,37 @@ def live_servers(django_db_setup, django_db_blocker) -> Iterator[list[LiveServer
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture
+def live_servers(transactional_db, live_server_processes) -> Iterator[list[LiveServer]]:
+    """The live servers for one test, which ends only once they hold no transaction open.
+
+    They outlive the test, and a socket the test closed still writes as it disconnects; a
+    flush (TRUNCATE of every table) racing those writes can deadlock and fail the test."""
+    yield live_server_processes
+    wait_database_quiet()
+
+
+def wait_database_quiet(wait_s: float = 15, settled_s: float = 0.3) -> None:
+    """Until no other session on the test database has been in a transaction for
+    ``settled_s`` (or ``wait_s`` has passed: the flush then takes its chances)."""
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + wait_s
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+            )
+            (busy,) = cursor.fetchone()
+        if busy:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= settled_s:
+            return
+        time.sleep(0.05)
 
 
 def ws_origin(server: LiveServer) -> str:
