@@ -9,10 +9,7 @@ for a connection and failing with a 500; the writing socket's connect answers an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from studyapp.writing.protocol import ERROR_CODES
+from tests.tcp_proxy import CuttableProxy
 from tests.writing.conftest import (
     LiveServer,
     _database_url,
@@ -36,52 +34,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ANSWER_WITHIN_S = 15
 
 
-class TcpProxy:
-    """Forwards 127.0.0.1:<port> to ``target`` until :meth:`cut`: then every connection
-    through it is dropped and new ones are refused, as when the database host goes away."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-                upstream = socket.create_connection(self.target)
-            except OSError:
-                return  # cut
-            with self.lock:
-                self.sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
-
-    def cut(self) -> None:
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
-        self.listener.close()
-        with self.lock:
-            for sock in self.sockets:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        while data := source.recv(65536):
-            sink.sendall(data)
-    with contextlib.suppress(OSError):
-        sink.shutdown(socket.SHUT_WR)
-
-
 @pytest.fixture
-def proxied_server(django_db_blocker, tmp_path: Path) -> Iterator[tuple[LiveServer, TcpProxy]]:
-    proxy = TcpProxy(database_address())
+def proxied_server(django_db_blocker, tmp_path: Path) -> Iterator[tuple[LiveServer, CuttableProxy]]:
+    proxy = CuttableProxy(database_address())
     server = LiveServer(
         tokens_per_second=400,
         database_url=_database_url("127.0.0.1", proxy.port),
@@ -91,7 +46,7 @@ def proxied_server(django_db_blocker, tmp_path: Path) -> Iterator[tuple[LiveServ
         server.wait_ready()
         yield server, proxy
     finally:
-        proxy.cut()
+        proxy.close()
         server.stop()
 
 

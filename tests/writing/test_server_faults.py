@@ -13,21 +13,26 @@ import contextlib
 import json
 import os
 import signal
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import connection
 from websockets.asyncio.client import connect
 
 from studyapp.participants.models import EventKind, ParticipationEvent
 from studyapp.realtime.framestore import frame_store
 from studyapp.writing.lost import LOST_ERROR
 from studyapp.writing.models import Message, Role
-from tests.writing.conftest import LiveServer, db, make_participation, token_for
+from tests.tcp_proxy import CuttableProxy
+from tests.writing.conftest import (
+    LiveServer,
+    _database_url,
+    database_address,
+    db,
+    make_participation,
+    token_for,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -170,64 +175,6 @@ async def test_kill_9_ends_its_replies_on_the_survivors_once(demo_version, live_
         await client.close()
 
 
-class CuttableProxy:
-    """A TCP proxy in front of PostgreSQL that a test can cut (its connections closed, new ones
-    closed at once) and restore, without touching the shared server."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.cut_off = threading.Event()
-        self.open: set[socket.socket] = set()
-        self.lock = threading.Lock()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.cut_off.is_set():
-                client.close()
-                continue
-            upstream = socket.create_connection(self.target)
-            with self.lock:
-                self.open |= {client, upstream}
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        for sock in (src, dst):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        self.cut_off.set()
-        with self.lock:
-            for sock in self.open:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-            self.open.clear()
-
-    def restore(self) -> None:
-        self.cut_off.clear()
-
-    def close(self) -> None:
-        self.listener.close()
-        self.cut()
-
-
-def _proxied_database_url(port: int) -> str:
-    cfg = connection.settings_dict
-    password = f":{cfg['PASSWORD']}" if cfg.get("PASSWORD") else ""
-    return f"postgres://{cfg['USER']}{password}@127.0.0.1:{port}/{cfg['NAME']}"
-
-
 async def _quiet(client: LiveClient, frames: list[dict[str, Any]], quiet_s: float) -> None:
     """Collect frames until none has come for ``quiet_s`` (the reply has streamed) or it ends."""
     while not frames or frames[-1]["type"] not in ENDS:
@@ -239,10 +186,9 @@ async def _quiet(client: LiveClient, frames: list[dict[str, Any]], quiet_s: floa
 
 async def test_a_reply_that_ends_while_the_database_is_down_is_stored_after(demo_version):
     participation = await db(make_participation, demo_version)
-    cfg = connection.settings_dict
-    proxy = CuttableProxy((cfg["HOST"] or "127.0.0.1", int(cfg["PORT"] or 5432)))
+    proxy = CuttableProxy(database_address())
     try:
-        url = _proxied_database_url(proxy.port)
+        url = _database_url("127.0.0.1", proxy.port)
         with _server(10, DATABASE_URL=url, TURN_STORE_RETRY_S="90") as server:
             client = await LiveClient.open(server, participation)
             await client.send({"type": "send", "text": "Write about budget travel in Lisbon"})
@@ -271,10 +217,9 @@ async def test_a_message_sent_while_the_database_is_down_is_stored_when_it_retur
     """The page sends each message with an id; the server waits the outage out rather than
     refusing the message and leaving the participant to send it again by hand."""
     participation = await db(make_participation, demo_version)
-    cfg = connection.settings_dict
-    proxy = CuttableProxy((cfg["HOST"] or "127.0.0.1", int(cfg["PORT"] or 5432)))
+    proxy = CuttableProxy(database_address())
     try:
-        url = _proxied_database_url(proxy.port)
+        url = _database_url("127.0.0.1", proxy.port)
         with _server(200, DATABASE_URL=url, TURN_STORE_RETRY_S="90") as server:
             client = await LiveClient.open(server, participation)
             proxy.cut()
