@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "axes",
+    "django_prometheus",
     "studyapp.studies",
     "studyapp.participants",
     "studyapp.writing",
@@ -45,6 +46,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "studyapp.operations.middleware.probes_middleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -57,7 +60,10 @@ MIDDLEWARE = [
     "studyapp.framing.FrameAncestorsMiddleware",
     "studyapp.dbunavailable.DatabaseUnavailableMiddleware",
     "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+# /metrics answers only a scraper that sends this bearer token; empty turns it off.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 X_FRAME_OPTIONS = env_str("X_FRAME_OPTIONS", "DENY")
 # Origins allowed to show the study in an iframe; MTurk needs
 # "https://worker.mturk.com,https://workersandbox.mturk.com" (and HTTPS for this site).
