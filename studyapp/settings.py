@@ -33,7 +33,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "axes",
-    "django_prometheus",
     "studyapp.studies",
     "studyapp.participants",
     "studyapp.writing",
@@ -47,7 +46,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "studyapp.operations.middleware.probes_middleware",
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -60,7 +58,6 @@ MIDDLEWARE = [
     "studyapp.framing.FrameAncestorsMiddleware",
     "studyapp.dbunavailable.DatabaseUnavailableMiddleware",
     "axes.middleware.AxesMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 # /metrics answers only a scraper that sends this bearer token; empty turns it off.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the study, beside django-prometheus's request metrics.
+"""Prometheus metrics of the study, beside prometheus_client's process metrics.
 
 Counts that every process must report alike (participants by step, replies, model errors, time
 to first visible character, tokens per second) are read from the database at scrape time, so

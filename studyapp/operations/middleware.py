@@ -10,10 +10,9 @@ import hmac
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils.decorators import sync_and_async_middleware
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from studyapp.operations import metrics
@@ -48,24 +47,18 @@ async def _metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
 
 
-@sync_and_async_middleware
-def probes_middleware(
-    get_response: Callable[[HttpRequest], Any],
-) -> Callable[[HttpRequest], Any]:
-    if iscoroutinefunction(get_response):
+def probes_middleware(get_response: Callable[[HttpRequest], Any]) -> Callable[[HttpRequest], Any]:
+    """Async only: the checks are coroutines, and Django adapts what is below (a sync chain is
+    called through a thread, as it would be for a sync view)."""
 
-        async def middleware(request: HttpRequest) -> HttpResponse:
-            if request.path in PROBE_PATHS:
-                return await probe_answer(request)
-            response: HttpResponse = await get_response(request)
-            return response
-
-        return middleware
-
-    def sync_middleware(request: HttpRequest) -> HttpResponse:
+    async def middleware(request: HttpRequest) -> HttpResponse:
         if request.path in PROBE_PATHS:
-            return async_to_sync(probe_answer)(request)
-        response: HttpResponse = get_response(request)
+            return await probe_answer(request)
+        response: HttpResponse = await get_response(request)
         return response
 
-    return sync_middleware
+    return middleware
+
+
+probes_middleware.async_capable = True  # type: ignore[attr-defined]
+probes_middleware.sync_capable = False  # type: ignore[attr-defined]

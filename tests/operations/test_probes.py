@@ -156,6 +156,6 @@ def test_metrics_expose_the_study_series_with_the_database_numbers(demo_version)
         "collabstudy_sockets_open",
         "collabstudy_replies_in_flight",
         "collabstudy_frames_replayed",
-        "django_http_requests_before_middlewares",
+        "process_cpu_seconds",
     ):
         assert process_series in families, process_series

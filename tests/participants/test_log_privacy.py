@@ -73,8 +73,8 @@ def _wait_until_up(base: str, proc: subprocess.Popen) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"uvicorn exited with {proc.returncode}")
         with contextlib.suppress(httpx.TransportError):
-            httpx.get(f"{base}/healthz", timeout=1)
-            return
+            if httpx.get(f"{base}/readyz?models=0", timeout=5).status_code == 200:
+                return
         time.sleep(0.2)
     raise RuntimeError("uvicorn did not start")
 
