@@ -21,9 +21,15 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[dev,local,train]'
 	touch $@
 
+# checkov checks the deploy files (tests/deploy); its many pins live in a venv of their own.
+TOOLS := .tools
+$(TOOLS)/bin/checkov:
+	$(PY) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q 'checkov==3.3.30'
+
 install: $(VENV)/.installed
 
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test $(TOOLS)/bin/checkov
 
 # The demo runs with DEBUG on: the development SECRET_KEY, plain HTTP and no HSTS.
 run: export DEBUG ?= 1

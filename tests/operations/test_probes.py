@@ -22,6 +22,12 @@ from tests.writing.conftest import (
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TOKEN = "scrape-me"
+AUTH = {"headers": {"Authorization": f"Bearer {TOKEN}"}}
+
+
+@pytest.fixture(autouse=True)
+def _metrics_token(settings):
+    settings.METRICS_TOKEN = TOKEN
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +47,7 @@ def test_healthz_answers_a_probe_by_address_over_plain_http():
 
 async def test_readyz_reports_each_dependency_and_each_arm(demo_version, fake_vllm):
     await db(remote_condition, demo_version, fake_vllm.url)
-    response = await AsyncClient().get("/readyz")
+    response = await AsyncClient().get("/readyz", **AUTH)
     assert response.status_code == 200
     body = response.json()
     assert body["ready"] is True
@@ -54,20 +60,20 @@ async def test_readyz_fails_on_an_arm_whose_server_is_down_unless_models_are_ski
 ):
     await db(remote_condition, demo_version, fake_vllm.url)
     fake_vllm.healthy = False
-    response = await AsyncClient().get("/readyz")
+    response = await AsyncClient().get("/readyz", **AUTH)
     assert response.status_code == 503
     check = response.json()["checks"]["model:demo/remote"]
     assert check["ok"] is False
     assert "HTTP 503" in check["detail"]
 
-    skipped = await AsyncClient().get("/readyz?models=0")
+    skipped = await AsyncClient().get("/readyz?models=0", **AUTH)
     assert skipped.status_code == 200
     assert set(skipped.json()["checks"]) == {"database", "redis"}
 
 
 async def test_readyz_fails_when_redis_is_down(demo_version):
     with override_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"):
-        response = await AsyncClient().get("/readyz")
+        response = await AsyncClient().get("/readyz", **AUTH)
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert checks["redis"]["ok"] is False
@@ -76,12 +82,16 @@ async def test_readyz_fails_when_redis_is_down(demo_version):
 
 def test_readyz_fails_when_the_database_is_down(django_db_blocker, tmp_path):
     proxy = CuttableProxy(database_address())
-    server = LiveServer(100, database_url=_database_url("127.0.0.1", proxy.port))
+    server = LiveServer(
+        100, database_url=_database_url("127.0.0.1", proxy.port), METRICS_TOKEN=TOKEN
+    )
     try:
         server.wait_ready()
+        headers = {"Authorization": f"Bearer {TOKEN}"}
         assert httpx.get(f"{server.url}/readyz", timeout=20).status_code == 200
         proxy.cut()
-        response = httpx.get(f"{server.url}/readyz", timeout=20)
+        assert httpx.get(f"{server.url}/readyz", timeout=20).json() == {"ready": False}
+        response = httpx.get(f"{server.url}/readyz", headers=headers, timeout=20)
         assert response.status_code == 503
         checks = response.json()["checks"]
         assert checks["database"]["ok"] is False
@@ -92,15 +102,21 @@ def test_readyz_fails_when_the_database_is_down(django_db_blocker, tmp_path):
         server.stop()
 
 
-def test_metrics_are_off_without_a_token_and_refuse_a_wrong_one():
+def test_metrics_are_off_without_a_token_and_refuse_a_wrong_one(settings):
+    assert Client().get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
+    settings.METRICS_TOKEN = ""
     assert Client().get("/metrics").status_code == 404
-    with override_settings(METRICS_TOKEN=TOKEN):
-        assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer nope").status_code == 401
+
+
+async def test_readyz_tells_an_outsider_only_whether_the_app_is_ready(demo_version, fake_vllm):
+    await db(remote_condition, demo_version, fake_vllm.url)
+    fake_vllm.healthy = False
+    response = await AsyncClient().get("/readyz", headers={"Authorization": "Bearer nope"})
+    assert (response.status_code, response.json()) == (503, {"ready": False})
 
 
 def _scrape() -> dict[str, list]:
-    with override_settings(METRICS_TOKEN=TOKEN):
-        response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    response = Client().get("/metrics", **AUTH)
     assert response.status_code == 200
     return {
         family.name: family.samples
