@@ -8,12 +8,13 @@ from pathlib import Path
 from uuid import UUID
 
 import plotly
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from studyapp.dashboards.filters import ParticipationFilter
 from studyapp.dashboards.report import study_report
@@ -26,8 +27,15 @@ from studyapp.dashboards.selectors import (
     study_monitor,
     study_overview,
 )
+from studyapp.participants.audit import Action, data_access_record
+from studyapp.participants.decisions import (
+    DecisionRefused,
+    participation_exclude,
+    participation_mark_returned,
+)
 from studyapp.participants.models import Participation
 from studyapp.studies.models import Study
+from studyapp.studies.spec import exclusion_reasons
 
 
 @require_GET
@@ -53,6 +61,8 @@ def study(request: HttpRequest, slug: str) -> HttpResponse:
         "monitor_settings": MonitorSettings(),
         "recent": recent_participations(study=study),
     }
+    data_access_record(user=request.user, action=Action.STUDY_DASHBOARD, study_slug=slug,
+                       detail=request.GET.urlencode())
     return render(request, "dashboards/study.html", context)
 
 
@@ -80,8 +90,43 @@ def conversation(request: HttpRequest, slug: str, public_id: UUID) -> HttpRespon
             {"number": v.number, "at": v.created_at.isoformat(), "text": v.text}
             for v in convo.versions
         ],
+        "exclusion_reasons": exclusion_reasons(convo.participation.version.spec),
+        "status_changes": convo.participation.status_changes.select_related("changed_by"),
     }
+    data_access_record(user=request.user, action=Action.CONVERSATION, study_slug=slug,
+                       participation=public_id)
     return render(request, "dashboards/conversation.html", context)
+
+
+@require_POST
+@staff_member_required
+def decide(request: HttpRequest, slug: str, public_id: UUID) -> HttpResponse:
+    """Exclude a participation (with a reason) or mark it returned, from its page."""
+    participation = get_object_or_404(
+        Participation.objects.select_related("version"), study__slug=slug, public_id=public_id
+    )
+    decision = request.POST.get("decision", "")
+    note = request.POST.get("note", "").strip()
+    try:
+        if decision == "exclude":
+            participation_exclude(
+                participation=participation, reason=request.POST.get("reason", ""), note=note,
+                by=request.user, via="dashboard",
+            )
+            action = Action.EXCLUDED
+        elif decision == "return":
+            participation_mark_returned(participation=participation, note=note, by=request.user,
+                                        via="dashboard")
+            action = Action.MARKED_RETURNED
+        else:
+            return HttpResponseBadRequest("decision must be exclude or return")
+    except DecisionRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        data_access_record(user=request.user, action=action, study_slug=slug,
+                           participation=public_id)
+        messages.success(request, f"Participation {action.replace('_', ' ')}.")
+    return redirect("dashboards:conversation", slug, public_id)
 
 
 @lru_cache(maxsize=1)
