@@ -205,6 +205,13 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# collectstatic writes a gzip copy of every text file beside it (and a Brotli one when the brotli
+# package is installed); WhiteNoise serves it to browsers that accept it. Not the manifest
+# variant: the servers the tests and benchmarks start have no collectstatic step.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 LOGIN_URL = "/admin/login/"
 
 SESSION_COOKIE_HTTPONLY = True

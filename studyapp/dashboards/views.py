@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +14,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -130,20 +132,31 @@ def decide(request: HttpRequest, slug: str, public_id: UUID) -> HttpResponse:
 
 
 @lru_cache(maxsize=1)
-def _plotly_bundle() -> tuple[bytes, str]:
+def _plotly_bundle() -> tuple[bytes, bytes, str]:
+    """plotly.min.js, gzipped once per process (4.8 MB becomes about 1.4 MB), and its ETag."""
     path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     body = path.read_bytes()
-    return body, hashlib.sha256(body).hexdigest()[:16]
+    digest = hashlib.sha256(body).hexdigest()[:16]
+    return body, gzip.compress(body, compresslevel=9, mtime=0), digest
 
 
 @require_GET
 @staff_member_required
 def plotly_js(request: HttpRequest) -> HttpResponse:
-    """plotly.js exactly as the installed plotly package ships it (the machine has no CDN)."""
-    body, etag = _plotly_bundle()
-    if request.headers.get("If-None-Match") == f'"{etag}"':
-        return HttpResponse(status=304)
-    response = HttpResponse(body, content_type="text/javascript; charset=utf-8")
-    response["ETag"] = f'"{etag}"'
+    """plotly.js exactly as the installed plotly package ships it (the machine has no CDN),
+    compressed for every browser that accepts gzip."""
+    body, gzipped, etag = _plotly_bundle()
+    wants_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+    # Each encoding is its own representation, with its own validator.
+    tag = f'"{etag}-gzip"' if wants_gzip else f'"{etag}"'
+    if request.headers.get("If-None-Match") == tag:
+        response = HttpResponse(status=304)
+    else:
+        response = HttpResponse(gzipped if wants_gzip else body,
+                                content_type="text/javascript; charset=utf-8")
+        if wants_gzip:
+            response["Content-Encoding"] = "gzip"
+    patch_vary_headers(response, ["Accept-Encoding"])
+    response["ETag"] = tag
     response["Cache-Control"] = "private, max-age=86400"
     return response
