@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from studyapp.feedback.models import Rating, SurveyResponse
+from studyapp.participants.audit import Action, data_access_record
 from studyapp.participants.decisions import (
     DecisionRefused,
     participation_exclude,
@@ -23,6 +24,20 @@ from studyapp.participants.models import (
 from studyapp.studies.admin import ReadOnlyAdmin, ReadOnlyInline
 from studyapp.studies.spec import exclusion_reasons
 from studyapp.writing.models import Message
+
+
+class AccessLoggedAdmin(ReadOnlyAdmin):
+    """Read-only admin of participant data: each list or record shown goes in the access log."""
+
+    def changelist_view(self, request, extra_context=None):
+        data_access_record(user=request.user, action=Action.ADMIN_LIST,
+                           detail=f"{self.opts.label_lower}?{request.GET.urlencode()}")
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        data_access_record(user=request.user, action=Action.ADMIN_RECORD,
+                           detail=f"{self.opts.label_lower} {object_id}")
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 class MessageInline(ReadOnlyInline):
@@ -94,7 +109,7 @@ def _decide(modeladmin, request, participations, decide) -> None:  # type: ignor
 
 
 @admin.register(Participation)
-class ParticipationAdmin(ReadOnlyAdmin):
+class ParticipationAdmin(AccessLoggedAdmin):
     list_display = (
         "public_id", "study", "platform", "status", "condition", "outcome", "is_test",
         "entered_at", "completed_at",
@@ -125,7 +140,7 @@ class ParticipationAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ParticipationEvent)
-class ParticipationEventAdmin(ReadOnlyAdmin):
+class ParticipationEventAdmin(AccessLoggedAdmin):
     list_display = ("participation", "kind", "at")
     list_filter = ("kind",)
     list_select_related = ("participation",)
@@ -144,7 +159,7 @@ class AllocationSlotAdmin(ReadOnlyAdmin):
 
 
 @admin.register(StatusChange)
-class StatusChangeAdmin(ReadOnlyAdmin):
+class StatusChangeAdmin(AccessLoggedAdmin):
     list_display = ("participation", "from_status", "to_status", "reason", "changed_by", "via",
                     "changed_at")
     list_filter = ("to_status", "reason", "via")

@@ -24,6 +24,8 @@ class Action:
     EXCLUDED = "excluded"
     MARKED_RETURNED = "marked_returned"
     ERASED = "erased"
+    ADMIN_LIST = "admin_list"
+    ADMIN_RECORD = "admin_record"
 
 
 def data_access_record(

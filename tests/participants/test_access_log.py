@@ -56,3 +56,15 @@ def test_the_admin_lists_the_access_log(client, researcher, study_data):
     page = client.get(reverse("admin:participants_dataaccess_changelist"))
     assert page.status_code == 200
     assert "study_dashboard" in page.content.decode()
+
+
+def test_admin_views_of_participant_data_are_recorded(client, researcher, study_data):
+    p = study_data["counted"][0].participation
+    client.get(reverse("admin:writing_message_changelist"))
+    client.get(reverse("admin:participants_participation_change", args=[p.pk]))
+    client.get(reverse("admin:feedback_surveyresponse_changelist"))
+    assert [(e.action, e.detail) for e in DataAccess.objects.order_by("id")] == [
+        ("admin_list", "writing.message?"),
+        ("admin_record", f"participants.participation {p.pk}"),
+        ("admin_list", "feedback.surveyresponse?"),
+    ]
