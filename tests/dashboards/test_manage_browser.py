@@ -71,6 +71,7 @@ def test_staff_exclude_return_and_erase_from_the_dashboard(live_server, three):
         # The study page's flow counts the decisions (Returned is column 2, Excluded column 4).
         assert _flow_cell(page, "base", 4) == "1"
         assert _flow_cell(page, "collabllm", 2) == "1"
+        assert page.locator("[data-flow='erased']").inner_text() == "1"
         assert page.goto(pages["erase"]).status == 404
         browser.close()
     assert errors == []

@@ -181,3 +181,18 @@ def test_non_staff_cannot_erase(client, study_data):
     p = study_data["counted"][0].participation
     client.post(reverse("erasure:erase", args=["demo", p.public_id]), {"confirm": "erase"})
     assert Participation.objects.filter(pk=p.pk).exists()
+
+
+def test_the_flow_counts_erased_participants_by_arm(study_data):
+    from studyapp.dashboards.selectors import study_flow, study_overview
+
+    base = [b for b in study_data["counted"] if b.participation.condition.name == "base"]
+    study = base[0].participation.study
+    arms_of = study_overview(study=study).arms
+    before = {a.name: a for a in study_flow(study=study, arms=arms_of).arms}
+    call_command("erase_participant", "demo", base[0].ids[0])
+    flow = study_flow(study=study, arms=study_overview(study=study).arms)
+    arms = {a.name: a for a in flow.arms}
+    assert (arms["base"].erased, flow.erased) == (1, 1)
+    assert arms["base"].entered == before["base"].entered - 1
+    assert arms["collabllm"].erased == 0
