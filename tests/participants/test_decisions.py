@@ -159,3 +159,8 @@ def test_admin_excludes_with_a_reason_and_marks_returned(client, writer, complet
         "technical_problem", "editor froze", admin, "admin")
     detail = client.get(reverse("admin:participants_participation_change", args=[completer.pk]))
     assert "editor froze" in detail.content.decode()
+    # Deleting stays refused; the record points to erasure, the supported route.
+    conversation = reverse("dashboards:conversation", args=["demo", completer.public_id])
+    assert f'href="{conversation}#manage-h"' in detail.content.decode()
+    delete = reverse("admin:participants_participation_delete", args=[completer.pk])
+    assert client.get(delete).status_code == 403
