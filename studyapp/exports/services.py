@@ -15,7 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from studyapp.dashboards.filters import ParticipationFilter
@@ -114,7 +115,7 @@ class _ProgressWriter:
             raise JobCancelled(self.job.pk)
 
 
-def _running(job: ExportJob):  # type: ignore[no-untyped-def]
+def _running(job: ExportJob) -> QuerySet[ExportJob]:
     """The job's row while this run still owns it (cancelling or re-claiming takes it away)."""
     return ExportJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, started_at=job.started_at)
 
@@ -126,13 +127,14 @@ def export_job_claim(*, job_id: int) -> ExportJob | None:
     or being run right now by another worker.
     """
     with transaction.atomic():
-        job = ExportJob.objects.select_for_update().select_related("study").filter(
-            pk=job_id
-        ).first()
+        job = (
+            ExportJob.objects.select_for_update(of=("self",)).select_related("study")
+            .filter(pk=job_id).first()
+        )
         if job is None or job.status in FINISHED_STATUSES:
             return None
-        if job.status == JobStatus.RUNNING and (job.heartbeat_at or job.started_at or
-                                                 timezone.now()) > _stale_before():
+        last_sign = job.heartbeat_at or job.started_at
+        if job.status == JobStatus.RUNNING and last_sign and last_sign > _stale_before():
             return None
         now = timezone.now()
         job.status, job.started_at, job.heartbeat_at = JobStatus.RUNNING, now, now
@@ -204,13 +206,17 @@ def export_job_cancel(*, job: ExportJob) -> bool:
 def export_job_retry(*, job: ExportJob) -> bool:
     """Queue a stuck job again: one queued (its message may be lost), failed, cancelled, or
     running without a sign of life. A job that succeeded is never run again."""
-    stuck = Q(status__in=(JobStatus.QUEUED, JobStatus.FAILED, JobStatus.CANCELLED)) | Q(
-        status=JobStatus.RUNNING, heartbeat_at__lt=_stale_before()
+    stale = _stale_before()
+    stuck = (
+        Q(status__in=(JobStatus.QUEUED, JobStatus.FAILED, JobStatus.CANCELLED))
+        | Q(status=JobStatus.RUNNING, last_sign__lt=stale)
+        | Q(status=JobStatus.RUNNING, last_sign__isnull=True)
     )
     from studyapp.exports.tasks import export_job_run_task
 
     with transaction.atomic():
-        requeued = ExportJob.objects.filter(stuck, pk=job.pk).update(
+        jobs = ExportJob.objects.alias(last_sign=Coalesce("heartbeat_at", "started_at"))
+        requeued = jobs.filter(stuck, pk=job.pk).update(
             status=JobStatus.QUEUED, progress=0.0, error="", message="queued again",
             started_at=None, heartbeat_at=None, finished_at=None,
         )

@@ -149,3 +149,17 @@ def test_retention_zero_keeps_every_file(study_data, export_dir, settings):
     ExportJob.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(days=999))
     assert export_files_expire() == 0
     assert Path(ExportJob.objects.get(pk=job.pk).path).is_file()
+
+
+def test_a_running_job_without_signs_of_life_is_retried(
+    study_data, export_dir, settings, django_capture_on_commit_callbacks
+):
+    silent = timezone.now() - timedelta(seconds=settings.EXPORT_JOB_STALE_S + 5)
+    # One that reported progress long ago, and one from before heartbeats were written.
+    jobs = [_job(study_data, status=JobStatus.RUNNING, started_at=silent, heartbeat_at=silent),
+            _job(study_data, status=JobStatus.RUNNING, started_at=silent)]
+    for job in jobs:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert export_job_retry(job=job)
+        job.refresh_from_db()
+        assert job.status == JobStatus.SUCCEEDED
