@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "studyapp.sidebyside",
     "studyapp.scoring",
     "studyapp.payments",
+    "studyapp.erasure",
 ]
 
 MIDDLEWARE = [
@@ -157,6 +158,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # periodic jobs, all declared here. Exports are long and few; scoring waits on a model server;
 # maintenance must never queue behind either.
 CELERY_TASK_ROUTES = {
+    # Deleting old export files must not wait behind a long export.
+    "exports.expire_files": {"queue": "maintenance"},
     "exports.*": {"queue": "exports"},
     "scoring.*": {"queue": "scoring"},
     "participants.*": {"queue": "maintenance"},
@@ -170,6 +173,10 @@ CELERY_BEAT_SCHEDULE = {
     "score-finished-documents": {
         "task": "scoring.score_pending",
         "schedule": 300.0,
+    },
+    "expire-export-files": {
+        "task": "exports.expire_files",
+        "schedule": 3600.0,
     },
 }
 
@@ -201,6 +208,13 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# collectstatic writes a gzip copy of every text file beside it (and a Brotli one when the brotli
+# package is installed); WhiteNoise serves it to browsers that accept it. Not the manifest
+# variant: the servers the tests and benchmarks start have no collectstatic step.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 LOGIN_URL = "/admin/login/"
 
 SESSION_COOKIE_HTTPONLY = True
@@ -270,6 +284,12 @@ SHUTDOWN_DRAIN_S = max(0, env_int("SHUTDOWN_DRAIN_S", 20))
 # (the participant then gets turn_error); keep it well under the claim on a lost reply (600 s).
 TURN_STORE_RETRY_S = max(0, env_int("TURN_STORE_RETRY_S", 120))
 EXPORT_DIR = Path(env_str("EXPORT_DIR", str(BASE_DIR / "exports")))
+# Export archives hold participant data: they are deleted this many days after they were written
+# (the periodic task exports.expire_files; 0 keeps them forever).
+EXPORT_RETENTION_DAYS = max(0, env_int("EXPORT_RETENTION_DAYS", 30))
+# A running export that has not reported progress for this long lost its worker: it may be
+# claimed again by a redelivered message or retried from the dashboard.
+EXPORT_JOB_STALE_S = max(60, env_int("EXPORT_JOB_STALE_S", 600))
 
 # Every handler drops client addresses and redacts participant ids and tokens in query strings
 # (studyapp/logprivacy.py), as the consent promises; uvicorn's own loggers are routed through

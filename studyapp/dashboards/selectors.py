@@ -33,6 +33,7 @@ from django.utils import timezone
 from studyapp.dashboards import stats
 from studyapp.dashboards.filters import ParticipationFilter
 from studyapp.dashboards.sql import aggregate_with_percentiles
+from studyapp.erasure.models import ErasureRecord
 from studyapp.feedback.models import FINAL_TURN, DocumentScore, Rating, Scale, SurveyKind
 from studyapp.participants.models import Participation, Status
 from studyapp.studies.models import Condition, Study, StudyVersion
@@ -127,6 +128,7 @@ class ArmFlow:
     failed_attention: int = 0
     left_before_consent: int = 0  # returned / timed out / excluded without consenting
     deciding: int = 0  # still on the consent page
+    erased: int = 0  # withdrew and had their data erased: no longer counted in any column above
     document_types: dict[str, int] = field(default_factory=dict)
 
 
@@ -141,6 +143,10 @@ class Flow:
     @property
     def assigned(self) -> int:
         return sum(a.entered for a in self.arms)
+
+    @property
+    def erased(self) -> int:
+        return self.unassigned.erased + sum(a.erased for a in self.arms)
 
 
 def _flow_counts() -> dict[str, Any]:
@@ -164,7 +170,7 @@ def _flow_counts() -> dict[str, Any]:
 
 
 def study_flow(*, study: Study, arms: list[Arm], include_test: bool = False) -> Flow:
-    """CONSORT-style counts, overall and per arm, in two grouped queries."""
+    """CONSORT-style counts, overall and per arm, in three grouped queries."""
     qs = Participation.objects.filter(study=study)
     if not include_test:
         qs = qs.filter(is_test=False)
@@ -178,6 +184,13 @@ def study_flow(*, study: Study, arms: list[Arm], include_test: bool = False) -> 
     doc_types = qs.filter(condition__isnull=False).values(arm=F(ARM), doc=F("document_type"))
     for row in doc_types.annotate(n=Count("id")).order_by("doc"):
         by_arm[row["arm"]].document_types[row["doc"] or "(none)"] = row["n"]
+    erasures = ErasureRecord.objects.filter(study=study)
+    if not include_test:
+        erasures = erasures.filter(is_test=False)
+    for row in erasures.values("arm").annotate(n=Count("id")).order_by():
+        name = row["arm"]
+        target = by_arm.setdefault(name, ArmFlow(name=name)) if name else unassigned
+        target.erased = row["n"]
     everyone = [unassigned, *by_arm.values()]
     return Flow(
         previews=study.preview_count,

@@ -9,4 +9,5 @@ urlpatterns = [
     path("<slug:slug>/", views.study, name="study"),
     path("<slug:slug>/monitor.json", views.monitor, name="monitor"),
     path("<slug:slug>/p/<uuid:public_id>/", views.conversation, name="conversation"),
+    path("<slug:slug>/p/<uuid:public_id>/decide/", views.decide, name="decide"),
 ]

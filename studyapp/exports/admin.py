@@ -1,6 +1,19 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from studyapp.exports.models import ExportJob
+from studyapp.exports.services import export_job_cancel, export_job_retry
+
+
+@admin.action(description="Retry stuck jobs (queued, failed, cancelled or silent)")
+def retry_selected(modeladmin, request, queryset):
+    done = sum(export_job_retry(job=job) for job in queryset)
+    modeladmin.message_user(request, f"{done} job(s) queued again.", messages.SUCCESS)
+
+
+@admin.action(description="Cancel queued or running jobs")
+def cancel_selected(modeladmin, request, queryset):
+    done = sum(export_job_cancel(job=job) for job in queryset)
+    modeladmin.message_user(request, f"{done} job(s) cancelled.", messages.SUCCESS)
 
 
 @admin.register(ExportJob)
@@ -10,4 +23,5 @@ class ExportJobAdmin(admin.ModelAdmin):
     list_filter = ("study", "kind", "status")
     readonly_fields = ("study", "kind", "format", "params", "status", "progress", "message",
                        "path", "error", "requested_by", "created_at", "started_at",
-                       "finished_at")
+                       "heartbeat_at", "finished_at")
+    actions = [retry_selected, cancel_selected]

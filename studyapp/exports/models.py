@@ -24,6 +24,14 @@ class JobStatus(models.TextChoices):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    # Its archive was deleted: past the retention period, or holding an erased participant.
+    REMOVED = "removed"
+
+
+FINISHED_STATUSES = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.REMOVED}
+)
 
 
 class ExportJob(models.Model):
@@ -45,6 +53,9 @@ class ExportJob(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # Written with every progress update: a running job without one for a while has lost its
+    # worker and may be claimed again.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -67,4 +78,4 @@ class ExportJob(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.status in {JobStatus.SUCCEEDED, JobStatus.FAILED}
+        return self.status in FINISHED_STATUSES

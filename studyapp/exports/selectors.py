@@ -36,4 +36,14 @@ def export_job_json(job: ExportJob) -> dict[str, Any]:
         "download_url": (
             reverse("exports:download", args=[job.study.slug, job.pk]) if done else None
         ),
+        # Offered for every job that may be stuck: the server refuses a run still alive.
+        "retry_url": (
+            reverse("exports:retry", args=[job.study.slug, job.pk])
+            if job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.FAILED,
+                              JobStatus.CANCELLED) else None
+        ),
+        "cancel_url": (
+            reverse("exports:cancel", args=[job.study.slug, job.pk])
+            if job.status in (JobStatus.QUEUED, JobStatus.RUNNING) else None
+        ),
     }

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from studyapp.exports.models import ExportJob
-from studyapp.exports.services import TRANSIENT_ERRORS, export_job_run
+from studyapp.exports.retention import export_files_expire
+from studyapp.exports.services import TRANSIENT_ERRORS, export_job_claim, export_job_run
 
 
 @shared_task(
@@ -18,7 +18,13 @@ from studyapp.exports.services import TRANSIENT_ERRORS, export_job_run
     time_limit=60 * 60,
 )
 def export_job_run_task(job_id: int) -> str:
-    job = ExportJob.objects.select_related("study").filter(pk=job_id).first()
-    if job is None:  # deleted while queued
-        return "missing"
+    # A redelivered message for a finished job (or one another worker runs) does nothing.
+    job = export_job_claim(job_id=job_id)
+    if job is None:
+        return "skipped"
     return export_job_run(job=job).status
+
+
+@shared_task(name="exports.expire_files", acks_late=True, soft_time_limit=300, time_limit=360)
+def export_files_expire_task() -> int:
+    return export_files_expire()

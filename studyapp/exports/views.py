@@ -29,7 +29,8 @@ from studyapp.dashboards.filters import ParticipationFilter
 from studyapp.exports.models import ExportJob, JobStatus
 from studyapp.exports.scope import ExportError
 from studyapp.exports.selectors import export_job_json, export_jobs_recent
-from studyapp.exports.services import export_job_create
+from studyapp.exports.services import export_job_cancel, export_job_create, export_job_retry
+from studyapp.participants.audit import Action, data_access_record
 from studyapp.studies.models import Study
 
 _OPTION_KEYS = (
@@ -58,6 +59,8 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
         )
     except (ValueError, ExportError) as exc:
         return JsonResponse({"error": str(exc)}, status=400)
+    data_access_record(user=request.user, action=Action.EXPORT_STARTED, study_slug=slug,
+                       detail=f"job {job.pk}: {job.kind} {job.format} {job.params['filter']}")
     if _wants_json(request):
         job.refresh_from_db()  # an eager run may already have finished it
         return JsonResponse({"job": export_job_json(job)}, status=202)
@@ -83,11 +86,38 @@ def download(request: HttpRequest, slug: str, job_id: int) -> StreamingHttpRespo
     # The path comes from the database; serve nothing outside the export directory.
     if not path.is_relative_to(Path(settings.EXPORT_DIR).resolve()) or not path.is_file():
         raise Http404("This export's file is gone.")
+    data_access_record(user=request.user, action=Action.EXPORT_DOWNLOADED, study_slug=slug,
+                       detail=f"job {job.pk}: {path.name}")
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     response = StreamingHttpResponse(file_chunks(path), content_type=content_type)
     response["Content-Length"] = str(path.stat().st_size)
     response["Content-Disposition"] = content_disposition_header(True, path.name)
     return response
+
+
+@require_POST
+@staff_member_required
+def retry(request: HttpRequest, slug: str, job_id: int) -> JsonResponse:
+    """Queue a stuck job again (queued with a lost message, failed, cancelled, silent)."""
+    job = get_object_or_404(ExportJob.objects.select_related("study"), pk=job_id,
+                            study__slug=slug)
+    return _changed(job, export_job_retry(job=job), "only a stuck job can be retried")
+
+
+@require_POST
+@staff_member_required
+def cancel(request: HttpRequest, slug: str, job_id: int) -> JsonResponse:
+    job = get_object_or_404(ExportJob.objects.select_related("study"), pk=job_id,
+                            study__slug=slug)
+    return _changed(job, export_job_cancel(job=job), "only a queued or running job can be "
+                    "cancelled")
+
+
+def _changed(job: ExportJob, changed: bool, refusal: str) -> JsonResponse:
+    if not changed:
+        return JsonResponse({"error": refusal}, status=409)
+    job.refresh_from_db()  # an eager run may already have finished it
+    return JsonResponse({"job": export_job_json(job)})
 
 
 DOWNLOAD_CHUNK_BYTES = 256 * 1024

@@ -3,11 +3,11 @@
 from django.contrib import admin
 
 from studyapp.feedback.models import DocumentScore, Rating, SurveyResponse
-from studyapp.studies.admin import ReadOnlyAdmin
+from studyapp.participants.admin import AccessLoggedAdmin
 
 
 @admin.register(Rating)
-class RatingAdmin(ReadOnlyAdmin):
+class RatingAdmin(AccessLoggedAdmin):
     list_display = ("participation", "scale", "turn", "value", "created_at")
     list_filter = ("scale", "turn")
     list_select_related = ("participation",)
@@ -17,7 +17,7 @@ class RatingAdmin(ReadOnlyAdmin):
 
 
 @admin.register(SurveyResponse)
-class SurveyResponseAdmin(ReadOnlyAdmin):
+class SurveyResponseAdmin(AccessLoggedAdmin):
     list_display = ("participation", "kind", "created_at")
     list_filter = ("kind",)
     list_select_related = ("participation",)
@@ -27,7 +27,7 @@ class SurveyResponseAdmin(ReadOnlyAdmin):
 
 
 @admin.register(DocumentScore)
-class DocumentScoreAdmin(ReadOnlyAdmin):
+class DocumentScoreAdmin(AccessLoggedAdmin):
     list_display = ("participation", "judge", "rubric_version", "score", "created_at")
     list_filter = ("judge", "rubric_version")
     list_select_related = ("participation",)

@@ -2,6 +2,7 @@
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 
@@ -154,3 +155,50 @@ class AllocationSlot(models.Model):
         ]
         indexes = [models.Index(fields=["version", "participation", "block", "position"])]
         ordering = ["version", "block", "position"]
+
+
+class StatusChange(models.Model):
+    """A researcher's decision about a participation (excluded, marked returned): the audit trail.
+
+    ``reason`` is one of the study file's ``exclusion_reasons`` keys (empty for a return).
+    """
+
+    participation = models.ForeignKey(
+        Participation, on_delete=models.CASCADE, related_name="status_changes"
+    )
+    from_status = models.CharField(max_length=20, choices=Status.choices)
+    to_status = models.CharField(max_length=20, choices=Status.choices)
+    reason = models.CharField(max_length=100, blank=True)
+    note = models.TextField(blank=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Where the researcher made the change: "dashboard", "admin" or "command".
+    via = models.CharField(max_length=20)
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+
+class DataAccess(models.Model):
+    """One researcher's access to participant data: a page, an export, a download.
+
+    ``participation`` is the public id of the one participation viewed, if any; it links to
+    nothing once that participation is erased.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True)  # kept if the account is deleted
+    study_slug = models.CharField(max_length=50, blank=True)
+    action = models.CharField(max_length=40)
+    participation = models.UUIDField(null=True, blank=True)
+    detail = models.CharField(max_length=300, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "data accesses"
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["study_slug", "-at"])]

@@ -78,6 +78,7 @@ def normalise(raw: dict[str, Any]) -> dict[str, Any]:
     }
     spec["bonus"] = {"per_completion": 0.0, **(spec.get("bonus") or {})}
     spec["side_by_side"] = _side_by_side(spec.get("side_by_side") or {}, spec["conditions"])
+    spec["exclusion_reasons"] = _exclusion_reasons(spec.get("exclusion_reasons"))
     return spec
 
 
@@ -197,6 +198,38 @@ def _side_by_side(side: dict[str, Any], conditions: list[dict[str, Any]]) -> dic
         unknown = [a for a in arms if a not in names]
         _require(not unknown, f"side_by_side.arms: unknown conditions {unknown}")
     return merged
+
+
+# Used when a study file names no reasons of its own.
+DEFAULT_EXCLUSION_REASONS = (
+    {"key": "failed_attention", "label": "Failed an attention check"},
+    {"key": "low_effort", "label": "Low effort or off-task"},
+    {"key": "duplicate", "label": "Took part more than once"},
+    {"key": "technical_problem", "label": "Technical problem"},
+)
+
+
+def _exclusion_reasons(reasons: Any) -> list[dict[str, str]]:
+    # The reasons a researcher may give for excluding a participation: keys or {key, label}.
+    if reasons is None:
+        return [dict(r) for r in DEFAULT_EXCLUSION_REASONS]
+    _require(isinstance(reasons, list) and reasons, "exclusion_reasons must be a non-empty list")
+    out = []
+    for reason in reasons:
+        entry = {"key": reason} if isinstance(reason, str) else reason
+        _require(
+            isinstance(entry, dict) and isinstance(entry.get("key"), str) and entry["key"],
+            "every exclusion reason needs a key",
+        )
+        out.append({"key": entry["key"], "label": str(entry.get("label") or entry["key"])})
+    keys = [r["key"] for r in out]
+    _require(len(set(keys)) == len(keys), "exclusion reason keys must be unique")
+    return out
+
+
+def exclusion_reasons(spec: dict[str, Any]) -> list[dict[str, str]]:
+    """The study file's exclusion reasons (versions loaded before they existed get the defaults)."""
+    return spec.get("exclusion_reasons") or [dict(r) for r in DEFAULT_EXCLUSION_REASONS]
 
 
 def rating_turns(spec: dict[str, Any], turn: int) -> bool:

@@ -2,12 +2,12 @@
 
 from django.contrib import admin
 
-from studyapp.studies.admin import ReadOnlyAdmin
+from studyapp.participants.admin import AccessLoggedAdmin
 from studyapp.writing.models import DocumentVersion, EditBatch, Message
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdmin):
+class MessageAdmin(AccessLoggedAdmin):
     list_display = (
         "participation",
         "turn",
@@ -28,7 +28,7 @@ class MessageAdmin(ReadOnlyAdmin):
 
 
 @admin.register(DocumentVersion)
-class DocumentVersionAdmin(ReadOnlyAdmin):
+class DocumentVersionAdmin(AccessLoggedAdmin):
     list_display = ("participation", "number", "created_at")
     list_select_related = ("participation",)
     search_fields = ("=participation__public_id",)
@@ -37,7 +37,7 @@ class DocumentVersionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(EditBatch)
-class EditBatchAdmin(ReadOnlyAdmin):
+class EditBatchAdmin(AccessLoggedAdmin):
     list_display = ("participation", "document_version", "created_at")
     list_select_related = ("participation", "document_version")
     search_fields = ("=participation__public_id",)

@@ -67,3 +67,23 @@ def test_study_page_loads_plotly_locally_not_from_a_cdn(staff_client, urls):
 
 def test_a_bad_filter_parameter_is_a_400(staff_client, urls):
     assert staff_client.get(urls[1], {"view": "everyone"}).status_code == 400
+
+
+def test_plotly_is_served_gzipped_to_browsers_that_accept_it(staff_client, urls):
+    import gzip
+    from pathlib import Path
+
+    import plotly
+
+    shipped = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+    response = staff_client.get(urls[-1], HTTP_ACCEPT_ENCODING="gzip, deflate, br")
+    assert response["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in response["Vary"]
+    assert len(response.content) < len(shipped) / 3
+    assert gzip.decompress(response.content) == shipped
+    again = staff_client.get(urls[-1], HTTP_ACCEPT_ENCODING="gzip",
+                             HTTP_IF_NONE_MATCH=response["ETag"])
+    assert again.status_code == 304
+    plain = staff_client.get(urls[-1], HTTP_IF_NONE_MATCH=response["ETag"])
+    assert plain.status_code == 200
+    assert not plain.has_header("Content-Encoding")

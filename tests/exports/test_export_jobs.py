@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from studyapp.dashboards.filters import ParticipationFilter
 from studyapp.exports.models import ExportJob, JobStatus
-from studyapp.exports.services import export_job_run
+from studyapp.exports.services import export_job_claim, export_job_run
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_a_failing_export_records_its_error(study_data, export_dir):
         study=study_data["version"].study, kind="analysis", format="csv",
         params={"filter": {"view": "nobody"}},
     )
-    job = export_job_run(job=job)
+    job = export_job_run(job=export_job_claim(job_id=job.pk))
     assert job.status == JobStatus.FAILED
     assert "view must be one of" in job.error
     assert job.finished_at is not None

@@ -24,6 +24,25 @@
     return td;
   }
 
+  // Retry and cancel answer 409 with the reason when they do not apply (a run still alive).
+  function button(label, url) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = label;
+    b.addEventListener("click", async () => {
+      const token = form.querySelector("[name=csrfmiddlewaretoken]").value;
+      const response = await fetch(url, {
+        method: "POST",
+        headers: { Accept: "application/json", "X-CSRFToken": token },
+        credentials: "same-origin",
+      });
+      const data = await response.json().catch(() => ({}));
+      feedback.textContent = response.ok ? label + ": done." : data.error || response.statusText;
+      poll();
+    });
+    return b;
+  }
+
   function render(jobs) {
     body.replaceChildren();
     if (!jobs.length) {
@@ -51,6 +70,8 @@
         a.textContent = "Download";
         file.append(a);
       }
+      if (job.cancel_url) file.append(button("Cancel", job.cancel_url));
+      if (job.retry_url) file.append(button("Retry", job.retry_url));
       tr.append(cell(new Date(job.created_at).toLocaleString()), cell(job.kind_label),
         cell(job.format), cell(job.status), progress, file);
       body.append(tr);

@@ -1,0 +1,1 @@
+from tests.exports.conftest import export_dir, study_data  # noqa: F401
