@@ -166,6 +166,7 @@ _RECORD_FIELDS = (
     "model",
     "adapter",
     "prompt_version",
+    "prompt_sha256",
     "sampling",
     "prompt_tokens",
     "completion_tokens",
