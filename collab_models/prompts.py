@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -241,3 +242,35 @@ def build_messages(
         pasted = f"{context}\n\n{transcript}" if context else transcript
         return [{"role": "user", "content": prompt.text.replace(CONVERSATION_SLOT, pasted)}]
     return [{"role": "system", "content": prompt.text}, *context_messages, *chat]
+
+
+def study_context(
+    *,
+    document_type: str,
+    topic: str,
+    answers: Sequence[tuple[str, str]],
+    document: str | None = None,
+) -> str:
+    """What a study lets the model see besides the chat (its ``model_context``), as text for a
+    system message: the task (document type, topic, the participant's pre-writing answers)
+    and, when ``document`` is given, the latest version of their document ("" when empty)."""
+    lines = [
+        f"The user is writing a {document_type} with your help.",
+        f"Topic: {topic}",
+    ]
+    notes = [(q, a) for q, a in answers if a.strip()]
+    if notes:
+        lines += ["", "Their answers to the questions asked before the chat:"]
+        lines += [f"- {q.strip()} {a.strip()}" for q, a in notes]
+    if document is not None:
+        lines.append("")
+        if document.strip():
+            lines += [
+                "Their document as it stands now (they edit it beside the chat):",
+                "<document>",
+                document,
+                "</document>",
+            ]
+        else:
+            lines.append("Their document is empty so far (they edit it beside the chat).")
+    return "\n".join(lines)
