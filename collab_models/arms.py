@@ -50,6 +50,7 @@ from collab_models.offline_backend import DEFAULT_RATE, STYLES, OfflineBackend
 from collab_models.openai_backend import OpenAIBackend, Timeouts
 from collab_models.probes import ProbeResult, probe_endpoint
 from collab_models.prompts import Prompt, build_messages, resolve_prompt
+from collab_models.published_prompts import PATH_VARIABLE as PUBLISHED_PATH_VARIABLE
 from collab_models.streaming import AdaptedStream
 
 BACKENDS = ("openai", "transformers", "offline")
@@ -296,7 +297,9 @@ def _cache_key(
     text = json.dumps(config, sort_keys=True, default=str)
     names = sorted(set(_ENV_REFERENCE.findall(text)))
     env = tuple((name, os.environ.get(name)) for name in names)
-    return text, env, _prompt_file_version(config, base_dir), str(base_dir), offline_rate
+    # Where published prompts are read from decides whether the package's text or a fallback.
+    published = os.environ.get(PUBLISHED_PATH_VARIABLE)
+    return text, env, _prompt_file_version(config, base_dir), str(base_dir), offline_rate, published
 
 
 def _prompt_file_version(config: Mapping[str, Any], base_dir: Path | None) -> int | None:
