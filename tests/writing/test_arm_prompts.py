@@ -171,6 +171,37 @@ async def test_a_study_that_shows_the_document_sends_its_latest_version(fake):
     await client.close()
 
 
+async def test_a_study_that_shows_the_task_keeps_beginning_replies_early(fake):
+    """The task is fixed for a participation, so the socket's expected call stays exact."""
+    text = REFERENCE_STUDY.read_text().replace(
+        "model_context: chat\n", "model_context: chat+task\n"
+    )
+    version = await db(_load, text, "with-task")
+    participation = await db(make_participation, version, "proactive_base")
+    fake.script(Script(text=REPLY), Script(text=REPLY))
+    client, _ = await open_client("with-task", token_for(participation))
+    await client.send({"type": "doc", "text": "Not for the model.", "version_base": 0, "edits": []})
+    await client.until_type("doc_saved")
+    for number in (1, 2):
+        assert (await client.turn(f"Message {number}", f"m{number}"))[-1]["type"] == "turn_end"
+    requests = fake.chat_requests()
+    assert len(requests) == 2
+    assert not [f for f in client.frames if f["type"] == "turn_withdrawn"]
+    assert requests[1].body["messages"] == [
+        {
+            "role": "user",
+            "content": installed("proact_instruction").format(
+                chat_history="**User**: Message 1\n**Assistant**: Who will read it?\n"
+                "**User**: Message 2",
+                additional_info="The user is writing a blog post with your help.\n"
+                "Topic: Travelling on a tight budget",
+                max_new_tokens=1536,
+            ),
+        }
+    ]
+    await client.close()
+
+
 def _enter(client, participation) -> None:
     session = client.session
     session[f"participation:{participation.study.slug}"] = str(participation.public_id)
