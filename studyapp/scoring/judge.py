@@ -25,7 +25,10 @@ from studyapp.scoring.rubrics import DEFAULT_RUBRIC
 from studyapp.studies.models import StudyVersion
 
 JUDGE_SAMPLING = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 512}
-_PROMPT_KEYS = ("prompt", "system_prompt", "prompt_file", "response_format", "weight")
+_PROMPT_KEYS = (
+    "prompt", "system_prompt", "prompt_file", "prompt_package_version", "prompt_fallback",
+    "response_format", "weight",
+)  # fmt: skip
 _OWN_KEYS = ("condition", "rubric")
 
 
