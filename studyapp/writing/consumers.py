@@ -55,8 +55,6 @@ log = logging.getLogger(__name__)
 NO_CHANNEL_LAYER = "none"
 # The close code a consumer ended by an error is released with (no close frame was seen).
 CLOSE_ABNORMAL = 1006
-# How often a frame that waits for the reply in flight to end asks whether it has.
-PUBLISH_POLL_S = 0.25
 
 
 class _SocketClosed(Exception):
@@ -268,7 +266,6 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
 
     async def _hello_replay(self, hello: protocol.Hello) -> None:
         state = await in_db_worker(chat_state)(participation_id=self.participation_id)
-        await framebus.settled(self.public_id)  # frames this process delivered before our watch
         snapshot = await frame_store().snapshot(self.public_id)
         # A seq of another epoch says nothing about what the client holds of this one.
         trusted = hello.epoch is None or hello.epoch == snapshot.epoch
@@ -412,24 +409,17 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                 self.doc_publish = start_now(self._doc_version_publish(), "doc-version")
 
     async def _doc_version_publish(self) -> None:
-        """Announce the latest saved version once no reply streams: a reply's process numbers
-        its own frames, and a frame the store numbered meanwhile could take one of their
-        numbers. Saves made while it waits are announced by their latest version only."""
+        """Announce the latest saved version; saves made while it is published are announced
+        by their latest version only."""
         sent = None
         while self.doc_version_due != sent:
-            deadline = time.monotonic() + relay.generation_timeout_s()
-            with contextlib.suppress(Exception):  # the store is unreachable: publish anyway
-                while time.monotonic() < deadline:
-                    if not await relay.generation_in_flight(self.public_id):
-                        break
-                    await asyncio.sleep(PUBLISH_POLL_S)
             sent = self.doc_version_due
             await self._publish([{"type": "doc_version", "version": sent}])
 
     async def _publish(self, frames: list[Frame]) -> None:
         """Tell every socket of the participation; the frame's own answer is already sent."""
         try:
-            await framebus.append(self.public_id, frames)
+            await framebus.publish(self.public_id, frames)
         except Exception:  # the store is unreachable: the other tabs catch up on reconnect
             log.warning("writing socket: %s not published", frames[0]["type"], exc_info=True)
 
@@ -493,7 +483,6 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                 if frames is None:  # the bus may have missed some: take them from the store
                     if self.sent_seq is None:
                         return
-                    await framebus.settled(self.public_id)
                     frames = (await frame_store().snapshot(self.public_id)).frames
                 for frame in frames:
                     await self._deliver(frame)
@@ -512,7 +501,6 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             return
         if frame["seq"] > self.sent_seq + 1:
             # The bus skipped something (see studyapp/realtime/framebus.py): take it from the store.
-            await framebus.settled(self.public_id)
             for missed in await frame_store().frames_after(self.public_id, self.sent_seq):
                 if missed["seq"] < frame["seq"] and missed.get("epoch") == self.epoch:
                     await self._send(missed)

@@ -22,6 +22,7 @@ from typing import Any
 
 from studyapp.realtime.dbcalls import in_db_worker
 from studyapp.realtime.dbretry import db_retry
+from studyapp.realtime.framebus import Lease
 from studyapp.realtime.framestore import Frame
 from studyapp.realtime.generations import (
     Generation,
@@ -49,15 +50,16 @@ async def generation_start(plan: TurnPlan) -> str:
     return await generation_launch(plan, start, _generation_run)
 
 
-Runner = Callable[[Any, str, asyncio.Event], Coroutine[Any, Any, None]]
+Runner = Callable[[Any, Lease, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 async def generation_launch(
     plan: TurnPlan, start: Frame, run: Runner, marker_extra: dict[str, Any] | None = None
 ) -> str:
     """Mark a generation in flight, publish its ``start`` frame (given its ``generation_id``)
-    and run ``run(plan, generation_id, stop_event)`` as its own task. Side-by-side pairs and
-    regenerations (studyapp/writing/alternatives) start through here too."""
+    and run ``run(plan, lease, stop_event)`` as its own task (the lease writes its frames).
+    Side-by-side pairs and regenerations (studyapp/writing/alternatives) start through here
+    too."""
     generation_id, _ = await _launch(plan, start, run, marker_extra)
     return generation_id
 
@@ -161,30 +163,32 @@ class _Generation(Generation):
     def __init__(
         self,
         plan: TurnPlan,
-        generation_id: str,
+        lease: Lease,
         stop_event: asyncio.Event,
         call: ModelCall | None = None,
+        generation_id: str | None = None,
     ) -> None:
         super().__init__(
-            plan.public_id, plan.condition_config, plan.history, generation_id, stop_event, call
+            lease, plan.condition_config, plan.history, stop_event, call, generation_id
         )
         self.plan = plan
 
 
-async def _generation_run(plan: TurnPlan, generation_id: str, stop_event: asyncio.Event) -> None:
-    generation = _Generation(plan, generation_id, stop_event)
+async def _generation_run(plan: TurnPlan, lease: Lease, stop_event: asyncio.Event) -> None:
+    generation = _Generation(plan, lease, stop_event)
     await _generation_finish(plan, generation, await generation.run())
 
 
 async def _early_run(
-    plan: TurnPlan, generation_id: str, stop_event: asyncio.Event, early: EarlyReply
+    plan: TurnPlan, lease: Lease, stop_event: asyncio.Event, early: EarlyReply
 ) -> None:
     def withdrawn(confirmed: asyncio.Future[TurnPlan | None]) -> None:
         if confirmed.cancelled() or confirmed.result() is None:
             stop_event.set()
 
     early.confirmed.add_done_callback(withdrawn)
-    generation = _Generation(plan, generation_id, stop_event, early.call)
+    generation = _Generation(plan, lease, stop_event, early.call)
+    generation_id = lease.generation_id
     record = await generation.run()
     try:
         confirmed = await asyncio.wait_for(
@@ -195,7 +199,7 @@ async def _early_run(
         confirmed = None
     if confirmed is None:
         frame = {"type": "turn_withdrawn", "turn": plan.turn, "generation_id": generation_id}
-        await generation_end(plan.public_id, generation_id, [frame])
+        await generation_end(lease, [frame])
     else:
         await _generation_finish(confirmed, generation, record)
 
@@ -238,7 +242,7 @@ async def _generation_finish(
         # The turn could not be stored; the participant can retry it (it is still unanswered).
         log.exception("generation %s could not be recorded", generation_id)
         frames = [failed]
-    await generation_end(plan.public_id, generation_id, frames)
+    await generation_end(generation.lease, frames)
 
 
 def _error_message(generation: _Generation) -> str:

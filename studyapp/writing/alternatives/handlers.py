@@ -48,7 +48,7 @@ class AlternativesHandlers:
             ]
             if picked.rating_due == turn:
                 frames.append({"type": "rating_due", "turn": turn})
-            await framebus.append(self.public_id, frames)
+            await framebus.publish(self.public_id, frames)
         await self._send(
             {
                 "type": "ack",

@@ -18,8 +18,9 @@ import logging
 import uuid
 from typing import Any
 
-from studyapp.realtime import framebus, generations
+from studyapp.realtime import generations
 from studyapp.realtime.dbcalls import in_db_worker
+from studyapp.realtime.framebus import Lease
 from studyapp.realtime.framestore import Frame, Snapshot
 from studyapp.realtime.generations import Resume, generation_end
 from studyapp.sidebyside.selectors import Candidate
@@ -84,10 +85,11 @@ class _Candidate(relay._Generation):
         index: int,
         generation_id: str,
         candidate: Candidate,
+        lease: Lease,
         stop_event: asyncio.Event,
     ) -> None:
         own = dataclasses.replace(plan, condition_config=candidate.config, candidates=())
-        super().__init__(own, generation_id, stop_event)
+        super().__init__(own, lease, stop_event, generation_id=generation_id)
         self.index = index
         self.candidate_seed = candidate.seed
         self.delta_fields = {"candidate": index}
@@ -106,17 +108,18 @@ class _Candidate(relay._Generation):
             "text": record["text"],
         }
         try:
-            await framebus.append(self.key, [frame])
+            await self.lease.append([frame])
         except Exception:  # the pair's end still tells the page everything
             log.exception("candidate %s could not publish its end", self.generation_id)
         return record
 
 
 async def _pair_run(
-    plan: TurnPlan, pair_id: str, stop_event: asyncio.Event, *, ids: list[str]
+    plan: TurnPlan, lease: Lease, stop_event: asyncio.Event, *, ids: list[str]
 ) -> None:
+    pair_id = lease.generation_id
     generations = [
-        _Candidate(plan, i, ids[i], candidate, stop_event)
+        _Candidate(plan, i, ids[i], candidate, lease, stop_event)
         for i, candidate in enumerate(plan.candidates)
     ]
     records = await asyncio.gather(*(g.run_and_announce() for g in generations))
@@ -134,7 +137,7 @@ async def _pair_run(
     except Exception:
         log.exception("pair %s could not be recorded", pair_id)
         frames = [{"type": "turn_error", **base, "message": MODEL_ERROR_MESSAGE, "retry": True}]
-    await generation_end(plan.public_id, pair_id, frames)
+    await generation_end(lease, frames)
 
 
 def _pair_end_frames(plan: TurnPlan, pair_id: str, recorded: PairRecorded) -> list[Frame]:
@@ -179,9 +182,10 @@ def _pair_end_frames(plan: TurnPlan, pair_id: str, recorded: PairRecorded) -> li
 
 # -- regenerations ----------------------------------------------------------------------------
 async def _regeneration_run(
-    plan: RegenerationPlan, generation_id: str, stop_event: asyncio.Event
+    plan: RegenerationPlan, lease: Lease, stop_event: asyncio.Event
 ) -> None:
-    generation = relay._Generation(plan, generation_id, stop_event)
+    generation = relay._Generation(plan, lease, stop_event)
+    generation_id = lease.generation_id
     base = {"turn": plan.turn, "generation_id": generation_id, "regenerate": True}
     frames: list[Frame]
     try:
@@ -221,7 +225,7 @@ async def _regeneration_run(
                 "kept": plan.replaces,
             }
         ]
-    await generation_end(plan.public_id, generation_id, frames)
+    await generation_end(lease, frames)
 
 
 # -- reconnects -------------------------------------------------------------------------------
