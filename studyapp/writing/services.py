@@ -18,6 +18,7 @@ from django.db.models.functions import Length
 from django.utils import timezone
 
 from studyapp.feedback.ratings import rating_due
+from studyapp.participants.locks import NOT_WRITING, participation_writing_locked
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent, Status
 from studyapp.realtime import fastsql
 from studyapp.refusals import Refused
@@ -60,13 +61,11 @@ class TurnPlan:
 
 def locked_for_writing(participation_id: int) -> Participation:
     """The participation, row-locked, if it is on the writing step (else ``not_writing``)."""
-    participation = (
-        Participation.objects.select_for_update(of=("self",))
-        .select_related("version", "condition")
-        .get(pk=participation_id)
+    participation = participation_writing_locked(
+        participation_id, refused=WritingRefused, related=("version", "condition")
     )
-    if participation.status != Status.WRITING or participation.condition is None:
-        raise WritingRefused("not_writing", "This chat has ended.")
+    if participation.condition is None:
+        raise WritingRefused("not_writing", NOT_WRITING)
     return participation
 
 
@@ -74,7 +73,7 @@ def _writing_locked(participation_id: int) -> WritingRow:
     """:func:`locked_for_writing` for the send path, in plain SQL (studyapp/writing/rows.py)."""
     writing = rows.writing_locked(participation_id)
     if writing.status != Status.WRITING or writing.condition_id is None:
-        raise WritingRefused("not_writing", "This chat has ended.")
+        raise WritingRefused("not_writing", NOT_WRITING)
     return writing
 
 
