@@ -32,6 +32,7 @@ from studyapp.realtime.dbcalls import in_db_worker
 from studyapp.realtime.dbretry import db_retry
 from studyapp.realtime.eagerstart import start_now
 from studyapp.realtime.framestore import Frame, GenerationBusy, frame_store
+from studyapp.writing import frames as out
 from studyapp.writing import protocol, relay
 from studyapp.writing.alternatives import relay as alternatives
 from studyapp.writing.alternatives.handlers import AlternativesHandlers
@@ -363,15 +364,21 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             await alternatives.reply_start(plan)
         if expected is not None and send.client_msg_id:
             expected.stored_ids.add(send.client_msg_id)
-        ack = {"type": "ack", "of": "send", "turn": plan.turn, "client_msg_id": send.client_msg_id}
-        await self._send({**ack, "duplicate": plan.duplicate})
+        await self._send(
+            out.ack(
+                "send",
+                turn=plan.turn,
+                client_msg_id=send.client_msg_id,
+                duplicate=plan.duplicate,
+            )
+        )
 
     async def on_retry(self, frame: dict[str, Any]) -> None:
         if await relay.generation_in_flight(self.public_id):
             raise ProtocolError("busy")
         plan = await in_db_worker(turn_retry)(participation_id=self.participation_id)
         await alternatives.reply_start(plan)
-        await self._send({"type": "ack", "of": "retry", "turn": plan.turn})
+        await self._send(out.ack("retry", turn=plan.turn))
 
     async def on_stop(self, frame: dict[str, Any]) -> None:
         if await generations.generation_stop(self.public_id):
@@ -387,9 +394,9 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         )
         if self.expected is not None:
             self.expected.rating_due = False
-        await self._send({"type": "ack", "of": "rate", "turn": rate.turn, "value": rate.value})
+        await self._send(out.ack("rate", turn=rate.turn, value=rate.value))
         # Every other tab closes its rating box (numbered like any chat frame).
-        await self._publish([{"type": "rating_given", "turn": rate.turn}])
+        await self._publish([out.rating_given(turn=rate.turn)])
 
     async def on_doc(self, frame: dict[str, Any]) -> None:
         doc = protocol.parse_doc(frame)
@@ -414,7 +421,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         sent = None
         while self.doc_version_due != sent:
             sent = self.doc_version_due
-            await self._publish([{"type": "doc_version", "version": sent}])
+            await self._publish([out.doc_version(version=sent)])
 
     async def _publish(self, frames: list[Frame]) -> None:
         """Tell every socket of the participation; the frame's own answer is already sent."""

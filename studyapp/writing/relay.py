@@ -34,6 +34,7 @@ from studyapp.realtime.generations import (
     generation_timeout_s,
 )
 from studyapp.realtime.generations import generation_launch as _generation_launch
+from studyapp.writing import frames as out
 from studyapp.writing import lost
 from studyapp.writing.services import TurnPlan, turn_record
 
@@ -46,7 +47,7 @@ MODEL_ERROR_MESSAGE = (
 
 async def generation_start(plan: TurnPlan) -> str:
     """Mark a generation in flight for ``plan``, announce it, and start it as its own task."""
-    start = {"type": "turn_start", "turn": plan.turn, "user_text": plan.user_text}
+    start = out.turn_start(turn=plan.turn, user_text=plan.user_text)
     return await generation_launch(plan, start, _generation_run)
 
 
@@ -131,7 +132,7 @@ async def early_start(
         condition_config=call.config,
     )
     early = EarlyReply(provisional, call)
-    start = {"type": "turn_start", "turn": turn, "user_text": user_text}
+    start = out.turn_start(turn=turn, user_text=user_text)
     try:
         _, early.task = await _launch(
             provisional, start, functools.partial(_early_run, early=early)
@@ -198,8 +199,8 @@ async def _early_run(
         log.warning("generation %s: its turn was never confirmed", generation_id)
         confirmed = None
     if confirmed is None:
-        frame = {"type": "turn_withdrawn", "turn": plan.turn, "generation_id": generation_id}
-        await generation_end(lease, [frame])
+        withdrawn = out.turn_withdrawn(turn=plan.turn, generation_id=generation_id)
+        await generation_end(lease, [withdrawn])
     else:
         await _generation_finish(confirmed, generation, record)
 
@@ -210,8 +211,9 @@ async def _generation_finish(
     """Store the ended reply as the turn's (retried while the database is unreachable) and
     publish its end frames."""
     generation_id = generation.generation_id
-    base = {"turn": plan.turn, "generation_id": generation_id}
-    failed = {"type": "turn_error", **base, "message": _error_message(generation), "retry": True}
+    failed = out.turn_error(
+        turn=plan.turn, generation_id=generation_id, message=_error_message(generation), retry=True
+    )
     frames: list[Frame]
     try:
         stored = await db_retry(
@@ -228,16 +230,13 @@ async def _generation_finish(
         if record["finish_reason"] == "error" or stored.finish_reason == "error":
             frames = [failed]
         else:
-            frames = [
-                {
-                    "type": "turn_end",
-                    **base,
-                    "finish_reason": record["finish_reason"],
-                    "text": record["text"],
-                }
-            ]
-            if plan.rating_checkpoint:
-                frames.append({"type": "rating_due", "turn": plan.turn})
+            end = out.turn_end(
+                turn=plan.turn,
+                generation_id=generation_id,
+                finish_reason=record["finish_reason"],
+                text=record["text"],
+            )
+            frames = [end, out.rating_due(turn=plan.turn)] if plan.rating_checkpoint else [end]
     except Exception:
         # The turn could not be stored; the participant can retry it (it is still unanswered).
         log.exception("generation %s could not be recorded", generation_id)
