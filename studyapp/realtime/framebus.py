@@ -187,7 +187,8 @@ class Lease:
         bus = _bus()
         store = frame_store()
         write = store.lease_end if closing else store.lease_append
-        self.ended = closing
+        if closing:
+            self.ended = True
         numbered = await write(
             self.key,
             self.generation_id,
