@@ -13,7 +13,8 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from studyapp.feedback.models import Rating, Scale
-from studyapp.participants.models import Participation, Status
+from studyapp.participants.locks import participation_writing_locked
+from studyapp.participants.models import Participation
 from studyapp.refusals import Refused
 from studyapp.studies.spec import rating_turns
 from studyapp.writing.models import Message, Role
@@ -65,13 +66,9 @@ def interaction_rating_submit(*, participation_id: int, turn: Any, value: Any) -
     the turn is not a checkpoint whose reply has ended, or it was already rated.
     """
     with transaction.atomic():
-        participation = (
-            Participation.objects.select_for_update(of=("self",))
-            .select_related("version")
-            .get(pk=participation_id)
+        participation = participation_writing_locked(
+            participation_id, refused=RatingRefused, related=("version",)
         )
-        if participation.status != Status.WRITING:
-            raise RatingRefused("not_writing", "This chat has ended.")
         scale = interaction_scale(participation.version.spec)
         _check_value(value, scale)
         if not isinstance(turn, int) or isinstance(turn, bool):

@@ -11,6 +11,7 @@ from django.utils import timezone
 from studyapp.feedback.models import FINAL_TURN, Rating, Scale, SurveyKind, SurveyResponse
 from studyapp.feedback.ratings import interaction_rating_due
 from studyapp.feedback.selectors import assistant_turns_completed, document_words
+from studyapp.participants.locks import participation_locked
 from studyapp.participants.models import Outcome, Participation, Status
 from studyapp.sidebyside.selectors import pair_pending
 
@@ -24,11 +25,7 @@ class SurveyInvalid(ValueError):
 
 
 def _locked(participation: Participation) -> Participation:
-    return (
-        Participation.objects.select_for_update(of=("self",))
-        .select_related("study", "version", "condition")
-        .get(pk=participation.pk)
-    )
+    return participation_locked(participation.pk, related=("study", "version", "condition"))
 
 
 def writing_finish(*, participation: Participation) -> Participation:

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from studyapp.feedback.models import SurveyKind, SurveyResponse
 from studyapp.participants.assignment import assignment_assign
+from studyapp.participants.locks import participation_locked
 from studyapp.participants.models import (
     EventKind,
     Outcome,
@@ -61,11 +62,7 @@ class PrewritingInvalid(ValueError):
 
 
 def _locked(participation: Participation) -> Participation:
-    return (
-        Participation.objects.select_for_update(of=("self",))
-        .select_related("study", "version", "condition")
-        .get(pk=participation.pk)
-    )
+    return participation_locked(participation.pk, related=("study", "version", "condition"))
 
 
 def preview_record(*, study: Study) -> None:

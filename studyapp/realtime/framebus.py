@@ -8,11 +8,13 @@ that watches the participation, on that process's one channel. A process therefo
 subscription however many sockets it serves, and a frame costs one Redis call however many
 sockets watch it. The same channel carries "stop" to the process that runs a generation.
 
-A generation numbers its own frames after its first (the store numbers that one, in the
-same script that marks the generation in flight, so two can never both begin), in that frame's
-epoch (studyapp/realtime/framestore.py): they go to the local sockets before the store has them,
-and the store takes them as numbered. A socket that reads the store first waits for what this
-process has numbered but not stored yet (:func:`settled`).
+The store numbers every frame, in one counter per participation: a frame reaches a socket
+only once the store holds it, so a socket may read the store at any time. A generation writes
+through the :class:`Lease` that :func:`begin` returns (the store marks it in flight in the same
+script, so two can never both begin); the lease is the only writer of its generation's frames,
+and a lease that lost the participation (claimed as lost, or a newer generation began) is
+refused (``LeaseLost``). Frames of no generation (a rating given, a saved document) are
+published with :func:`publish`.
 
 Delivery may repeat or skip a frame (a subscription broken and restored, batches of two
 concurrent writers resolving out of order): a socket sends each ``seq`` once, in order, and
@@ -32,12 +34,12 @@ import logging
 import os
 import secrets
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from studyapp.realtime.framestore import Frame, frame_store
+from studyapp.realtime.framestore import Frame, LeaseLost, frame_store
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +59,6 @@ class _Bus:
         self.membership = asyncio.Lock()
         self.ready = asyncio.Event()
         self.listener: asyncio.Task[None] | None = None
-        # The epoch and next seq of each key whose generation runs here (it numbers its own
-        # frames).
-        self.numbering: dict[str, tuple[str, int]] = {}
-        # Per key, the store writes in flight of frames already delivered here.
-        self.unstored: dict[str, set[asyncio.Future[None]]] = {}
 
     def deliver(self, key: str, frames: list[Frame] | None) -> None:
         for sink in tuple(self.sinks.get(key, ())):
@@ -69,28 +66,6 @@ class _Bus:
                 sink(frames)
             except Exception:  # one broken socket must not starve the others
                 log.exception("frame sink for %s failed", key)
-
-    def number(self, key: str, frames: list[Frame]) -> list[Frame] | None:
-        """Number ``frames`` here if this process runs the key's generation, else None."""
-        numbering = self.numbering.get(key)
-        if numbering is None:
-            return None
-        epoch, first = numbering
-        self.numbering[key] = (epoch, first + len(frames))
-        return [{"seq": first + i, "epoch": epoch, **frame} for i, frame in enumerate(frames)]
-
-    async def store(self, key: str, write: Awaitable[Any]) -> None:
-        """Await a store write of frames that were delivered before it."""
-        stored = asyncio.get_running_loop().create_future()
-        pending = self.unstored.setdefault(key, set())
-        pending.add(stored)
-        try:
-            await write
-        finally:
-            pending.discard(stored)
-            if not pending and self.unstored.get(key) is pending:
-                del self.unstored[key]
-            stored.set_result(None)
 
     async def subscribed(self) -> None:
         if self.ready.is_set() and self.listener is not None and not self.listener.done():
@@ -180,71 +155,72 @@ async def unwatch(key: str, sink: Sink) -> None:
             await frame_store().unwatch(key, bus.origin)
 
 
-async def begin(key: str, marker: dict[str, Any], frame: Frame) -> Frame:
-    """Start a generation in the store (see ``FrameStore.begin``) and deliver its frame; the
-    generation numbers its further frames here."""
+class Lease:
+    """The right to write one generation's frames: the only writer of them, from its begin to
+    its end. Its frames are numbered by the store like any other, then delivered."""
+
+    def __init__(self, key: str, generation_id: str, start: Frame) -> None:
+        self.key = key
+        self.generation_id = generation_id
+        self.start = start  # the generation's first frame, numbered
+        # Where its numbering stands: lets it go on in its epoch if Redis loses the counter.
+        self.epoch: str = start["epoch"]
+        self.last_seq: int = start["seq"]
+        self.ended = False
+
+    async def append(self, frames: list[Frame]) -> list[Frame]:
+        """Number and store ``frames`` and deliver them to every socket on the key."""
+        return await self._write(frames, closing=False)
+
+    async def end(self, frames: list[Frame]) -> list[Frame]:
+        """Store the closing frames, clear the generation's marker and deliver them; the
+        lease writes nothing more."""
+        return await self._write(frames, closing=True)
+
+    async def touch(self) -> None:
+        """Keep the generation's marker alive while it has nothing to write."""
+        await frame_store().touch(self.key)
+
+    async def _write(self, frames: list[Frame], *, closing: bool) -> list[Frame]:
+        if self.ended:
+            raise LeaseLost(self.generation_id)
+        bus = _bus()
+        store = frame_store()
+        write = store.lease_end if closing else store.lease_append
+        if closing:
+            self.ended = True
+        numbered = await write(
+            self.key,
+            self.generation_id,
+            frames,
+            origin=bus.origin,
+            epoch=self.epoch,
+            last_seq=self.last_seq,
+        )
+        if numbered:
+            latest = numbered[-1]
+            if latest["epoch"] != self.epoch or latest["seq"] > self.last_seq:
+                self.epoch, self.last_seq = latest["epoch"], latest["seq"]
+        bus.deliver(self.key, numbered)
+        return numbered
+
+
+async def begin(key: str, marker: dict[str, Any], frame: Frame) -> Lease:
+    """Start a generation in the store (see ``FrameStore.begin``), deliver its frame and
+    return the lease its further frames are written through."""
     bus = _bus()
     numbered = await frame_store().begin(key, marker, frame, origin=bus.origin)
-    bus.numbering[key] = (numbered["epoch"], numbered["seq"] + 1)
     bus.deliver(key, [numbered])
-    return numbered
+    return Lease(key, marker["generation_id"], numbered)
 
 
-async def append(key: str, frames: list[Frame]) -> list[Frame]:
-    """Number and store ``frames`` and deliver them to every socket on ``key`` (to this
-    process's sockets first, when its generation numbers them)."""
-    origin = _bus().origin
-    return await _publish(
-        key,
-        frames,
-        lambda first, epoch: frame_store().append(
-            key, frames, origin=origin, first_seq=first, epoch=epoch
-        ),
-    )
-
-
-async def end(key: str, generation_id: str, frames: list[Frame]) -> list[Frame]:
-    """Store a generation's closing frames (clearing its marker) and deliver them."""
-    origin = _bus().origin
-    return await _publish(
-        key,
-        frames,
-        lambda first, epoch: frame_store().end(
-            key, generation_id, frames, origin=origin, first_seq=first, epoch=epoch
-        ),
-        closing=True,
-    )
-
-
-async def _publish(
-    key: str,
-    frames: list[Frame],
-    write: Callable[[int | None, str | None], Awaitable[list[Frame]]],
-    *,
-    closing: bool = False,
-) -> list[Frame]:
-    """Store and deliver ``frames`` with ``write(first_seq, epoch)``. A generation of this
-    process numbers them itself and delivers them before the write; other frames (a
-    side-by-side pick) are numbered by the store."""
+async def publish(key: str, frames: list[Frame]) -> list[Frame]:
+    """Number and store frames of no generation (a rating given in another tab, a saved
+    document) and deliver them to every socket on ``key``."""
     bus = _bus()
-    numbered = bus.number(key, frames)
-    if closing:
-        bus.numbering.pop(key, None)
-    if numbered is None:
-        numbered = await write(None, None)
-        bus.deliver(key, numbered)
-        return numbered
+    numbered = await frame_store().append(key, frames, origin=bus.origin)
     bus.deliver(key, numbered)
-    first = numbered[0] if numbered else {"seq": None, "epoch": None}
-    await bus.store(key, write(first["seq"], first["epoch"]))
     return numbered
-
-
-async def settled(key: str) -> None:
-    """Wait until the store holds every frame of ``key`` this process has delivered."""
-    pending = _bus().unstored.get(key)
-    if pending:
-        await asyncio.wait(set(pending))
 
 
 async def stoppable(generation_id: str) -> tuple[str, asyncio.Event]:

@@ -8,6 +8,12 @@ Redis when ``REDIS_URL`` is set, a dict in this process otherwise (the embedded 
 The Redis store also carries frames live between processes: the script that numbers a batch
 publishes it to every other process that watches the participation.
 
+Every frame is numbered here, by one counter per participation, whoever writes it: the
+generation in flight (through its lease, studyapp/realtime/framebus.py) and anyone else who
+publishes a frame (a rating given in another tab, a saved document). Only the generation that
+holds the participation's lease may append to it or end it: a generation whose marker was
+claimed as lost, or that a newer one replaced, is refused (:class:`LeaseLost`).
+
 The buffer only holds the latest generation's frames: once a turn has ended it is in the
 database, which is where a reconnecting client reads finished turns from.
 
@@ -64,6 +70,11 @@ class GenerationBusy(Exception):
     """Another generation of this participation is in flight."""
 
 
+class LeaseLost(Exception):
+    """The generation no longer holds its participation's lease: its marker was claimed as
+    lost (studyapp/writing/lost.py) or a newer generation began; it may not write."""
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """What the store holds for one participation, read at one instant."""
@@ -87,33 +98,39 @@ class FrameStore(Protocol):
         in flight."""
         ...
 
-    async def append(
-        self,
-        key: str,
-        frames: list[Frame],
-        *,
-        origin: str = "",
-        first_seq: int | None = None,
-        epoch: str | None = None,
-    ) -> list[Frame]:
-        """Number and append frames; keeps the generation marker alive. ``origin``, the calling
-        process, is the one watcher the frames are not published to (it delivers them itself).
-        With ``first_seq`` the caller has numbered them (from there on, in ``epoch``): the
-        generation in flight numbers its own frames (studyapp/realtime/framebus.py)."""
+    async def append(self, key: str, frames: list[Frame], *, origin: str = "") -> list[Frame]:
+        """Number and append frames that belong to no generation (a rating given, a saved
+        document). ``origin``, the calling process, is the one watcher the frames are not
+        published to (it delivers them itself)."""
         ...
 
-    async def end(
+    async def lease_append(
         self,
         key: str,
         generation_id: str,
         frames: list[Frame],
         *,
         origin: str = "",
-        first_seq: int | None = None,
         epoch: str | None = None,
+        last_seq: int = 0,
     ) -> list[Frame]:
-        """Number (or take ``first_seq`` and ``epoch`` as for :meth:`append`) and append the
-        closing frames; clear the marker if ``generation_id`` owns it."""
+        """Number and append the frames of generation ``generation_id`` and keep its marker
+        alive; :class:`LeaseLost` (nothing written) if it no longer holds the lease. ``epoch``
+        and ``last_seq``, the generation's latest frame, let it go on in its epoch if Redis
+        lost the counter while it ran."""
+        ...
+
+    async def lease_end(
+        self,
+        key: str,
+        generation_id: str,
+        frames: list[Frame],
+        *,
+        origin: str = "",
+        epoch: str | None = None,
+        last_seq: int = 0,
+    ) -> list[Frame]:
+        """As :meth:`lease_append` for the generation's closing frames; clears its marker."""
         ...
 
     async def touch(self, key: str) -> None:
@@ -170,16 +187,12 @@ class MemoryFrameStore:
         self._generation: dict[str, tuple[dict[str, Any], float]] = {}
         self._lost_claims: dict[str, tuple[str, float]] = {}
 
-    def _number(
-        self, key: str, frames: list[Frame], first: int | None = None, epoch: str | None = None
-    ) -> list[Frame]:
-        if first is None:
-            first = self._seq.get(key, 0) + 1
-        if key not in self._epoch:  # a process never loses its counter: one epoch per key
-            self._epoch[key] = epoch or new_epoch()
-        epoch = self._epoch[key]
+    def _number(self, key: str, frames: list[Frame]) -> list[Frame]:
+        first = self._seq.get(key, 0) + 1
+        # A process never loses its counter: one epoch per key.
+        epoch = self._epoch.setdefault(key, new_epoch())
         out = [{"seq": first + i, "epoch": epoch, **frame} for i, frame in enumerate(frames)]
-        self._seq[key] = max(self._seq.get(key, 0), first + len(frames) - 1)
+        self._seq[key] = first + len(frames) - 1
         return out
 
     async def begin(
@@ -193,35 +206,53 @@ class MemoryFrameStore:
         self._generation[key] = (marker, time.monotonic() + GENERATION_TTL_S)
         return numbered
 
-    async def append(
-        self,
-        key: str,
-        frames: list[Frame],
-        *,
-        origin: str = "",
-        first_seq: int | None = None,
-        epoch: str | None = None,
-    ) -> list[Frame]:
-        numbered = self._number(key, frames, first_seq, epoch)
+    async def append(self, key: str, frames: list[Frame], *, origin: str = "") -> list[Frame]:
+        numbered = self._number(key, frames)
         self._frames.setdefault(key, []).extend(numbered)
-        await self.touch(key)
         return numbered
 
-    async def end(
+    async def _lease_check(self, key: str, generation_id: str) -> None:
+        """Raise :class:`LeaseLost` unless ``generation_id`` holds ``key``'s lease (the rule
+        of the Redis store's ``lease_held``)."""
+        current = await self.generation(key)
+        if current is not None:
+            held = current["generation_id"] == generation_id
+        else:
+            claim = self._lost_claims.get(key)
+            claimed = claim is not None and claim[0] == generation_id
+            first = (self._frames.get(key) or [{}])[0]
+            held = not claimed and first.get("generation_id") in (None, generation_id)
+        if not held:
+            raise LeaseLost(generation_id)
+
+    async def lease_append(
         self,
         key: str,
         generation_id: str,
         frames: list[Frame],
         *,
         origin: str = "",
-        first_seq: int | None = None,
         epoch: str | None = None,
+        last_seq: int = 0,
     ) -> list[Frame]:
-        numbered = self._number(key, frames, first_seq, epoch)
-        self._frames.setdefault(key, []).extend(numbered)
-        current = await self.generation(key)
-        if current and current["generation_id"] == generation_id:
-            del self._generation[key]
+        await self._lease_check(key, generation_id)
+        numbered = await self.append(key, frames)
+        await self.touch(key)
+        return numbered
+
+    async def lease_end(
+        self,
+        key: str,
+        generation_id: str,
+        frames: list[Frame],
+        *,
+        origin: str = "",
+        epoch: str | None = None,
+        last_seq: int = 0,
+    ) -> list[Frame]:
+        await self._lease_check(key, generation_id)
+        numbered = await self.append(key, frames)
+        self._generation.pop(key, None)
         return numbered
 
     async def touch(self, key: str) -> None:
@@ -294,11 +325,12 @@ class MemoryFrameStore:
 
 
 # Each operation is one atomic script (one round trip on the per-frame path). Frames arrive as
-# JSON objects without "seq"; the script numbers them from the counter, or from the first seq
-# given by the generation that numbered them (``first_seq``), and splices the number and the
-# epoch in. ARGV[1] and ARGV[2] are always the calling process (its live channel's name) and the
-# key: the script also publishes what it numbered to every other process that watches the key
-# (studyapp/realtime/framebus.py), in the same round trip. A script returns "<last seq> <epoch>".
+# JSON objects without "seq"; the script numbers them from the participation's counter, the one
+# place that numbers its frames, and splices the number and the epoch in. ARGV[1] and ARGV[2]
+# are always the calling process (its live channel's name) and the key: the script also
+# publishes what it numbered to every other process that watches the key
+# (studyapp/realtime/framebus.py), in the same round trip. KEYS[5] is the participation's lost
+# claim (see _LOST). A script returns "<last seq> <epoch>", or -1 when refused.
 _HELPERS = """
 local function fanout(out)
   local watchers = redis.call('SMEMBERS', KEYS[4])
@@ -331,25 +363,43 @@ local function epoch_current(fresh)
   return epoch_new(fresh)
 end
 
--- ARGV[offset] is the first seq given by the generation that numbered the frames and
--- ARGV[offset + 1] the epoch it numbered them in, or '' and the id of an epoch to begin if
--- the counter numbers them and must begin one.
+-- The epoch a generation's frames are numbered in, given the epoch and seq of its latest
+-- frame: the counter's, kept at least at that seq; and if Redis lost the counter while the
+-- generation ran, the generation's own epoch again, from past its latest frame (it goes on).
+local function epoch_kept(epoch, last)
+  local held = redis.call('HMGET', KEYS[1], 'epoch', 'n')
+  if held[1] == epoch then
+    if tonumber(held[2]) < last then redis.call('HSET', KEYS[1], 'n', last) end
+    return epoch
+  end
+  if held[1] and redis.call('HGET', KEYS[1], 'run') == redis_run() then return held[1] end
+  epoch_new(epoch)
+  redis.call('HSET', KEYS[1], 'n', last)
+  return epoch
+end
+
+-- Whether generation ``id`` holds the participation's lease: its marker is in flight, or it
+-- expired (or Redis lost it) and neither did a newer generation begin nor a process claim
+-- this one as lost.
+local function lease_held(id)
+  local owner = redis.call('HGET', KEYS[3], 'generation_id')
+  if owner then return owner == id end
+  if redis.call('GET', KEYS[5]) == id then return false end
+  local first = redis.call('LINDEX', KEYS[2], 0)
+  if not first then return true end
+  local began = cjson.decode(first)['generation_id']
+  return began == nil or began == id
+end
+
+-- Number and append the frames ARGV[offset + 2 ...]. ARGV[offset] and ARGV[offset + 1] are
+-- the seq and epoch of the writing generation's latest frame, or '' and the id of an epoch to
+-- begin if the counter must begin one.
 local function push(offset)
   local n = #ARGV - offset - 1
-  local first, epoch = ARGV[offset], ARGV[offset + 1]
+  local last, epoch = ARGV[offset], ARGV[offset + 1]
   if n == 0 then return 0, epoch, {} end
-  local last
-  if first == '' then
-    epoch = epoch_current(epoch)
-    last = redis.call('HINCRBY', KEYS[1], 'n', n)
-  else  -- numbered by the generation that owns them: keep the counter at the highest
-    last = tonumber(first) + n - 1
-    local held = redis.call('HGET', KEYS[1], 'epoch')
-    if not held then held = epoch_new(epoch) end  -- lost while this generation ran: it goes on
-    if held == epoch and tonumber(redis.call('HGET', KEYS[1], 'n')) < last then
-      redis.call('HSET', KEYS[1], 'n', last)
-    end
-  end
+  if last == '' then epoch = epoch_current(epoch) else epoch = epoch_kept(epoch, tonumber(last)) end
+  last = redis.call('HINCRBY', KEYS[1], 'n', n)
   local head = ', "epoch": "' .. epoch .. '", '
   local out = {}
   for i = 1, n do
@@ -375,19 +425,29 @@ fanout({numbered})
 return seq .. ' ' .. epoch
 """
 
+# ARGV: origin, key, '', a fresh epoch, frames...
 _APPEND = """
-local last, epoch, out = push(4)
-redis.call('EXPIRE', KEYS[3], ARGV[3])
+local last, epoch, out = push(3)
 fanout(out)
 return last .. ' ' .. epoch
 """
 
-# The marker is cleared only by the generation that owns it, so a late end can never clear a
-# newer generation's marker.
-_END = """
+# ARGV: origin, key, generation id, marker TTL, the generation's latest seq and epoch, frames...
+_LEASE_APPEND = """
+if not lease_held(ARGV[3]) then return -1 end
+local last, epoch, out = push(5)
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+fanout(out)
+return last .. ' ' .. epoch
+"""
+
+# ARGV: origin, key, generation id, frames TTL, the generation's latest seq and epoch, frames...
+# The marker is cleared only by the generation that holds it.
+_LEASE_END = """
+if not lease_held(ARGV[3]) then return -1 end
 local last, epoch, out = push(5)
 if #out > 0 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
-if redis.call('HGET', KEYS[3], 'generation_id') == ARGV[3] then redis.call('DEL', KEYS[3]) end
+redis.call('DEL', KEYS[3])
 fanout(out)
 return last .. ' ' .. epoch
 """
@@ -427,8 +487,7 @@ redis.call('SET', KEYS[5], start['generation_id'], 'EX', ARGV[3])
 return redis.call('LRANGE', KEYS[2], 0, -1)
 """
 
-# ARGV: origin, key, generation id, frames TTL, '' and a fresh epoch (the store numbers them),
-# frames...
+# ARGV: origin, key, generation id, frames TTL, '' and a fresh epoch, frames...
 _END_LOST = """
 local start = open_lost()
 if not start or start['generation_id'] ~= ARGV[3] then return -1 end
@@ -486,7 +545,12 @@ class RedisFrameStore:
                 self._url,
                 {
                     name: self._helpers() + body
-                    for name, body in (("begin", _BEGIN), ("append", _APPEND), ("end", _END))
+                    for name, body in (
+                        ("begin", _BEGIN),
+                        ("append", _APPEND),
+                        ("lease_append", _LEASE_APPEND),
+                        ("lease_end", _LEASE_END),
+                    )
                 },
                 timeout_s=settings.REDIS_CALL_TIMEOUT_S,
             )
@@ -500,13 +564,21 @@ class RedisFrameStore:
 
     def _keys(self, key: str) -> list[str]:
         base = f"{self._prefix}{{{key}}}"
-        return [f"{base}:counter", f"{base}:frames", f"{base}:gen", f"{base}:watchers"]
+        # The lost claim last: KEYS[5] of the scripts (see _LOST).
+        return [
+            f"{base}:counter",
+            f"{base}:frames",
+            f"{base}:gen",
+            f"{base}:watchers",
+            f"{base}:lost",
+        ]
 
     def _live_channel(self, origin: str) -> str:
         return f"{self._prefix}live:{origin}"
 
     async def _run(self, script: str, key: str, origin: str, args: list[Any]) -> tuple[int, str]:
-        """Run a script; its last seq and epoch (-1 and "" when ``begin`` found one in flight)."""
+        """Run a script; its last seq and epoch (-1 and "" when it refused: ``begin`` found
+        a generation in flight, a lease script one that no longer holds the lease)."""
         scripts = self._client().relay_scripts
         reply = await scripts.call(script, self._keys(key), [origin, key, *args])
         if isinstance(reply, int):
@@ -520,13 +592,10 @@ class RedisFrameStore:
         return [{"seq": first + i, "epoch": epoch, **frame} for i, frame in enumerate(frames)]
 
     @staticmethod
-    def _numbering(first_seq: int | None, epoch: str | None) -> list[Any]:
-        """The scripts' two arguments that say who numbers the frames (see ``push``)."""
-        if first_seq is None:
-            return ["", new_epoch()]
-        if epoch is None:
-            raise ValueError("frames numbered by their generation need the epoch it numbers in")
-        return [first_seq, epoch]
+    def _latest(epoch: str | None, last_seq: int) -> list[Any]:
+        """The scripts' two arguments that say where numbering stands (see ``push``): the
+        writing generation's latest frame, or nothing (the counter's epoch, or a fresh one)."""
+        return ["", new_epoch()] if epoch is None else [last_seq, epoch]
 
     async def begin(
         self, key: str, generation: dict[str, Any], frame: Frame, *, origin: str = ""
@@ -542,32 +611,43 @@ class RedisFrameStore:
             raise GenerationBusy(key)
         return {"seq": seq, "epoch": epoch, **frame}
 
-    async def append(
-        self,
-        key: str,
-        frames: list[Frame],
-        *,
-        origin: str = "",
-        first_seq: int | None = None,
-        epoch: str | None = None,
-    ) -> list[Frame]:
-        numbering = self._numbering(first_seq, epoch)
-        args = [GENERATION_TTL_S, *numbering, *map(json.dumps, frames)]
+    async def append(self, key: str, frames: list[Frame], *, origin: str = "") -> list[Frame]:
+        args = [*self._latest(None, 0), *map(json.dumps, frames)]
         return self._numbered(frames, *await self._run("append", key, origin, args))
 
-    async def end(
+    async def lease_append(
         self,
         key: str,
         generation_id: str,
         frames: list[Frame],
         *,
         origin: str = "",
-        first_seq: int | None = None,
         epoch: str | None = None,
+        last_seq: int = 0,
     ) -> list[Frame]:
-        numbering = self._numbering(first_seq, epoch)
-        args = [generation_id, FRAMES_TTL_S, *numbering, *map(json.dumps, frames)]
-        return self._numbered(frames, *await self._run("end", key, origin, args))
+        args = [generation_id, GENERATION_TTL_S, *self._latest(epoch, last_seq)]
+        return await self._lease_run("lease_append", key, origin, args, frames)
+
+    async def lease_end(
+        self,
+        key: str,
+        generation_id: str,
+        frames: list[Frame],
+        *,
+        origin: str = "",
+        epoch: str | None = None,
+        last_seq: int = 0,
+    ) -> list[Frame]:
+        args = [generation_id, FRAMES_TTL_S, *self._latest(epoch, last_seq)]
+        return await self._lease_run("lease_end", key, origin, args, frames)
+
+    async def _lease_run(
+        self, script: str, key: str, origin: str, args: list[Any], frames: list[Frame]
+    ) -> list[Frame]:
+        last, epoch = await self._run(script, key, origin, [*args, *map(json.dumps, frames)])
+        if last < 0:
+            raise LeaseLost(args[0])
+        return self._numbered(frames, last, epoch)
 
     async def touch(self, key: str) -> None:
         await self._client().expire(self._keys(key)[2], GENERATION_TTL_S)
@@ -584,7 +664,7 @@ class RedisFrameStore:
         return self._marker(await self._client().hgetall(self._keys(key)[2]))
 
     async def snapshot(self, key: str) -> Snapshot:
-        counter_key, frames_key, gen_key, _ = self._keys(key)
+        counter_key, frames_key, gen_key, *_ = self._keys(key)
         async with self._client().pipeline(transaction=True) as pipe:
             pipe.hgetall(gen_key)
             pipe.lrange(frames_key, 0, -1)
@@ -623,14 +703,11 @@ class RedisFrameStore:
             }
         return scripts[name]
 
-    def _lost_keys(self, key: str) -> list[str]:
-        return [*self._keys(key), f"{self._prefix}{{{key}}}:lost"]
-
     async def lost(self, keys: list[str]) -> dict[str, list[Frame]]:
         script = self._lost_script("lost")
         async with self._client().pipeline(transaction=False) as pipe:
             for key in keys:
-                await script(self._lost_keys(key), ["", key, LOST_CLAIM_S], client=pipe)
+                await script(self._keys(key), ["", key, LOST_CLAIM_S], client=pipe)
             found = await pipe.execute()
         return {
             key: [json.loads(f) for f in frames]
@@ -641,9 +718,9 @@ class RedisFrameStore:
     async def end_lost(
         self, key: str, generation_id: str, frames: list[Frame], *, origin: str = ""
     ) -> list[Frame] | None:
-        numbering = self._numbering(None, None)
-        args = [origin, key, generation_id, FRAMES_TTL_S, *numbering, *map(json.dumps, frames)]
-        reply = await self._lost_script("end_lost")(self._lost_keys(key), args)
+        latest = self._latest(None, 0)
+        args = [origin, key, generation_id, FRAMES_TTL_S, *latest, *map(json.dumps, frames)]
+        reply = await self._lost_script("end_lost")(self._keys(key), args)
         if isinstance(reply, int):
             return None
         last, _, epoch = str(reply).partition(" ")

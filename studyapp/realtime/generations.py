@@ -2,13 +2,14 @@
 
 A generation runs as its own asyncio task in the ASGI process that began it. It coalesces the
 model's deltas into frames (the first at once, then at most one every ``RELAY_FLUSH_MS``) and
-hands them to :mod:`.framebus`, which numbers and keeps them in the shared :mod:`.framestore`
-and delivers them to every socket on the participation, in this process or another. Sockets
-only listen: a dropped connection neither stops nor loses a reply, and a client that
-reconnects (to any process) is given what it missed by :func:`resume_plan`. "Stop" reaches the
-generation through the bus too, from any process: the generation's marker names the process
-that runs it. A stopping server lets its generations finish for a while, then stops the rest
-(:func:`generations_drain`), which end as failed with :class:`ServerStopping`.
+writes them through its lease (:class:`.framebus.Lease`, the one writer of its frames), which
+has them numbered and kept in the shared :mod:`.framestore` and delivers them to every socket
+on the participation, in this process or another. Sockets only listen: a dropped connection
+neither stops nor loses a reply, and a client that reconnects (to any process) is given what
+it missed by :func:`resume_plan`. "Stop" reaches the generation through the bus too, from any
+process: the generation's marker names the process that runs it. A stopping server lets its
+generations finish for a while, then stops the rest (:func:`generations_drain`), which end as
+failed with :class:`ServerStopping`.
 
 What a generation is for (a turn, a side-by-side pair), and what its end stores, is the caller's:
 it passes the coroutine that runs the generation to :func:`generation_launch`
@@ -33,7 +34,8 @@ from django.conf import settings
 from collab_models.arms import cached_arm
 from studyapp.realtime import framebus, timeline
 from studyapp.realtime.dbretry import keepalive_s
-from studyapp.realtime.framestore import Frame, Snapshot, frame_store
+from studyapp.realtime.framebus import Lease
+from studyapp.realtime.framestore import Frame, LeaseLost, Snapshot, frame_store
 
 log = logging.getLogger(__name__)
 
@@ -70,26 +72,26 @@ def generation_timeout_s() -> float:
     return float(getattr(settings, "GENERATION_TIMEOUT_S", 600))
 
 
-Runner = Callable[[str, asyncio.Event], Coroutine[Any, Any, None]]
+Runner = Callable[[Lease, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 async def generation_launch(
     key: str, marker: dict[str, Any], start: Frame, run: Runner
 ) -> tuple[str, asyncio.Task[None]]:
     """Mark a generation of ``key`` in flight (``marker`` says which turn it answers), publish
-    its ``start`` frame (given its ``generation_id``) and run ``run(generation_id, stop_event)``
-    as its own task."""
+    its ``start`` frame (given its ``generation_id``) and run ``run(lease, stop_event)`` as its
+    own task: the lease (``lease.generation_id``) writes its frames and its end."""
     generation_id = str(uuid.UUID(int=_seeds.getrandbits(128), version=4))
     marker = {"generation_id": generation_id, **marker}
     start = {**start, "generation_id": generation_id}
     try:
         marker["origin"], stop_event = await framebus.stoppable(generation_id)
-        await framebus.begin(key, marker, start)
+        lease = await framebus.begin(key, marker, start)
         timeline.mark("turn_started", key)
     except BaseException:
         framebus.unstoppable(generation_id)
         raise
-    task = _spawn(run(generation_id, stop_event), f"generation-{generation_id}")
+    task = _spawn(run(lease, stop_event), f"generation-{generation_id}")
     _generations[task] = stop_event
     task.add_done_callback(lambda _: framebus.unstoppable(generation_id))
     task.add_done_callback(_generations.pop)
@@ -97,11 +99,8 @@ async def generation_launch(
 
 
 async def generation_marker(public_id: str) -> dict[str, Any] | None:
-    """The marker of the generation in flight, if any. A reply's last frames reach this
-    process's sockets before the store has them (studyapp/realtime/framebus.py): a page that
-    answers its turn_end at once must not read the marker that the end's write is about to
-    clear, so this process's writes for ``public_id`` are waited for first."""
-    await framebus.settled(public_id)
+    """The marker of the generation in flight, if any (cleared by the store before a socket
+    gets the generation's end)."""
     return await frame_store().generation(public_id)
 
 
@@ -260,17 +259,19 @@ class Generation:
 
     def __init__(
         self,
-        key: str,
+        lease: Lease,
         config: dict[str, Any],
         history: list[dict[str, str]],
-        generation_id: str,
         stop_event: asyncio.Event,
         call: ModelCall | None = None,
+        generation_id: str | None = None,
     ) -> None:
-        self.key = key
+        self.lease = lease
+        self.key = lease.key
         self.config = config
         self.history = history
-        self.generation_id = generation_id
+        # Its own id: a side-by-side candidate's, under the pair's lease.
+        self.generation_id = generation_id or lease.generation_id
         self.stop_event = stop_event
         self.call = call
         self.delta_fields: dict[str, Any] = {}  # e.g. which side-by-side candidate this is
@@ -290,7 +291,7 @@ class Generation:
         self.shown.append(text)
         frame = {"type": "delta", **self.delta_fields, "text": text}
         timeline.mark("delta_flushed", self.key)
-        await framebus.append(self.key, [frame])
+        await self.lease.append([frame])
 
     async def _wait(self, tasks: set[asyncio.Future[Any]], limit_s: float) -> bool:
         done, _ = await asyncio.wait(tasks, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
@@ -316,6 +317,9 @@ class Generation:
             elif reader.exception() is not None:
                 self.error = reader.exception()
             await self._flush(self.call)
+        except LeaseLost as exc:  # claimed as lost meanwhile: its claimer ends it
+            log.warning("generation %s lost its lease", self.generation_id)
+            self.error = exc
         except Exception as exc:  # a broken arm config or a relay bug ends the turn as failed
             log.exception("generation %s failed", self.generation_id)
             self.error = exc
@@ -338,7 +342,7 @@ class Generation:
                 await _first_of(call.arrival(), (reader, cancel), KEEPALIVE_S)
                 if not (call.pending or reader.done() or cancel.done()):
                     # A slow model: keep the in-flight marker alive.
-                    await frame_store().touch(self.key)
+                    await self.lease.touch()
                     continue
             # Leading edge: the first delta after a pause goes out at once; the rest coalesce.
             # The interval counts from the flush's start, so the store's write time (tens of
@@ -368,12 +372,14 @@ class Generation:
         return out
 
 
-async def generation_end(public_id: str, generation_id: str, frames: list[Frame]) -> None:
+async def generation_end(lease: Lease, frames: list[Frame]) -> None:
     """Publish a generation's end frames and clear its marker; failures are only logged."""
     try:
-        await framebus.end(public_id, generation_id, frames)
+        await lease.end(frames)
+    except LeaseLost:  # its claimer (studyapp/writing/lost.py) ended it
+        log.warning("generation %s lost its lease before its end", lease.generation_id)
     except Exception:
-        log.exception("generation %s could not publish its end", generation_id)
+        log.exception("generation %s could not publish its end", lease.generation_id)
 
 
 @dataclass(frozen=True)

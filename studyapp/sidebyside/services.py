@@ -18,7 +18,8 @@ from typing import Any
 
 from django.db import transaction
 
-from studyapp.participants.models import Participation, Status
+from studyapp.participants.locks import participation_writing_locked
+from studyapp.participants.models import Participation
 from studyapp.refusals import Refused
 from studyapp.writing.models import Message, Role
 
@@ -52,12 +53,7 @@ def record_fields(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _locked(participation_id: int) -> Participation:
-    participation = Participation.objects.select_for_update(of=("self",)).get(
-        pk=participation_id
-    )
-    if participation.status != Status.WRITING:
-        raise PairRefused("not_writing", "This chat has ended.")
-    return participation
+    return participation_writing_locked(participation_id, refused=PairRefused)
 
 
 def pair_record(

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import json
 import logging
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -32,10 +30,11 @@ from studyapp.realtime.dbcalls import in_db_worker
 from studyapp.realtime.dbretry import db_retry
 from studyapp.realtime.eagerstart import start_now
 from studyapp.realtime.framestore import Frame, GenerationBusy, frame_store
-from studyapp.studies.spec import model_context_has
+from studyapp.writing import frames as out
 from studyapp.writing import protocol, relay
 from studyapp.writing.alternatives import relay as alternatives
 from studyapp.writing.alternatives.handlers import AlternativesHandlers
+from studyapp.writing.chatview import ChatView
 from studyapp.writing.protocol import ProtocolError, error_frame
 from studyapp.writing.selectors import (
     chat_state,
@@ -56,67 +55,10 @@ log = logging.getLogger(__name__)
 NO_CHANNEL_LAYER = "none"
 # The close code a consumer ended by an error is released with (no close frame was seen).
 CLOSE_ABNORMAL = 1006
-# How often a frame that waits for the reply in flight to end asks whether it has.
-PUBLISH_POLL_S = 0.25
 
 
 class _SocketClosed(Exception):
     """The page's socket closed before a frame could be sent on it (logged where it was met)."""
-
-
-@dataclass
-class _ExpectedCall:
-    """What this socket expects the next model call to be given, kept from the frames it
-    relays. Only a guess that saves time: the relay checks it against the database's turn."""
-
-    config: dict[str, Any]
-    history: list[dict[str, str]]
-    busy: bool  # a reply is streaming or must be retried: the next send will be refused
-    rating_due: bool  # likewise until the rating is given
-    # Side-by-side turns: their two candidates make calls of their own (seeds of their own).
-    pair_turns: frozenset[int] = frozenset()
-    max_turns: int | None = None  # a send past it is refused: no call for it
-    # client_msg_ids of the user messages known to be stored: a resend of one is no new turn.
-    stored_ids: set[str] = dataclasses.field(default_factory=set)
-    # False where the model sees the document: the socket cannot know the latest saved version
-    # (another tab may save one), so the reply waits for the database's turn.
-    early: bool = True
-
-    def open(self, text: str, key: str, client_msg_id: str = "") -> generations.ModelCall | None:
-        if not self.early or self.busy or self.rating_due or not self.config:
-            return None
-        if client_msg_id in self.stored_ids:
-            return None
-        turn = sum(m["role"] == "user" for m in self.history) + 1
-        if turn in self.pair_turns or (self.max_turns is not None and turn > self.max_turns):
-            return None
-        history = [*self.history, {"role": "user", "content": text}]
-        return generations.call_open(self.config, history, key=key)
-
-    def observe(self, frame: Frame) -> None:
-        kind = frame.get("type")
-        if frame.get("regenerate"):  # a new sample of the latest reply: the same turn (§9)
-            self.busy = kind == "turn_start"
-            if kind == "turn_end" and self.history:
-                self.history[-1] = {"role": "assistant", "content": frame.get("text", "")}
-        elif kind in ("turn_start", "pair_start"):
-            self.busy = True
-            user = {"role": "user", "content": frame.get("user_text", "")}
-            if not self.history or self.history[-1] != user:
-                self.history.append(user)
-        elif kind in ("turn_end", "pair_chosen"):
-            self.busy = False
-            self.history.append({"role": "assistant", "content": frame.get("text", "")})
-        elif kind == "turn_error":
-            self.busy = True  # the turn must be retried before anything new is sent
-        elif kind == "turn_withdrawn":  # a reply begun early whose message was not stored
-            self.busy = False
-            if self.history and self.history[-1]["role"] == "user":
-                self.history.pop()
-        elif kind == "rating_due":
-            self.rating_due = True
-        elif kind == "rating_given":  # another tab gave it
-            self.rating_due = False
 
 
 class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
@@ -130,7 +72,8 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     # Highest seq sent on this socket; None until hello (frames before it are replayed by it).
     sent_seq: int | None = None
     epoch: str | None = None  # the epoch of sent_seq (studyapp/realtime/framestore.py)
-    expected: _ExpectedCall | None = None
+    # What the socket knows of its chat, to begin a reply before the database stores it.
+    view: ChatView | None = None
     focused = False
     last_tick: float | None = None
     frame_pump: asyncio.Task[None] | None = None
@@ -274,7 +217,6 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
 
     async def _hello_replay(self, hello: protocol.Hello) -> None:
         state = await in_db_worker(chat_state)(participation_id=self.participation_id)
-        await framebus.settled(self.public_id)  # frames this process delivered before our watch
         snapshot = await frame_store().snapshot(self.public_id)
         # A seq of another epoch says nothing about what the client holds of this one.
         trusted = hello.epoch is None or hello.epoch == snapshot.epoch
@@ -304,31 +246,21 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             }
         )
         self.sent_seq, self.epoch = resume.last_seq, snapshot.epoch
-        self.expected = _ExpectedCall(
-            config=state.condition_config,
-            history=state.history,
-            busy=resume.generation is not None
-            or resume.retry_turn is not None
-            or state.pair is not None,
-            rating_due=state.rating_due is not None,
-            pair_turns=frozenset((state.spec.get("side_by_side") or {}).get("turns", [])),
-            max_turns=(state.spec.get("writing") or {}).get("max_turns"),
-            stored_ids={m["client_msg_id"] for m in state.messages if m.get("client_msg_id")},
-            early=not model_context_has(state.spec, "document"),
-        )
+        self.view = ChatView.read(state, streaming=resume.generation is not None)
         for replayed in resume.frames:
             await self._deliver(replayed)
 
     async def on_send(self, frame: dict[str, Any]) -> None:
         send = protocol.parse_send(frame)
         timeline.mark("send_received", self.public_id)
-        # When this socket's view of the chat allows the message, the reply begins at once,
-        # with the history the socket expects, while the database stores the message; the
-        # reply is withdrawn if the database refuses it or stores another turn.
-        expected = self.expected
+        # When the rules allow the message by this socket's view of the chat, the reply begins
+        # at once, with the history the socket expects, while the database stores the message;
+        # the reply is withdrawn if the database refuses it or stores another turn.
+        view = self.view
         call = None
-        if expected is not None:
-            call = expected.open(send.text, self.public_id, send.client_msg_id)
+        history = view.next_call(send.text, send.client_msg_id) if view is not None else None
+        if view is not None and history is not None:
+            call = generations.call_open(view.config, history, key=self.public_id)
         timeline.mark("model_call_opened", self.public_id)
         early = None
         if call is not None:
@@ -371,17 +303,23 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             early = None
         if early is None and not plan.duplicate:
             await alternatives.reply_start(plan)
-        if expected is not None and send.client_msg_id:
-            expected.stored_ids.add(send.client_msg_id)
-        ack = {"type": "ack", "of": "send", "turn": plan.turn, "client_msg_id": send.client_msg_id}
-        await self._send({**ack, "duplicate": plan.duplicate})
+        if view is not None and send.client_msg_id:
+            view.stored_ids.add(send.client_msg_id)
+        await self._send(
+            out.ack(
+                "send",
+                turn=plan.turn,
+                client_msg_id=send.client_msg_id,
+                duplicate=plan.duplicate,
+            )
+        )
 
     async def on_retry(self, frame: dict[str, Any]) -> None:
         if await relay.generation_in_flight(self.public_id):
             raise ProtocolError("busy")
         plan = await in_db_worker(turn_retry)(participation_id=self.participation_id)
         await alternatives.reply_start(plan)
-        await self._send({"type": "ack", "of": "retry", "turn": plan.turn})
+        await self._send(out.ack("retry", turn=plan.turn))
 
     async def on_stop(self, frame: dict[str, Any]) -> None:
         if await generations.generation_stop(self.public_id):
@@ -395,11 +333,11 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         await in_db_worker(interaction_rating_submit)(
             participation_id=self.participation_id, turn=rate.turn, value=rate.value
         )
-        if self.expected is not None:
-            self.expected.rating_due = False
-        await self._send({"type": "ack", "of": "rate", "turn": rate.turn, "value": rate.value})
+        if self.view is not None:
+            self.view.due = None
+        await self._send(out.ack("rate", turn=rate.turn, value=rate.value))
         # Every other tab closes its rating box (numbered like any chat frame).
-        await self._publish([{"type": "rating_given", "turn": rate.turn}])
+        await self._publish([out.rating_given(turn=rate.turn)])
 
     async def on_doc(self, frame: dict[str, Any]) -> None:
         doc = protocol.parse_doc(frame)
@@ -419,24 +357,17 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                 self.doc_publish = start_now(self._doc_version_publish(), "doc-version")
 
     async def _doc_version_publish(self) -> None:
-        """Announce the latest saved version once no reply streams: a reply's process numbers
-        its own frames, and a frame the store numbered meanwhile could take one of their
-        numbers. Saves made while it waits are announced by their latest version only."""
+        """Announce the latest saved version; saves made while it is published are announced
+        by their latest version only."""
         sent = None
         while self.doc_version_due != sent:
-            deadline = time.monotonic() + relay.generation_timeout_s()
-            with contextlib.suppress(Exception):  # the store is unreachable: publish anyway
-                while time.monotonic() < deadline:
-                    if not await relay.generation_in_flight(self.public_id):
-                        break
-                    await asyncio.sleep(PUBLISH_POLL_S)
             sent = self.doc_version_due
-            await self._publish([{"type": "doc_version", "version": sent}])
+            await self._publish([out.doc_version(version=sent)])
 
     async def _publish(self, frames: list[Frame]) -> None:
         """Tell every socket of the participation; the frame's own answer is already sent."""
         try:
-            await framebus.append(self.public_id, frames)
+            await framebus.publish(self.public_id, frames)
         except Exception:  # the store is unreachable: the other tabs catch up on reconnect
             log.warning("writing socket: %s not published", frames[0]["type"], exc_info=True)
 
@@ -500,7 +431,6 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                 if frames is None:  # the bus may have missed some: take them from the store
                     if self.sent_seq is None:
                         return
-                    await framebus.settled(self.public_id)
                     frames = (await frame_store().snapshot(self.public_id)).frames
                 for frame in frames:
                     await self._deliver(frame)
@@ -519,18 +449,17 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             return
         if frame["seq"] > self.sent_seq + 1:
             # The bus skipped something (see studyapp/realtime/framebus.py): take it from the store.
-            await framebus.settled(self.public_id)
             for missed in await frame_store().frames_after(self.public_id, self.sent_seq):
                 if missed["seq"] < frame["seq"] and missed.get("epoch") == self.epoch:
                     await self._send(missed)
-                    if self.expected is not None:
-                        self.expected.observe(missed)
+                    if self.view is not None:
+                        self.view.observe(missed)
         await self._send(frame)
         if frame["type"] == "delta":
             timeline.mark("delta_sent", self.public_id)
         self.sent_seq = frame["seq"]
-        if self.expected is not None:
-            self.expected.observe(frame)
+        if self.view is not None:
+            self.view.observe(frame)
 
     async def _follow_epoch(self, frame: Frame) -> bool:
         """Whether ``frame``, of another epoch than what this socket sent (the store's counter

@@ -26,6 +26,7 @@ from studyapp.realtime.dbretry import db_retry, keepalive_s
 from studyapp.realtime.framestore import Frame, frame_store
 from studyapp.sidebyside.services import PairRefused
 from studyapp.studies.spec import rating_turns
+from studyapp.writing import frames as out
 from studyapp.writing.alternatives.services import pair_store, regeneration_record
 from studyapp.writing.models import Message, Role
 from studyapp.writing.services import turn_record
@@ -112,20 +113,34 @@ class LostOutcome:
 
 
 def _end_frames(start: Frame, outcome: LostOutcome) -> list[Frame]:
-    base = {"turn": start["turn"], "generation_id": start["generation_id"]}
+    turn, generation_id = start["turn"], start["generation_id"]
     if outcome.state == "withdrawn":
-        return [{"type": "turn_withdrawn", **base}]
+        return [out.turn_withdrawn(turn=turn, generation_id=generation_id)]
     if outcome.state == "answered":
-        end = {"finish_reason": outcome.finish_reason, "text": outcome.text}
-        rating = [{"type": "rating_due", "turn": start["turn"]}] if outcome.rating_due else []
-        return [{"type": "turn_end", **base, **end}, *rating]
+        end = out.turn_end(
+            turn=turn,
+            generation_id=generation_id,
+            finish_reason=outcome.finish_reason,
+            text=outcome.text,
+        )
+        return [end, out.rating_due(turn=turn)] if outcome.rating_due else [end]
     if start.get("regenerate"):
-        frame = {"type": "turn_error", **base, "regenerate": True, "retry": False}
-        frame.update(message=REGENERATE_INTERRUPTED, kept=start["replaces"])
-        if outcome.regenerations_left is not None:
-            frame["regenerations_left"] = outcome.regenerations_left
-        return [frame]
-    return [{"type": "turn_error", **base, "message": INTERRUPTED_MESSAGE, "retry": True}]
+        return [
+            out.turn_error(
+                turn=turn,
+                generation_id=generation_id,
+                message=REGENERATE_INTERRUPTED,
+                retry=False,
+                regenerate=True,
+                kept=start["replaces"],
+                regenerations_left=outcome.regenerations_left,
+            )
+        ]
+    return [
+        out.turn_error(
+            turn=turn, generation_id=generation_id, message=INTERRUPTED_MESSAGE, retry=True
+        )
+    ]
 
 
 def generation_lost_record(

@@ -22,6 +22,7 @@ from typing import Any
 
 from studyapp.realtime.dbcalls import in_db_worker
 from studyapp.realtime.dbretry import db_retry
+from studyapp.realtime.framebus import Lease
 from studyapp.realtime.framestore import Frame
 from studyapp.realtime.generations import (
     Generation,
@@ -33,6 +34,7 @@ from studyapp.realtime.generations import (
     generation_timeout_s,
 )
 from studyapp.realtime.generations import generation_launch as _generation_launch
+from studyapp.writing import frames as out
 from studyapp.writing import lost
 from studyapp.writing.services import TurnPlan, turn_record
 
@@ -45,19 +47,20 @@ MODEL_ERROR_MESSAGE = (
 
 async def generation_start(plan: TurnPlan) -> str:
     """Mark a generation in flight for ``plan``, announce it, and start it as its own task."""
-    start = {"type": "turn_start", "turn": plan.turn, "user_text": plan.user_text}
+    start = out.turn_start(turn=plan.turn, user_text=plan.user_text)
     return await generation_launch(plan, start, _generation_run)
 
 
-Runner = Callable[[Any, str, asyncio.Event], Coroutine[Any, Any, None]]
+Runner = Callable[[Any, Lease, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 async def generation_launch(
     plan: TurnPlan, start: Frame, run: Runner, marker_extra: dict[str, Any] | None = None
 ) -> str:
     """Mark a generation in flight, publish its ``start`` frame (given its ``generation_id``)
-    and run ``run(plan, generation_id, stop_event)`` as its own task. Side-by-side pairs and
-    regenerations (studyapp/writing/alternatives) start through here too."""
+    and run ``run(plan, lease, stop_event)`` as its own task (the lease writes its frames).
+    Side-by-side pairs and regenerations (studyapp/writing/alternatives) start through here
+    too."""
     generation_id, _ = await _launch(plan, start, run, marker_extra)
     return generation_id
 
@@ -129,7 +132,7 @@ async def early_start(
         condition_config=call.config,
     )
     early = EarlyReply(provisional, call)
-    start = {"type": "turn_start", "turn": turn, "user_text": user_text}
+    start = out.turn_start(turn=turn, user_text=user_text)
     try:
         _, early.task = await _launch(
             provisional, start, functools.partial(_early_run, early=early)
@@ -161,30 +164,32 @@ class _Generation(Generation):
     def __init__(
         self,
         plan: TurnPlan,
-        generation_id: str,
+        lease: Lease,
         stop_event: asyncio.Event,
         call: ModelCall | None = None,
+        generation_id: str | None = None,
     ) -> None:
         super().__init__(
-            plan.public_id, plan.condition_config, plan.history, generation_id, stop_event, call
+            lease, plan.condition_config, plan.history, stop_event, call, generation_id
         )
         self.plan = plan
 
 
-async def _generation_run(plan: TurnPlan, generation_id: str, stop_event: asyncio.Event) -> None:
-    generation = _Generation(plan, generation_id, stop_event)
+async def _generation_run(plan: TurnPlan, lease: Lease, stop_event: asyncio.Event) -> None:
+    generation = _Generation(plan, lease, stop_event)
     await _generation_finish(plan, generation, await generation.run())
 
 
 async def _early_run(
-    plan: TurnPlan, generation_id: str, stop_event: asyncio.Event, early: EarlyReply
+    plan: TurnPlan, lease: Lease, stop_event: asyncio.Event, early: EarlyReply
 ) -> None:
     def withdrawn(confirmed: asyncio.Future[TurnPlan | None]) -> None:
         if confirmed.cancelled() or confirmed.result() is None:
             stop_event.set()
 
     early.confirmed.add_done_callback(withdrawn)
-    generation = _Generation(plan, generation_id, stop_event, early.call)
+    generation = _Generation(plan, lease, stop_event, early.call)
+    generation_id = lease.generation_id
     record = await generation.run()
     try:
         confirmed = await asyncio.wait_for(
@@ -194,8 +199,8 @@ async def _early_run(
         log.warning("generation %s: its turn was never confirmed", generation_id)
         confirmed = None
     if confirmed is None:
-        frame = {"type": "turn_withdrawn", "turn": plan.turn, "generation_id": generation_id}
-        await generation_end(plan.public_id, generation_id, [frame])
+        withdrawn = out.turn_withdrawn(turn=plan.turn, generation_id=generation_id)
+        await generation_end(lease, [withdrawn])
     else:
         await _generation_finish(confirmed, generation, record)
 
@@ -206,8 +211,9 @@ async def _generation_finish(
     """Store the ended reply as the turn's (retried while the database is unreachable) and
     publish its end frames."""
     generation_id = generation.generation_id
-    base = {"turn": plan.turn, "generation_id": generation_id}
-    failed = {"type": "turn_error", **base, "message": _error_message(generation), "retry": True}
+    failed = out.turn_error(
+        turn=plan.turn, generation_id=generation_id, message=_error_message(generation), retry=True
+    )
     frames: list[Frame]
     try:
         stored = await db_retry(
@@ -224,21 +230,18 @@ async def _generation_finish(
         if record["finish_reason"] == "error" or stored.finish_reason == "error":
             frames = [failed]
         else:
-            frames = [
-                {
-                    "type": "turn_end",
-                    **base,
-                    "finish_reason": record["finish_reason"],
-                    "text": record["text"],
-                }
-            ]
-            if plan.rating_checkpoint:
-                frames.append({"type": "rating_due", "turn": plan.turn})
+            end = out.turn_end(
+                turn=plan.turn,
+                generation_id=generation_id,
+                finish_reason=record["finish_reason"],
+                text=record["text"],
+            )
+            frames = [end, out.rating_due(turn=plan.turn)] if plan.rating_checkpoint else [end]
     except Exception:
         # The turn could not be stored; the participant can retry it (it is still unanswered).
         log.exception("generation %s could not be recorded", generation_id)
         frames = [failed]
-    await generation_end(plan.public_id, generation_id, frames)
+    await generation_end(generation.lease, frames)
 
 
 def _error_message(generation: _Generation) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -18,6 +18,7 @@ from django.db.models.functions import Length
 from django.utils import timezone
 
 from studyapp.feedback.ratings import rating_due
+from studyapp.participants.locks import NOT_WRITING, participation_writing_locked
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent, Status
 from studyapp.realtime import fastsql
 from studyapp.refusals import Refused
@@ -58,15 +59,77 @@ class TurnPlan:
     candidates: tuple[Candidate, ...] = ()
 
 
+class SendFacts(Protocol):
+    """What the rules for a new user message look at: the database's (``message_send``), or
+    a socket's view of its chat (studyapp/writing/chatview.py), asked in this order."""
+
+    def pending(self) -> bool:
+        """The latest user turn has no reply yet (streaming, failed, or awaiting a pick)."""
+        ...
+
+    def choice_pending(self) -> bool:
+        """A side-by-side pair awaits the participant's pick."""
+        ...
+
+    def rating_due(self) -> int | None: ...
+
+    def next_turn(self) -> int: ...
+
+    def max_turns(self) -> int: ...
+
+
+def send_refusal(facts: SendFacts) -> WritingRefused | None:
+    """Why the chat refuses a new user message now, or None: the chat's turn rules, once.
+
+    A turn still streaming is refused earlier as ``busy`` (a generation in flight); here an
+    unanswered turn is one whose reply failed, or a pair to pick from.
+    """
+    if facts.pending():
+        if facts.choice_pending():
+            return WritingRefused("choice_required", "Please pick one of the two replies.")
+        return WritingRefused(
+            "retry_required", "The last reply did not arrive; retry it before sending."
+        )
+    due = facts.rating_due()
+    if due is not None:
+        return WritingRefused("rating_required", f"Please rate the conversation (turn {due}).")
+    max_turns = facts.max_turns()
+    if facts.next_turn() > max_turns:
+        return WritingRefused("max_turns", f"This chat allows at most {max_turns} messages.")
+    return None
+
+
+@dataclass(frozen=True)
+class _StoredFacts:
+    """:class:`SendFacts` read from the database, each only when the rules ask."""
+
+    writing: WritingRow
+    messages: Sequence[MessageRow]
+
+    def pending(self) -> bool:
+        return pending_turn(self.messages) is not None
+
+    def choice_pending(self) -> bool:
+        return pair_pending(participation_id=self.writing.pk) is not None
+
+    def rating_due(self) -> int | None:
+        writing = self.writing
+        return rating_due(participation_id=writing.pk, spec=writing.spec, active=self.messages)
+
+    def next_turn(self) -> int:
+        return max((m.turn for m in self.messages), default=0) + 1
+
+    def max_turns(self) -> int:
+        return int(self.writing.spec["writing"]["max_turns"])
+
+
 def locked_for_writing(participation_id: int) -> Participation:
     """The participation, row-locked, if it is on the writing step (else ``not_writing``)."""
-    participation = (
-        Participation.objects.select_for_update(of=("self",))
-        .select_related("version", "condition")
-        .get(pk=participation_id)
+    participation = participation_writing_locked(
+        participation_id, refused=WritingRefused, related=("version", "condition")
     )
-    if participation.status != Status.WRITING or participation.condition is None:
-        raise WritingRefused("not_writing", "This chat has ended.")
+    if participation.condition is None:
+        raise WritingRefused("not_writing", NOT_WRITING)
     return participation
 
 
@@ -74,7 +137,7 @@ def _writing_locked(participation_id: int) -> WritingRow:
     """:func:`locked_for_writing` for the send path, in plain SQL (studyapp/writing/rows.py)."""
     writing = rows.writing_locked(participation_id)
     if writing.status != Status.WRITING or writing.condition_id is None:
-        raise WritingRefused("not_writing", "This chat has ended.")
+        raise WritingRefused("not_writing", NOT_WRITING)
     return writing
 
 
@@ -122,19 +185,11 @@ def message_send(*, participation_id: int, text: str, client_msg_id: str) -> Tur
                 user_text=existing.text,
                 duplicate=True,
             )
-        if pending_turn(messages) is not None:
-            if pair_pending(participation_id=writing.pk) is not None:
-                raise WritingRefused("choice_required", "Please pick one of the two replies.")
-            raise WritingRefused(
-                "retry_required", "The last reply did not arrive; retry it before sending."
-            )
-        due = rating_due(participation_id=writing.pk, spec=writing.spec, active=messages)
-        if due is not None:
-            raise WritingRefused("rating_required", f"Please rate the conversation (turn {due}).")
-        turn = max((m.turn for m in messages), default=0) + 1
-        max_turns = writing.spec["writing"]["max_turns"]
-        if turn > max_turns:
-            raise WritingRefused("max_turns", f"This chat allows at most {max_turns} messages.")
+        facts = _StoredFacts(writing, messages)
+        refusal = send_refusal(facts)
+        if refusal is not None:
+            raise refusal
+        turn = facts.next_turn()
         message = Message(
             participation_id=writing.pk,
             turn=turn,

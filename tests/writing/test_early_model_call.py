@@ -128,3 +128,26 @@ async def test_a_refused_send_closes_its_early_call_and_stores_nothing(demo_vers
         assert await fake.wait_for(lambda: fake.disconnects == len(fake.chat_requests()))
         assert await db(_messages, participation) == []
         await client.close()
+
+
+async def test_a_send_the_rules_refuse_by_what_the_socket_saw_asks_no_model(demo_version):
+    """The socket asks the chat's rules (services.send_refusal) about its view of the chat:
+    with a rating due (every 3 turns in the demo study) the next message opens no call."""
+    async with FakeVLLM(tps=0) as fake:
+        fake.script(*(Script(text=f"Reply {i}") for i in range(1, 5)))
+        participation = await db(_remote_participation, demo_version, fake.url)
+        client, _ = await open_client("demo", token_for(participation))
+        for turn in (1, 2, 3):
+            await client.turn(f"Message {turn}", f"m{turn}")
+        await client.until_type("rating_due")
+
+        error = await client.error({"type": "send", "text": "Message 4", "client_msg_id": "m4"})
+        assert error["code"] == "rating_required"
+        assert len(fake.chat_requests()) == 3  # no call was opened for the refused message
+        await client.send({"type": "rate", "turn": 3, "value": 4})
+        await client.until_type("ack")
+        frames = await client.turn("Message 4", "m4")
+        assert frames[-1]["text"] == "Reply 4"
+        assert len(fake.chat_requests()) == 4
+        assert fake.disconnects == 0
+        await client.close()

@@ -69,7 +69,7 @@ async def test_the_store_publishes_to_each_other_watching_process_never_back_to_
         deltas = await store.append(
             key, [{"type": "delta", "text": "a"}, {"type": "delta", "text": "b"}], origin="here"
         )
-        end = await store.end(key, "g", [{"type": "turn_end", "text": "ab"}], origin="here")
+        end = await store.lease_end(key, "g", [{"type": "turn_end", "text": "ab"}], origin="here")
         await _until(lambda: len(there.frames) == 3)
         assert there.frames == [(key, [start]), (key, deltas), (key, end)]
         assert [f["seq"] for _, batch in there.frames for f in batch] == [1, 2, 3, 4]
@@ -118,11 +118,11 @@ async def test_a_socket_in_the_writing_process_gets_frames_as_they_are_numbered(
     key, other = _key(), _key()
     got: list = []
     await framebus.watch(key, got.append)
-    numbered = await framebus.append(key, [{"type": "delta", "text": "x"}])
-    assert got == [numbered]  # no round trip: delivered by the time append returns
-    await framebus.append(other, [{"type": "delta", "text": "y"}])
+    numbered = await framebus.publish(key, [{"type": "delta", "text": "x"}])
+    assert got == [numbered]  # no pub/sub trip: delivered by the time publish returns
+    await framebus.publish(other, [{"type": "delta", "text": "y"}])
     await framebus.unwatch(key, got.append)
-    await framebus.append(key, [{"type": "delta", "text": "z"}])
+    await framebus.publish(key, [{"type": "delta", "text": "z"}])
     await asyncio.sleep(0.05)
     assert got == [numbered]
 
@@ -189,47 +189,49 @@ async def test_closed_sockets_leave_nothing_watching(demo_version):
 class _SlowMemoryStore(MemoryFrameStore):
     """A store whose writes take a while, as Redis's do under load."""
 
-    async def append(self, *args, **kwargs):
+    async def lease_append(self, *args, **kwargs):
         await asyncio.sleep(0.2)
-        return await super().append(*args, **kwargs)
+        return await super().lease_append(*args, **kwargs)
 
 
-async def test_a_generation_here_delivers_its_frames_before_the_store_has_them(monkeypatch):
+async def test_a_generations_frames_reach_a_socket_once_the_store_holds_them(monkeypatch):
     store = _use(monkeypatch, _SlowMemoryStore())
     key = _key()
     got: list = []
     await framebus.watch(key, got.append)
-    start = await framebus.begin(key, {"generation_id": "g", "turn": 1}, {"type": "turn_start"})
-    writing = asyncio.ensure_future(framebus.append(key, [{"type": "delta", "text": "x"}]))
+    lease = await framebus.begin(key, {"generation_id": "g", "turn": 1}, {"type": "turn_start"})
+    start = lease.start
+    writing = asyncio.ensure_future(lease.append([{"type": "delta", "text": "x"}]))
     await asyncio.sleep(0.01)
+    assert got == [[start]]  # not before the store has it
     delta = {"seq": start["seq"] + 1, "epoch": start["epoch"], "type": "delta", "text": "x"}
-    assert got == [[start], [delta]]  # the socket has it ...
-    assert await store.frames_after(key, start["seq"]) == []  # ... the store not yet
-    await framebus.settled(key)  # what a socket that reads the store first waits for
-    assert await store.frames_after(key, start["seq"]) == [delta]
     assert await writing == [delta]
+    assert got == [[start], [delta]]
+    assert await store.frames_after(key, start["seq"]) == [delta]
+    await lease.end([])
+    with pytest.raises(framestore.LeaseLost):  # an ended lease writes nothing more
+        await lease.append([{"type": "delta", "text": "y"}])
     await framebus.unwatch(key, got.append)
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_socket_that_joins_while_frames_are_unstored_gets_every_frame_once(
+async def test_a_socket_that_joins_while_frames_are_written_gets_every_frame_once(
     monkeypatch, demo_version
 ):
-    """Frames of this process's generation reach its sockets before the store; a socket that
-    joins meanwhile reads the store only once those writes are done, so it misses none."""
     _use(monkeypatch, _SlowMemoryStore())
     participation = await db(make_participation, demo_version)
     key = participation.public_id.hex
     marker = {"generation_id": "g", "turn": 1}
-    start = await framebus.begin(key, marker, {"type": "turn_start", "turn": 1, "user_text": "Hi"})
-    first = asyncio.ensure_future(framebus.append(key, [{"type": "delta", "text": "a"}]))
-    await asyncio.sleep(0.01)  # "a" is delivered here, its write still in flight
+    lease = await framebus.begin(key, marker, {"type": "turn_start", "turn": 1, "user_text": "Hi"})
+    start = lease.start
+    first = asyncio.ensure_future(lease.append([{"type": "delta", "text": "a"}]))
+    await asyncio.sleep(0.01)  # "a" is being written
     joiner, state = await open_client("demo", token_for(participation))
-    second = asyncio.ensure_future(framebus.append(key, [{"type": "delta", "text": "b"}]))
+    second = asyncio.ensure_future(lease.append([{"type": "delta", "text": "b"}]))
     frames = [f for f in await joiner.until(lambda f: f.get("text") == "b") if "seq" in f]
     assert state["generation"] == {"generation_id": "g", "turn": 1}
     assert [f["seq"] for f in frames] == [start["seq"], start["seq"] + 1, start["seq"] + 2]
     assert [f.get("text") for f in frames[1:]] == ["a", "b"]
     await asyncio.gather(first, second)
-    await framebus.end(key, "g", [])
+    await lease.end([])
     await joiner.close()

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 
 from studyapp.realtime import framestore
-from studyapp.realtime.framestore import MemoryFrameStore, RedisFrameStore
+from studyapp.realtime.framestore import LeaseLost, MemoryFrameStore, RedisFrameStore
 
 
 @pytest.fixture(params=["redis", "memory"])
@@ -28,7 +28,7 @@ async def test_frames_are_numbered_per_key_and_monotonic_across_generations(stor
     deltas = await store.append(
         "p1", [{"type": "delta", "text": "a"}, {"type": "delta", "text": "b"}]
     )
-    end = await store.end("p1", "g1", [{"type": "turn_end", "turn": 1}])
+    end = await store.lease_end("p1", "g1", [{"type": "turn_end", "turn": 1}])
     assert [start["seq"], *[d["seq"] for d in deltas], end[0]["seq"]] == [1, 2, 3, 4]
     other = await store.begin("p2", _marker("g9"), {"type": "turn_start", "turn": 1})
     assert other["seq"] == 1  # another participation has its own counter
@@ -39,7 +39,7 @@ async def test_frames_are_numbered_per_key_and_monotonic_across_generations(stor
 async def test_frames_carry_their_counters_epoch(store):
     start = await store.begin("p", _marker("g1"), {"type": "turn_start", "turn": 1})
     (delta,) = await store.append("p", [{"type": "delta", "text": "a"}])
-    (end,) = await store.end("p", "g1", [{"type": "turn_end", "turn": 1}])
+    (end,) = await store.lease_end("p", "g1", [{"type": "turn_end", "turn": 1}])
     second = await store.begin("p", _marker("g2", 2), {"type": "turn_start", "turn": 2})
     assert {delta["epoch"], end["epoch"], second["epoch"]} == {start["epoch"]}
     assert (await store.snapshot("p")).epoch == start["epoch"]
@@ -49,7 +49,7 @@ async def test_frames_carry_their_counters_epoch(store):
 async def test_a_new_generation_replaces_the_buffer_and_marks_itself_in_flight(store):
     await store.begin("p", _marker("g1"), {"type": "turn_start", "turn": 1})
     await store.append("p", [{"type": "delta", "text": "x"}])
-    await store.end("p", "g1", [{"type": "turn_end", "turn": 1}])
+    await store.lease_end("p", "g1", [{"type": "turn_end", "turn": 1}])
     assert await store.generation("p") is None
     await store.begin("p", _marker("g2", 2), {"type": "turn_start", "turn": 2})
     await store.append("p", [{"type": "delta", "text": "y"}])
@@ -62,11 +62,15 @@ async def test_a_new_generation_replaces_the_buffer_and_marks_itself_in_flight(s
     assert [f["text"] for f in await store.frames_after("p", 4)] == ["y"]
 
 
-async def test_end_clears_only_its_own_marker(store):
+async def test_only_the_generation_in_flight_may_end_it(store):
     await store.begin("p", _marker("g1"), {"type": "turn_start", "turn": 1})
-    await store.end("p", "someone-else", [])
+    with pytest.raises(LeaseLost):
+        await store.lease_end("p", "someone-else", [{"type": "turn_end", "turn": 1}])
+    with pytest.raises(LeaseLost):
+        await store.lease_append("p", "someone-else", [{"type": "delta", "text": "x"}])
     assert (await store.generation("p"))["generation_id"] == "g1"
-    await store.end("p", "g1", [])
+    assert (await store.snapshot("p")).tail == 1  # nothing written
+    await store.lease_end("p", "g1", [])
     assert await store.generation("p") is None
 
 
@@ -108,23 +112,41 @@ async def test_scripts_that_redis_forgot_are_loaded_again():
     assert frames == [{"seq": 2, "epoch": first["epoch"], "type": "delta", "text": "b"}]
 
 
-async def test_frames_numbered_by_their_generation_are_kept_as_numbered(store):
+async def test_a_generation_and_other_writers_are_numbered_by_one_counter(store):
     start = await store.begin("p", _marker("g1"), {"type": "turn_start", "turn": 1})
     epoch = start["epoch"]
-    deltas = await store.append(
-        "p", [{"type": "delta", "text": "a"}, {"type": "delta", "text": "b"}],
-        first_seq=start["seq"] + 1, epoch=epoch,
+    deltas = await store.lease_append(
+        "p", "g1", [{"type": "delta", "text": "a"}, {"type": "delta", "text": "b"}],
+        epoch=epoch, last_seq=start["seq"],
     )  # fmt: skip
+    (given,) = await store.append("p", [{"type": "rating_given", "turn": 1}])
+    (delta,) = await store.lease_append(
+        "p", "g1", [{"type": "delta", "text": "c"}], epoch=epoch, last_seq=3
+    )
+    end = await store.lease_end("p", "g1", [{"type": "turn_end", "turn": 1}])
     assert [d["seq"] for d in deltas] == [2, 3]
-    end = await store.end("p", "g1", [{"type": "turn_end", "turn": 1}], first_seq=4, epoch=epoch)
-    assert end == [{"seq": 4, "epoch": epoch, "type": "turn_end", "turn": 1}]
+    assert (given["seq"], delta["seq"], end[0]["seq"]) == (4, 5, 6)
     assert await store.generation("p") is None
-    assert [f["seq"] for f in await store.frames_after("p", 0)] == [1, 2, 3, 4]
-    # The counter stands at the highest: the store numbers the next frame after them.
-    (picked,) = await store.append("p", [{"type": "pair_chosen", "turn": 1}])
-    assert picked["seq"] == 5
+    assert [f["seq"] for f in await store.frames_after("p", 0)] == [1, 2, 3, 4, 5, 6]
     second = await store.begin("p", _marker("g2", 2), {"type": "turn_start", "turn": 2})
-    assert second["seq"] == 6
+    assert second["seq"] == 7
+
+
+async def test_a_generation_replaced_by_a_newer_one_writes_nothing_more(store, monkeypatch):
+    monkeypatch.setattr(framestore, "GENERATION_TTL_S", 1)
+    await store.begin("p", _marker("g1"), {"type": "turn_start", "turn": 1, "generation_id": "g1"})
+    await asyncio.sleep(1.2)  # its marker expired: a newer generation may begin
+    # Until then it may still write (a slow process, not a dead one).
+    await store.lease_append("p", "g1", [{"type": "delta", "text": "late"}])
+    await asyncio.sleep(1.2)
+    start = {"type": "turn_start", "turn": 1, "generation_id": "g2"}
+    await store.begin("p", _marker("g2"), start)
+    with pytest.raises(LeaseLost):
+        await store.lease_append("p", "g1", [{"type": "delta", "text": "stale"}])
+    await store.lease_end("p", "g2", [])  # the newer one has ended too: g1 still may not
+    with pytest.raises(LeaseLost):
+        await store.lease_end("p", "g1", [{"type": "turn_end", "turn": 1}])
+    assert [f["type"] for f in (await store.snapshot("p")).frames] == ["turn_start"]
 
 
 async def _lost_generation(store, monkeypatch, key: str = "p", generation_id: str = "g1") -> None:
@@ -139,7 +161,7 @@ async def _lost_generation(store, monkeypatch, key: str = "p", generation_id: st
 async def test_a_generation_in_flight_or_ended_is_not_lost(store):
     await store.begin("p", _marker("g1"), {"type": "turn_start", "turn": 1, "generation_id": "g1"})
     assert await store.lost(["p", "nobody"]) == {}
-    await store.end("p", "g1", [{"type": "turn_end", "turn": 1}, {"type": "rating_due"}])
+    await store.lease_end("p", "g1", [{"type": "turn_end", "turn": 1}, {"type": "rating_due"}])
     assert await store.lost(["p"]) == {}
     assert await store.end_lost("p", "g1", [{"type": "turn_error", "turn": 1}]) is None
 
@@ -156,6 +178,8 @@ async def test_a_lost_generation_is_claimed_by_one_caller_and_ended_once(store, 
     epoch = claimed[0][0]["epoch"]  # the end is numbered in the lost generation's epoch
     assert [e for e in ends if e] == [[{"seq": 3, "epoch": epoch, "type": "turn_error", "turn": 1}]]
     assert await store.lost(["p"]) == {}  # ended: nothing left to claim
+    with pytest.raises(LeaseLost):  # its own process, if it still runs, writes nothing more
+        await store.lease_end("p", "g1", [{"type": "turn_end", "turn": 1}])
 
 
 async def test_a_lost_generation_replaced_by_a_newer_one_is_not_ended(store, monkeypatch):

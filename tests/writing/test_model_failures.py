@@ -130,10 +130,10 @@ async def test_failure_mid_stream_keeps_the_partial_text(demo_version):
 
 
 async def test_slow_model_keeps_its_marker_alive_and_the_reply_arrives(demo_version, monkeypatch):
-    from studyapp.realtime import generations
+    from studyapp.realtime import framebus, framestore, generations
 
     touched: list[str] = []
-    real_store = generations.frame_store
+    real_store = framestore.frame_store
 
     class CountingStore:
         def __init__(self, store):
@@ -146,7 +146,8 @@ async def test_slow_model_keeps_its_marker_alive_and_the_reply_arrives(demo_vers
             touched.append(key)
             await self.store.touch(key)
 
-    monkeypatch.setattr(generations, "frame_store", lambda: CountingStore(real_store()))
+    # A generation keeps its marker alive through its lease (studyapp/realtime/framebus.py).
+    monkeypatch.setattr(framebus, "frame_store", lambda: CountingStore(real_store()))
     monkeypatch.setattr(generations, "KEEPALIVE_S", 0.1)
     async with FakeVLLM(tps=0) as fake:
         fake.script(Script(text="Worth the wait", first_token_delay=0.6))

@@ -68,11 +68,9 @@ def _ended(turn: int):
 
 
 async def _turn(client: Client, page: Page, text: str, turn: int) -> dict[str, Any]:
-    """Send ``text`` and follow the page until the reply of ``turn`` ends and the store has
-    its end (the page has it first); its turn_end."""
+    """Send ``text`` and follow the page until the reply of ``turn`` ends; its turn_end."""
     await client.send({"type": "send", "text": text, "client_msg_id": f"m-{turn}"})
     frames = await client.until(_ended(turn), wait_s=10)
-    await framebus.settled(page.key)
     page.apply(frames)
     end = frames[-1]
     assert end["type"] == "turn_end", end
@@ -161,7 +159,7 @@ async def test_frames_of_a_new_epoch_missed_while_resubscribing_are_taken_from_t
     await elsewhere.begin(key, marker, start, origin="elsewhere")
     await elsewhere.append(key, [{"type": "delta", "text": "Hello"}], origin="elsewhere")
     end = {"type": "turn_end", "turn": 2, "generation_id": generation_id, "text": "Hello"}
-    (numbered_end,) = await elsewhere.end(key, generation_id, [end], origin="elsewhere")
+    (numbered_end,) = await elsewhere.lease_end(key, generation_id, [end], origin="elsewhere")
     assert numbered_end["seq"] <= page.last_seq  # numbers the socket already sent
 
     frames = await client.until(_ended(2), wait_s=10)
@@ -181,11 +179,13 @@ async def test_a_lost_counter_begins_a_new_epoch_and_a_running_generation_keeps_
     epoch = start["epoch"]
     assert start["seq"] == 1
 
-    private_redis.restart()  # while g1 streams: it numbers its own frames and goes on
+    private_redis.restart()  # while g1 streams: it goes on in its epoch, after its last frame
     await asyncio.sleep(0.2)  # the store's connection notices that Redis went away
-    (delta,) = await store.append("p", [{"type": "delta", "text": "a"}], first_seq=2, epoch=epoch)
+    (delta,) = await store.lease_append(
+        "p", "g1", [{"type": "delta", "text": "a"}], epoch=epoch, last_seq=1
+    )
     assert (delta["seq"], delta["epoch"]) == (2, epoch)
-    await store.end("p", "g1", [{"type": "turn_end", "turn": 1}], first_seq=3, epoch=epoch)
+    await store.lease_end("p", "g1", [{"type": "turn_end", "turn": 1}], epoch=epoch, last_seq=2)
     snapshot = await store.snapshot("p")
     assert snapshot.epoch == epoch
     assert [f["seq"] for f in snapshot.frames] == [2, 3]

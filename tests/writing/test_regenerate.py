@@ -232,19 +232,19 @@ def writer_pairs(db):
 async def test_regenerate_right_after_turn_end_is_not_busy_while_the_end_is_being_stored(
     fake_vllm, monkeypatch
 ):
-    """A reply's last frames reach the socket before the store has them (studyapp/writing/
-    framebus.py). A page that answers turn_end at once must not be told the reply it has just
-    seen end is still in flight."""
+    """A page that answers turn_end at once must not be told the reply it has just seen end
+    is still in flight: the end reaches the socket only once the store holds it and has cleared
+    the marker (studyapp/realtime/framebus.py), however long that write takes."""
     from studyapp.realtime.framestore import frame_store
 
     store = frame_store()
-    real_end = store.end
+    real_end = store.lease_end
 
     async def slow_end(*args, **kwargs):
         await asyncio.sleep(0.3)  # the end's write still in flight when the page answers
         return await real_end(*args, **kwargs)
 
-    monkeypatch.setattr(store, "end", slow_end)
+    monkeypatch.setattr(store, "lease_end", slow_end)
     fake_vllm.script(Script(text="The first draft"), Script(text="A fresher draft"))
     version = await db(study_version)
     participation = await db(remote_participation, version, fake_vllm.url)

@@ -7,6 +7,7 @@ from typing import Any
 
 from studyapp.realtime import framebus
 from studyapp.realtime.dbcalls import in_db_worker
+from studyapp.writing import frames as out
 from studyapp.writing import protocol, relay
 from studyapp.writing.alternatives.relay import regeneration_start
 from studyapp.writing.alternatives.services import pair_pick, reply_regenerate
@@ -37,26 +38,24 @@ class AlternativesHandlers:
         if not picked.duplicate:
             # Every tab of the participant shows the pick (numbered like any chat frame).
             frames = [
-                {
-                    "type": "pair_chosen",
-                    "turn": turn,
-                    "group": str(message.alternative_group),
-                    "generation_id": str(message.generation_id),
-                    "text": message.text,
-                    "finish_reason": message.finish_reason,
-                }
+                out.pair_chosen(
+                    turn=turn,
+                    group=str(message.alternative_group),
+                    generation_id=str(message.generation_id),
+                    text=message.text,
+                    finish_reason=message.finish_reason,
+                )
             ]
             if picked.rating_due == turn:
-                frames.append({"type": "rating_due", "turn": turn})
-            await framebus.append(self.public_id, frames)
+                frames.append(out.rating_due(turn=turn))
+            await framebus.publish(self.public_id, frames)
         await self._send(
-            {
-                "type": "ack",
-                "of": "choose",
-                "turn": turn,
-                "generation_id": str(message.generation_id),
-                "duplicate": picked.duplicate,
-            }
+            out.ack(
+                "choose",
+                turn=turn,
+                generation_id=str(message.generation_id),
+                duplicate=picked.duplicate,
+            )
         )
 
     async def on_regenerate(self, frame: dict[str, Any]) -> None:
@@ -67,4 +66,4 @@ class AlternativesHandlers:
             participation_id=self.participation_id, turn=turn
         )
         await regeneration_start(plan)
-        await self._send({"type": "ack", "of": "regenerate", "turn": plan.turn})
+        await self._send(out.ack("regenerate", turn=plan.turn))

@@ -18,12 +18,14 @@ import logging
 import uuid
 from typing import Any
 
-from studyapp.realtime import framebus, generations
+from studyapp.realtime import generations
 from studyapp.realtime.dbcalls import in_db_worker
+from studyapp.realtime.framebus import Lease
 from studyapp.realtime.framestore import Frame, Snapshot
 from studyapp.realtime.generations import Resume, generation_end
 from studyapp.sidebyside.selectors import Candidate
 from studyapp.sidebyside.services import PairRecorded
+from studyapp.writing import frames as out
 from studyapp.writing import relay
 from studyapp.writing.alternatives.selectors import candidate_public
 from studyapp.writing.alternatives.services import (
@@ -51,25 +53,16 @@ async def reply_start(plan: TurnPlan) -> str:
         return await relay.generation_start(plan)
     ids = [str(uuid.uuid4()) for _ in plan.candidates]
     candidates = [{"candidate": i, "generation_id": g} for i, g in enumerate(ids)]
-    start = {
-        "type": "pair_start",
-        "turn": plan.turn,
-        "user_text": plan.user_text,
-        "candidates": candidates,
-    }
+    start = out.pair_start(turn=plan.turn, user_text=plan.user_text, candidates=candidates)
     marker = {"kind": "pair", "candidates": candidates}
     return await relay.generation_launch(plan, start, functools.partial(_pair_run, ids=ids), marker)
 
 
 async def regeneration_start(plan: RegenerationPlan) -> str:
     """Start a new sample for the latest reply's context."""
-    start = {
-        "type": "turn_start",
-        "turn": plan.turn,
-        "user_text": plan.user_text,
-        "regenerate": True,
-        "replaces": plan.replaces,
-    }
+    start = out.turn_start(
+        turn=plan.turn, user_text=plan.user_text, regenerate=True, replaces=plan.replaces
+    )
     marker = {"kind": "regenerate", "replaces": plan.replaces}
     return await relay.generation_launch(plan, start, _regeneration_run, marker)
 
@@ -84,10 +77,11 @@ class _Candidate(relay._Generation):
         index: int,
         generation_id: str,
         candidate: Candidate,
+        lease: Lease,
         stop_event: asyncio.Event,
     ) -> None:
         own = dataclasses.replace(plan, condition_config=candidate.config, candidates=())
-        super().__init__(own, generation_id, stop_event)
+        super().__init__(own, lease, stop_event, generation_id=generation_id)
         self.index = index
         self.candidate_seed = candidate.seed
         self.delta_fields = {"candidate": index}
@@ -97,30 +91,29 @@ class _Candidate(relay._Generation):
         plan = self.plan
         self.call = generations.call_open(plan.condition_config, plan.history, self.candidate_seed)
         record = await self.run()
-        frame = {
-            "type": "candidate_end",
-            "turn": self.plan.turn,
-            "candidate": self.index,
-            "generation_id": self.generation_id,
-            "finish_reason": record["finish_reason"],
-            "text": record["text"],
-        }
+        frame = out.candidate_end(
+            turn=self.plan.turn,
+            candidate=self.index,
+            generation_id=self.generation_id,
+            finish_reason=record["finish_reason"],
+            text=record["text"],
+        )
         try:
-            await framebus.append(self.key, [frame])
+            await self.lease.append([frame])
         except Exception:  # the pair's end still tells the page everything
             log.exception("candidate %s could not publish its end", self.generation_id)
         return record
 
 
 async def _pair_run(
-    plan: TurnPlan, pair_id: str, stop_event: asyncio.Event, *, ids: list[str]
+    plan: TurnPlan, lease: Lease, stop_event: asyncio.Event, *, ids: list[str]
 ) -> None:
+    pair_id = lease.generation_id
     generations = [
-        _Candidate(plan, i, ids[i], candidate, stop_event)
+        _Candidate(plan, i, ids[i], candidate, lease, stop_event)
         for i, candidate in enumerate(plan.candidates)
     ]
     records = await asyncio.gather(*(g.run_and_announce() for g in generations))
-    base = {"turn": plan.turn, "generation_id": pair_id}
     try:
         recorded = await in_db_worker(pair_store)(
             participation_id=plan.participation_id,
@@ -133,56 +126,51 @@ async def _pair_run(
         frames = _pair_end_frames(plan, pair_id, recorded)
     except Exception:
         log.exception("pair %s could not be recorded", pair_id)
-        frames = [{"type": "turn_error", **base, "message": MODEL_ERROR_MESSAGE, "retry": True}]
-    await generation_end(plan.public_id, pair_id, frames)
+        frames = [_pair_failed(plan, pair_id)]
+    await generation_end(lease, frames)
 
 
 def _pair_end_frames(plan: TurnPlan, pair_id: str, recorded: PairRecorded) -> list[Frame]:
     if recorded.awaiting_choice:
         candidates = [candidate_public(i, m) for i, m in enumerate(recorded.messages)]
         return [
-            {
-                "type": "pair_end",
-                "turn": plan.turn,
-                "generation_id": pair_id,
-                "group": str(recorded.group),
-                "candidates": candidates,
-            }
+            out.pair_end(
+                turn=plan.turn,
+                generation_id=pair_id,
+                group=str(recorded.group),
+                candidates=candidates,
+            )
         ]
     index, reply = next(
         ((i, m) for i, m in enumerate(recorded.messages) if m.is_active), (None, None)
     )
     if reply is None:
-        return [
-            {
-                "type": "turn_error",
-                "turn": plan.turn,
-                "generation_id": pair_id,
-                "message": MODEL_ERROR_MESSAGE,
-                "retry": True,
-            }
-        ]
-    frames: list[Frame] = [
-        {
-            "type": "turn_end",
-            "turn": plan.turn,
-            "generation_id": str(reply.generation_id),
-            "finish_reason": reply.finish_reason,
-            "text": reply.text,
-            "candidate": index,
-        }
-    ]
-    if plan.rating_checkpoint:
-        frames.append({"type": "rating_due", "turn": plan.turn})
-    return frames
+        return [_pair_failed(plan, pair_id)]
+    end = out.turn_end(
+        turn=plan.turn,
+        generation_id=str(reply.generation_id),
+        finish_reason=reply.finish_reason,
+        text=reply.text,
+        candidate=index,
+    )
+    return [end, out.rating_due(turn=plan.turn)] if plan.rating_checkpoint else [end]
+
+
+def _pair_failed(plan: TurnPlan, pair_id: str) -> Frame:
+    """Neither candidate can be the reply (or the pair could not be stored): Retry."""
+    return out.turn_error(
+        turn=plan.turn, generation_id=pair_id, message=MODEL_ERROR_MESSAGE, retry=True
+    )
 
 
 # -- regenerations ----------------------------------------------------------------------------
 async def _regeneration_run(
-    plan: RegenerationPlan, generation_id: str, stop_event: asyncio.Event
+    plan: RegenerationPlan, lease: Lease, stop_event: asyncio.Event
 ) -> None:
-    generation = relay._Generation(plan, generation_id, stop_event)
+    generation = relay._Generation(plan, lease, stop_event)
+    generation_id = lease.generation_id
     base = {"turn": plan.turn, "generation_id": generation_id, "regenerate": True}
+    kept = {"retry": False, "kept": plan.replaces}
     frames: list[Frame]
     try:
         record = await generation.run()
@@ -196,32 +184,17 @@ async def _regeneration_run(
         )
         if done.replaced:
             end = {"finish_reason": record["finish_reason"], "text": record["text"]}
-            frames = [{"type": "turn_end", **base, **end, "regenerations_left": done.left}]
+            frames = [out.turn_end(**base, **end, regenerations_left=done.left)]
         else:
             stopped = record["finish_reason"] == "cancelled"
             message = REGENERATE_STOPPED if stopped else REGENERATE_FAILED
             frames = [
-                {
-                    "type": "turn_error",
-                    **base,
-                    "message": message,
-                    "retry": False,
-                    "kept": plan.replaces,
-                    "regenerations_left": done.left,
-                }
+                out.turn_error(**base, **kept, message=message, regenerations_left=done.left)
             ]
     except Exception:
         log.exception("regeneration %s could not be recorded", generation_id)
-        frames = [
-            {
-                "type": "turn_error",
-                **base,
-                "message": REGENERATE_FAILED,
-                "retry": False,
-                "kept": plan.replaces,
-            }
-        ]
-    await generation_end(plan.public_id, generation_id, frames)
+        frames = [out.turn_error(**base, **kept, message=REGENERATE_FAILED)]
+    await generation_end(lease, frames)
 
 
 # -- reconnects -------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from typing import Any
 from django.db import transaction
 
 from studyapp.feedback.ratings import interaction_rating_due
-from studyapp.participants.models import EventKind, Participation, ParticipationEvent
+from studyapp.participants.locks import participation_locked
+from studyapp.participants.models import EventKind, ParticipationEvent
 from studyapp.sidebyside.selectors import pair_pending
 from studyapp.sidebyside.services import (
     PairRecorded,
@@ -119,11 +120,7 @@ def regeneration_record(
     problem = record.get("error") or ""
     warning = "" if failed else problem
     with transaction.atomic():
-        participation = (
-            Participation.objects.select_for_update(of=("self",))
-            .select_related("version")
-            .get(pk=participation_id)
-        )
+        participation = participation_locked(participation_id, related=("version",))
         old = (
             Message.objects.select_for_update()
             .filter(participation_id=participation_id, turn=turn, role=Role.ASSISTANT,
