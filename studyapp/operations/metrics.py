@@ -14,7 +14,7 @@ from typing import Any
 from django.db.models import Count, F, FloatField, Q, QuerySet, Sum
 from django.db.models.expressions import Combinable
 from django.db.models.functions import Cast
-from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client import REGISTRY
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -24,16 +24,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from studyapp.operations.gauges import REPLIES_IN_FLIGHT
 from studyapp.participants.models import Participation
+from studyapp.realtime import generations
 from studyapp.writing.models import Message, Role
-
-SOCKETS_OPEN = Gauge("collabstudy_sockets_open", "Participant sockets open on this process.")
-REPLIES_IN_FLIGHT = Gauge(
-    "collabstudy_replies_in_flight", "Replies this process is streaming from a model."
-)
-FRAMES_REPLAYED = Counter(
-    "collabstudy_frames_replayed", "Frames sent again to a socket that reconnected or resynced."
-)
 
 FIRST_VISIBLE_BUCKETS_S = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 TOKENS_PER_SECOND_BUCKETS = (5, 10, 20, 30, 50, 75, 100, 200)
@@ -169,4 +163,5 @@ def register() -> None:
     global _registered
     if not _registered:
         REGISTRY.register(StudyCollector())
+        REPLIES_IN_FLIGHT.set_function(generations.in_flight)
         _registered = True

@@ -98,6 +98,11 @@ async def generation_launch(
     return generation_id, task
 
 
+def in_flight() -> int:
+    """How many generations this process is running."""
+    return len(_generations)
+
+
 async def generation_marker(public_id: str) -> dict[str, Any] | None:
     """The marker of the generation in flight, if any (cleared by the store before a socket
     gets the generation's end)."""

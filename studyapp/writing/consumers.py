@@ -23,6 +23,7 @@ from django.conf import settings
 
 from studyapp.dbunavailable import UNAVAILABLE_ERRORS
 from studyapp.feedback.ratings import RatingRefused, interaction_rating_submit
+from studyapp.operations.gauges import FRAMES_REPLAYED, SOCKETS_OPEN
 from studyapp.participants.activity import active_increment, activity_record
 from studyapp.participants.models import EventKind
 from studyapp.realtime import framebus, generations, timeline
@@ -130,6 +131,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         await self.accept()
         self.participation_id = access.participation_id
         self.public_id = access.public_id
+        SOCKETS_OPEN.inc()
 
     async def _refuse_connect(self, code: str, close_code: int, **extra: Any) -> None:
         """Accept, say why in one error frame, and close (docs/protocol.md §1)."""
@@ -142,6 +144,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         if self.participation_id is None or self.released:
             return
         self.released = True
+        SOCKETS_OPEN.dec()
         if self.frame_pump is not None:
             # Not kept: a cancelled task holds its error, whose traceback holds this consumer,
             # a cycle that only the garbage collector would free.
@@ -247,6 +250,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         )
         self.sent_seq, self.epoch = resume.last_seq, snapshot.epoch
         self.view = ChatView.read(state, streaming=resume.generation is not None)
+        FRAMES_REPLAYED.inc(len(resume.frames))
         for replayed in resume.frames:
             await self._deliver(replayed)
 
@@ -451,6 +455,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             # The bus skipped something (see studyapp/realtime/framebus.py): take it from the store.
             for missed in await frame_store().frames_after(self.public_id, self.sent_seq):
                 if missed["seq"] < frame["seq"] and missed.get("epoch") == self.epoch:
+                    FRAMES_REPLAYED.inc()
                     await self._send(missed)
                     if self.view is not None:
                         self.view.observe(missed)

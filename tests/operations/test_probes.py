@@ -16,7 +16,10 @@ from tests.writing.conftest import (
     database_address,
     db,
     free_port,
+    make_participation,
+    open_client,
     remote_condition,
+    token_for,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -175,3 +178,39 @@ def test_metrics_expose_the_study_series_with_the_database_numbers(demo_version)
         "process_cpu_seconds",
     ):
         assert process_series in families, process_series
+
+
+async def _process_values() -> dict[str, float]:
+    response = await AsyncClient().get("/metrics", **AUTH)
+    text = response.content.decode()
+    wanted = {
+        "collabstudy_sockets_open",
+        "collabstudy_replies_in_flight",
+        "collabstudy_frames_replayed_total",
+    }
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name in wanted
+    }
+
+
+async def test_metrics_count_this_process_sockets_and_replies(
+    demo_version, drain_generations, monkeypatch
+):
+    monkeypatch.setenv("OFFLINE_TOKENS_PER_SECOND", "20")
+    participation = await db(make_participation, demo_version)
+    before = await _process_values()
+    client, _ = await open_client("demo", token_for(participation))
+    await client.send({"type": "send", "text": "Write a blog post about budget travel"})
+    await client.until_type("delta")
+    streaming = await _process_values()
+    assert streaming["collabstudy_sockets_open"] == before["collabstudy_sockets_open"] + 1
+    assert streaming["collabstudy_replies_in_flight"] == 1
+
+    await client.until_type("turn_end")
+    await client.close()
+    closed = await _process_values()
+    assert closed["collabstudy_sockets_open"] == before["collabstudy_sockets_open"]
+    assert closed["collabstudy_replies_in_flight"] == 0
