@@ -74,8 +74,14 @@ def normalise(raw: dict[str, Any]) -> dict[str, Any]:
         "quota": None,
         # A consented participant who has not begun writing holds a quota place this long.
         "consent_hold_minutes": 15,
+        # The writing page warns this long before each limit (0: no warning).
+        "session_warning_minutes": 10,
+        "idle_warning_minutes": 5,
         **(spec.get("limits") or {}),
     }
+    for key in ("session_warning_minutes", "idle_warning_minutes"):
+        whole = _whole(spec["limits"][key], minimum=0)
+        _require(whole, f"limits.{key} must be a whole number >= 0")
     spec["bonus"] = {"per_completion": 0.0, **(spec.get("bonus") or {})}
     spec["side_by_side"] = _side_by_side(spec.get("side_by_side") or {}, spec["conditions"])
     return spec
