@@ -67,7 +67,9 @@ def test_failing_the_attention_check_gives_its_code(client, version):
     assert participation.outcome == Outcome.FAILED_ATTENTION
     assert participation.completion_code == "FAILATTN"
     done = client.get(DONE)
-    assert done["Location"] == "https://app.prolific.com/submissions/complete?cc=FAILATTN"
+    # A page says what happened, then goes on to Prolific with the outcome's code.
+    assert done.status_code == 200
+    assert b'href="https://app.prolific.com/submissions/complete?cc=FAILATTN"' in done.content
 
 
 def _refused(client: Client, participation: Participation, data: dict, message: bytes):
