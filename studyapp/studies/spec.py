@@ -80,8 +80,9 @@ def normalise(raw: dict[str, Any]) -> dict[str, Any]:
         **(spec.get("limits") or {}),
     }
     for key in ("session_warning_minutes", "idle_warning_minutes"):
-        whole = _whole(spec["limits"][key], minimum=0)
-        _require(whole, f"limits.{key} must be a whole number >= 0")
+        value = spec["limits"][key]
+        number = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        _require(number, f"limits.{key} must be a number of minutes >= 0")
     spec["bonus"] = {"per_completion": 0.0, **(spec.get("bonus") or {})}
     spec["side_by_side"] = _side_by_side(spec.get("side_by_side") or {}, spec["conditions"])
     return spec
