@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from studyapp.participants.models import Participation, Status
+from tests.browser.pages import PHONE, enter_and_prewrite, inside_window
 from tests.chromium import chromium_launch
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 TURNS = 8
 RATED = {3: 6, 6: 8}
-PHONE = {"width": 390, "height": 844}
 LAPTOP = {"width": 1280, "height": 720}
 DESKTOP = {"width": 1920, "height": 1080}
 
@@ -64,17 +64,6 @@ window.__layout = {violations: [], seen: {}};
 """
 
 
-def _inside(page, selector: str) -> dict:
-    box = page.locator(selector).bounding_box()
-    assert box is not None, f"{selector} is not shown"
-    size = page.viewport_size
-    assert box["y"] >= 0, (selector, box)
-    assert box["x"] >= 0, (selector, box)
-    assert box["y"] + box["height"] <= size["height"] + 0.5, (selector, box, size)
-    assert box["x"] + box["width"] <= size["width"] + 0.5, (selector, box, size)
-    return box
-
-
 def _page_fits(page) -> None:
     height = page.evaluate("document.documentElement.scrollHeight")
     assert height <= page.viewport_size["height"], f"the page grew to {height}px"
@@ -86,23 +75,6 @@ def _chat_follows(page) -> None:
         " return m.scrollTop + m.clientHeight >= m.scrollHeight - 2; }"
     )
     assert at_end, "the chat did not follow the new reply"
-
-
-def _enter_and_prewrite(page, base: str, pid: str, slug: str = "demo") -> None:
-    from playwright.sync_api import expect
-
-    page.goto(f"{base}/study/{slug}/?PROLIFIC_PID={pid}&STUDY_ID=st1&SESSION_ID=se1")
-    expect(page).to_have_url(f"{base}/study/{slug}/consent/")
-    page.check("#id_agree_0")
-    page.check("#id_agree_1")
-    page.click("#consent-agree")
-    expect(page).to_have_url(f"{base}/study/{slug}/prewriting/")
-    page.locator("input[name=topic]").first.check()
-    for i in range(6):
-        page.fill(f"#id_answer_{i}", f"Pre-writing answer {i}")
-    page.click("#prewriting-submit")
-    expect(page).to_have_url(f"{base}/study/{slug}/write/")
-    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
 
 
 def _write_a_line(page, phone: bool, text: str) -> None:
@@ -127,7 +99,7 @@ def _multi_line_message(page, phone: bool, turn: int) -> None:
         box.press("Enter")
         box.type("A second line.")
         assert page.input_value("#chat-input").count("\n") == 1
-        _inside(page, "#send")
+        inside_window(page, "#send")
         page.click("#send")
     else:
         box.press("Shift+Enter")
@@ -157,7 +129,7 @@ def _journey(base: str, viewport: dict, *, phone: bool, pid: str, shots: Path) -
         page.route(lambda url: not url.startswith(base) and "prolific.com" not in url,
                    lambda route: route.abort())
 
-        _enter_and_prewrite(page, base, pid)
+        enter_and_prewrite(page, base, pid)
         expect(page.locator("#tab-chat")).to_be_visible() if phone else expect(
             page.locator("#tab-chat")
         ).to_be_hidden()
@@ -177,13 +149,13 @@ def _journey(base: str, viewport: dict, *, phone: bool, pid: str, shots: Path) -
                 expect(page.locator("#send")).to_be_disabled()
                 expect(page.locator("#send-hint")).to_have_text("Rate the last reply first.")
                 for selector in ("#rating", "#send", "#send-hint", "#chat-input"):
-                    _inside(page, selector)
+                    inside_window(page, selector)
                 _chat_follows(page)  # the reply being rated stays in view above the box
                 page.screenshot(path=shots / f"rating-{turn}.png")
                 if not phone:
                     page.set_viewport_size(DESKTOP)
                     for selector in ("#rating", "#send", "#send-hint"):
-                        _inside(page, selector)
+                        inside_window(page, selector)
                     _page_fits(page)
                     page.set_viewport_size(viewport)
                 page.click(f'#rating .rating-value[data-value="{RATED[turn]}"]')
@@ -201,7 +173,7 @@ def _journey(base: str, viewport: dict, *, phone: bool, pid: str, shots: Path) -
         page.screenshot(path=shots / "after-turns.png")
         seen["layout"] = page.evaluate("window.__layout")
         expect(page.locator("#turn-count")).to_have_text(str(TURNS))
-        _inside(page, "#finish")
+        inside_window(page, "#finish")
         page.click("#finish")
 
         expect(page).to_have_url(f"{base}/study/demo/final/")
