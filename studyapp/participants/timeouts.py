@@ -1,8 +1,9 @@
 """Server-enforced time limits: abandoned participations are marked timed out.
 
-A participation that is not finished is timed out when its participant's last action (on the
-writing page: opening it, any input the heartbeat reports, "I'm still here"; before it, the last
-heartbeat, else the arrival) is older than the study file's ``limits.idle_minutes``, or when it
+A participation that is not finished is timed out when its participant's last action (consent,
+pre-writing, Finish; on the writing page: opening it, any input the heartbeat reports, "I'm
+still here"; failing those, the last heartbeat, else the arrival) is older than the study
+file's ``limits.idle_minutes``, or when it
 arrived more than ``limits.session_minutes`` ago, whichever comes first. It gets the
 ``timed_out`` outcome and completion code. A periodic job times out every overdue one; the page
 asks for one participation (``participation_time_out_if_overdue``) when its own clock runs out.

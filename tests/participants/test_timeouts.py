@@ -7,6 +7,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from studyapp.celery import app
+from studyapp.feedback.services import writing_finish
 from studyapp.participants.assignment import assignment_assign
 from studyapp.participants.models import AllocationSlot, Outcome, Participation, Status
 from studyapp.participants.tasks import participations_time_out_task
@@ -17,6 +18,7 @@ from studyapp.participants.timeouts import (
     timeout_reason,
 )
 from tests.exports.builders import participation_make
+from tests.participants.journey import prolific_params, record_turns, start_writing
 
 
 def _aged(participation, *, entered_min, seen_min=None):
@@ -147,3 +149,18 @@ def test_one_overdue_participation_is_timed_out_on_request(demo_version):
     assert participation_time_out_if_overdue(participation_id=idle.pk) is True
     idle.refresh_from_db()
     assert timeout_reason(participation=idle) == "idle"
+
+
+def test_consent_prewriting_and_finish_count_as_actions(client, version):
+    participation = start_writing(client, "demo", prolific_params("PID9"))
+    assert participation.acted_at == participation.writing_at
+    record_turns(participation, 8, draft=True)
+    # Its last heartbeat was long ago (the survey page sends none), but Finish was just now.
+    _aged(participation, entered_min=45, seen_min=31)
+    Participation.objects.filter(pk=participation.pk).update(
+        acted_at=timezone.now() - timedelta(minutes=31)
+    )
+    participation.refresh_from_db()
+    finished = writing_finish(participation=participation)
+    assert finished.acted_at == finished.finished_at
+    assert participations_time_out() == []
