@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1280, "height": 720}
 
 
 def inside_window(page, selector: str) -> dict:

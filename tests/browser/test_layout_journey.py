@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 
 from studyapp.participants.models import Participation, Status
-from tests.browser.pages import PHONE, enter_and_prewrite, inside_window
+from tests.browser.pages import LAPTOP, PHONE, enter_and_prewrite, inside_window
 from tests.chromium import chromium_launch
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 TURNS = 8
 RATED = {3: 6, 6: 8}
-LAPTOP = {"width": 1280, "height": 720}
 DESKTOP = {"width": 1920, "height": 1080}
 
 # Runs in every page before its own scripts; it acts only on the writing page.
