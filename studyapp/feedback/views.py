@@ -21,6 +21,7 @@ from studyapp.participants.access import (
     session_participation,
     step_url,
 )
+from studyapp.participants.kept import kept_answers, kept_answers_keep
 from studyapp.participants.models import TERMINAL_STATUSES, Outcome, Platform, Status
 from studyapp.participants.platforms import EntryLinkError, mturk_submit_base
 from studyapp.participants.timeouts import timeout_reason
@@ -46,10 +47,12 @@ def finish(request: HttpRequest, slug: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def final(request: HttpRequest, slug: str) -> HttpResponse:
     participation, elsewhere = participation_for_step(request, slug, Status.FINISHED)
-    if elsewhere:
-        return elsewhere
     spec = participation.version.spec
     form = FinalSurveyForm(request.POST or None, spec=spec)
+    if elsewhere:
+        if request.method == "POST" and participation.status == Status.TIMED_OUT:
+            kept_answers_keep(request, slug=slug, form=form)
+        return elsewhere
     if request.method == "POST" and form.is_valid():
         try:
             participation = final_survey_submit(
@@ -85,6 +88,7 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
         "spec": participation.version.spec,
         "timeout_reason": timeout_reason(participation=participation),
         "kept_key": kept_text_key(slug),
+        "kept_answers": kept_answers(request, slug=slug),
     }
     if participation.is_test:
         # A pilot's code would be a real one: someone who shares it could be paid for nothing.

@@ -4,8 +4,9 @@ A participation that is not finished is timed out when its participant's last ac
 pre-writing, Finish; on the writing page: opening it, any input the heartbeat reports, "I'm
 still here"; failing those, the last heartbeat, else the arrival) is older than the study
 file's ``limits.idle_minutes``, or when it arrived more than ``limits.session_minutes`` ago,
-whichever comes first. It gets the ``timed_out`` outcome and completion code. A periodic job times out every overdue one; the page
-asks for one participation (``participation_time_out_if_overdue``) when its own clock runs out.
+whichever comes first. It gets the ``timed_out`` outcome and completion code. A periodic job
+times out every overdue one; the writing page asks for its own participation
+(``participation_time_out_if_overdue``) when its clock runs out.
 
 Balance: the assignment code counts completers plus recently active starters, so a timed-out
 participation counts for neither; with ``limits.free_slot_on_timeout`` its permuted-block slot

@@ -15,6 +15,7 @@ from studyapp.participants.access import (
     step_url,
 )
 from studyapp.participants.forms import ConsentForm, PrewritingForm
+from studyapp.participants.kept import kept_answers_keep
 from studyapp.participants.models import Participation, Status
 from studyapp.participants.platforms import EntryLinkError, parse_entry_link
 from studyapp.participants.services import (
@@ -113,10 +114,12 @@ def consent(request: HttpRequest, slug: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def prewriting(request: HttpRequest, slug: str) -> HttpResponse:
     participation, elsewhere = participation_for_step(request, slug, Status.CONSENTED)
-    if elsewhere:
-        return elsewhere
     spec = participation.version.spec
     form = PrewritingForm(request.POST or None, spec=spec, doc_key=participation.document_type)
+    if elsewhere:
+        if request.method == "POST" and participation.status == Status.TIMED_OUT:
+            kept_answers_keep(request, slug=slug, form=form)
+        return elsewhere
     if request.method == "POST" and form.is_valid():
         try:
             participation = prewriting_submit(

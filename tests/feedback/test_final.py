@@ -156,3 +156,20 @@ def test_csrf_is_enforced_on_the_final_questions(version):
     assert response.status_code == 302
     participation.refresh_from_db()
     assert participation.status == Status.COMPLETED
+
+
+def test_answers_posted_after_a_time_out_are_shown_back_not_stored(client, version):
+    participation = _finished(client)
+    Participation.objects.filter(pk=participation.pk).update(
+        status=Status.TIMED_OUT, outcome=Outcome.TIMED_OUT, completion_code="TIMEDOUT"
+    )
+    strengths = "It asked <b>good</b> questions before it drafted."
+    response = client.post(FINAL, final_data(strengths=strengths))
+    assert response["Location"] == DONE
+    page = client.get(DONE).content.decode()
+    assert '<section id="kept-text" class="notice" aria-labelledby' in page  # not hidden
+    assert "What did the assistant do well?" in page
+    assert "It asked &lt;b&gt;good&lt;/b&gt; questions before it drafted.</textarea>" in page
+    assert not SurveyResponse.objects.filter(
+        participation=participation, kind=SurveyKind.FINAL
+    ).exists()
