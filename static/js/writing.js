@@ -674,7 +674,7 @@
     if (!send({ type: "send", text: text, client_msg_id: pendingSend.client_msg_id })) { pendingSend = null; }
     refresh();
   });
-  if (touchKeyboard) { els.input.placeholder = "Write to the assistant… (Send sends your message)"; }
+  if (touchKeyboard) { els.input.placeholder = "Write to the assistant… (Enter makes a new line; press Send to send)"; }
   els.input.addEventListener("keydown", function (ev) {
     if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing && !touchKeyboard) {
       ev.preventDefault();
