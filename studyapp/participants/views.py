@@ -115,11 +115,13 @@ def consent(request: HttpRequest, slug: str) -> HttpResponse:
 def prewriting(request: HttpRequest, slug: str) -> HttpResponse:
     participation, elsewhere = participation_for_step(request, slug, Status.CONSENTED)
     spec = participation.version.spec
-    form = PrewritingForm(request.POST or None, spec=spec, doc_key=participation.document_type)
     if elsewhere:
-        if request.method == "POST" and participation.status == Status.TIMED_OUT:
-            kept_answers_keep(request, slug=slug, form=form)
+        timed_out = participation.status == Status.TIMED_OUT and participation.document_type
+        if request.method == "POST" and timed_out:
+            late = PrewritingForm(request.POST, spec=spec, doc_key=participation.document_type)
+            kept_answers_keep(request, slug=slug, form=late)
         return elsewhere
+    form = PrewritingForm(request.POST or None, spec=spec, doc_key=participation.document_type)
     if request.method == "POST" and form.is_valid():
         try:
             participation = prewriting_submit(
