@@ -7,6 +7,10 @@
  * when the server's counter starts over (a new epoch), a fresh state frame comes first.
  * Side-by-side turns show two candidates ("Reply A", "Reply B") to pick from; Regenerate asks
  * for a new sample of the latest reply, which replaces it once it has ended.
+ * Time limits: the server says how long each limit leaves; the page counts down, warns ahead
+ * of each, asks the server again when a count runs out, and keeps what was typed (in this
+ * tab's sessionStorage, shown back by the outcome page) when the chat ends under it.
+ * Phones: Enter makes a new line and the Send button sends; chat and document are two views.
  */
 (function () {
   "use strict";
@@ -20,12 +24,16 @@
     doc: $("document"), docStatus: $("doc-status"), finish: $("finish"),
     finishForm: $("finish-form"), turnCount: $("turn-count"), regenerate: $("regenerate"),
     finishHint: $("finish-hint"), docConflict: $("doc-conflict"), docUseOther: $("doc-use-other"),
-    docKeep: $("doc-keep")
+    docKeep: $("doc-keep"), sendHint: $("send-hint"), timeWarning: $("time-warning"),
+    timeWarningText: $("time-warning-text"), stay: $("stay"), timeLeft: $("time-left"),
+    workspace: $("workspace"), tabChat: $("tab-chat"), tabDoc: $("tab-doc")
   };
 
   var HEARTBEAT_MS = 15000;
   var DOC_DEBOUNCE_MS = 1000;
   var MAX_EDITS_PER_SAVE = 500;
+  // A phone's keyboard has no Shift+Enter: there Enter makes a new line and Send sends.
+  var touchKeyboard = !!(window.matchMedia && matchMedia("(hover: none) and (pointer: coarse)").matches);
 
   var ws = null;
   var connected = false;
@@ -162,6 +170,10 @@
       pairPending !== null;
     els.input.disabled = !canWrite || !!pendingSend;
     els.send.disabled = !canWrite || blocked || els.input.value.trim() === "";
+    var why = sendBlockedReason(canWrite);
+    els.sendHint.textContent = why;
+    els.sendHint.hidden = !why;
+    els.tabChat.classList.toggle("attention", ratingDue !== null || pairPending !== null);
     els.stop.hidden = !streaming;
     els.stop.disabled = !canWrite;
     var ratingWasHidden = els.rating.hidden;
@@ -184,6 +196,19 @@
       b.disabled = !canWrite || choosing;
     });
     placeRegenerate(canWrite && !blocked && !regenSending);
+  }
+
+  // Why Send cannot be pressed now, in words the participant can act on ("" when it can, or
+  // when only an empty message holds it back).
+  function sendBlockedReason(canWrite) {
+    if (closedForGood) { return "This chat has ended."; }
+    if (!canWrite) { return "Waiting for the connection…"; }
+    if (pendingSend) { return "Sending…"; }
+    if (streaming) { return "The assistant is replying: wait for it, or press Stop."; }
+    if (ratingDue !== null) { return "Rate the last reply first."; }
+    if (pairPending !== null) { return "Pick one of the two replies first."; }
+    if (retryTurn !== null) { return "Press Retry to get the last reply first."; }
+    return "";
   }
 
   function placeRegenerate(allowed) {
@@ -311,6 +336,7 @@
       }
       gotState = true;
       attempts = 0;
+      if (f.time_left) { setTimeLeft(f.time_left); }
       setStatus("connected", "Connected");
       scrollChat();
     },
@@ -431,6 +457,10 @@
       if (user && !findMsg("assistant", f.turn)) { user.remove(); }
     },
     rating_due: function (f) { ratingDue = f.turn; },
+    time_left: function (f) {
+      setTimeLeft(f);
+      if (f.of === "stay") { staySending = false; }
+    },
     rating_given: function (f) {
       // Given in another tab (this tab's own rating is acknowledged as well).
       if (ratingDue === f.turn) { ratingDue = null; ratingSending = false; }
@@ -462,7 +492,8 @@
       }
       if (f.code === "not_writing") {
         closedForGood = true;
-        setStatus("closed", "This chat has ended.");
+        setStatus("closed", f.message || "This chat has ended.");
+        keepTyped();
         if (f.next_url) { location.assign(f.next_url); }
         return;
       }
@@ -643,8 +674,9 @@
     if (!send({ type: "send", text: text, client_msg_id: pendingSend.client_msg_id })) { pendingSend = null; }
     refresh();
   });
+  if (touchKeyboard) { els.input.placeholder = "Write to the assistant… (Enter makes a new line; press Send to send)"; }
   els.input.addEventListener("keydown", function (ev) {
-    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing && !touchKeyboard) {
       ev.preventDefault();
       els.form.requestSubmit ? els.form.requestSubmit() : els.form.dispatchEvent(new Event("submit"));
     }
@@ -778,8 +810,105 @@
   });
   window.addEventListener("pagehide", saveDocument);
   setInterval(function () {
-    if (gotState) { send({ type: "heartbeat", focused: document.hasFocus() }); }
+    if (!gotState) { return; }
+    if (send({ type: "heartbeat", focused: document.hasFocus(), active: acted }) && acted) {
+      acted = false;
+      idleEnds = cfg.time_warnings.idle_limit_s ? Date.now() + cfg.time_warnings.idle_limit_s * 1000 : null;
+      idleVerified = false;
+    }
   }, HEARTBEAT_MS);
+
+  // -- time limits --------------------------------------------------------------------------
+  var sessionEnds = null;      // Date.now() at which each limit ends the session; null: none
+  var idleEnds = null;
+  var idleVerified = false;    // idleEnds is the server's (not a guess from this tab's input)
+  var timeAsked = false;       // a "time" frame sent, not yet answered
+  var staySending = false;
+  var sessionWarningClosed = false;
+  var acted = false;           // input since the last heartbeat
+
+  function setTimeLeft(t) {
+    var now = Date.now();
+    sessionEnds = typeof t.session_s === "number" ? now + t.session_s * 1000 : null;
+    idleEnds = typeof t.idle_s === "number" ? now + t.idle_s * 1000 : null;
+    idleVerified = true;
+    timeAsked = false;
+    tick();
+  }
+
+  function clock(ms) {
+    var s = Math.max(0, Math.ceil(ms / 1000));
+    return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+  }
+
+  function tick() {
+    if (closedForGood || !gotState) { return; }
+    var now = Date.now();
+    var idleLeft = idleEnds === null ? Infinity : idleEnds - now;
+    var sessionLeft = sessionEnds === null ? Infinity : sessionEnds - now;
+    var warn = cfg.time_warnings;
+    var idleSoon = warn.idle_s > 0 && idleLeft <= warn.idle_s * 1000;
+    var sessionSoon = warn.session_s > 0 && sessionLeft <= warn.session_s * 1000;
+    // Past a limit the server decides (and times out); near the idle one it is asked first,
+    // since another tab of the participant may have been in use.
+    if (!timeAsked && (idleLeft <= 0 || sessionLeft <= 0 || (idleSoon && !idleVerified))) {
+      timeAsked = send({ type: "time" });
+    }
+    els.timeLeft.hidden = !sessionSoon;
+    els.timeLeft.textContent = sessionSoon ? " · time left " + clock(sessionLeft) : "";
+    var text = "";
+    if (idleSoon && idleVerified && idleLeft <= sessionLeft) {
+      text = "You have not used this page for a while. Your session ends in " + clock(idleLeft) +
+        " unless you press “I'm still here” or go on writing.";
+      els.stay.textContent = "I'm still here";
+    } else if (sessionSoon && !sessionWarningClosed) {
+      text = "The time limit for this study is near: your session ends in " + clock(sessionLeft) +
+        ". Please finish your document and press Finish soon.";
+      els.stay.textContent = "Keep writing";
+    }
+    els.timeWarning.hidden = !text;
+    if (text) { els.timeWarningText.textContent = text; }
+    els.stay.disabled = staySending || !connected;
+  }
+
+  function stay() {
+    if (staySending) { return; }
+    if (!els.timeWarning.hidden && els.stay.textContent === "Keep writing") { sessionWarningClosed = true; }
+    staySending = send({ type: "stay" });
+    tick();
+  }
+
+  els.stay.addEventListener("click", stay);
+  ["keydown", "pointerdown", "input", "wheel", "touchstart"].forEach(function (kind) {
+    document.addEventListener(kind, function (ev) {
+      acted = true;
+      // Using the page while the idle warning shows answers it at once.
+      if (ev.target !== els.stay && idleVerified && !els.timeWarning.hidden &&
+          els.stay.textContent === "I'm still here") { stay(); }
+    }, { capture: true, passive: true });
+  });
+  setInterval(tick, 1000);
+
+  // What the participant typed and the server has not stored: kept in this tab for the
+  // outcome page to show back (nothing leaves the browser).
+  function keepTyped() {
+    var kept = {};
+    var message = pendingSend ? pendingSend.text : els.input.value;
+    if (message.trim()) { kept.message = message; }
+    if (docLoaded && els.doc.value !== docSavedText) { kept.document = els.doc.value; }
+    if (!kept.message && !kept.document) { return; }
+    try { sessionStorage.setItem(cfg.kept_key, JSON.stringify(kept)); } catch (e) { /* storage off */ }
+  }
+
+  // -- phones: one view at a time -----------------------------------------------------------
+  function showView(view) {
+    els.workspace.dataset.view = view;
+    els.tabChat.setAttribute("aria-selected", String(view === "chat"));
+    els.tabDoc.setAttribute("aria-selected", String(view === "doc"));
+    if (view === "chat") { scrollChat(); }
+  }
+  els.tabChat.addEventListener("click", function () { showView("chat"); });
+  els.tabDoc.addEventListener("click", function () { showView("doc"); });
 
   refresh();
   connect();

@@ -43,8 +43,9 @@ def writing_finish(*, participation: Participation) -> Participation:
         if interaction_rating_due(participation=locked) is not None:
             raise FinishRefused("Please rate the conversation in the chat before finishing.")
         locked.status = Status.FINISHED
-        locked.finished_at = timezone.now()
-        locked.save(update_fields=["status", "finished_at"])
+        # Finishing is an action: the final survey's idle time counts from it.
+        locked.finished_at = locked.acted_at = timezone.now()
+        locked.save(update_fields=["status", "finished_at", "acted_at"])
         return locked
 
 

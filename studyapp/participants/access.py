@@ -71,3 +71,9 @@ def participation_for_step(request: HttpRequest, slug: str, status: Status):
     if participation.status != status:
         return participation, redirect(step_url(participation))
     return participation, None
+
+
+def kept_text_key(slug: str) -> str:
+    """The browser's sessionStorage key under which the writing page keeps what was typed but
+    not stored when the chat ends under the participant; the outcome page shows it back."""
+    return f"collabstudy:kept:{slug}"

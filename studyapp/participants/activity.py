@@ -5,6 +5,9 @@ every 15 seconds. Active time accrues only between two reports while the page wa
 each gap counts at most ``ACTIVE_GAP_CAP_S``: a laptop that slept with the tab focused does not
 earn hours of active time. Heartbeats update the counters without an event row each (they would
 be most of the table); focus, blur, connect, reconnect and disconnect each log one row.
+A report the participant made (opening the page, input since the last heartbeat, "I'm still
+here") also moves ``acted_at``, which the idle time limit counts from; a heartbeat alone does not,
+so a page left open and untouched still times out.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ ACTIVE_GAP_CAP_S = 2 * HEARTBEAT_INTERVAL_S
 
 # Kinds that log an event row; heartbeats only move the counters.
 LOGGED_KINDS = frozenset(
-    {EventKind.FOCUS, EventKind.BLUR, EventKind.CONNECT, EventKind.RECONNECT, EventKind.DISCONNECT}
+    {
+        EventKind.FOCUS,
+        EventKind.BLUR,
+        EventKind.CONNECT,
+        EventKind.RECONNECT,
+        EventKind.DISCONNECT,
+        EventKind.STAY,
+    }
 )
 
 
@@ -42,16 +52,21 @@ def activity_record(
     kind: EventKind,
     active_delta: float = 0.0,
     focus_lost: bool = False,
+    acted: bool = False,
     data: dict[str, Any] | None = None,
 ) -> None:
-    """Mark the participant seen now, add ``active_delta`` seconds of active time, count a focus
-    loss when ``focus_lost``, and log an event row for every kind but heartbeats.
+    """Mark the participant seen now (and acting, when ``acted``), add ``active_delta`` seconds
+    of active time, count a focus loss when ``focus_lost``, and log an event row for every kind
+    but heartbeats.
 
     On PostgreSQL one statement in autocommit (studyapp/realtime/fastsql.py): every socket's
     connect and disconnect runs it on the chat's database worker.
     """
-    update = _presence_sql()
-    params: list[Any] = [timezone.now(), max(active_delta, 0.0), int(focus_lost), participation_id]
+    update = _presence_sql(acted)
+    now = timezone.now()
+    params: list[Any] = [now, max(active_delta, 0.0), int(focus_lost), participation_id]
+    if acted:
+        params.insert(1, now)
     if kind not in LOGGED_KINDS:
         with fastsql.cursor() as cursor:
             cursor.execute(update, params)
@@ -69,12 +84,13 @@ def activity_record(
 
 
 @functools.cache
-def _presence_sql() -> str:
+def _presence_sql(acted: bool) -> str:
     def col(name: str) -> str:
         return fastsql.column(Participation, name)
 
     seen, active, losses = col("last_seen_at"), col("active_seconds"), col("focus_losses")
+    acting = f"{col('acted_at')} = %s, " if acted else ""
     return (
-        f"UPDATE {fastsql.table(Participation)} SET {seen} = %s, {active} = {active} + %s, "
-        f"{losses} = {losses} + %s WHERE {col('id')} = %s"
+        f"UPDATE {fastsql.table(Participation)} SET {seen} = %s, {acting}"
+        f"{active} = {active} + %s, {losses} = {losses} + %s WHERE {col('id')} = %s"
     )

@@ -69,6 +69,8 @@ class Participation(models.Model):
     timed_out_at = models.DateTimeField(null=True, blank=True)
     excluded_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # The participant's last action (not a heartbeat): the idle time limit counts from it.
+    acted_at = models.DateTimeField(null=True, blank=True)
 
     active_seconds = models.FloatField(default=0)
     focus_losses = models.PositiveIntegerField(default=0)
@@ -110,6 +112,7 @@ class EventKind(models.TextChoices):
     REGENERATE = "regenerate"  # asked for a new sample of the latest reply
     CHOOSE = "choose"  # picked one of two side-by-side replies
     REFUSED_RETURN = "refused_return"  # its id was opened elsewhere without the session's ids
+    STAY = "stay"  # answered a time-limit warning with "I'm still here"
 
 
 class ParticipationEvent(models.Model):

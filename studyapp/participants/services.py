@@ -175,8 +175,8 @@ def participation_consent(
             return locked
         _check_place(locked)
         locked.status = Status.CONSENTED
-        locked.consented_at = timezone.now()
-        locked.save(update_fields=["status", "consented_at"])
+        locked.consented_at = locked.acted_at = timezone.now()
+        locked.save(update_fields=["status", "consented_at", "acted_at"])
         return assignment_assign(participation=locked)
 
 
@@ -232,8 +232,8 @@ def prewriting_submit(
         )
         locked.topic = topic
         locked.status = Status.WRITING
-        locked.writing_at = timezone.now()
-        locked.save(update_fields=["topic", "status", "writing_at"])
+        locked.writing_at = locked.acted_at = timezone.now()
+        locked.save(update_fields=["topic", "status", "writing_at", "acted_at"])
         return locked
 
 

@@ -15,6 +15,7 @@ from studyapp.participants.access import (
     step_url,
 )
 from studyapp.participants.forms import ConsentForm, PrewritingForm
+from studyapp.participants.kept import kept_answers_keep
 from studyapp.participants.models import Participation, Status
 from studyapp.participants.platforms import EntryLinkError, parse_entry_link
 from studyapp.participants.services import (
@@ -113,9 +114,13 @@ def consent(request: HttpRequest, slug: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def prewriting(request: HttpRequest, slug: str) -> HttpResponse:
     participation, elsewhere = participation_for_step(request, slug, Status.CONSENTED)
-    if elsewhere:
-        return elsewhere
     spec = participation.version.spec
+    if elsewhere:
+        timed_out = participation.status == Status.TIMED_OUT and participation.document_type
+        if request.method == "POST" and timed_out:
+            late = PrewritingForm(request.POST, spec=spec, doc_key=participation.document_type)
+            kept_answers_keep(request, slug=slug, form=late)
+        return elsewhere
     form = PrewritingForm(request.POST or None, spec=spec, doc_key=participation.document_type)
     if request.method == "POST" and form.is_valid():
         try:

@@ -77,8 +77,15 @@ def normalise(raw: dict[str, Any], *, offline: bool = False) -> dict[str, Any]:
         "quota": None,
         # A consented participant who has not begun writing holds a quota place this long.
         "consent_hold_minutes": 15,
+        # The writing page warns this long before each limit (0: no warning).
+        "session_warning_minutes": 10,
+        "idle_warning_minutes": 5,
         **(spec.get("limits") or {}),
     }
+    for key in ("session_warning_minutes", "idle_warning_minutes"):
+        value = spec["limits"][key]
+        number = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        _require(number, f"limits.{key} must be a number of minutes >= 0")
     spec["bonus"] = {"per_completion": 0.0, **(spec.get("bonus") or {})}
     spec["side_by_side"] = _side_by_side(spec.get("side_by_side") or {}, spec["conditions"])
     spec["exclusion_reasons"] = _exclusion_reasons(spec.get("exclusion_reasons"))

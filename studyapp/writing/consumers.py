@@ -49,6 +49,7 @@ from studyapp.writing.services import (
     message_send,
     turn_retry,
 )
+from studyapp.writing.timelimits import writing_stay, writing_time_check
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +215,13 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             await self._hello_replay(hello)
         first = self.last_tick is None
         self.focused, self.last_tick = hello.focused, time.monotonic()
-        kind = EventKind.CONNECT if hello.last_seq is None and first else EventKind.RECONNECT
-        # Not awaited: the page's first message must not wait for this write.
-        await self._activity(kind, data={"last_seq": hello.last_seq}, background=True)
+        opened = hello.last_seq is None and first
+        kind = EventKind.CONNECT if opened else EventKind.RECONNECT
+        # Not awaited: the page's first message must not wait for this write. Opening the
+        # page is the participant's doing; a reconnect is the network's.
+        await self._activity(
+            kind, data={"last_seq": hello.last_seq}, background=True, acted=opened
+        )
 
     async def _hello_replay(self, hello: protocol.Hello) -> None:
         state = await in_db_worker(chat_state)(participation_id=self.participation_id)
@@ -237,6 +242,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                 "retry_turn": resume.retry_turn,
                 "pair": state.pair,
                 "regenerate": state.regenerate,
+                "time_left": state.time_left,
                 "document": {"text": state.document_text, "version": state.document_version},
                 "last_seq": resume.last_seq,
                 "epoch": snapshot.epoch,
@@ -382,7 +388,17 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         await self._activity(EventKind.BLUR, focused_after=False, focus_lost=self.focused)
 
     async def on_heartbeat(self, frame: dict[str, Any]) -> None:
-        await self._activity(EventKind.HEARTBEAT, focused_after=protocol.parse_heartbeat(frame))
+        focused = protocol.parse_heartbeat(frame)
+        acted = protocol.heartbeat_active(frame)
+        await self._activity(EventKind.HEARTBEAT, focused_after=focused, acted=acted)
+
+    async def on_time(self, frame: dict[str, Any]) -> None:
+        left = await in_db_worker(writing_time_check)(participation_id=self.participation_id)
+        await self._send({"type": "time_left", **left})
+
+    async def on_stay(self, frame: dict[str, Any]) -> None:
+        left = await in_db_worker(writing_stay)(participation_id=self.participation_id)
+        await self._send({"type": "time_left", "of": "stay", **left})
 
     HANDLERS = {
         "hello": on_hello,
@@ -394,6 +410,8 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         "focus": on_focus,
         "blur": on_blur,
         "heartbeat": on_heartbeat,
+        "time": on_time,
+        "stay": on_stay,
         "choose": AlternativesHandlers.on_choose,
         "regenerate": AlternativesHandlers.on_regenerate,
     }
@@ -494,6 +512,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         *,
         focused_after: bool | None = None,
         focus_lost: bool = False,
+        acted: bool = False,
         data: dict[str, Any] | None = None,
         background: bool = False,
     ) -> None:
@@ -506,7 +525,13 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             self.focused = focused_after
         await self._activity_flush()
         record = in_db_worker(activity_record)
-        fields = {"kind": kind, "active_delta": delta, "focus_lost": focus_lost, "data": data}
+        fields = {
+            "kind": kind,
+            "active_delta": delta,
+            "focus_lost": focus_lost,
+            "acted": acted,
+            "data": data,
+        }
         if not background:
             await record(participation_id=self.participation_id, **fields)
             return

@@ -322,6 +322,11 @@ def parse_heartbeat(frame: dict[str, Any]) -> bool | None:
     return _optional_bool(frame, "focused", None)
 
 
+def heartbeat_active(frame: dict[str, Any]) -> bool:
+    """Whether the participant used the page (typed, clicked, scrolled) since the last one."""
+    return bool(_optional_bool(frame, "active", False))
+
+
 @dataclass(frozen=True)
 class Choose:
     group: str

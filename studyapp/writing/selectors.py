@@ -15,6 +15,7 @@ from studyapp.feedback.ratings import interaction_rating_due, interaction_scale
 from studyapp.feedback.selectors import counted_turns
 from studyapp.participants.access import step_url
 from studyapp.participants.models import Participation, Status
+from studyapp.participants.timeouts import time_left
 from studyapp.participants.tokens import participation_id_from_token
 from studyapp.studies.spec import document_type, model_context_has
 from studyapp.writing.alternatives.selectors import (
@@ -46,6 +47,8 @@ class ChatState:
     pair: dict[str, Any] | None = None
     # {"turn", "left"}: the latest reply may be regenerated ``left`` more times; None: not at all.
     regenerate: dict[str, Any] | None = None
+    # Seconds before each time limit ends the session (studyapp/participants/timeouts.py).
+    time_left: dict[str, Any] | None = None
 
 
 def active_messages(*, participation_id: int) -> list[Message]:
@@ -141,6 +144,7 @@ def chat_state(*, participation_id: int) -> ChatState:
         condition_config=participation.condition.config if participation.condition else {},
         pair=pair,
         regenerate=regenerate_public(messages=messages, spec=participation.version.spec),
+        time_left=time_left(participation=participation).public(),
     )
 
 
@@ -172,6 +176,7 @@ def page_settings(*, spec: dict[str, Any]) -> dict[str, Any]:
     """The study rules the page enforces client-side (the server enforces them again)."""
     writing = spec["writing"]
     scale = interaction_scale(spec)
+    limits = spec.get("limits") or {}
     return {
         "min_turns": writing["min_turns"],
         "min_message_words": writing["min_message_words"],
@@ -184,6 +189,12 @@ def page_settings(*, spec: dict[str, Any]) -> dict[str, Any]:
             "max": scale["max"],
             "question": scale["question"],
             "anchors": {str(k): v for k, v in (scale.get("anchors") or {}).items()},
+        },
+        # How long before each time limit the page warns (seconds; 0: no warning).
+        "time_warnings": {
+            "session_s": 60 * (limits.get("session_warning_minutes") or 0),
+            "idle_s": 60 * (limits.get("idle_warning_minutes") or 0),
+            "idle_limit_s": 60 * (limits.get("idle_minutes") or 0),
         },
     }
 

@@ -8,7 +8,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from studyapp.participants.access import participation_for_step
+from studyapp.participants.access import kept_text_key, participation_for_step
 from studyapp.participants.models import Status
 from studyapp.participants.tokens import participation_token
 from studyapp.studies.spec import document_type
@@ -28,6 +28,8 @@ def page(request: HttpRequest, slug: str) -> HttpResponse:
         "finish_url": reverse("feedback:finish", args=[slug]),
         "max_message_chars": settings.MAX_MESSAGE_CHARS,
         "max_document_chars": settings.MAX_DOCUMENT_CHARS,
+        # Where the page keeps what the participant typed when the chat ends under them.
+        "kept_key": kept_text_key(slug),
         **page_settings(spec=spec),
     }
     scale = config["rating_scale"]

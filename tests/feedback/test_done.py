@@ -1,5 +1,8 @@
+from datetime import timedelta
+
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from studyapp.feedback.services import final_survey_submit, writing_finish
 from studyapp.participants.models import Outcome, Participation, Status
@@ -77,12 +80,41 @@ def test_a_pilot_completion_never_shows_the_real_code(client, pilot_version):
         assert code.encode() not in response.content
 
 
-def test_timed_out_participants_get_the_timeout_code(client, version):
+def _outcome_page(client, outcome: Outcome, code: str, **fields) -> str:
     enter(client, "demo", prolific_params("PID8"))
-    Participation.objects.update(status=Status.TIMED_OUT, outcome=Outcome.TIMED_OUT)
+    Participation.objects.update(outcome=outcome, completion_code=code, **fields)
     response = client.get(DONE)
-    assert response.status_code == 302
-    assert response["Location"].endswith("?cc=TIMEDOUT")
+    assert response.status_code == 200  # a page first, not a redirect
+    page = response.content.decode()
+    link = f'href="https://app.prolific.com/submissions/complete?cc={code}"'
+    assert f'id="prolific-link" {link}' in page
+    assert 'id="redirect-seconds">10<' in page
+    return " ".join(page.split())
+
+
+def test_a_timed_out_prolific_participant_is_told_why_before_going_back(client, version):
+    now = timezone.now()
+    page = _outcome_page(
+        client, Outcome.TIMED_OUT, "TIMEDOUT", status=Status.TIMED_OUT, timed_out_at=now
+    )
+    assert "Your session has expired" in page
+    assert "not used for 30 minutes" in page  # the demo's idle limit
+    assert "return your submission" in page
+    assert 'id="kept-text"' in page  # what the writing page kept is shown back
+
+    Participation.objects.update(entered_at=now - timedelta(minutes=95))
+    page = " ".join(client.get(DONE).content.decode().split())
+    assert "time limit of 90 minutes" in page
+
+
+def test_a_prolific_participant_who_declined_sees_a_page_before_going_back(client, version):
+    page = _outcome_page(client, Outcome.DECLINED, "NOCONSENT", status=Status.DECLINED)
+    assert "You chose not to take part" in page
+
+
+def test_a_failed_attention_check_is_explained_before_going_back(client, version):
+    page = _outcome_page(client, Outcome.FAILED_ATTENTION, "FAILATTN", status=Status.COMPLETED)
+    assert "not passing the attention check" in page
 
 
 def test_a_timed_out_pilot_sees_that_it_expired_and_no_code(client, pilot_version):

@@ -67,7 +67,9 @@ def test_failing_the_attention_check_gives_its_code(client, version):
     assert participation.outcome == Outcome.FAILED_ATTENTION
     assert participation.completion_code == "FAILATTN"
     done = client.get(DONE)
-    assert done["Location"] == "https://app.prolific.com/submissions/complete?cc=FAILATTN"
+    # A page says what happened, then goes on to Prolific with the outcome's code.
+    assert done.status_code == 200
+    assert b'href="https://app.prolific.com/submissions/complete?cc=FAILATTN"' in done.content
 
 
 def _refused(client: Client, participation: Participation, data: dict, message: bytes):
@@ -154,3 +156,20 @@ def test_csrf_is_enforced_on_the_final_questions(version):
     assert response.status_code == 302
     participation.refresh_from_db()
     assert participation.status == Status.COMPLETED
+
+
+def test_answers_posted_after_a_time_out_are_shown_back_not_stored(client, version):
+    participation = _finished(client)
+    Participation.objects.filter(pk=participation.pk).update(
+        status=Status.TIMED_OUT, outcome=Outcome.TIMED_OUT, completion_code="TIMEDOUT"
+    )
+    strengths = "It asked <b>good</b> questions before it drafted."
+    response = client.post(FINAL, final_data(strengths=strengths))
+    assert response["Location"] == DONE
+    page = client.get(DONE).content.decode()
+    assert '<section id="kept-text" class="notice" aria-labelledby' in page  # not hidden
+    assert "What did the assistant do well?" in page
+    assert "It asked &lt;b&gt;good&lt;/b&gt; questions before it drafted.</textarea>" in page
+    assert not SurveyResponse.objects.filter(
+        participation=participation, kind=SurveyKind.FINAL
+    ).exists()

@@ -75,7 +75,9 @@ def test_declining_ends_with_the_declined_code(client, version):
     assert participation.completion_code == "NOCONSENT"
     assert participation.condition is None
     done = client.get(response["Location"])
-    assert done["Location"] == "https://app.prolific.com/submissions/complete?cc=NOCONSENT"
+    # A page says what happened, then goes on to Prolific with the outcome's code.
+    assert done.status_code == 200
+    assert b'href="https://app.prolific.com/submissions/complete?cc=NOCONSENT"' in done.content
     # The decision is final: the consent page now leads to the end.
     assert client.post(CONSENT, consent_data(version))["Location"] == response["Location"]
     assert held_participation(client, "demo").status == Status.DECLINED

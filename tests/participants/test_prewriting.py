@@ -145,3 +145,17 @@ def test_the_answer_rule_says_all_when_every_question_is_needed(client, version)
 )
 def test_answer_rule_wording(needed, total, rule):
     assert prewriting_answer_rule(needed=needed, total=total) == rule
+
+
+def test_answers_posted_after_a_time_out_are_shown_back(client, version):
+    participation = _consented(client, version)
+    data = prewriting_data(participation)
+    participation.status = Status.TIMED_OUT
+    participation.outcome = "timed_out"
+    participation.save(update_fields=["status", "outcome"])
+    response = client.post(PREWRITING, data)
+    assert response["Location"] == reverse("feedback:done", args=["demo"])
+    page = client.get(response["Location"]).content.decode()
+    answer = next(v for k, v in data.items() if k.startswith("answer_") and v)
+    assert f">{escape(answer)}</textarea>" in page
+    assert not SurveyResponse.objects.filter(participation=participation).exists()

@@ -97,3 +97,13 @@ def test_the_reference_study_has_no_side_by_side_turns(db):
     spec = study_load(text=REFERENCE_STUDY.read_text()).version.spec
     assert spec["side_by_side"]["turns"] == []
     assert "# side_by_side:" in REFERENCE_STUDY.read_text()
+
+
+def test_time_limit_warnings_default_and_are_checked(db):
+    spec = study_load(text="slug: x\nconsent: {text: hi}\n" + CONDITION_AND_TYPE).version.spec
+    assert spec["limits"]["session_warning_minutes"] == 10
+    assert spec["limits"]["idle_warning_minutes"] == 5
+    text = REFERENCE_STUDY.read_text().replace("idle_warning_minutes: 5", "idle_warning_minutes: 0")
+    assert study_load(text=text).version.spec["limits"]["idle_warning_minutes"] == 0
+    with pytest.raises(StudySpecError, match="idle_warning_minutes"):
+        study_load(text=text.replace("idle_warning_minutes: 0", "idle_warning_minutes: soon"))
