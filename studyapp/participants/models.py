@@ -109,6 +109,7 @@ class EventKind(models.TextChoices):
     REGENERATE = "regenerate"  # asked for a new sample of the latest reply
     CHOOSE = "choose"  # picked one of two side-by-side replies
     REFUSED_RETURN = "refused_return"  # its id was opened elsewhere without the session's ids
+    TAKEN_OVER = "taken_over"  # another browser took it over before anyone consented
 
 
 class ParticipationEvent(models.Model):

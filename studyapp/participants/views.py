@@ -20,6 +20,7 @@ from studyapp.participants.platforms import EntryLinkError, parse_entry_link
 from studyapp.participants.services import (
     ConsentIncomplete,
     EntryRefused,
+    ParticipationTakenOver,
     PrewritingInvalid,
     ReturnRefused,
     participation_consent,
@@ -89,25 +90,35 @@ def consent(request: HttpRequest, slug: str) -> HttpResponse:
     spec = participation.version.spec
     form = ConsentForm(request.POST or None, spec=spec)
     if request.method == "POST":
-        if request.POST.get("decision") == "decline":
-            participation = participation_decline(participation=participation)
-            return redirect(step_url(participation))
-        if form.is_valid():
-            try:
-                participation = participation_consent(
-                    participation=participation, agreed=form.agreed()
-                )
-                return redirect(step_url(participation))
-            except ConsentIncomplete as exc:
-                form.add_error(None, str(exc))
-            except EntryRefused as exc:
-                return _refused(request, {"study": participation.study, "spec": spec}, exc)
+        try:
+            decided = _consent_decide(request, participation, form)
+            if decided is not None:
+                return decided
+        except ConsentIncomplete as exc:
+            form.add_error(None, str(exc))
+        except EntryRefused as exc:
+            return _refused(request, {"study": participation.study, "spec": spec}, exc)
+        except ParticipationTakenOver as exc:
+            raise Http404("Unknown participation.") from exc
     context = {
         **_page_context(participation),
         "form": form,
         "paragraphs": _paragraphs(spec["consent"]["text"]),
     }
     return render(request, "participants/consent.html", context)
+
+
+def _consent_decide(
+    request: HttpRequest, participation: Participation, form: ConsentForm
+) -> HttpResponse | None:
+    """Record the decision, and the page to go to; None to show the form's errors."""
+    if request.POST.get("decision") == "decline":
+        participation = participation_decline(participation=participation)
+        return redirect(step_url(participation))
+    if not form.is_valid():
+        return None
+    participation = participation_consent(participation=participation, agreed=form.agreed())
+    return redirect(step_url(participation))
 
 
 @require_http_methods(["GET", "POST"])
