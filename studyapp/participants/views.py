@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from studyapp.clientlimits import CONSENT, ENTRY, request_wait
 from studyapp.participants.access import (
     participation_for_step,
     remember_participation,
@@ -34,10 +36,22 @@ from studyapp.studies.spec import document_type
 
 # Refusals are a deliberate "not for you, not now": 403 with an explanation page.
 REFUSED_STATUS = 403
+TOO_MANY_REQUESTS = 429
+
+
+def _rate_limited(request: HttpRequest, wait_s: int) -> HttpResponse:
+    context = {"wait_minutes": -(-wait_s // 60)}
+    response = render(request, "participants/rate_limited.html", context,
+                      status=TOO_MANY_REQUESTS)
+    response["Retry-After"] = str(wait_s)
+    return response
 
 
 @require_GET
 def entry(request: HttpRequest, slug: str) -> HttpResponse:
+    wait_s = request_wait(request, group=ENTRY, rate=settings.ENTRY_RATE_LIMIT)
+    if wait_s is not None:
+        return _rate_limited(request, wait_s)
     study = get_object_or_404(Study, slug=slug)
     version = study.versions.order_by("-number").first()
     if version is None:
@@ -90,6 +104,9 @@ def consent(request: HttpRequest, slug: str) -> HttpResponse:
     spec = participation.version.spec
     form = ConsentForm(request.POST or None, spec=spec)
     if request.method == "POST":
+        wait_s = request_wait(request, group=CONSENT, rate=settings.CONSENT_RATE_LIMIT)
+        if wait_s is not None:
+            return _rate_limited(request, wait_s)
         try:
             decided = _consent_decide(request, participation, form)
             if decided is not None:
