@@ -12,7 +12,6 @@ import secrets
 
 import pytest
 import redis
-from django.conf import settings
 from django.test import Client, override_settings
 from django.urls import reverse
 
@@ -70,15 +69,16 @@ def test_consents_past_the_limit_from_one_address_are_refused(limited, version):
     assert Participation.objects.filter(consented_at__isnull=False).count() == 2
 
 
-def test_a_counter_names_no_address_and_ends_with_its_window(limited, version, caplog):
+def test_a_counter_names_no_address_and_ends_with_its_window(limited, version, caplog, settings):
+    settings.RATELIMIT_CACHE_PREFIX = prefix = f"rl-{secrets.token_hex(4)}:"  # this test's keys
     address = _address()
     client = Client(REMOTE_ADDR=address)
     with caplog.at_level(logging.DEBUG):
         for _ in range(4):
             enter(client, "demo", _link())
     store = redis.Redis.from_url(settings.REDIS_URL)
-    keys = [k.decode() for k in store.scan_iter("collabstudy:*rl:*")]
-    assert keys
+    keys = [k.decode() for k in store.scan_iter(f"collabstudy:*{prefix}*")]
+    assert len(keys) == 1
     assert not any(address in k for k in keys)
     assert all(0 < store.ttl(k) <= 60 + 5 for k in keys)
     assert address not in caplog.text
