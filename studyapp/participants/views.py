@@ -7,17 +7,19 @@ import re
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from studyapp.clientlimits import CONSENT, ENTRY, request_wait
 from studyapp.participants.access import (
     participation_for_step,
     remember_participation,
     session_holds,
+    session_participation,
     step_url,
 )
+from studyapp.participants.activity import HEARTBEAT_INTERVAL_S, activity_record
 from studyapp.participants.forms import ConsentForm, PrewritingForm
-from studyapp.participants.models import Participation, Status
+from studyapp.participants.models import EventKind, Participation, Status
 from studyapp.participants.platforms import EntryLinkError, parse_entry_link
 from studyapp.participants.services import (
     ConsentIncomplete,
@@ -37,6 +39,8 @@ from studyapp.studies.spec import document_type
 # Refusals are a deliberate "not for you, not now": 403 with an explanation page.
 REFUSED_STATUS = 403
 TOO_MANY_REQUESTS = 429
+# How often the pre-writing page reports that it is open (static/js/presence.js).
+PRESENCE_INTERVAL_MS = HEARTBEAT_INTERVAL_S * 1000
 
 
 def _rate_limited(request: HttpRequest, wait_s: int) -> HttpResponse:
@@ -157,9 +161,28 @@ def prewriting(request: HttpRequest, slug: str) -> HttpResponse:
             form.add_error(None, str(exc))
         except EntryRefused as exc:
             return _refused(request, {"study": participation.study, "spec": spec}, exc)
+    _seen(participation)
     doc = document_type(spec, participation.document_type)
-    return render(request, "participants/prewriting.html",
-                  {**_page_context(participation), "form": form, "doc": doc})
+    context = {
+        **_page_context(participation),
+        "form": form,
+        "doc": doc,
+        "presence_interval_ms": PRESENCE_INTERVAL_MS,
+    }
+    return render(request, "participants/prewriting.html", context)
+
+
+def _seen(participation: Participation) -> None:
+    # A consent holds its quota place only while its page shows signs of life.
+    if participation.status == Status.CONSENTED:
+        activity_record(participation_id=participation.pk, kind=EventKind.HEARTBEAT)
+
+
+@require_POST
+def presence(request: HttpRequest, slug: str) -> HttpResponse:
+    """The pre-writing page's report that it is still open (static/js/presence.js)."""
+    _seen(session_participation(request, slug))
+    return HttpResponse(status=204)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

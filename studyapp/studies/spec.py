@@ -72,8 +72,10 @@ def normalise(raw: dict[str, Any]) -> dict[str, Any]:
         "idle_minutes": 30,
         "free_slot_on_timeout": True,
         "quota": None,
-        # A consented participant who has not begun writing holds a quota place this long.
+        # A consented participant who has not begun writing holds a quota place this long...
         "consent_hold_minutes": 15,
+        # ...and only while their page shows a sign of life this recently (0: no such rule).
+        "consent_presence_seconds": 120,
         **(spec.get("limits") or {}),
     }
     spec["bonus"] = {"per_completion": 0.0, **(spec.get("bonus") or {})}
