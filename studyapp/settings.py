@@ -5,6 +5,7 @@ eager Celery tasks and the offline model backend. Setting ``DATABASE_URL`` and `
 switches to PostgreSQL, the Redis channel layer and a Redis Celery broker.
 """
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,6 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "axes",
+    "django_ratelimit",
     "studyapp.studies",
     "studyapp.participants",
     "studyapp.writing",
@@ -145,6 +147,25 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Counters of the per-address limits below live in this cache: Redis, shared by every process,
+# or with no Redis (`make run`, one process) in memory.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "collabstudy",
+            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# django-ratelimit warns of every cache but memcached and django-redis; Django's own RedisCache
+# increments atomically too. Its in-memory cache is per process, which `make run`'s one is.
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
+if not REDIS_URL:
+    SILENCED_SYSTEM_CHECKS.append("django_ratelimit.E003")
+
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = REDIS_URL or None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
@@ -195,6 +216,27 @@ AXES_RESET_ON_SUCCESS = True
 # Only failed attempts are kept, and nothing about them is logged (the logs carry no addresses).
 AXES_DISABLE_ACCESS_LOG = True
 AXES_VERBOSE = False
+
+# Per-address limits on participants (studyapp/clientlimits.py, django-ratelimit): entry links
+# opened, consent forms sent and writing sockets opened from one client address, as
+# django-ratelimit rates ("30/10m": 30 per 10 minutes). An empty value turns that limit off,
+# RATE_LIMITS=0 all of them. The address is the one uvicorn gives the app (behind a proxy: set
+# FORWARDED_ALLOW_IPS to the proxy's address) and is only ever counted as a keyed hash.
+_RATE = re.compile(r"^\d+/\d*[smhd]$")
+
+
+def _rate(name: str, default: str) -> str:
+    value = env_str(name, default).strip()
+    if value and not _RATE.match(value):
+        raise ImproperlyConfigured(f"{name} must be a rate such as 30/10m, not {value!r}")
+    return value
+
+
+RATELIMIT_ENABLE = env_bool("RATE_LIMITS", default=True)
+RATELIMIT_FAIL_OPEN = True  # a cache outage must not lock every participant out
+ENTRY_RATE_LIMIT = _rate("ENTRY_RATE_LIMIT", "30/10m")
+CONSENT_RATE_LIMIT = _rate("CONSENT_RATE_LIMIT", "10/10m")
+SOCKET_RATE_LIMIT = _rate("SOCKET_RATE_LIMIT", "60/m")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

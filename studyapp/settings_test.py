@@ -8,6 +8,9 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-any-deployment-0123456789")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("SECURE_COOKIES", "0")
+# Every test client and test server comes from 127.0.0.1: the per-address limits are off unless a
+# test turns them on (tests/participants/test_rate_limits.py).
+os.environ.setdefault("RATE_LIMITS", "0")
 
 from studyapp.settings import *  # noqa: F403
 

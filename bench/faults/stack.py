@@ -62,6 +62,7 @@ class Stack:
             "SECRET_KEY": SECRET_KEY,
             "DJANGO_SETTINGS_MODULE": "bench.faults.settings",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "RATE_LIMITS": "0",  # every simulated participant comes from one address
         }
         self.apps = [AppProcess(f"asgi-{i}", self.env, self.logs / f"asgi-{i}.log") for i in (0, 1)]
         self.celery = Celery(self.logs, self.env) if celery else None

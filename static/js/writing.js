@@ -39,6 +39,7 @@
   var connected = false;
   var gotState = false;
   var closedForGood = false;
+  var retryAfter = 0;  // seconds the server asked to wait before the next socket (rate_limited)
   var attempts = 0;
   var reconnectTimer = null;
   var lastSeq = null;          // highest numbered frame applied; null before the first state
@@ -255,7 +256,14 @@
       if (closedForGood) { return; }
       attempts += 1;
       var delay = Math.min(10000, 500 * Math.pow(2, attempts - 1)) * (0.75 + Math.random() / 2);
-      setStatus("reconnecting", "Connection lost — reconnecting…");
+      if (ev.code === 4429 && retryAfter) {
+        // Too many sockets from this network: wait out the window, or every try counts again.
+        delay = retryAfter * 1000 * (1 + Math.random() / 4);
+        retryAfter = 0;
+        setStatus("reconnecting", "Too many connections from your network — reconnecting shortly…");
+      } else {
+        setStatus("reconnecting", "Connection lost — reconnecting…");
+      }
       reconnectTimer = setTimeout(connect, delay);
     };
   }
@@ -495,6 +503,10 @@
         setStatus("closed", f.message || "This chat has ended.");
         keepTyped();
         if (f.next_url) { location.assign(f.next_url); }
+        return;
+      }
+      if (f.code === "rate_limited") {
+        retryAfter = Math.min(600, Number(f.retry_after) || 60);
         return;
       }
       if (f.code === "not_generating") {

@@ -113,6 +113,7 @@ class EventKind(models.TextChoices):
     CHOOSE = "choose"  # picked one of two side-by-side replies
     REFUSED_RETURN = "refused_return"  # its id was opened elsewhere without the session's ids
     STAY = "stay"  # answered a time-limit warning with "I'm still here"
+    TAKEN_OVER = "taken_over"  # another browser took it over before anyone consented
 
 
 class ParticipationEvent(models.Model):

@@ -26,26 +26,51 @@ def consent_hold_start(*, spec: dict[str, Any], now: datetime | None = None) -> 
     return (now or timezone.now()) - timedelta(minutes=minutes)
 
 
+def consent_present_start(
+    *, spec: dict[str, Any], now: datetime | None = None
+) -> datetime | None:
+    seconds = spec["limits"].get("consent_presence_seconds") or 0
+    return (now or timezone.now()) - timedelta(seconds=seconds) if seconds else None
+
+
 def participations_counting(
-    *, study: Study, since: datetime, held_since: datetime | None = None
+    *,
+    study: Study,
+    since: datetime,
+    held_since: datetime | None = None,
+    present_since: datetime | None = None,
 ) -> QuerySet[Participation]:
     """Non-test participations that hold a place: completers, and starters active since ``since``.
 
     A place is held from consent on: an entry link alone holds nothing, since anyone can open
     it with a made-up id. A consented participant who has not begun writing holds it only if
-    they consented after ``held_since`` (default ``since``), so click-through places lapse soon.
-    Starters who went quiet longer ago than ``since`` are presumed gone (their place is given to
-    the next arrival, as in oTree/psiTurk); pilots and researcher test runs never count.
+    they consented after ``held_since`` (default ``since``), so click-through places lapse soon,
+    and, given ``present_since``, only while their page showed a sign of life (consent, a
+    request, a presence report) since then: a burst of consents that are left at once frees its
+    places within that time. Starters who went quiet longer ago than ``since`` are presumed gone
+    (their place is given to the next arrival, as in oTree/psiTurk); pilots and researcher test
+    runs never count.
     """
     writing = (Status.WRITING, Status.FINISHED)
+    consented = Q(status=Status.CONSENTED, consented_at__gte=held_since or since)
+    if present_since is not None:
+        consented &= Q(consented_at__gte=present_since) | Q(last_seen_at__gte=present_since)
     return (
         Participation.objects.filter(study=study, is_test=False)
         .alias(activity_at=Coalesce("last_seen_at", "entered_at"))
         .filter(
-            Q(status=Status.COMPLETED)
-            | Q(status__in=writing, activity_at__gte=since)
-            | Q(status=Status.CONSENTED, consented_at__gte=held_since or since)
+            Q(status=Status.COMPLETED) | Q(status__in=writing, activity_at__gte=since) | consented
         )
+    )
+
+
+def _holding_places(*, study: Study, spec: dict[str, Any]) -> QuerySet[Participation]:
+    now = timezone.now()
+    return participations_counting(
+        study=study,
+        since=active_window_start(spec=spec, now=now),
+        held_since=consent_hold_start(spec=spec, now=now),
+        present_since=consent_present_start(spec=spec, now=now),
     )
 
 
@@ -53,13 +78,7 @@ def participation_holds_place(*, participation: Participation) -> bool:
     """Whether the participation still counts toward the quota (see ``participations_counting``)."""
     spec = participation.version.spec
     return (
-        participations_counting(
-            study=participation.study,
-            since=active_window_start(spec=spec),
-            held_since=consent_hold_start(spec=spec),
-        )
-        .filter(pk=participation.pk)
-        .exists()
+        _holding_places(study=participation.study, spec=spec).filter(pk=participation.pk).exists()
     )
 
 
@@ -67,10 +86,7 @@ def study_is_full(*, study: Study, spec: dict[str, Any]) -> bool:
     quota = spec["limits"].get("quota")
     if not quota:
         return False
-    counting = participations_counting(
-        study=study, since=active_window_start(spec=spec), held_since=consent_hold_start(spec=spec)
-    )
-    return counting.count() >= quota
+    return _holding_places(study=study, spec=spec).count() >= quota
 
 
 def participation_find(*, study: Study, platform: str, external_id: str) -> Participation | None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import uuid
 from collections.abc import Collection, Mapping
-from typing import Literal
+from typing import Literal, NoReturn
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -51,6 +52,10 @@ class EntryRefused(Exception):
 
 class ReturnRefused(Exception):
     """An existing participation's id came from a browser that cannot show it is theirs."""
+
+
+class ParticipationTakenOver(Exception):
+    """This browser's hold was taken over by another browser before consent."""
 
 
 class ConsentIncomplete(ValueError):
@@ -140,12 +145,9 @@ def _same_submission(participation: Participation, link: EntryLink) -> bool:
 def _resume(participation: Participation, link: EntryLink, *, held: bool) -> Participation:
     # Pilots are let in by the study's key (checked before), so a researcher may switch browsers.
     if not (held or link.is_test or _same_submission(participation, link)):
-        ParticipationEvent.objects.create(
-            participation=participation,
-            kind=EventKind.REFUSED_RETURN,
-            data={"reason": "another browser without the platform ids it began with"},
-        )
-        raise ReturnRefused
+        if participation.consented_at is None:
+            return _take_over(participation, link)
+        _refuse_return(participation)
     # A worker who returned a HIT and accepted it again has a new assignment: completion must
     # be submitted under the current one.
     if (
@@ -158,19 +160,66 @@ def _resume(participation: Participation, link: EntryLink, *, held: bool) -> Par
     return participation
 
 
+def _refuse_return(participation: Participation) -> NoReturn:
+    ParticipationEvent.objects.create(
+        participation=participation,
+        kind=EventKind.REFUSED_RETURN,
+        data={"reason": "another browser without the platform ids it began with"},
+    )
+    raise ReturnRefused
+
+
+# What a participation that never consented is reset to when another browser takes it over.
+_UNBOUND_RESET = {
+    "status": Status.ENTERED,
+    "outcome": "",
+    "completion_code": "",
+    "declined_at": None,
+    "timed_out_at": None,
+    "last_seen_at": None,
+}
+
+
+def _take_over(participation: Participation, link: EntryLink) -> Participation:
+    """Hand a participation nobody consented to yet to the browser that opened it last.
+
+    Anyone who knows a platform id can open its link first with made-up session ids; until
+    consent that binds nothing, so the real person's own link takes it over. A new public id
+    ends the earlier browser's hold (its session names the old one).
+    """
+    with transaction.atomic():
+        locked = _locked(participation)
+        if locked.consented_at is not None:  # consent won the race: it binds now
+            _refuse_return(locked)
+        for name, value in _UNBOUND_RESET.items():
+            setattr(locked, name, value)
+        locked.public_id = uuid.uuid4()
+        locked.platform_data = dict(link.platform_data)
+        locked.save(update_fields=[*_UNBOUND_RESET, "public_id", "platform_data"])
+        ParticipationEvent.objects.create(
+            participation=locked,
+            kind=EventKind.TAKEN_OVER,
+            data={"reason": "opened from another browser before consent"},
+        )
+        return locked
+
+
 def participation_consent(
     *, participation: Participation, agreed: Collection[int]
 ) -> Participation:
     """Record consent (every checkbox index in ``agreed``) and assign condition and document.
 
     A participation past the consent step is returned unchanged (double submission). Consent
-    takes a quota place: ``EntryRefused("full")`` when none is left.
+    takes a quota place: ``EntryRefused("full")`` when none is left. ``ParticipationTakenOver``
+    when another browser took the participation over since this one loaded it.
     """
     boxes = participation.version.spec["consent"]["checkboxes"]
     if set(range(len(boxes))) - set(agreed):
         raise ConsentIncomplete("Please tick every box to take part.")
     with transaction.atomic():
         locked = _locked(participation)
+        if locked.public_id != participation.public_id:
+            raise ParticipationTakenOver
         if locked.status != Status.ENTERED:
             return locked
         _check_place(locked)
@@ -193,9 +242,14 @@ def _check_place(participation: Participation) -> None:
 
 
 def participation_decline(*, participation: Participation) -> Participation:
-    """The participant does not agree: end the participation with the "declined" code."""
+    """The participant does not agree: end the participation with the "declined" code.
+
+    ``ParticipationTakenOver`` when another browser took it over since this one loaded it.
+    """
     with transaction.atomic():
         locked = _locked(participation)
+        if locked.public_id != participation.public_id:
+            raise ParticipationTakenOver
         if locked.status != Status.ENTERED:
             return locked
         locked.status = Status.DECLINED

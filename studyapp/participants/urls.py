@@ -7,4 +7,5 @@ urlpatterns = [
     path("study/<slug:slug>/", views.entry, name="entry"),
     path("study/<slug:slug>/consent/", views.consent, name="consent"),
     path("study/<slug:slug>/prewriting/", views.prewriting, name="prewriting"),
+    path("study/<slug:slug>/presence/", views.presence, name="presence"),
 ]

@@ -75,11 +75,13 @@ def normalise(raw: dict[str, Any], *, offline: bool = False) -> dict[str, Any]:
         "idle_minutes": 30,
         "free_slot_on_timeout": True,
         "quota": None,
-        # A consented participant who has not begun writing holds a quota place this long.
+        # A consented participant who has not begun writing holds a quota place this long...
         "consent_hold_minutes": 15,
         # The writing page warns this long before each limit (0: no warning).
         "session_warning_minutes": 10,
         "idle_warning_minutes": 5,
+        # ...and only while their page shows a sign of life this recently (0: no such rule).
+        "consent_presence_seconds": 120,
         **(spec.get("limits") or {}),
     }
     for key in ("session_warning_minutes", "idle_warning_minutes"):

@@ -21,6 +21,7 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from studyapp.clientlimits import socket_wait
 from studyapp.dbunavailable import UNAVAILABLE_ERRORS
 from studyapp.feedback.ratings import RatingRefused, interaction_rating_submit
 from studyapp.operations.gauges import FRAMES_REPLAYED, SOCKETS_OPEN
@@ -114,6 +115,13 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         slug = self.scope["url_route"]["kwargs"]["slug"]
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         token = (query.get("token") or [""])[0]
+        # Counted before the database is asked anything: a flood of handshakes costs it nothing.
+        wait_s = await socket_wait(self.scope, rate=settings.SOCKET_RATE_LIMIT)
+        if wait_s is not None:
+            await self._refuse_connect(
+                "rate_limited", protocol.CLOSE_RATE_LIMITED, retry_after=wait_s
+            )
+            return
         try:
             access = await in_db_worker(socket_access)(slug=slug, token=token)
         except UNAVAILABLE_ERRORS as exc:

@@ -21,11 +21,13 @@ PROTOCOL_VERSION = "v1"
 CLOSE_UNAUTHORIZED = 4401  # forged, expired or foreign token, or another study's URL
 CLOSE_NOT_WRITING = 4409  # the participation is not on the writing step (any more)
 CLOSE_UNAVAILABLE = 1013  # "try again later": the database cannot be reached
+CLOSE_RATE_LIMITED = 4429  # too many sockets opened from one address: reconnect after retry_after
 
 ERROR_CODES = {
     "unauthorized": "The link is not valid for this study; reload the page from your platform.",
     "not_writing": "This chat has ended.",
     "unavailable": "The study is briefly unavailable; the page will reconnect.",
+    "rate_limited": "Too many connections from your network; the page will reconnect shortly.",
     "bad_json": "Frames must be JSON objects sent as text.",
     "frame_too_large": "The frame is larger than the server accepts.",
     "unknown_type": "Unknown frame type.",

@@ -119,3 +119,55 @@ def test_a_lapsed_place_is_taken_again_when_there_is_room(db):
     lapsed = timezone.now() - timedelta(minutes=hold + 1)
     Participation.objects.filter(status=Status.CONSENTED).update(consented_at=lapsed)
     _write(slow)
+
+
+def _quiet(version) -> None:
+    """Every consent so far, and its page's last sign of life, just past the presence limit."""
+    then = timezone.now() - timedelta(
+        seconds=version.spec["limits"]["consent_presence_seconds"] + 1
+    )
+    Participation.objects.filter(status=Status.CONSENTED).update(
+        consented_at=then, last_seen_at=then
+    )
+
+
+def test_a_consent_whose_page_went_quiet_frees_its_place(db):
+    version = load_reference(slug="small", limits={"quota": 1})
+    assert _consent(Client(), _made_up()).status_code == 302
+    _quiet(version)
+    real = Client()
+    assert _consent(real, prolific_params("REAL")).status_code == 302
+    _write(real)
+
+
+def test_a_consent_whose_page_reports_keeps_its_place(db):
+    version = load_reference(slug="small", limits={"quota": 1})
+    honest = Client()
+    _consent(honest, prolific_params("HONEST"))
+    _quiet(version)
+    assert honest.post(reverse("participants:presence", args=["small"])).status_code == 204
+    assert enter(Client(), "small", prolific_params("LATE")).status_code == 403
+    _write(honest)
+
+
+def test_opening_the_pre_writing_page_is_a_sign_of_life(db):
+    version = load_reference(slug="small", limits={"quota": 1})
+    honest = Client()
+    _consent(honest, prolific_params("HONEST"))
+    _quiet(version)
+    assert honest.get(PREWRITING).status_code == 200
+    assert enter(Client(), "small", prolific_params("LATE")).status_code == 403
+
+
+def test_a_study_file_can_hold_consent_places_without_presence(db):
+    version = load_reference(slug="small", limits={"quota": 1, "consent_presence_seconds": 0})
+    _consent(Client(), _made_up())
+    then = timezone.now() - timedelta(minutes=5)
+    Participation.objects.filter(status=Status.CONSENTED).update(consented_at=then)
+    assert version.spec["limits"]["consent_hold_minutes"] > 5
+    assert enter(Client(), "small", prolific_params("LATE")).status_code == 403
+
+
+def test_a_presence_report_without_a_participation_is_not_found(db):
+    load_reference(slug="small")
+    assert Client().post(reverse("participants:presence", args=["small"])).status_code == 404
