@@ -13,8 +13,11 @@ A condition block (all keys but ``name`` optional; ``backend`` defaults to ``ope
     prompt: proactive              # or system_prompt: "...", or prompt_file: path, or none
     response_format: json_response # or text
     sampling: {temperature: 0.8, top_p: 1.0, max_tokens: 1024, seed: 7}
-    timeouts: {connect: 5, first_token: 30, between_tokens: 30, total: 300}
-    retries: 2                     # extra attempts before the first token
+    timeouts: {connect: 5, first_token: 120, between_tokens: 15, total: 300}
+    retries: 2                     # extra attempts on a failed connection or a 5xx
+    context_tokens: 8192           # the model's window: older turns are dropped to fit
+                                   # (collab_models/context.py); a server's context-length
+                                   # error drops them too, with or without this
     health_check: false            # probe GET /health before reusing a replica that failed
     api_key: "${VLLM_API_KEY:-}"
     style: proactive               # offline only: base | proactive | collabllm
@@ -42,6 +45,8 @@ from typing import Any
 
 from collab_models.adapters import RESPONSE_FORMATS, make_adapter
 from collab_models.base import Backend, ChatMessage, ReplyStream, SamplingParams, TurnRecord
+from collab_models.blinding import RetriedReply
+from collab_models.context import fit_window
 from collab_models.offline_backend import DEFAULT_RATE, STYLES, OfflineBackend
 from collab_models.openai_backend import OpenAIBackend, Timeouts
 from collab_models.probes import ProbeResult, probe_endpoint
@@ -53,7 +58,7 @@ _KNOWN_KEYS = {
     "name", "weight", "backend", "endpoints", "endpoint", "model", "adapter", "prompt",
     "system_prompt", "prompt_file", "response_format", "sampling", "style", "rate", "timeouts",
     "retries", "health_check", "api_key", "device", "dtype", "extra_body", "description",
-    "label",
+    "label", "context_tokens",
 }  # fmt: skip
 _EXPANDED_KEYS = ("model", "api_key", "prompt_file", "device")
 _ONLINE_KEYS = (
@@ -149,6 +154,7 @@ class Arm:
     adapter: str = ""
     endpoints: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    context_tokens: int | None = None
 
     def reply(self, history: list[ChatMessage], *, seed: int | None = None) -> ReplyStream:
         """Stream the next assistant message for ``history`` (user and assistant messages).
@@ -163,14 +169,31 @@ class Arm:
             messages = build_messages(self.prompt, history)
         else:
             messages = list(history)
-        inner = self.backend.stream(messages, sampling)
+        dropped = 0
+        if self.context_tokens:
+            trimmed = fit_window(
+                messages, context_tokens=self.context_tokens, max_tokens=sampling.max_tokens
+            )
+            messages, dropped = trimmed.messages, trimmed.dropped
 
-        def decorate(record: TurnRecord) -> None:
-            record.prompt_version = self.prompt.version
-            record.adapter = self.adapter
-            record.sampling = sampling.as_dict()
+        def attempt(n: int) -> ReplyStream:
+            # A retry of a JSON reply that showed nothing must not sample the same reply.
+            params = sampling
+            if n and sampling.seed is not None:
+                params = replace(sampling, seed=(sampling.seed + 7919 * n) % 2**31)
 
-        return AdaptedStream(inner, make_adapter(self.response_format), decorate)
+            def decorate(record: TurnRecord) -> None:
+                record.prompt_version = self.prompt.version
+                record.adapter = self.adapter
+                record.sampling = params.as_dict()
+                record.dropped_turns += dropped
+
+            inner = self.backend.stream(messages, params)
+            return AdaptedStream(inner, make_adapter(self.response_format), decorate)
+
+        if self.response_format == "json_response":
+            return RetriedReply(attempt)
+        return attempt(0)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary for logs and dashboards (no secrets)."""
@@ -360,4 +383,13 @@ def _build(config: Mapping[str, Any], *, base_dir: Path | None, offline_rate: fl
         adapter=str(config.get("adapter") or ""),
         endpoints=endpoints,
         extra=extra,
+        context_tokens=_context_tokens(config.get("context_tokens")),
     )
+
+
+def _context_tokens(raw: Any) -> int | None:
+    if raw in (None, ""):
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise ValueError("context_tokens must be a whole number of tokens >= 1")
+    return raw
