@@ -44,9 +44,16 @@ from pathlib import Path
 from typing import Any
 
 from collab_models.adapters import RESPONSE_FORMATS, make_adapter
-from collab_models.base import Backend, ChatMessage, ReplyStream, SamplingParams, TurnRecord
+from collab_models.base import (
+    Backend,
+    ChatMessage,
+    ModelError,
+    ReplyStream,
+    SamplingParams,
+    TurnRecord,
+)
 from collab_models.blinding import RetriedReply
-from collab_models.context import fit_window
+from collab_models.context import fit_window, shrink_for_error
 from collab_models.offline_backend import DEFAULT_RATE, STYLES, OfflineBackend
 from collab_models.openai_backend import OpenAIBackend, Timeouts
 from collab_models.probes import ProbeResult, probe_endpoint
@@ -165,35 +172,45 @@ class Arm:
         failure raises :class:`~collab_models.base.ModelError` after the record is set.
         """
         sampling = self.sampling if seed is None else replace(self.sampling, seed=seed)
-        if getattr(self.backend, "uses_prompt", True):
-            messages = build_messages(self.prompt, history)
-        else:
-            messages = list(history)
-        dropped = 0
+        window = _Window(list(history))
         if self.context_tokens:
+            # Room for the prompt's own text (the system prompt, or the template around the
+            # conversation) as well as for the reply.
+            overhead = len(json.dumps(build_messages(self.prompt, []))) // 3
             trimmed = fit_window(
-                messages, context_tokens=self.context_tokens, max_tokens=sampling.max_tokens
+                window.history,
+                context_tokens=self.context_tokens - overhead,
+                max_tokens=sampling.max_tokens,
             )
-            messages, dropped = trimmed.messages, trimmed.dropped
+            window = _Window(trimmed.messages, trimmed.dropped)
 
         def attempt(n: int) -> ReplyStream:
             # A retry of a JSON reply that showed nothing must not sample the same reply.
             params = sampling
             if n and sampling.seed is not None:
                 params = replace(sampling, seed=(sampling.seed + 7919 * n) % 2**31)
+            dropped = window.dropped
 
             def decorate(record: TurnRecord) -> None:
                 record.prompt_version = self.prompt.version
                 record.adapter = self.adapter
                 record.sampling = params.as_dict()
-                record.dropped_turns += dropped
+                record.dropped_turns = dropped
 
+            messages = window.history
+            if getattr(self.backend, "uses_prompt", True):
+                messages = build_messages(self.prompt, messages)
             inner = self.backend.stream(messages, params)
             return AdaptedStream(inner, make_adapter(self.response_format), decorate)
 
-        if self.response_format == "json_response":
-            return RetriedReply(attempt)
-        return attempt(0)
+        def shrink(exc: ModelError) -> bool:
+            trimmed = shrink_for_error(window.history, str(exc), sampling.max_tokens)
+            window.history = trimmed.messages
+            window.dropped += trimmed.dropped
+            return trimmed.dropped > 0
+
+        retries = 1 if self.response_format == "json_response" else 0
+        return RetriedReply(attempt, retries=retries, shrink=shrink)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary for logs and dashboards (no secrets)."""
@@ -219,6 +236,14 @@ class Arm:
                 results += await probe_endpoint(url, self.model, api_key=self.backend.api_key)
             return results
         return [ProbeResult(self.backend.name, "-", True, "no server to check")]
+
+
+@dataclass
+class _Window:
+    """The part of a conversation sent to the model, and how many exchanges were left out."""
+
+    history: list[ChatMessage]
+    dropped: int = 0
 
 
 def _sampling(raw: Any) -> SamplingParams:

@@ -8,6 +8,9 @@ mark the arm as the one that fails. So the reply is asked for again at once with
 seed, and if that fails too the participant is shown :data:`NEUTRAL_REPLY`, a plain
 assistant-like turn. Every failed attempt is kept in the record (``raw_output``) and named in
 its ``error`` (a warning: the turn succeeded), and logged.
+
+The same stream asks again after a context-length error (before anything was shown), once
+``shrink`` has shortened the conversation (collab_models/context.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 
 from collab_models.adapters import NoResponse
 from collab_models.base import ModelError, ReplyStream, TurnRecord
+from collab_models.context import CONTEXT_LENGTH
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +33,27 @@ NEUTRAL_REPLY = (
 RETRY_MARK = "\n\n[no response field; asked again]\n\n"
 
 Attempt = Callable[[int], ReplyStream]  # the n-th attempt (0, 1, ...) of the reply
+# Shortens the conversation after the server's context-length error; False: nothing to drop.
+Shrink = Callable[[ModelError], bool]
+MAX_SHRINKS = 4  # each costs one immediate refusal from the server
 
 
 class RetriedReply:
     """A reply stream that retries a :class:`NoResponse` ``retries`` times, then shows
-    ``neutral`` instead. Other model errors end it as they would the inner stream."""
+    ``neutral`` instead, and retries a context-length error after ``shrink``. Other model
+    errors end it as they would the inner stream."""
 
-    def __init__(self, attempt: Attempt, *, retries: int = 1, neutral: str = NEUTRAL_REPLY):
+    def __init__(
+        self,
+        attempt: Attempt,
+        *,
+        retries: int = 1,
+        neutral: str = NEUTRAL_REPLY,
+        shrink: Shrink | None = None,
+    ) -> None:
         self.record: TurnRecord | None = None
+        self._shrink = shrink
+        self._shrinks = 0
         self._attempt = attempt
         self._current = attempt(0)
         self._tries = 1
@@ -78,7 +95,9 @@ class RetriedReply:
                     continue
                 listener(self._substitute(exc))
                 return
-            except ModelError:
+            except ModelError as exc:
+                if self._shorter(exc):
+                    continue
                 self._settle()
                 raise
             self._settle()
@@ -95,7 +114,9 @@ class RetriedReply:
                 if self._again():
                     continue
                 return self._substitute(exc)
-            except ModelError:
+            except ModelError as exc:
+                if self._shorter(exc):
+                    continue
                 self._settle()
                 raise
             self._seen()
@@ -103,10 +124,27 @@ class RetriedReply:
         raise StopAsyncIteration
 
     async def aclose(self) -> None:
-        if self._done:
+        if self.record is not None:
             return
+        self._done = True  # a delivery in another task ends with this attempt
         await self._current.aclose()
         self._settle()
+
+    def _shorter(self, exc: ModelError) -> bool:
+        """After a context-length error with nothing shown: shorten and begin again."""
+        if exc.kind != CONTEXT_LENGTH or self._shown_at is not None or self._shrink is None:
+            return False
+        if self._shrinks >= MAX_SHRINKS or not self._shrink(exc):
+            exc.args = (f"{exc} (the latest message alone is too long for the window)",)
+            return False
+        self._shrinks += 1
+        self._next()
+        return True
+
+    def _next(self) -> None:
+        self._current = self._attempt(self._tries)
+        self._tries += 1
+        self._current.start()
 
     def _again(self) -> bool:
         """Begin the next attempt, if one is left."""
@@ -117,9 +155,7 @@ class RetriedReply:
         if self._left <= 0:
             return False
         self._left -= 1
-        self._current = self._attempt(self._tries)
-        self._tries += 1
-        self._current.start()
+        self._next()
         return True
 
     def _substitute(self, exc: NoResponse) -> str:
@@ -137,9 +173,9 @@ class RetriedReply:
         return self._neutral
 
     def _settle(self) -> None:
-        if self._done:
-            return
         self._done = True
+        if self.record is not None:
+            return
         record = self._current.record
         if record is None:
             return

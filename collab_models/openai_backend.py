@@ -12,8 +12,9 @@ Retries and fail-over happen only before the stream: on a connection that fails 
 (or 408/425/429) answer. A request that was accepted keeps its place in the server's queue: its
 first token is awaited once, for ``Timeouts.first_token`` (sized for a queued vLLM), never by
 giving up and asking again at the back of the queue. Once a delta has gone to the caller the
-turn either completes or fails. A context-length error shortens the conversation and asks
-again (collab_models/context.py).
+turn either completes or fails. A context-length error is permanent here, marked with
+``kind="context_length"``: the arm shortens the conversation and asks again
+(collab_models/context.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collab_models.base import ChatMessage, FinishReason, ModelError, SamplingParams, TurnRecord
-from collab_models.context import CONTEXT_LENGTH, is_context_error, shrink_for_error
+from collab_models.context import CONTEXT_LENGTH, is_context_error
 from collab_models.http1 import Sink, check_header
 from collab_models.streaming import ProducerStream
 from collab_models.transport import Exchange, StartedStream, TransportError, start_stream
@@ -35,7 +36,6 @@ from collab_models.transport import Exchange, StartedStream, TransportError, sta
 # sends more cannot make the app hold it.
 MAX_ERROR_BODY = 64 * 1024
 MAX_ERROR_TEXT = 1000  # characters of the server's message kept in the error
-MAX_CONTEXT_SHRINKS = 4  # context-length errors answered by a shorter conversation, per turn
 
 
 @dataclass(frozen=True)
@@ -314,42 +314,11 @@ class OpenAIBackend:
             return first.drop
 
         async def produce(stream: ProducerStream) -> None:
-            await self._produce_within_window(stream, payload, first, messages, sampling)
+            await self._produce(stream, payload, first)
 
         return ProducerStream(produce, draft, prepare=prepare)
 
     # -- one turn: attempts over replicas ------------------------------------------------------
-    async def _produce_within_window(
-        self,
-        stream: ProducerStream,
-        payload: bytes,
-        first: _FirstAttempt,
-        messages: list[ChatMessage],
-        sampling: SamplingParams,
-    ) -> None:
-        """:meth:`_produce`, asked again with a shorter conversation while the server answers
-        that it exceeds the model's window (a few times: each answer is immediate)."""
-        for _ in range(MAX_CONTEXT_SHRINKS):
-            try:
-                await self._produce(stream, payload, first)
-                return
-            except ModelError as exc:
-                if exc.kind != CONTEXT_LENGTH:
-                    raise
-                trimmed = shrink_for_error(messages, str(exc), sampling.max_tokens)
-                if not trimmed.dropped:
-                    raise ModelError(
-                        f"{exc} (nothing left to drop: the latest message alone is too long)",
-                        permanent=True,
-                        kind=CONTEXT_LENGTH,
-                    ) from None
-                messages = trimmed.messages
-                stream.draft.dropped_turns += trimmed.dropped
-                payload = json.dumps(
-                    self.request_body(messages, sampling), ensure_ascii=False
-                ).encode()
-        await self._produce(stream, payload, first)
-
     async def _produce(self, stream: ProducerStream, payload: bytes, first: _FirstAttempt) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeouts.total
