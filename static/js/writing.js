@@ -20,7 +20,7 @@
     doc: $("document"), docStatus: $("doc-status"), finish: $("finish"),
     finishForm: $("finish-form"), turnCount: $("turn-count"), regenerate: $("regenerate"),
     finishHint: $("finish-hint"), docConflict: $("doc-conflict"), docUseOther: $("doc-use-other"),
-    docKeep: $("doc-keep")
+    docKeep: $("doc-keep"), working: $("working")
   };
 
   var HEARTBEAT_MS = 15000;
@@ -173,6 +173,9 @@
     });
     if (ratingDue !== null) { els.rating.dataset.turn = String(ratingDue); }
     els.turnError.hidden = retryTurn === null || !!streaming;
+    // From the moment a message is sent until the reply's first character: the model may be
+    // queued for a while, and the participant must see that something is happening.
+    els.working.hidden = !(pendingSend || (streaming && !streaming.pair && !streaming.text));
     els.retry.disabled = !canWrite;
     els.doc.disabled = !docLoaded || closedForGood;
     var missing = finishMissing(done);
@@ -407,6 +410,14 @@
     },
     turn_error: function (f) {
       if (f.regenerate) { failRegeneration(f); return; }
+      if (f.next_url) {
+        // No retry can help (studyapp/writing/relay.py): the end page explains and pays.
+        closedForGood = true;
+        streaming = null;
+        setStatus("closed", f.message);
+        location.assign(f.next_url);
+        return;
+      }
       var li = findMsg("assistant", f.turn);
       if (li && li.dataset.generationId === f.generation_id) {
         li.classList.remove("streaming");

@@ -21,10 +21,20 @@ class Status(models.TextChoices):
     RETURNED = "returned"
     TIMED_OUT = "timed_out"
     EXCLUDED = "excluded"
+    # The model could not answer (a permanent error, or failures that did not clear): the
+    # participant is sent on with the study's technical-problem code, so they are paid.
+    TECHNICAL_PROBLEM = "technical_problem"
 
 
 TERMINAL_STATUSES = frozenset(
-    {Status.COMPLETED, Status.DECLINED, Status.RETURNED, Status.TIMED_OUT, Status.EXCLUDED}
+    {
+        Status.COMPLETED,
+        Status.DECLINED,
+        Status.RETURNED,
+        Status.TIMED_OUT,
+        Status.EXCLUDED,
+        Status.TECHNICAL_PROBLEM,
+    }
 )
 
 
@@ -35,6 +45,7 @@ class Outcome(models.TextChoices):
     TIMED_OUT = "timed_out"
     RETURNED = "returned"
     EXCLUDED = "excluded"
+    TECHNICAL_PROBLEM = "technical_problem"
 
 
 class Participation(models.Model):
@@ -67,6 +78,7 @@ class Participation(models.Model):
     returned_at = models.DateTimeField(null=True, blank=True)
     timed_out_at = models.DateTimeField(null=True, blank=True)
     excluded_at = models.DateTimeField(null=True, blank=True)
+    technical_problem_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
 
     active_seconds = models.FloatField(default=0)
@@ -109,6 +121,7 @@ class EventKind(models.TextChoices):
     REGENERATE = "regenerate"  # asked for a new sample of the latest reply
     CHOOSE = "choose"  # picked one of two side-by-side replies
     REFUSED_RETURN = "refused_return"  # its id was opened elsewhere without the session's ids
+    TECHNICAL_PROBLEM = "technical_problem"  # ended because the model could not answer
 
 
 class ParticipationEvent(models.Model):

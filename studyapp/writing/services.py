@@ -6,6 +6,7 @@ both pass the "may I send now?" checks.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,10 +16,13 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.db.models.functions import Length
+from django.urls import reverse
 from django.utils import timezone
 
 from studyapp.feedback.ratings import rating_due
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent, Status
+from studyapp.participants.pseudonyms import participation_pseudonym
+from studyapp.participants.services import participation_end_technical
 from studyapp.realtime import fastsql
 from studyapp.refusals import Refused
 from studyapp.sidebyside.selectors import (
@@ -34,6 +38,8 @@ from studyapp.writing.rows import MessageRow, WritingRow
 from studyapp.writing.selectors import chat_history, latest_document, pending_turn
 
 MAX_EDIT_EVENTS = 2000
+
+log = logging.getLogger(__name__)
 
 
 class WritingRefused(Refused):
@@ -170,8 +176,11 @@ _RECORD_FIELDS = (
     "prompt_tokens",
     "completion_tokens",
     "ttft_ms",
+    "model_ttft_ms",
     "duration_ms",
     "finish_reason",
+    "endpoint",
+    "dropped_turns",
 )
 
 
@@ -239,6 +248,38 @@ def _reply_save(message: Message, *, savepoint: bool) -> Message:
         message.warning = (message.warning + " superseded: turn already answered").strip()
         fastsql.insert(message)
     return message
+
+
+def failed_turn_settle(*, participation_id: int, turn: int, record: dict[str, Any]) -> str | None:
+    """After a failed reply to ``turn`` was stored: log it, and decide whether the participant
+    may still retry. A permanent model error (unknown model, bad request, a message too long
+    for the window), or ``writing.max_failed_replies`` failed replies to the turn, end the
+    participation with the technical-problem code; returns the page to send them to then,
+    else None (Retry is offered).
+    """
+    participation = Participation.objects.select_related("study", "version").get(
+        pk=participation_id
+    )
+    # Named by pseudonym only: the platform id never reaches the server log.
+    log.warning(
+        "model error for participant %s, turn %d (%s, permanent=%s): %s",
+        participation_pseudonym(participation),
+        turn,
+        record.get("endpoint") or record.get("backend") or "?",
+        bool(record.get("permanent")),
+        record.get("error") or "model error",
+    )
+    failures = Message.objects.filter(
+        participation_id=participation_id, turn=turn, role=Role.ASSISTANT, finish_reason="error"
+    ).count()
+    limit = participation.version.spec["writing"]["max_failed_replies"]
+    if not record.get("permanent") and failures < limit:
+        return None
+    reason = "permanent model error" if record.get("permanent") else f"{failures} failed replies"
+    ended = participation_end_technical(participation_id=participation_id, reason=reason)
+    if ended.status != Status.TECHNICAL_PROBLEM:
+        return None
+    return reverse("feedback:done", args=[participation.study.slug])
 
 
 # The endings generation_event_log records, with their event (in the reply's transaction).
