@@ -56,7 +56,7 @@ from collab_models.blinding import RetriedReply
 from collab_models.context import fit_window, shrink_for_error
 from collab_models.offline_backend import DEFAULT_RATE, STYLES, OfflineBackend
 from collab_models.openai_backend import OpenAIBackend, Timeouts
-from collab_models.probes import ProbeResult, probe_endpoint
+from collab_models.probes import ProbeResult, probe_endpoint, probe_exchange
 from collab_models.prompts import Prompt, build_messages, resolve_prompt
 from collab_models.streaming import AdaptedStream
 
@@ -227,15 +227,22 @@ class Arm:
         }
 
     async def probe(self) -> list[ProbeResult]:
-        """Readiness checks for ``check_models``: for an openai arm, ``/health``, ``/v1/models``
-        and one short streamed completion on every endpoint; other backends have nothing to
-        reach and report one line."""
+        """Readiness checks for ``check_models``: for an openai arm, ``/health`` and
+        ``/v1/models`` on every endpoint; then, for every arm, a short multi-turn exchange
+        through :meth:`reply` as the study will use it (prompt, adapter name, sampling,
+        response format: a JSON arm fails without a ``response`` field)."""
+        results: list[ProbeResult] = []
         if isinstance(self.backend, OpenAIBackend):
-            results: list[ProbeResult] = []
             for url in self.endpoints:
-                results += await probe_endpoint(url, self.model, api_key=self.backend.api_key)
-            return results
-        return [ProbeResult(self.backend.name, "-", True, "no server to check")]
+                checks = await probe_endpoint(
+                    url, self.model, api_key=self.backend.api_key, completion=False
+                )
+                results += checks
+                if not all(r.ok for r in checks):
+                    return results
+        label = ",".join(self.endpoints) or self.backend.name
+        json_arm = self.response_format == "json_response"
+        return results + await probe_exchange(self.reply, json_arm=json_arm, label=label)
 
 
 @dataclass
