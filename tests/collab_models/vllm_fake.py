@@ -200,7 +200,13 @@ class FakeVLLM:
         error_shape: str = "new",
         keep_requests: int = 10_000,
         max_model_len: int | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
     ) -> None:
+        # With a certificate and key the server speaks https (uvicorn's TLS).
+        self.ssl = (
+            {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile} if ssl_certfile else {}
+        )
         # With a window, a prompt plus max_tokens beyond it is answered with vLLM's 400.
         self.max_model_len = max_model_len
         self.host = host
@@ -227,7 +233,8 @@ class FakeVLLM:
     # -- scripting ----------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def script(self, *scripts: Script) -> None:
         """Answer the next chat requests with these scripts, in order."""
@@ -275,7 +282,7 @@ class FakeVLLM:
     async def start(self) -> FakeVLLM:
         """Serve in the running loop until :meth:`stop`."""
         sock = self._bind()
-        self._server = _EmbeddedServer(self._config())
+        self._server = _EmbeddedServer(self._config(**self.ssl))
         self._task = await self._server.serve_until_ready([sock])
         return self
 
