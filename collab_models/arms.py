@@ -9,7 +9,8 @@ A condition block (all keys but ``name`` optional; ``backend`` defaults to ``ope
     backend: openai                # openai | transformers | offline
     endpoints: ["${VLLM_URL:-http://127.0.0.1:8001}"]
     model: meta-llama/Llama-3.1-8B-Instruct
-    adapter: collabllm/CollabLLM-writing-Llama-3.1-8B-Instruct   # informational
+    adapter: collabllm/CollabLLM-writing-Llama-3.1-8B-Instruct   # openai: informational (the
+                                   # server names it in `model`); transformers: loaded with peft
     prompt: proactive              # or system_prompt: "...", or prompt_file: path, or none
     response_format: json_response # or text
     sampling: {temperature: 0.8, top_p: 1.0, max_tokens: 1024, seed: 7}
@@ -26,8 +27,8 @@ A condition block (all keys but ``name`` optional; ``backend`` defaults to ``ope
     dtype: auto                    # transformers only: auto | float32 | bfloat16 | float16
 
 ``${VAR}``, ``${VAR:-default}`` and ``${VAR-default}`` in ``endpoints``, ``model``,
-``api_key``, ``prompt_file`` and ``device`` are expanded from the environment when the arm is
-built. An endpoint that expands to several URLs separated by commas or spaces
+``api_key``, ``prompt_file``, ``device`` and ``adapter`` are expanded from the environment when
+the arm is built. An endpoint that expands to several URLs separated by commas or spaces
 (``${VLLM_BASE_URLS}``) gives several replicas.
 """
 
@@ -67,7 +68,7 @@ _KNOWN_KEYS = {
     "retries", "health_check", "api_key", "device", "dtype", "extra_body", "description",
     "label", "context_tokens",
 }  # fmt: skip
-_EXPANDED_KEYS = ("model", "api_key", "prompt_file", "device")
+_EXPANDED_KEYS = ("model", "api_key", "prompt_file", "device", "adapter")
 _ONLINE_KEYS = (
     "endpoints", "endpoint", "timeouts", "retries", "health_check", "api_key", "extra_body",
     "device", "dtype",
@@ -391,7 +392,10 @@ def _build(config: Mapping[str, Any], *, base_dir: Path | None, offline_rate: fl
         from collab_models.transformers_backend import TransformersBackend
 
         backend = TransformersBackend(
-            model=model, device=values.get("device", "auto"), dtype=str(config.get("dtype", "auto"))
+            model=model,
+            device=values.get("device", "auto"),
+            dtype=str(config.get("dtype", "auto")),
+            adapter=values.get("adapter", ""),
         )
     else:
         style = derive_style(config)
@@ -412,7 +416,7 @@ def _build(config: Mapping[str, Any], *, base_dir: Path | None, offline_rate: fl
         response_format=response_format,
         sampling=_sampling(config.get("sampling")),
         model=model,
-        adapter=str(config.get("adapter") or ""),
+        adapter=values.get("adapter", ""),
         endpoints=endpoints,
         extra=extra,
         context_tokens=_context_tokens(config.get("context_tokens")),

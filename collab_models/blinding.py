@@ -27,8 +27,7 @@ from collab_models.context import CONTEXT_LENGTH
 log = logging.getLogger(__name__)
 
 NEUTRAL_REPLY = (
-    "Sorry, I did not quite catch that. Could you tell me again what you would like me to do "
-    "next?"
+    "Sorry, I did not quite catch that. Could you tell me again what you would like me to do next?"
 )
 RETRY_MARK = "\n\n[no response field; asked again]\n\n"
 
