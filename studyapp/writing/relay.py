@@ -250,15 +250,30 @@ async def _generation_finish(
 async def _failure_frame(plan: TurnPlan, record: dict[str, Any], failed: Frame) -> Frame:
     """The frame that ends a failed reply: Retry, or, when no retry can help
     (``failed_turn_settle``), the page with the technical-problem code."""
-    next_url = await db_retry(
+    settled = await db_retry(
         lambda: in_db_worker(failed_turn_settle)(
             participation_id=plan.participation_id, turn=plan.turn, record=record
         ),
         key=plan.public_id,
     )
-    if next_url is None:
+    # Named by pseudonym only: the platform id never reaches the server log.
+    log.warning(
+        "model error for participant %s, turn %d (%s, permanent=%s%s): %s",
+        settled.pseudonym,
+        plan.turn,
+        record.get("endpoint") or record.get("backend") or "?",
+        bool(record.get("permanent")),
+        ", participation ended" if settled.next_url else "",
+        record.get("error") or "model error",
+    )
+    if settled.next_url is None:
         return failed
-    return {**failed, "message": TECHNICAL_PROBLEM_MESSAGE, "retry": False, "next_url": next_url}
+    return {
+        **failed,
+        "message": TECHNICAL_PROBLEM_MESSAGE,
+        "retry": False,
+        "next_url": settled.next_url,
+    }
 
 
 def _error_message(generation: _Generation) -> str:

@@ -6,7 +6,6 @@ both pass the "may I send now?" checks.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -38,8 +37,6 @@ from studyapp.writing.rows import MessageRow, WritingRow
 from studyapp.writing.selectors import chat_history, latest_document, pending_turn
 
 MAX_EDIT_EVENTS = 2000
-
-log = logging.getLogger(__name__)
 
 
 class WritingRefused(Refused):
@@ -250,36 +247,36 @@ def _reply_save(message: Message, *, savepoint: bool) -> Message:
     return message
 
 
-def failed_turn_settle(*, participation_id: int, turn: int, record: dict[str, Any]) -> str | None:
-    """After a failed reply to ``turn`` was stored: log it, and decide whether the participant
-    may still retry. A permanent model error (unknown model, bad request, a message too long
-    for the window), or ``writing.max_failed_replies`` failed replies to the turn, end the
-    participation with the technical-problem code; returns the page to send them to then,
-    else None (Retry is offered).
+@dataclass(frozen=True)
+class FailedTurn:
+    """What became of a participation after a failed reply."""
+
+    pseudonym: str  # how logs name the participant (never the platform id)
+    next_url: str | None  # the end page when no retry can help, else None (Retry)
+
+
+def failed_turn_settle(*, participation_id: int, turn: int, record: dict[str, Any]) -> FailedTurn:
+    """After a failed reply to ``turn`` was stored, decide whether the participant may still
+    retry. A permanent model error (unknown model, bad request, a message too long for the
+    window), or ``writing.max_failed_replies`` failed replies to the turn, end the
+    participation with the technical-problem code; ``next_url`` is then the page to send them
+    to, else None (Retry is offered).
     """
     participation = Participation.objects.select_related("study", "version").get(
         pk=participation_id
     )
-    # Named by pseudonym only: the platform id never reaches the server log.
-    log.warning(
-        "model error for participant %s, turn %d (%s, permanent=%s): %s",
-        participation_pseudonym(participation),
-        turn,
-        record.get("endpoint") or record.get("backend") or "?",
-        bool(record.get("permanent")),
-        record.get("error") or "model error",
-    )
+    pseudonym = participation_pseudonym(participation)
     failures = Message.objects.filter(
         participation_id=participation_id, turn=turn, role=Role.ASSISTANT, finish_reason="error"
     ).count()
     limit = participation.version.spec["writing"]["max_failed_replies"]
     if not record.get("permanent") and failures < limit:
-        return None
+        return FailedTurn(pseudonym, None)
     reason = "permanent model error" if record.get("permanent") else f"{failures} failed replies"
     ended = participation_end_technical(participation_id=participation_id, reason=reason)
     if ended.status != Status.TECHNICAL_PROBLEM:
-        return None
-    return reverse("feedback:done", args=[participation.study.slug])
+        return FailedTurn(pseudonym, None)
+    return FailedTurn(pseudonym, reverse("feedback:done", args=[participation.study.slug]))
 
 
 # The endings generation_event_log records, with their event (in the reply's transaction).

@@ -3,6 +3,10 @@ technical-problem code; a conversation longer than the window goes on, shortened
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
+
 import pytest
 
 from studyapp.participants.models import EventKind, Outcome, ParticipationEvent, Status
@@ -17,6 +21,20 @@ pytestmark = [
 ]
 
 
+@contextlib.contextmanager
+def _logged(name: str) -> Iterator[list[logging.LogRecord]]:
+    """The records ``name`` logs meanwhile (whatever the handlers of the settings)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+
+
 def _reload(participation):
     participation.refresh_from_db()
     return participation
@@ -28,12 +46,13 @@ def _use_model(participation, model: str) -> None:
     condition.save(update_fields=["config"])
 
 
-async def test_unknown_model_ends_on_the_technical_problem_page_at_once(demo_version, capfd):
+async def test_unknown_model_ends_on_the_technical_problem_page_at_once(demo_version):
     async with FakeVLLM(tps=0) as fake:
         participation = await db(remote_participation, demo_version, fake.url)
         await db(_use_model, participation, "no-such-model")
         client, _ = await open_client("demo", token_for(participation))
-        frames = await client.turn("Help me write a blog post about cooking")
+        with _logged("studyapp.writing.relay") as records:
+            frames = await client.turn("Help me write a blog post about cooking")
         end = frames[-1]
         assert end["type"] == "turn_error"
         assert end["retry"] is False
@@ -55,7 +74,7 @@ async def test_unknown_model_ends_on_the_technical_problem_page_at_once(demo_ver
         )
         assert EventKind.TECHNICAL_PROBLEM in kinds
         # The server log names the participant by pseudonym, never by platform id.
-        logged = capfd.readouterr().err
+        logged = "\n".join(r.getMessage() for r in records)
         assert await db(participation_pseudonym, participation) in logged
         assert participation.external_id not in logged
         assert "no-such-model" in logged
