@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from studyapp.dashboards.selectors import study_monitor
 from studyapp.participants.models import EventKind, Outcome, ParticipationEvent, Status
 from studyapp.participants.pseudonyms import participation_pseudonym
 from studyapp.writing.models import Message, Role
@@ -100,6 +101,9 @@ async def test_a_5xx_that_never_clears_ends_after_max_failed_replies(demo_versio
         ended = await db(_reload, participation)
         assert ended.status == Status.TECHNICAL_PROBLEM
         assert len(fake.chat_requests()) == 3  # retries: 0 in this condition
+        # Researchers see it at once on the live monitor.
+        monitor = await db(study_monitor, study=demo_version.study)
+        assert monitor["counts"]["technical_problems"] == 1
         await client.close()
 
 
