@@ -9,7 +9,8 @@ A condition block (all keys but ``name`` optional; ``backend`` defaults to ``ope
     backend: openai                # openai | transformers | offline
     endpoints: ["${VLLM_URL:-http://127.0.0.1:8001}"]
     model: meta-llama/Llama-3.1-8B-Instruct
-    adapter: collabllm/CollabLLM-writing-Llama-3.1-8B-Instruct   # informational
+    adapter: collabllm/CollabLLM-writing-Llama-3.1-8B-Instruct   # openai: informational (the
+                                   # server names it in `model`); transformers: loaded with peft
     prompt: proactive              # or system_prompt: "...", or prompt_file: path, or none,
                                    # or a published prompt: collabllm:proact_instruction
     prompt_package_version: 0.0.8  # published prompts: the package version the study names
@@ -17,8 +18,11 @@ A condition block (all keys but ``name`` optional; ``backend`` defaults to ``ope
                                    # package is not installed (recorded as itself)
     response_format: json_response # or text
     sampling: {temperature: 0.8, top_p: 1.0, max_tokens: 1024, seed: 7}
-    timeouts: {connect: 5, first_token: 30, between_tokens: 30, total: 300}
-    retries: 2                     # extra attempts before the first token
+    timeouts: {connect: 5, first_token: 120, between_tokens: 15, total: 300}
+    retries: 2                     # extra attempts on a failed connection or a 5xx
+    context_tokens: 8192           # the model's window: older turns are dropped to fit
+                                   # (collab_models/context.py); a server's context-length
+                                   # error drops them too, with or without this
     health_check: false            # probe GET /health before reusing a replica that failed
     api_key: "${VLLM_API_KEY:-}"
     style: proactive               # offline only: base | proactive | collabllm
@@ -27,8 +31,8 @@ A condition block (all keys but ``name`` optional; ``backend`` defaults to ``ope
     dtype: auto                    # transformers only: auto | float32 | bfloat16 | float16
 
 ``${VAR}``, ``${VAR:-default}`` and ``${VAR-default}`` in ``endpoints``, ``model``,
-``api_key``, ``prompt_file`` and ``device`` are expanded from the environment when the arm is
-built. An endpoint that expands to several URLs separated by commas or spaces
+``api_key``, ``prompt_file``, ``device`` and ``adapter`` are expanded from the environment when
+the arm is built. An endpoint that expands to several URLs separated by commas or spaces
 (``${VLLM_BASE_URLS}``) gives several replicas.
 """
 
@@ -45,10 +49,19 @@ from pathlib import Path
 from typing import Any
 
 from collab_models.adapters import RESPONSE_FORMATS, make_adapter
-from collab_models.base import Backend, ChatMessage, ReplyStream, SamplingParams, TurnRecord
+from collab_models.base import (
+    Backend,
+    ChatMessage,
+    ModelError,
+    ReplyStream,
+    SamplingParams,
+    TurnRecord,
+)
+from collab_models.blinding import RetriedReply
+from collab_models.context import fit_window, shrink_for_error
 from collab_models.offline_backend import DEFAULT_RATE, STYLES, OfflineBackend
 from collab_models.openai_backend import OpenAIBackend, Timeouts
-from collab_models.probes import ProbeResult, probe_endpoint
+from collab_models.probes import ProbeResult, probe_endpoint, probe_exchange
 from collab_models.prompts import Prompt, build_messages, resolve_prompt
 from collab_models.published_prompts import PATH_VARIABLE as PUBLISHED_PATH_VARIABLE
 from collab_models.streaming import AdaptedStream
@@ -58,9 +71,9 @@ _KNOWN_KEYS = {
     "name", "weight", "backend", "endpoints", "endpoint", "model", "adapter", "prompt",
     "system_prompt", "prompt_file", "response_format", "sampling", "style", "rate", "timeouts",
     "retries", "health_check", "api_key", "device", "dtype", "extra_body", "description",
-    "label", "prompt_package_version", "prompt_fallback",
+    "label", "prompt_package_version", "prompt_fallback", "context_tokens",
 }  # fmt: skip
-_EXPANDED_KEYS = ("model", "api_key", "prompt_file", "device")
+_EXPANDED_KEYS = ("model", "api_key", "prompt_file", "device", "adapter")
 _ONLINE_KEYS = (
     "endpoints", "endpoint", "timeouts", "retries", "health_check", "api_key", "extra_body",
     "device", "dtype",
@@ -154,6 +167,7 @@ class Arm:
     adapter: str = ""
     endpoints: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    context_tokens: int | None = None
 
     def reply(self, history: list[ChatMessage], *, seed: int | None = None) -> ReplyStream:
         """Stream the next assistant message for ``history`` (user and assistant messages).
@@ -164,19 +178,46 @@ class Arm:
         failure raises :class:`~collab_models.base.ModelError` after the record is set.
         """
         sampling = self.sampling if seed is None else replace(self.sampling, seed=seed)
-        if getattr(self.backend, "uses_prompt", True):
-            messages = build_messages(self.prompt, history, sampling)
-        else:
-            messages = list(history)
-        inner = self.backend.stream(messages, sampling)
+        window = _Window(list(history))
+        if self.context_tokens:
+            # Room for the prompt's own text (the system prompt, or the template around the
+            # conversation) as well as for the reply.
+            overhead = len(json.dumps(build_messages(self.prompt, [], sampling))) // 3
+            trimmed = fit_window(
+                window.history,
+                context_tokens=self.context_tokens - overhead,
+                max_tokens=sampling.max_tokens,
+            )
+            window = _Window(trimmed.messages, trimmed.dropped)
 
-        def decorate(record: TurnRecord) -> None:
-            record.prompt_version = self.prompt.version
-            record.prompt_sha256 = self.prompt.sha256
-            record.adapter = self.adapter
-            record.sampling = sampling.as_dict()
+        def attempt(n: int) -> ReplyStream:
+            # A retry of a JSON reply that showed nothing must not sample the same reply.
+            params = sampling
+            if n and sampling.seed is not None:
+                params = replace(sampling, seed=(sampling.seed + 7919 * n) % 2**31)
+            dropped = window.dropped
 
-        return AdaptedStream(inner, make_adapter(self.response_format), decorate)
+            def decorate(record: TurnRecord) -> None:
+                record.prompt_version = self.prompt.version
+                record.prompt_sha256 = self.prompt.sha256
+                record.adapter = self.adapter
+                record.sampling = params.as_dict()
+                record.dropped_turns = dropped
+
+            messages = window.history
+            if getattr(self.backend, "uses_prompt", True):
+                messages = build_messages(self.prompt, messages, params)
+            inner = self.backend.stream(messages, params)
+            return AdaptedStream(inner, make_adapter(self.response_format), decorate)
+
+        def shrink(exc: ModelError) -> bool:
+            trimmed = shrink_for_error(window.history, str(exc), sampling.max_tokens)
+            window.history = trimmed.messages
+            window.dropped += trimmed.dropped
+            return trimmed.dropped > 0
+
+        retries = 1 if self.response_format == "json_response" else 0
+        return RetriedReply(attempt, retries=retries, shrink=shrink)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary for logs and dashboards (no secrets)."""
@@ -194,15 +235,30 @@ class Arm:
         }
 
     async def probe(self) -> list[ProbeResult]:
-        """Readiness checks for ``check_models``: for an openai arm, ``/health``, ``/v1/models``
-        and one short streamed completion on every endpoint; other backends have nothing to
-        reach and report one line."""
+        """Readiness checks for ``check_models``: for an openai arm, ``/health`` and
+        ``/v1/models`` on every endpoint; then, for every arm, a short multi-turn exchange
+        through :meth:`reply` as the study will use it (prompt, adapter name, sampling,
+        response format: a JSON arm fails without a ``response`` field)."""
+        results: list[ProbeResult] = []
         if isinstance(self.backend, OpenAIBackend):
-            results: list[ProbeResult] = []
             for url in self.endpoints:
-                results += await probe_endpoint(url, self.model, api_key=self.backend.api_key)
-            return results
-        return [ProbeResult(self.backend.name, "-", True, "no server to check")]
+                checks = await probe_endpoint(
+                    url, self.model, api_key=self.backend.api_key, completion=False
+                )
+                results += checks
+                if not all(r.ok for r in checks):
+                    return results
+        label = ",".join(self.endpoints) or self.backend.name
+        json_arm = self.response_format == "json_response"
+        return results + await probe_exchange(self.reply, json_arm=json_arm, label=label)
+
+
+@dataclass
+class _Window:
+    """The part of a conversation sent to the model, and how many exchanges were left out."""
+
+    history: list[ChatMessage]
+    dropped: int = 0
 
 
 def _sampling(raw: Any) -> SamplingParams:
@@ -352,7 +408,10 @@ def _build(config: Mapping[str, Any], *, base_dir: Path | None, offline_rate: fl
         from collab_models.transformers_backend import TransformersBackend
 
         backend = TransformersBackend(
-            model=model, device=values.get("device", "auto"), dtype=str(config.get("dtype", "auto"))
+            model=model,
+            device=values.get("device", "auto"),
+            dtype=str(config.get("dtype", "auto")),
+            adapter=values.get("adapter", ""),
         )
     else:
         style = derive_style(config)
@@ -373,7 +432,16 @@ def _build(config: Mapping[str, Any], *, base_dir: Path | None, offline_rate: fl
         response_format=response_format,
         sampling=_sampling(config.get("sampling")),
         model=model,
-        adapter=str(config.get("adapter") or ""),
+        adapter=values.get("adapter", ""),
         endpoints=endpoints,
         extra=extra,
+        context_tokens=_context_tokens(config.get("context_tokens")),
     )
+
+
+def _context_tokens(raw: Any) -> int | None:
+    if raw in (None, ""):
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise ValueError("context_tokens must be a whole number of tokens >= 1")
+    return raw

@@ -48,23 +48,31 @@ class TurnRecord:
     sampling: dict[str, Any] = field(default_factory=dict)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # Time to the first character the participant sees (after any response adapter), and
+    # beside it the time to the model's first token: the two differ for a JSON arm, whose
+    # hidden fields come first. Both count from the start of the turn, retries included.
     ttft_ms: float | None = None
+    model_ttft_ms: float | None = None
     duration_ms: float | None = None
     finish_reason: FinishReason = "stop"
     error: str = ""
     # Where the turn was served (base URL of the replica), for researchers.
     endpoint: str = ""
+    # Turns left out of the prompt to keep it within the model's window (collab_models.context).
+    dropped_turns: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class ModelError(Exception):
-    """A generation failed. ``permanent`` errors are not worth retrying (bad model name, 4xx)."""
+    """A generation failed. ``permanent`` errors are not worth retrying (bad model name, 4xx);
+    ``kind`` names a failure a caller handles on its own (``context_length``)."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False, kind: str = "") -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.kind = kind
 
 
 class ReplyStream(Protocol):

@@ -8,8 +8,13 @@ content deltas, a chunk with ``finish_reason`` that may carry text too, one chun
 ``{"object": "error", "message": ...}`` or the newer ``{"error": {...}}`` shape, or as
 ``data: {"error": ...}`` inside a 200 stream. Closing the connection aborts the request.
 
-Retries and fail-over happen only before the first token: once a delta has gone to the caller
-the turn either completes or fails.
+Retries and fail-over happen only before the stream: on a connection that fails and on a 5xx
+(or 408/425/429) answer. A request that was accepted keeps its place in the server's queue: its
+first token is awaited once, for ``Timeouts.first_token`` (sized for a queued vLLM), never by
+giving up and asking again at the back of the queue. Once a delta has gone to the caller the
+turn either completes or fails. A context-length error is permanent here, marked with
+``kind="context_length"``: the arm shortens the conversation and asks again
+(collab_models/context.py).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collab_models.base import ChatMessage, FinishReason, ModelError, SamplingParams, TurnRecord
+from collab_models.context import CONTEXT_LENGTH, is_context_error
 from collab_models.http1 import Sink, check_header
 from collab_models.streaming import ProducerStream
 from collab_models.transport import Exchange, StartedStream, TransportError, start_stream
@@ -34,13 +40,14 @@ MAX_ERROR_TEXT = 1000  # characters of the server's message kept in the error
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds. ``first_token`` counts from sending the request of one attempt;
-    ``between_tokens`` is the longest silence allowed once text flows; ``total`` bounds the
-    whole turn, retries included."""
+    """Seconds. ``first_token`` counts from sending the request of one attempt and covers the
+    server's queue, so it is long and a timeout is not retried; ``between_tokens`` is the
+    longest silence allowed once text flows (a stalled reply is reported that soon);
+    ``total`` bounds the whole turn, retries included."""
 
     connect: float = 5.0
-    first_token: float = 30.0
-    between_tokens: float = 30.0
+    first_token: float = 120.0
+    between_tokens: float = 15.0
     total: float = 300.0
 
     @classmethod
@@ -197,6 +204,8 @@ def _http_error(status: int, raw: bytes, url: str, model: str) -> Exception:
     text = f"HTTP {status} from {url}: {message or 'no message'}"
     if _transient_status(status):
         return _Transient(text)
+    if status == 400 and is_context_error(message):
+        return ModelError(text, permanent=True, kind=CONTEXT_LENGTH)
     return ModelError(text, permanent=True)
 
 
@@ -394,7 +403,8 @@ class OpenAIBackend:
                         raw = await exchange.read_body(MAX_ERROR_BODY)
                         raise _http_error(exchange.status, raw, url, self.model)
             except TimeoutError:
-                raise _Transient(f"no response from {url} within {t.first_token:g}s") from None
+                # The request may be queued: asking again would only wait at the back.
+                raise ModelError(f"no response from {url} within {t.first_token:g}s") from None
             except TransportError as exc:
                 raise _Transient(f"{url}: {exc}") from None
             await self._read_events(stream, request, exchange, url, first_deadline, deadline)
@@ -457,7 +467,8 @@ class OpenAIBackend:
             await exchange.pump(request.sink, limit)
         except TimeoutError:
             if not state.done:
-                raise self._fail(state, self._timeout_text(state, limit(), deadline, url)) from None
+                # Never retried: before the first token the request holds its queue place.
+                raise ModelError(self._timeout_text(state, limit(), deadline, url)) from None
         except TransportError as exc:
             if not state.done:
                 raise self._fail(state, f"connection to {url} lost: {exc}") from None

@@ -1,17 +1,21 @@
 """Readiness probes of OpenAI-compatible endpoints, for ``check_models`` and the pool.
 
 ``GET /health`` (is the engine up), ``GET /v1/models`` (is the model or LoRA adapter name
-served) and one short streamed completion with its timings.
+served), one short streamed completion with its timings, and :func:`probe_exchange`: a short
+multi-turn exchange through an arm's own ``reply`` (its prompt, adapter name, sampling and
+response format), which fails a JSON arm whose model does not answer with a ``response``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 
-from collab_models.base import ChatMessage, ModelError, SamplingParams
+from collab_models.adapters import MALFORMED
+from collab_models.base import ChatMessage, ModelError, ReplyStream, SamplingParams, TurnRecord
 from collab_models.openai_backend import OpenAIBackend, Timeouts, normalize_base_url
 from collab_models.transport import get_client
 
@@ -127,4 +131,61 @@ async def probe_endpoint(
         results.append(await probe_models(base_url, model, api_key=api_key))
     if completion and results[-1].ok:
         results.append(await probe_completion(base_url, model, api_key=api_key))
+    return results
+
+
+# A participant's first two messages, as the study will see them.
+EXCHANGE = (
+    "I'd like help writing a short blog post about cooking at home for my friends.",
+    "Thanks. Please keep it to about three sentences.",
+)
+
+
+def _speed(record: TurnRecord) -> str:
+    ttft = f"{record.ttft_ms:.0f} ms" if record.ttft_ms is not None else "?"
+    model = f"{record.model_ttft_ms:.0f} ms" if record.model_ttft_ms is not None else "?"
+    rate = "?"
+    if record.completion_tokens and record.duration_ms and record.model_ttft_ms is not None:
+        generating_s = (record.duration_ms - record.model_ttft_ms) / 1000
+        if generating_s > 0:
+            rate = f"{record.completion_tokens / generating_s:.1f}"
+    return f"first shown {ttft} (model {model}), {rate} tokens/s"
+
+
+async def probe_exchange(
+    reply: Callable[[list[ChatMessage]], ReplyStream], *, json_arm: bool, label: str
+) -> list[ProbeResult]:
+    """Run :data:`EXCHANGE` through ``reply`` (an arm's), one result per turn; a turn that
+    fails, shows nothing, or (``json_arm``) came without a ``response`` field fails."""
+    history: list[ChatMessage] = []
+    results: list[ProbeResult] = []
+    for turn, message in enumerate(EXCHANGE, start=1):
+        history.append({"role": "user", "content": message})
+        stream = reply(history)
+        try:
+            text = "".join([delta async for delta in stream])
+        except ModelError as exc:
+            results.append(ProbeResult(f"turn {turn}", label, False, str(exc)))
+            return results
+        record = stream.record
+        problem = ""
+        if record is None or not text.strip():
+            problem = "the reply showed no text"
+        elif json_arm and record.error.startswith(MALFORMED):
+            problem = f"not a JSON reply with a response field ({record.error})"
+        detail = problem or (f"{_speed(record)}: {text[:80]!r}" if record else "")
+        results.append(
+            ProbeResult(
+                f"turn {turn}",
+                label,
+                not problem,
+                detail,
+                latency_ms=record.duration_ms if record else None,
+                ttft_ms=record.ttft_ms if record else None,
+                completion_tokens=record.completion_tokens if record else None,
+            )
+        )
+        if problem:
+            return results
+        history.append({"role": "assistant", "content": text})
     return results

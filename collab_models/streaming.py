@@ -6,7 +6,9 @@ works from any task (a "stop" button handled elsewhere), and a cancelled produce
 HTTP connection or stops its generation thread at once.
 
 :class:`AdaptedStream` wraps any reply stream with a response adapter (see
-:mod:`collab_models.adapters`) and fills in the arm's fields of the final record.
+:mod:`collab_models.adapters`) and fills in the arm's fields of the final record. Its record's
+``ttft_ms`` is the time to the first character shown (what the participant waits for), its
+``model_ttft_ms`` the time to the model's first token.
 """
 
 from __future__ import annotations
@@ -225,13 +227,20 @@ class AdaptedStream:
         self._parts: list[str] = []
         self._raw: list[str] = []
         self._done = False
+        self._started: float | None = None
+        self._shown_at: float | None = None
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self
 
     def start(self) -> None:
         """Start the generation now (see ``ProducerStream.start``)."""
+        self._clock()
         self._inner.start()
+
+    def _clock(self) -> None:
+        if self._started is None:
+            self._started = time.perf_counter()
 
     async def deliver_to(self, listener: Listener) -> None:
         """Hand each shown delta to ``listener`` as it arrives (see
@@ -242,6 +251,7 @@ class AdaptedStream:
             if shown:
                 listener(shown)
 
+        self._clock()
         try:
             await self._inner.deliver_to(feed)
         except ModelError:
@@ -255,6 +265,7 @@ class AdaptedStream:
             listener(tail)
 
     async def __anext__(self) -> str:
+        self._clock()
         while not self._done:
             try:
                 delta = await anext(self._source)
@@ -279,8 +290,13 @@ class AdaptedStream:
         self._raw.append(delta)
         shown = self._adapter.feed(delta)
         if shown:
-            self._parts.append(shown)
+            self._shown(shown)
         return shown
+
+    def _shown(self, text: str) -> None:
+        if self._shown_at is None:
+            self._shown_at = time.perf_counter()
+        self._parts.append(text)
 
     def _end(self) -> str:
         """The raw stream ended: finish the record; return the text still to show."""
@@ -291,7 +307,7 @@ class AdaptedStream:
             self._finish(str(exc), failed=True)
             raise
         if tail:
-            self._parts.append(tail)
+            self._shown(tail)
         self._finish(warning)
         return tail
 
@@ -312,6 +328,8 @@ class AdaptedStream:
             text="".join(self._parts),
             raw_output=inner.raw_output or "".join(self._raw),
             sampling=dict(inner.sampling),
+            model_ttft_ms=inner.ttft_ms,
+            ttft_ms=self._visible_ttft_ms(),
         )
         if warning and not record.error:
             record.error = warning
@@ -321,3 +339,8 @@ class AdaptedStream:
         if self._decorate is not None:
             self._decorate(record)
         self.record = record
+
+    def _visible_ttft_ms(self) -> float | None:
+        if self._shown_at is None or self._started is None:
+            return None
+        return round((self._shown_at - self._started) * 1000.0, 3)

@@ -5,8 +5,12 @@ optional ``.[local]`` extra). ``generate`` runs in a daemon thread; a text strea
 finished piece of text to the event loop with ``call_soon_threadsafe``, and a stopping criterion
 that watches a cancel flag ends the thread at the next token when the caller closes the stream.
 
-Models and tokenizers are loaded once per (path, device, dtype) and shared. ``torch.manual_seed``
-is global, so a seeded reply is reproducible only while no other generation runs beside it.
+A condition's ``adapter`` (a local directory or hub name of a PEFT LoRA adapter, the CollabLLM
+arm's) is applied to the model with ``peft``, also part of ``.[local]``.
+
+Models and tokenizers are loaded once per (path, adapter, device, dtype) and shared.
+``torch.manual_seed`` is global, so a seeded reply is reproducible only while no other
+generation runs beside it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 from collab_models.base import ChatMessage, ModelError, SamplingParams, TurnRecord
 from collab_models.streaming import ProducerStream
 
-_LOADED: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+_LOADED: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
 _LOAD_LOCK = threading.Lock()
 
 
@@ -42,8 +46,25 @@ def _resolve_dtype(dtype: str, device: str) -> Any:
     return value
 
 
-def load_model(model: str, *, device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
-    """(model, tokenizer) for a local path or hub name, loaded once and cached (blocking)."""
+def _with_adapter(lm: Any, adapter: str) -> Any:
+    try:
+        from peft import PeftModel
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise ModelError(
+            "a LoRA adapter on the transformers backend needs peft: pip install '.[local]'",
+            permanent=True,
+        ) from exc
+    try:
+        return PeftModel.from_pretrained(lm, adapter)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load adapter {adapter!r}: {exc}", permanent=True) from exc
+
+
+def load_model(
+    model: str, *, device: str = "auto", dtype: str = "auto", adapter: str = ""
+) -> tuple[Any, Any]:
+    """(model, tokenizer) for a local path or hub name, with the LoRA ``adapter`` applied when
+    given, loaded once and cached (blocking)."""
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -52,7 +73,7 @@ def load_model(model: str, *, device: str = "auto", dtype: str = "auto") -> tupl
             permanent=True,
         ) from exc
     resolved = _resolve_device(device)
-    key = (model, resolved, dtype)
+    key = (model, adapter, resolved, dtype)
     with _LOAD_LOCK:
         if key not in _LOADED:
             try:
@@ -62,6 +83,8 @@ def load_model(model: str, *, device: str = "auto", dtype: str = "auto") -> tupl
                 )
             except (OSError, ValueError) as exc:
                 raise ModelError(f"cannot load model {model!r}: {exc}", permanent=True) from exc
+            if adapter:
+                lm = _with_adapter(lm, adapter)
             lm.to(resolved)
             lm.eval()
             _LOADED[key] = (lm, tokenizer)
@@ -116,10 +139,13 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, *, model: str, device: str = "auto", dtype: str = "auto") -> None:
+    def __init__(
+        self, *, model: str, device: str = "auto", dtype: str = "auto", adapter: str = ""
+    ) -> None:
         if not model:
             raise ValueError("a transformers arm needs a model path or name")
         self.model = model
+        self.adapter = adapter
         self.device = device
         self.dtype = dtype
 
@@ -143,7 +169,7 @@ class TransformersBackend:
         self, stream: ProducerStream, messages: list[ChatMessage], sampling: SamplingParams
     ) -> None:
         lm, tokenizer = await asyncio.to_thread(
-            load_model, self.model, device=self.device, dtype=self.dtype
+            load_model, self.model, device=self.device, dtype=self.dtype, adapter=self.adapter
         )
         inputs = {k: v.to(lm.device) for k, v in _encode(tokenizer, messages).items()}
         prompt_len = int(inputs["input_ids"].shape[-1])

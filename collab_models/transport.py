@@ -13,8 +13,16 @@ pool does work proportional to the square of its connections on every request, s
 with 200 open streams spends most of its time bookkeeping. Shards of a dozen connections each
 keep that cost negligible (``COLLAB_MODELS_POOL_SHARDS``, default 16).
 
+TLS: ``https://`` endpoints are verified against certifi's roots plus, when set, the CA file
+named by ``VLLM_CA_BUNDLE`` (a model server with a certificate from a private CA); a
+certificate that does not verify fails with a message that names that variable.
+
+Proxies: off unless ``COLLAB_MODELS_TRUST_ENV=1``; then ``HTTP_PROXY``/``HTTPS_PROXY``/
+``NO_PROXY`` apply to every request alike, streams included (a stream that a proxy would carry
+goes through httpx, which speaks to proxies, rather than the lean client).
+
 Tests and benchmarks point backends at a real local server; code that needs a different
-transport (a proxy, ``httpx.MockTransport``, custom TLS) installs a factory with
+transport (``httpx.MockTransport``, a client certificate) installs a factory with
 :func:`use_client_factory`.
 """
 
@@ -23,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+import urllib.request
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -65,12 +74,39 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
-@cache
+CA_BUNDLE_ENV = "VLLM_CA_BUNDLE"
+
+
 def _ssl_context() -> ssl.SSLContext:
-    # Built once: a context costs ~15 ms, and every shard would otherwise build its own.
+    return _ssl_context_for(os.environ.get(CA_BUNDLE_ENV, "").strip())
+
+
+@cache
+def _ssl_context_for(ca_bundle: str) -> ssl.SSLContext:
+    # Built once per bundle: a context costs ~15 ms, and every shard would otherwise build one.
     import certifi
 
-    return ssl.create_default_context(cafile=certifi.where())
+    context = ssl.create_default_context(cafile=certifi.where())
+    if ca_bundle:
+        try:
+            context.load_verify_locations(cafile=ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise TransportError(f"{CA_BUNDLE_ENV}={ca_bundle!r} cannot be read: {exc}") from None
+    return context
+
+
+def _trust_env() -> bool:
+    return os.environ.get("COLLAB_MODELS_TRUST_ENV", "") in {"1", "true", "yes"}
+
+
+def _proxied(url: httpx.URL) -> bool:
+    """Whether the environment's proxy settings, when honoured, send ``url`` via a proxy."""
+    if not _trust_env():
+        return False
+    proxies = urllib.request.getproxies_environment()
+    if url.scheme not in proxies and "all" not in proxies:
+        return False
+    return not urllib.request.proxy_bypass(url.host)  # NO_PROXY (and the OS settings elsewhere)
 
 
 def _shards() -> int:
@@ -95,7 +131,7 @@ def default_client_factory() -> httpx.AsyncClient:
         timeout=httpx.Timeout(30.0, connect=5.0),
         headers={"user-agent": USER_AGENT},
         verify=_ssl_context(),
-        trust_env=os.environ.get("COLLAB_MODELS_TRUST_ENV", "") in {"1", "true", "yes"},
+        trust_env=_trust_env(),
     )
 
 
@@ -244,7 +280,13 @@ class _HttpxExchange:
 
 
 def _describe(exc: httpx.HTTPError) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (
+            f"the model server's TLS certificate is not trusted ({text}); if a private CA "
+            f"signed it, set {CA_BUNDLE_ENV} to that CA's certificate file"
+        )
+    return text
 
 
 @lru_cache(maxsize=256)
@@ -307,7 +349,8 @@ def start_stream(
     entry = _entry()
     parsed = _parsed(url)
     all_headers = {"user-agent": USER_AGENT, "content-type": "application/json", **headers}
-    if _fast_http and parsed.scheme == "http" and entry.factory is default_client_factory:
+    lean = _fast_http and parsed.scheme == "http" and entry.factory is default_client_factory
+    if lean and not _proxied(parsed):
         host, port, target = parse_origin(parsed)
         outgoing = entry.h1.send_now(
             "POST", host, port, target, headers=all_headers, body=body, sink=sink

@@ -40,6 +40,15 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny LoRA adapter for ``tiny_model``, built with peft: random (not zero) weights, so
+    that it changes what the model writes."""
+    from tests.tiny_llm import build_tiny_adapter
+
+    return build_tiny_adapter(tiny_model, tmp_path_factory.mktemp("tiny-adapter"))
+
+
 @pytest.fixture
 def hf_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """transformers and the hub never try the network."""

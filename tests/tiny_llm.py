@@ -48,3 +48,24 @@ def build_tiny_llama(path: Path) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def build_tiny_adapter(model: Path, path: Path) -> Path:
+    """A rank-4 LoRA adapter on the attention and MLP projections of ``model``, saved with
+    peft; its weights are random, so it visibly changes the model's replies."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(model)
+    config = LoraConfig(
+        r=4,
+        lora_alpha=64,  # large: the adapter must change greedy replies of a random model
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                        "down_proj"],
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+    )  # fmt: skip
+    get_peft_model(base, config).save_pretrained(path)
+    return path

@@ -26,7 +26,7 @@
     finishHint: $("finish-hint"), docConflict: $("doc-conflict"), docUseOther: $("doc-use-other"),
     docKeep: $("doc-keep"), sendHint: $("send-hint"), timeWarning: $("time-warning"),
     timeWarningText: $("time-warning-text"), stay: $("stay"), timeLeft: $("time-left"),
-    workspace: $("workspace"), tabChat: $("tab-chat"), tabDoc: $("tab-doc")
+    workspace: $("workspace"), tabChat: $("tab-chat"), tabDoc: $("tab-doc"), working: $("working")
   };
 
   var HEARTBEAT_MS = 15000;
@@ -186,6 +186,9 @@
     });
     if (ratingDue !== null) { els.rating.dataset.turn = String(ratingDue); }
     els.turnError.hidden = retryTurn === null || !!streaming;
+    // From the moment a message is sent until the reply's first character: the model may be
+    // queued for a while, and the participant must see that something is happening.
+    els.working.hidden = !(pendingSend || (streaming && !streaming.pair && !streaming.text));
     els.retry.disabled = !canWrite;
     els.doc.disabled = !docLoaded || closedForGood;
     var missing = finishMissing(done);
@@ -441,6 +444,14 @@
     },
     turn_error: function (f) {
       if (f.regenerate) { failRegeneration(f); return; }
+      if (f.next_url) {
+        // No retry can help (studyapp/writing/relay.py): the end page explains and pays.
+        closedForGood = true;
+        streaming = null;
+        setStatus("closed", f.message);
+        location.assign(f.next_url);
+        return;
+      }
       var li = findMsg("assistant", f.turn);
       if (li && li.dataset.generationId === f.generation_id) {
         li.classList.remove("streaming");

@@ -24,6 +24,7 @@ OUTCOME_NODES = [
     ("returned", "Returned"),
     ("timed_out", "Timed out"),
     ("excluded", "Excluded"),
+    ("technical_problem", "Technical problem"),
     ("declined", "Declined"),
     ("active", "Still active"),
 ]

@@ -123,6 +123,7 @@ class ArmFlow:
     returned: int = 0
     timed_out: int = 0
     excluded: int = 0
+    technical_problem: int = 0  # ended because the model could not answer
     declined: int = 0
     active: int = 0
     failed_attention: int = 0
@@ -158,6 +159,7 @@ def _flow_counts() -> dict[str, Any]:
         "returned": Count("id", filter=Q(status=Status.RETURNED)),
         "timed_out": Count("id", filter=Q(status=Status.TIMED_OUT)),
         "excluded": Count("id", filter=Q(status=Status.EXCLUDED)),
+        "technical_problem": Count("id", filter=Q(status=Status.TECHNICAL_PROBLEM)),
         "declined": Count("id", filter=Q(status=Status.DECLINED)),
         "active": Count("id", filter=Q(status__in=ACTIVE_STATUSES)),
         "failed_attention": Count("id", filter=Q(attention_passed=False)),
@@ -455,6 +457,9 @@ def study_monitor(
         )
         .order_by("-recent_errors")
     )
+    counts["technical_problems"] = Participation.objects.filter(
+        study=study, status=Status.TECHNICAL_PROBLEM, technical_problem_at__gte=window_since
+    ).count()
     return {
         "generated_at": now.isoformat(),
         "settings": settings.__dict__,

@@ -8,26 +8,19 @@ pseudonyms in two studies and nobody without the secret can test a guessed id.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-PSEUDONYM_HEX_CHARS = 16
+from studyapp.participants.pseudonyms import PSEUDONYM_HEX_CHARS, participant_pseudonym
+
+__all__ = ["PSEUDONYM_HEX_CHARS", "REDACTED", "Redactor", "participant_pseudonym", "platform_ids"]
 REDACTED = "[platform id]"
 # Keys of Participation.platform_data that hold an address, not an identifier.
 _NOT_IDS = frozenset({"turkSubmitTo"})
 # Shorter strings (a pilot label such as "p1") would blank ordinary words out of the text.
 _MIN_REDACT_CHARS = 4
-
-
-def participant_pseudonym(*, secret: str, platform: str, external_id: str) -> str:
-    digest = hmac.new(
-        secret.encode(), f"{platform}:{external_id}".encode(), hashlib.sha256
-    ).hexdigest()
-    return digest[:PSEUDONYM_HEX_CHARS]
 
 
 def platform_ids(*, external_id: str, platform_data: Mapping[str, Any]) -> list[str]:

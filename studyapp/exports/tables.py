@@ -95,6 +95,7 @@ _TIMESTAMPS = (
     ("returned_at", "Submission returned on the platform"),
     ("timed_out_at", "Marked timed out by the server"),
     ("excluded_at", "Excluded by a researcher"),
+    ("technical_problem_at", "Ended because the model could not answer"),
     ("last_seen_at", "Last heartbeat or request from the participant"),
 )
 
@@ -187,20 +188,21 @@ def _messages_source(scope: ExportScope) -> QuerySet:
             "participation_id", "turn", "role", "text", "is_active", "alternative_group",
             "chosen", "generation_id", "created_at", "backend", "model", "adapter",
             "prompt_version", "prompt_sha256", "sampling", "seed", "prompt_tokens",
-            "completion_tokens", "ttft_ms", "duration_ms", "finish_reason", "error", "raw_output",
+            "completion_tokens", "ttft_ms", "model_ttft_ms", "duration_ms", "finish_reason",
+            "dropped_turns", "error", "raw_output",
         )
     )
 
 
 def _messages_expand(person: Person, r: tuple) -> Iterable[tuple]:
     (_, turn, role, text, active, group, chosen, generation, created, backend, model, adapter,
-     prompt_version, prompt_sha256, sampling, seed, p_tok, c_tok, ttft, duration, finish, error,
-     raw) = r
+     prompt_version, prompt_sha256, sampling, seed, p_tok, c_tok, ttft, model_ttft, duration,
+     finish, dropped, error, raw) = r
     yield (
         person.pseudonym, person.condition, turn, role, person.redact(text), active,
         str(group) if group else None, chosen, str(generation), created, backend, model,
-        adapter, prompt_version, prompt_sha256, sampling, seed, p_tok, c_tok, ttft, duration,
-        finish, person.redact(error), person.redact(raw),
+        adapter, prompt_version, prompt_sha256, sampling, seed, p_tok, c_tok, ttft, model_ttft,
+        duration, finish, dropped, person.redact(error), person.redact(raw),
     )
 
 
@@ -239,10 +241,18 @@ MESSAGES = Table(
         Column("prompt_tokens", "integer", "Prompt length reported by the backend", "tokens"),
         Column("completion_tokens", "integer", "Reply length reported by the backend",
                "tokens"),
-        Column("ttft_ms", "float", "Time to first token", "milliseconds"),
+        Column("ttft_ms", "float",
+               "Time to the first character the participant saw (after any JSON adapter)",
+               "milliseconds"),
+        Column("model_ttft_ms", "float",
+               "Time to the model's first token (earlier than ttft_ms for a JSON arm)",
+               "milliseconds"),
         Column("duration_ms", "float", "Time to the last token", "milliseconds"),
         Column("finish_reason", "string", "Why the generation ended",
                ("stop", "length", "cancelled", "error")),
+        Column("dropped_turns", "integer",
+               "Oldest exchanges after the first left out of the prompt to fit the model's "
+               "window"),
         Column("error", "string", "Error text when the generation failed"),
         Column("raw_output", "string",
                "What the model produced before the response adapter (e.g. the whole JSON)"),

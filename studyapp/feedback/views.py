@@ -93,6 +93,14 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
     if participation.is_test:
         # A pilot's code would be a real one: someone who shares it could be paid for nothing.
         return render(request, "feedback/done.html", {**context, "code": "", "pilot": True})
+    if (
+        participation.outcome == Outcome.TECHNICAL_PROBLEM
+        and participation.platform != Platform.MTURK
+    ):
+        # Not sent on at once: the participant should read why the study ended early.
+        if participation.platform == Platform.PROLIFIC and code:
+            context["platform_url"] = prolific_completion_url(code=code)
+        return render(request, "feedback/done.html", context)
     if participation.platform == Platform.PROLIFIC and code:
         url = prolific_completion_url(code=code)
         if participation.outcome not in PROLIFIC_EXPLAINED_OUTCOMES:

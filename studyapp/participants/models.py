@@ -22,10 +22,20 @@ class Status(models.TextChoices):
     RETURNED = "returned"
     TIMED_OUT = "timed_out"
     EXCLUDED = "excluded"
+    # The model could not answer (a permanent error, or failures that did not clear): the
+    # participant is sent on with the study's technical-problem code, so they are paid.
+    TECHNICAL_PROBLEM = "technical_problem"
 
 
 TERMINAL_STATUSES = frozenset(
-    {Status.COMPLETED, Status.DECLINED, Status.RETURNED, Status.TIMED_OUT, Status.EXCLUDED}
+    {
+        Status.COMPLETED,
+        Status.DECLINED,
+        Status.RETURNED,
+        Status.TIMED_OUT,
+        Status.EXCLUDED,
+        Status.TECHNICAL_PROBLEM,
+    }
 )
 
 
@@ -36,6 +46,7 @@ class Outcome(models.TextChoices):
     TIMED_OUT = "timed_out"
     RETURNED = "returned"
     EXCLUDED = "excluded"
+    TECHNICAL_PROBLEM = "technical_problem"
 
 
 class Participation(models.Model):
@@ -68,6 +79,7 @@ class Participation(models.Model):
     returned_at = models.DateTimeField(null=True, blank=True)
     timed_out_at = models.DateTimeField(null=True, blank=True)
     excluded_at = models.DateTimeField(null=True, blank=True)
+    technical_problem_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     # The participant's last action (not a heartbeat): the idle time limit counts from it.
     acted_at = models.DateTimeField(null=True, blank=True)
@@ -114,6 +126,7 @@ class EventKind(models.TextChoices):
     REFUSED_RETURN = "refused_return"  # its id was opened elsewhere without the session's ids
     STAY = "stay"  # answered a time-limit warning with "I'm still here"
     TAKEN_OVER = "taken_over"  # another browser took it over before anyone consented
+    TECHNICAL_PROBLEM = "technical_problem"  # ended because the model could not answer
 
 
 class ParticipationEvent(models.Model):

@@ -12,7 +12,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from studyapp.feedback.models import SurveyKind, SurveyResponse
-from studyapp.participants.assignment import assignment_assign
+from studyapp.participants.assignment import assignment_assign, assignment_release
 from studyapp.participants.locks import participation_locked
 from studyapp.participants.models import (
     EventKind,
@@ -257,6 +257,33 @@ def participation_decline(*, participation: Participation) -> Participation:
         locked.declined_at = timezone.now()
         locked.completion_code = locked.version.spec["completion_codes"]["declined"]
         locked.save(update_fields=["status", "outcome", "declined_at", "completion_code"])
+        return locked
+
+
+def participation_end_technical(*, participation_id: int, reason: str) -> Participation:
+    """End a writing participation that the model could not serve, with the study file's
+    ``technical_problem`` code (so the participant is paid) and an event saying why.
+
+    Precondition: the caller decided that no retry can help. A participation no longer writing
+    (finished meanwhile in another tab) is returned unchanged.
+    """
+    with transaction.atomic():
+        locked = (
+            Participation.objects.select_for_update(of=("self",))
+            .select_related("version", "study")
+            .get(pk=participation_id)
+        )
+        if locked.status != Status.WRITING:
+            return locked
+        locked.status = Status.TECHNICAL_PROBLEM
+        locked.outcome = Outcome.TECHNICAL_PROBLEM
+        locked.technical_problem_at = timezone.now()
+        locked.completion_code = locked.version.spec["completion_codes"]["technical_problem"]
+        locked.save(update_fields=["status", "outcome", "technical_problem_at", "completion_code"])
+        ParticipationEvent.objects.create(
+            participation=locked, kind=EventKind.TECHNICAL_PROBLEM, data={"reason": reason}
+        )
+        assignment_release(participation=locked)
         return locked
 
 

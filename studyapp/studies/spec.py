@@ -21,6 +21,8 @@ DEFAULT_CODES = {
     "declined": "NOCONSENT",
     "failed_attention": "FAILATTN",
     "timed_out": "TIMEDOUT",
+    # The model could not answer (studyapp/writing/services.py, turn_failure_settle).
+    "technical_problem": "TECHPROB",
 }
 
 
@@ -177,10 +179,14 @@ def _writing(writing: dict[str, Any]) -> dict[str, Any]:
         "min_message_words": 2,
         # Finish needs a document of at least this many words (0: an empty one is accepted).
         "min_document_words": 1,
+        # Failed replies to one turn (each already retried on failed connections and 5xx)
+        # before the participant is sent on with the technical-problem code.
+        "max_failed_replies": 3,
         **writing,
     }
     _require(merged["rating_every"] >= 1, "writing.rating_every must be >= 1")
     _require(merged["max_turns"] >= merged["min_turns"], "writing.max_turns < min_turns")
+    _require(_whole(merged["max_failed_replies"], minimum=1), "writing.max_failed_replies >= 1")
     for key in ("max_regenerations", "min_message_words", "min_document_words"):
         _require(_whole(merged[key], minimum=0), f"writing.{key} must be a whole number >= 0")
     return merged

@@ -50,10 +50,17 @@ class Message(models.Model):
     prompt_sha256 = models.CharField(max_length=64, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Time to the first character the participant saw, and to the model's first token (the
+    # two differ for a JSON arm, whose hidden fields come first). Dashboards use the first.
     ttft_ms = models.FloatField(null=True, blank=True)
+    model_ttft_ms = models.FloatField(null=True, blank=True)
     duration_ms = models.FloatField(null=True, blank=True)
     finish_reason = models.CharField(max_length=40, blank=True)
     error = models.TextField(blank=True)
+    # The model server that answered (base URL of the replica).
+    endpoint = models.CharField(max_length=300, blank=True)
+    # Older exchanges left out of the prompt to fit the model's window (collab_models/context.py).
+    dropped_turns = models.PositiveIntegerField(default=0)
     # Something odd about a turn that still succeeded (e.g. a JSON reply that had to be repaired).
     warning = models.TextField(blank=True)
 

@@ -36,12 +36,16 @@ from studyapp.realtime.generations import (
 from studyapp.realtime.generations import generation_launch as _generation_launch
 from studyapp.writing import frames as out
 from studyapp.writing import lost
-from studyapp.writing.services import TurnPlan, turn_record
+from studyapp.writing.services import TurnPlan, failed_turn_settle, turn_record
 
 log = logging.getLogger(__name__)
 
 MODEL_ERROR_MESSAGE = (
     "Sorry, the assistant could not reply just now. Please press Retry to try again."
+)
+TECHNICAL_PROBLEM_MESSAGE = (
+    "Sorry, the assistant has a technical problem and cannot continue. You will now be taken "
+    "to the end of the study, where you get your completion code."
 )
 
 
@@ -226,8 +230,10 @@ async def _generation_finish(
             ),
             key=plan.public_id,
         )
-        # Stored as failed by another process (this one's marker had expired): say the same.
-        if record["finish_reason"] == "error" or stored.finish_reason == "error":
+        if record["finish_reason"] == "error":
+            frames = [await _failure_frame(plan, record, failed)]
+        elif stored.finish_reason == "error":
+            # Stored as failed by another process (this one's marker had expired): say the same.
             frames = [failed]
         else:
             end = out.turn_end(
@@ -244,9 +250,36 @@ async def _generation_finish(
     await generation_end(generation.lease, frames)
 
 
+async def _failure_frame(plan: TurnPlan, record: dict[str, Any], failed: Frame) -> Frame:
+    """The frame that ends a failed reply: Retry, or, when no retry can help
+    (``failed_turn_settle``), the page with the technical-problem code."""
+    settled = await db_retry(
+        lambda: in_db_worker(failed_turn_settle)(
+            participation_id=plan.participation_id, turn=plan.turn, record=record
+        ),
+        key=plan.public_id,
+    )
+    # Named by pseudonym only: the platform id never reaches the server log.
+    log.warning(
+        "model error for participant %s, turn %d (%s, permanent=%s%s): %s",
+        settled.pseudonym,
+        plan.turn,
+        record.get("endpoint") or record.get("backend") or "?",
+        bool(record.get("permanent")),
+        ", participation ended" if settled.next_url else "",
+        record.get("error") or "model error",
+    )
+    if settled.next_url is None:
+        return failed
+    return {
+        **failed,
+        "message": TECHNICAL_PROBLEM_MESSAGE,
+        "retry": False,
+        "next_url": settled.next_url,
+    }
+
+
 def _error_message(generation: _Generation) -> str:
     if isinstance(generation.error, ServerStopping):
         return lost.INTERRUPTED_MESSAGE
     return MODEL_ERROR_MESSAGE
-
-

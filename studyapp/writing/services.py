@@ -15,11 +15,14 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.db.models.functions import Length
+from django.urls import reverse
 from django.utils import timezone
 
 from studyapp.feedback.ratings import rating_due
 from studyapp.participants.locks import NOT_WRITING, participation_writing_locked
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent, Status
+from studyapp.participants.pseudonyms import participation_pseudonym
+from studyapp.participants.services import participation_end_technical
 from studyapp.realtime import fastsql
 from studyapp.refusals import Refused
 from studyapp.sidebyside.selectors import (
@@ -226,8 +229,11 @@ _RECORD_FIELDS = (
     "prompt_tokens",
     "completion_tokens",
     "ttft_ms",
+    "model_ttft_ms",
     "duration_ms",
     "finish_reason",
+    "endpoint",
+    "dropped_turns",
 )
 
 
@@ -295,6 +301,38 @@ def _reply_save(message: Message, *, savepoint: bool) -> Message:
         message.warning = (message.warning + " superseded: turn already answered").strip()
         fastsql.insert(message)
     return message
+
+
+@dataclass(frozen=True)
+class FailedTurn:
+    """What became of a participation after a failed reply."""
+
+    pseudonym: str  # how logs name the participant (never the platform id)
+    next_url: str | None  # the end page when no retry can help, else None (Retry)
+
+
+def failed_turn_settle(*, participation_id: int, turn: int, record: dict[str, Any]) -> FailedTurn:
+    """After a failed reply to ``turn`` was stored, decide whether the participant may still
+    retry. A permanent model error (unknown model, bad request, a message too long for the
+    window), or ``writing.max_failed_replies`` failed replies to the turn, end the
+    participation with the technical-problem code; ``next_url`` is then the page to send them
+    to, else None (Retry is offered).
+    """
+    participation = Participation.objects.select_related("study", "version").get(
+        pk=participation_id
+    )
+    pseudonym = participation_pseudonym(participation)
+    failures = Message.objects.filter(
+        participation_id=participation_id, turn=turn, role=Role.ASSISTANT, finish_reason="error"
+    ).count()
+    limit = participation.version.spec["writing"]["max_failed_replies"]
+    if not record.get("permanent") and failures < limit:
+        return FailedTurn(pseudonym, None)
+    reason = "permanent model error" if record.get("permanent") else f"{failures} failed replies"
+    ended = participation_end_technical(participation_id=participation_id, reason=reason)
+    if ended.status != Status.TECHNICAL_PROBLEM:
+        return FailedTurn(pseudonym, None)
+    return FailedTurn(pseudonym, reverse("feedback:done", args=[participation.study.slug]))
 
 
 # The endings generation_event_log records, with their event (in the reply's transaction).

@@ -18,6 +18,7 @@ from collab_models.arms import (
     override_offline,
 )
 from collab_models.base import ChatMessage, ModelError
+from collab_models.blinding import NEUTRAL_REPLY, RETRY_MARK
 from tests.collab_models.conftest import MODEL
 from tests.collab_models.vllm_fake import FakeVLLM, Script
 
@@ -85,41 +86,64 @@ async def test_proactive_arm_streams_plain_text_out_of_the_json_reply(fake: Fake
     assert "{{conversation}}" not in prompt
 
 
-@pytest.mark.parametrize(
-    ("tokens", "finish_reason"),
-    [
-        # Cut off by the token limit inside the hidden reasoning.
-        (
-            ['{"current_problem": "Who reads it?", ', '"thought": "Ask about the', " audience"],
-            "length",
-        ),
-        (['{"current_problem": "p", ', '"thought": "Ask first."}'], "stop"),
-        (["Sure, here is a draft ", "about cooking for your friends."], "stop"),
-    ],
-)
-async def test_proactive_arm_fails_a_reply_without_response_and_shows_none_of_it(
+NO_RESPONSE_SHAPES = [
+    # Cut off by the token limit inside the hidden reasoning.
+    (['{"current_problem": "Who reads it?", ', '"thought": "Ask about the', " audience"], "length"),
+    # An object without the field.
+    (['{"current_problem": "p", ', '"thought": "Ask first."}'], "stop"),
+    # Prose instead of JSON.
+    (["Sure, here is a draft ", "about cooking for your friends."], "stop"),
+    # Broken JSON before the response began.
+    (['{"current_problem": "p" "thought": ', "[1, 2}"], "stop"),
+]
+
+
+@pytest.mark.parametrize(("tokens", "finish_reason"), NO_RESPONSE_SHAPES)
+async def test_proactive_reply_without_response_is_asked_again_and_shows_only_the_answer(
     fake: FakeVLLM, tokens: list[str], finish_reason: str
 ) -> None:
-    fake.script(Script(tokens=tokens, finish_reason=finish_reason, tps=0))
+    good = json.dumps(PROACTIVE_REPLY)
+    fake.script(
+        Script(tokens=tokens, finish_reason=finish_reason, tps=0),
+        Script(tokens=[good[i : i + 7] for i in range(0, len(good), 7)], tps=0),
+    )
+    config = {**proactive_config(fake.url), "sampling": {"seed": 11}}
+    stream = build_arm(config).reply(HISTORY)
+
+    shown = [delta async for delta in stream]
+
+    assert "".join(shown) == PROACTIVE_REPLY["response"]  # nothing of the first attempt
+    seeds = [r.body["seed"] for r in fake.chat_requests()]
+    assert len(seeds) == 2
+    assert seeds[0] != seeds[1]
+    record = stream.record
+    assert record is not None
+    assert record.finish_reason == "stop"
+    assert record.text == PROACTIVE_REPLY["response"]
+    assert record.error.startswith("malformed_json: ")  # a warning: the turn succeeded
+    assert "answered on attempt 2" in record.error
+    assert record.raw_output.startswith("".join(tokens))  # both attempts kept for researchers
+    assert record.raw_output.endswith(good)
+
+
+@pytest.mark.parametrize(("tokens", "finish_reason"), NO_RESPONSE_SHAPES)
+async def test_proactive_reply_without_response_twice_is_replaced_by_the_neutral_reply(
+    fake: FakeVLLM, tokens: list[str], finish_reason: str
+) -> None:
+    fake.script(*[Script(tokens=tokens, finish_reason=finish_reason, tps=0)] * 2)
     stream = build_arm(proactive_config(fake.url)).reply(HISTORY)
-
     shown: list[str] = []
+    await stream.deliver_to(shown.append)
 
-    async def read() -> None:
-        async for delta in stream:
-            shown.append(delta)
-
-    with pytest.raises(ModelError) as failure:
-        await read()
-
-    assert shown == []
-    assert failure.value.permanent is False
-    assert stream.record is not None
-    assert stream.record.text == ""
-    assert stream.record.finish_reason == "error"
-    assert stream.record.error.startswith("malformed_json: ")
-    assert f"(finish_reason {finish_reason})" in stream.record.error
-    assert stream.record.raw_output == "".join(tokens)  # kept for researchers
+    assert shown == [NEUTRAL_REPLY]
+    assert len(fake.chat_requests()) == 2
+    record = stream.record
+    assert record is not None
+    assert record.text == NEUTRAL_REPLY
+    assert record.finish_reason == "stop"
+    assert record.error.startswith("malformed_json: ")
+    assert "replaced by the neutral reply after 2 attempt(s)" in record.error
+    assert record.raw_output == RETRY_MARK.join(["".join(tokens)] * 2)
 
 
 async def test_proactive_arm_cancel_keeps_the_shown_text(fake: FakeVLLM) -> None:
@@ -316,7 +340,7 @@ def test_describe_is_json_ready_and_has_no_secrets(monkeypatch: pytest.MonkeyPat
     described = json.dumps(arm.describe())
     assert "sk-secret" not in described
     assert arm.describe()["prompt_version"] == "collabllm.v1"
-    assert arm.describe()["timeouts"]["first_token"] == 30.0
+    assert arm.describe()["timeouts"]["first_token"] == 120.0
 
 
 async def test_api_key_is_sent_as_a_bearer_token(
@@ -369,3 +393,21 @@ async def test_replies_of_one_cached_arm_take_the_replicas_in_turn(
 
     assert sorted(used) == sorted([fake.url, fake2.url] * 2)
     assert used[0] != used[1]
+
+
+async def test_proactive_ttft_is_the_first_shown_character_with_the_model_ttft_beside_it(
+    fake: FakeVLLM,
+) -> None:
+    # Hidden fields stream for 0.6 s (12 chunks at 20 a second) before the response begins.
+    hidden = ['{"current_problem": "', *["x"] * 10, '", "thought": "t", ']
+    fake.script(Script(tokens=[*hidden, '"response": "Hi', ' there"}'], tps=20))
+    stream = build_arm(proactive_config(fake.url)).reply(HISTORY)
+    shown = [delta async for delta in stream]
+
+    assert "".join(shown) == "Hi there"
+    record = stream.record
+    assert record is not None
+    assert record.model_ttft_ms is not None
+    assert record.ttft_ms is not None
+    assert record.model_ttft_ms < 300
+    assert record.ttft_ms >= 550  # what the participant waited for

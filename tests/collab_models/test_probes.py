@@ -54,7 +54,9 @@ async def test_endpoint_probe_stops_at_the_first_failure(fake: FakeVLLM) -> None
 async def test_arm_probe_checks_every_endpoint(fake: FakeVLLM, fake2: FakeVLLM) -> None:
     arm = build_arm({"name": "base", "endpoints": [fake.url, fake2.url], "model": MODEL})
     results = await arm.probe()
-    assert [r.check for r in results] == ["health", "models", "completion"] * 2
+    # Every endpoint answers, then the arm holds a two-turn exchange through its replicas.
+    assert [r.check for r in results] == ["health", "models"] * 2 + ["turn 1", "turn 2"]
     assert all(r.ok for r in results)
-    offline = build_arm({"name": "demo", "backend": "offline"})
-    assert [r.ok for r in await offline.probe()] == [True]
+    assert len(fake.chat_requests()) + len(fake2.chat_requests()) == 2
+    offline = build_arm({"name": "demo", "backend": "offline", "rate": 0})
+    assert [(r.check, r.ok) for r in await offline.probe()] == [("turn 1", True), ("turn 2", True)]

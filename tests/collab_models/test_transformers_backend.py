@@ -97,3 +97,29 @@ async def test_missing_model_is_a_permanent_error(tmp_path: Path) -> None:
         [_ async for _ in stream]
     assert info.value.permanent
     assert "cannot load model" in str(info.value)
+
+
+async def test_a_lora_adapter_is_applied_with_peft(tiny_model: Path, tiny_adapter: Path) -> None:
+    import json
+
+    assert json.loads((tiny_adapter / "adapter_config.json").read_text())["r"] == 4
+    base = "".join([d async for d in build_arm(arm_config(tiny_model)).reply(HISTORY)])
+    stream = build_arm({**arm_config(tiny_model), "adapter": str(tiny_adapter)}).reply(HISTORY)
+    adapted = "".join([d async for d in stream])
+
+    assert adapted.strip()
+    assert adapted != base  # the adapter's weights take part
+    assert stream.record is not None
+    assert stream.record.adapter == str(tiny_adapter)
+    assert stream.record.completion_tokens == 12
+
+
+async def test_a_missing_adapter_is_a_permanent_error(tiny_model: Path, tmp_path: Path) -> None:
+    from collab_models.base import ModelError
+
+    arm = build_arm({**arm_config(tiny_model), "adapter": str(tmp_path / "none")})
+    with pytest.raises(ModelError) as failure:
+        async for _ in arm.reply(HISTORY):
+            pass
+    assert failure.value.permanent
+    assert "cannot load adapter" in str(failure.value)

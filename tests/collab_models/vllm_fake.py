@@ -102,6 +102,7 @@ class Script:
     tokens: list[str] | None = None  # exact content deltas (overrides ``text``)
     tps: float | None = None  # tokens per second; None: the server's rate; 0: no pacing
     first_token_delay: float = 0.0  # seconds between the role chunk and the first token
+    queue_delay: float = 0.0  # seconds before the response starts (waiting in vLLM's queue)
     status: int | None = None  # answer with this HTTP error before any stream
     error_message: str = "The server is not ready."
     error_shape: str | None = None  # "legacy" {"object":"error",...} | "new" {"error":{...}}
@@ -198,7 +199,16 @@ class FakeVLLM:
         any_model: bool = False,
         error_shape: str = "new",
         keep_requests: int = 10_000,
+        max_model_len: int | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
     ) -> None:
+        # With a certificate and key the server speaks https (uvicorn's TLS).
+        self.ssl = (
+            {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile} if ssl_certfile else {}
+        )
+        # With a window, a prompt plus max_tokens beyond it is answered with vLLM's 400.
+        self.max_model_len = max_model_len
         self.host = host
         self.port = port
         self.tps = tps
@@ -223,7 +233,8 @@ class FakeVLLM:
     # -- scripting ----------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def script(self, *scripts: Script) -> None:
         """Answer the next chat requests with these scripts, in order."""
@@ -271,7 +282,7 @@ class FakeVLLM:
     async def start(self) -> FakeVLLM:
         """Serve in the running loop until :meth:`stop`."""
         sock = self._bind()
-        self._server = _EmbeddedServer(self._config())
+        self._server = _EmbeddedServer(self._config(**self.ssl))
         self._task = await self._server.serve_until_ready([sock])
         return self
 
@@ -388,6 +399,21 @@ class FakeVLLM:
             err = _error_body(script.error_message, kind, script.status, shape)
             await _respond(send, script.status, err)
             return
+        if self.max_model_len is not None:
+            prompt_tokens = _prompt_tokens(body)
+            wanted = int(body.get("max_tokens") or 0)
+            if prompt_tokens + wanted > self.max_model_len:
+                # vLLM's own words (serving_engine._validate_input).
+                msg = (
+                    f"This model's maximum context length is {self.max_model_len} tokens. "
+                    f"However, you requested {prompt_tokens + wanted} tokens ({prompt_tokens} "
+                    f"in the messages, {wanted} in the completion). Please reduce the length "
+                    "of the messages or completion."
+                )
+                await _respond(send, 400, _error_body(msg, "BadRequestError", 400, shape))
+                return
+        if script.queue_delay:
+            await asyncio.sleep(script.queue_delay)
         tokens = self._tokens(script, body)
         limit = int(body.get("max_tokens") or body.get("max_completion_tokens") or 1 << 30)
         finish = script.finish_reason

@@ -1,5 +1,6 @@
-"""A JSON arm's reply without ``response`` text never reaches the page: the turn fails with the
-standard Retry message, and researchers find the raw reply and why."""
+"""A JSON arm's reply without ``response`` text never reaches the page: it is asked for again
+at once, and replaced by a neutral reply if that fails too; researchers find the raw replies
+and why."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 
 import pytest
 
+from collab_models.blinding import NEUTRAL_REPLY
 from studyapp.participants.models import EventKind, ParticipationEvent
 from studyapp.writing.models import Message, Role
 from tests.collab_models.vllm_fake import FakeVLLM, Script
@@ -38,44 +40,58 @@ def _model_errors(participation) -> list[dict]:
     return [e.data for e in events]
 
 
-@pytest.mark.parametrize(
-    ("tokens", "finish_reason"),
-    [
-        ([HIDDEN[:30], HIDDEN[30:]], "length"),  # cut off inside the hidden reasoning
-        ([HIDDEN, ' first."}'], "stop"),  # no response field at all
-        (["Thought: ask about ", "the audience first."], "stop"),  # prose, not JSON
-    ],
-)
-async def test_a_json_reply_without_response_is_a_failed_turn_showing_nothing(
+NO_RESPONSE = [
+    ([HIDDEN[:30], HIDDEN[30:]], "length"),  # cut off inside the hidden reasoning
+    ([HIDDEN, ' first."}'], "stop"),  # no response field at all
+    (["Thought: ask about ", "the audience first."], "stop"),  # prose, not JSON
+]
+
+
+@pytest.mark.parametrize(("tokens", "finish_reason"), NO_RESPONSE)
+async def test_a_json_reply_without_response_is_asked_again_at_once_showing_nothing(
     demo_version, tokens: list[str], finish_reason: str
 ):
     async with FakeVLLM(tps=0) as fake:
-        fake.script(
-            Script(tokens=tokens, finish_reason=finish_reason),
-            Script(tokens=[json.dumps({"thought": "t", "response": "Who is it for?"})]),
-        )
+        good = json.dumps({"thought": "t", "response": "Who is it for?"})
+        fake.script(Script(tokens=tokens, finish_reason=finish_reason), Script(tokens=[good]))
         participation = await db(_json_writer, demo_version, fake.url)
         client, _ = await open_client("demo", token_for(participation))
         frames = await client.turn("Help me write a blog post about Lisbon")
         shown = json.dumps(frames)
         for secret in ("current_problem", "thought", "audience", "Thought"):
             assert secret not in shown
-        assert frames[-1]["type"] == "turn_error"
-        assert frames[-1]["retry"] is True
-        assert "Retry" in frames[-1]["message"]
-
-        (failed,) = await db(_replies, participation)
-        assert not failed.is_active
-        assert failed.text == ""
-        assert failed.finish_reason == "error"
-        assert failed.raw_output == "".join(tokens)
-        assert failed.error.startswith("malformed_json: ")
-        (event,) = await db(_model_errors, participation)
-        assert event["error"] == failed.error
-        assert event["permanent"] is False
-
-        await client.send({"type": "retry"})
-        frames = await client.until(lambda f: f["type"] in ("turn_end", "turn_error"))
-        assert frames[-1]["type"] == "turn_end"
+        assert frames[-1]["type"] == "turn_end"  # no Retry asked of the participant
         assert frames[-1]["text"] == "Who is it for?"
+
+        (reply,) = await db(_replies, participation)
+        assert reply.is_active
+        assert reply.text == "Who is it for?"
+        assert reply.finish_reason == "stop"
+        assert reply.raw_output.startswith("".join(tokens))  # both attempts kept
+        assert reply.raw_output.endswith(good)
+        assert reply.warning.startswith("malformed_json: ")
+        assert await db(_model_errors, participation) == []
+        await client.close()
+
+
+@pytest.mark.parametrize(("tokens", "finish_reason"), NO_RESPONSE)
+async def test_a_json_reply_without_response_twice_shows_the_neutral_reply(
+    demo_version, tokens: list[str], finish_reason: str
+):
+    async with FakeVLLM(tps=0) as fake:
+        fake.script(*[Script(tokens=tokens, finish_reason=finish_reason)] * 2)
+        participation = await db(_json_writer, demo_version, fake.url)
+        client, _ = await open_client("demo", token_for(participation))
+        frames = await client.turn("Help me write a blog post about Lisbon")
+        shown = json.dumps(frames)
+        for secret in ("current_problem", "thought", "audience", "Thought"):
+            assert secret not in shown
+        assert frames[-1]["type"] == "turn_end"
+        assert frames[-1]["text"] == NEUTRAL_REPLY
+
+        (reply,) = await db(_replies, participation)
+        assert reply.is_active
+        assert reply.text == NEUTRAL_REPLY
+        assert "replaced by the neutral reply" in reply.warning
+        assert reply.raw_output.count("".join(tokens)) == 2
         await client.close()

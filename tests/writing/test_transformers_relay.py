@@ -19,7 +19,7 @@ pytestmark = [
 ]
 
 
-def _local_participation(version, model: Path):
+def _local_participation(version, model: Path, adapter: Path | None = None):
     config = {
         "name": "local",
         "backend": "transformers",
@@ -27,6 +27,8 @@ def _local_participation(version, model: Path):
         "device": "cpu",
         "sampling": {"temperature": 0.0, "max_tokens": 12},
     }
+    if adapter is not None:
+        config["adapter"] = str(adapter)
     condition = Condition.objects.create(
         version=version, name="local", backend="transformers", config=config
     )
@@ -61,4 +63,19 @@ async def test_a_local_model_streams_to_the_participant_and_is_recorded(demo_ver
     assert reply.finish_reason == "length"
     assert (reply.prompt_tokens or 0) > 5
     assert reply.ttft_ms is not None
+    await client.close()
+
+
+async def test_a_base_model_with_a_lora_adapter_streams_through_the_socket(
+    demo_version, tiny_model, tiny_adapter
+):
+    participation = await db(_local_participation, demo_version, tiny_model, tiny_adapter)
+    client, _ = await open_client("demo", token_for(participation))
+    frames = await client.turn("write a short story about the garden", "m1")
+    assert frames[-1]["type"] == "turn_end", frames
+    assert [f for f in frames if f["type"] == "delta"]
+    reply = await db(_assistant, participation)
+    assert reply.text == frames[-1]["text"]
+    assert reply.adapter == str(tiny_adapter)
+    assert reply.completion_tokens == 12
     await client.close()
