@@ -267,6 +267,10 @@ SHUTDOWN_DRAIN_S = max(0, env_int("SHUTDOWN_DRAIN_S", 20))
 # (the participant then gets turn_error); keep it well under the claim on a lost reply (600 s).
 TURN_STORE_RETRY_S = max(0, env_int("TURN_STORE_RETRY_S", 120))
 EXPORT_DIR = Path(env_str("EXPORT_DIR", str(BASE_DIR / "exports")))
+# Prolific's API (optional): without a token, submissions are reviewed and bonuses paid by hand.
+PROLIFIC_API_TOKEN = env_str("PROLIFIC_API_TOKEN", "")
+PROLIFIC_API_URL = env_str("PROLIFIC_API_URL", "https://api.prolific.com")
+PROLIFIC_API_TIMEOUT = float(env_int("PROLIFIC_API_TIMEOUT_S", 30))
 
 # Every handler drops client addresses and redacts participant ids and tokens in query strings
 # (studyapp/logprivacy.py), as the consent promises; uvicorn's own loggers are routed through

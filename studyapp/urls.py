@@ -8,6 +8,7 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}favicon.svg")),
     path("admin/", admin.site.urls),
     path("dashboard/<slug:slug>/exports/", include("studyapp.exports.urls")),
+    path("dashboard/<slug:slug>/prolific/", include("studyapp.payments.urls")),
     path("dashboard/", include("studyapp.dashboards.urls")),
     path("", include("studyapp.participants.urls")),
     path("", include("studyapp.writing.urls")),

@@ -27,7 +27,11 @@ from studyapp.dashboards.selectors import (
     study_overview,
 )
 from studyapp.participants.models import Participation
+from studyapp.payments.selectors import prolific_panel
 from studyapp.studies.models import Study
+
+PROLIFIC_ACTIONS = [("import", "Import submissions"), ("review", "Approve / reject"),
+                    ("pay", "Pay bonuses")]
 
 
 @require_GET
@@ -52,6 +56,8 @@ def study(request: HttpRequest, slug: str) -> HttpResponse:
         "report": study_report(study=study, pfilter=pfilter),
         "monitor_settings": MonitorSettings(),
         "recent": recent_participations(study=study),
+        "prolific": prolific_panel(study=study),
+        "prolific_actions": PROLIFIC_ACTIONS,
     }
     return render(request, "dashboards/study.html", context)
 
