@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from studyapp.participants.assignment import assignment_release
 from studyapp.participants.models import (
     TERMINAL_STATUSES,
     Outcome,
@@ -115,7 +116,11 @@ def _flow_move(participation: Participation, prolific_status: str, now) -> str:
         .exclude(status__in=TERMINAL_STATUSES)
         .update(status=status, outcome=outcome, **{stamp: now})
     )
-    return str(status) if moved else ""
+    if not moved:
+        return ""
+    # Its permuted-block place goes to the next arrival, as for a time-out in the app.
+    assignment_release(participation=participation)
+    return str(status)
 
 
 def prolific_submission_review(

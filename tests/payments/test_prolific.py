@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 
-from studyapp.participants.models import Outcome, Status
+from studyapp.participants.models import AllocationSlot, Outcome, Status
 from studyapp.payments.models import BonusBatch, PayState, ProlificStudy, ProlificSubmission
 from studyapp.payments.prolific import ProlificClient, ProlificNotConfigured, prolific_client
 from studyapp.payments.prolific_sync import (
@@ -52,6 +52,8 @@ def test_import_moves_returned_and_timed_out_and_review_follows_the_outcome(vers
     late, _ = _participant(version, fake, "TIMED-OUT", status=Status.CONSENTED)
     kept, _ = _participant(version, fake, "RETURNED")  # completed in the app: keeps its data
     fake.add_submission("NEVERCAMETOTHEAPP", "ACTIVE")
+    slot = AllocationSlot.objects.create(version=version, block=0, position=0,
+                                         condition=returned.condition, participation=returned)
 
     with _client(fake) as client:
         report = prolific_submissions_import(study=version.study, client=client)
@@ -64,6 +66,8 @@ def test_import_moves_returned_and_timed_out_and_review_follows_the_outcome(vers
         assert returned.returned_at is not None
         assert (late.status, late.outcome) == (Status.TIMED_OUT, Outcome.TIMED_OUT)
         assert kept.status == Status.COMPLETED
+        slot.refresh_from_db()
+        assert slot.participation is None  # its place goes to the next arrival
 
         assert prolific_submissions_review(study=version.study, client=client) == {
             "APPROVE": 1, "REJECT": 1}
