@@ -1,9 +1,11 @@
 """Prolific's API against a loopback server that behaves like it: import, review, pay once."""
 
+import threading
 from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 
 from studyapp.participants.models import AllocationSlot, Outcome, Status
 from studyapp.payments.models import BonusBatch, PayState, ProlificStudy, ProlificSubmission
@@ -145,3 +147,33 @@ def test_without_a_token_the_lab_pays_by_csv(settings):
     settings.PROLIFIC_API_TOKEN = ""
     with pytest.raises(ProlificNotConfigured, match="bonus_csv"):
         prolific_client()
+
+
+def test_two_workers_paying_at_once_pay_each_bonus_once(version, fake):
+    pids = []
+    for _ in range(6):
+        participation, pid = _participant(version, fake, "APPROVED")
+        bonus_grant(participation=participation, amount="1.20", reason="quality")
+        pids.append(pid)
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def pay():
+        try:
+            with _client(fake) as client:
+                barrier.wait()
+                prolific_bonuses_pay(study=version.study, client=client)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=pay) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert errors == []
+    assert set(fake.pay_calls.values()) == {1}
+    assert [fake.paid_cents(pid) for pid in pids] == [120] * 6
+    assert set(BonusBatch.objects.values_list("pay_state", flat=True)) == {PayState.PAID}
