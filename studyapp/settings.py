@@ -168,6 +168,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "scoring.score_pending",
         "schedule": 300.0,
     },
+    "import-prolific-submissions": {
+        "task": "payments.prolific_import",
+        "schedule": 600.0,
+    },
 }
 
 # Researchers' logins are throttled (django-axes, in the database): after LOGIN_FAILURE_LIMIT

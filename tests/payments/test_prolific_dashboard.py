@@ -1,12 +1,14 @@
 """The dashboard's Prolific buttons and the ``prolific`` command, against the loopback API."""
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from studyapp.participants.models import Status
 from studyapp.payments.models import BonusBatch, PayState, ProlificStudy
 from studyapp.payments.services import bonus_grant
+from studyapp.payments.tasks import prolific_import_task
 from studyapp.studies.services import study_load
 from tests.conftest import REFERENCE_STUDY
 from tests.exports.builders import participation_make
@@ -73,3 +75,21 @@ def test_command_pays(fake, capsys):
     call_command("prolific", "cmd", "pay")
     assert "Paid 1 bonus batches." in capsys.readouterr().out
     assert fake.paid_cents(pid) == 200
+
+
+def test_the_periodic_job_imports_open_linked_studies(fake):
+    entry = next(e for e in settings.CELERY_BEAT_SCHEDULE.values()
+                 if e["task"] == "payments.prolific_import")
+    assert entry["schedule"] <= 900
+    version = study_load(text=REFERENCE_STUDY.read_text(), slug="cron", offline=True).version
+    ProlificStudy.objects.create(study=version.study, prolific_study_id="s1")
+    gone, (pid, *_) = participation_make(version=version, status=Status.WRITING)
+    fake.add_submission(pid, "TIMED-OUT")
+    assert prolific_import_task.delay().get() == {"cron": 1}
+    gone.refresh_from_db()
+    assert gone.status == Status.TIMED_OUT
+
+
+def test_the_periodic_job_does_nothing_without_a_token(settings):
+    settings.PROLIFIC_API_TOKEN = ""
+    assert prolific_import_task.delay().get() == {}
