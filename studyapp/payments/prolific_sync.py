@@ -9,6 +9,7 @@ and pay is sent only by whoever moves the batch from SET_UP to PAY_SENT: never t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
@@ -42,7 +43,9 @@ _FLOW_STATUS = {
     "TIMED-OUT": (Status.TIMED_OUT, Outcome.TIMED_OUT, "timed_out_at"),
 }
 # The review the app's recorded outcome calls for; other outcomes are not reviewed here.
-REVIEW_FOR_OUTCOME = {Outcome.COMPLETED: "APPROVE", Outcome.FAILED_ATTENTION: "REJECT"}
+REVIEW_FOR_OUTCOME: dict[str, str] = {
+    Outcome.COMPLETED: "APPROVE", Outcome.FAILED_ATTENTION: "REJECT",
+}
 REJECTION_CATEGORY = "FAILED_CHECK"
 REJECTION_MESSAGE = (
     "Thank you for taking part. Your submission did not pass the attention check that the "
@@ -97,7 +100,9 @@ def prolific_submissions_import(*, study: Study, client: ProlificClient) -> Impo
     return report
 
 
-def _submission_store(participation: Participation, submission: Submission, now) -> None:
+def _submission_store(
+    participation: Participation, submission: Submission, now: datetime
+) -> None:
     ProlificSubmission.objects.update_or_create(
         participation=participation,
         defaults={"submission_id": submission.id, "status": submission.status,
@@ -105,7 +110,7 @@ def _submission_store(participation: Participation, submission: Submission, now)
     )
 
 
-def _flow_move(participation: Participation, prolific_status: str, now) -> str:
+def _flow_move(participation: Participation, prolific_status: str, now: datetime) -> str:
     target = _FLOW_STATUS.get(prolific_status)
     if target is None:
         return ""
@@ -133,8 +138,7 @@ def prolific_submission_review(
         raise ProlificSyncError("no Prolific submission imported for this participation")
     if submission.review_action:
         return submission.review_action
-    action = REVIEW_FOR_OUTCOME.get(Outcome(participation.outcome)) if participation.outcome \
-        else None
+    action = REVIEW_FOR_OUTCOME.get(participation.outcome)
     if action is None:
         raise ProlificSyncError(f"outcome {participation.outcome or 'none'!r} is not reviewed")
     if submission.status != AWAITING_REVIEW:
