@@ -199,6 +199,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "exports.expire_files",
         "schedule": 3600.0,
     },
+    "import-prolific-submissions": {
+        "task": "payments.prolific_import",
+        "schedule": 600.0,
+    },
 }
 
 # Researchers' logins are throttled (django-axes, in the database): after LOGIN_FAILURE_LIMIT
@@ -332,6 +336,10 @@ EXPORT_RETENTION_DAYS = max(0, env_int("EXPORT_RETENTION_DAYS", 30))
 # A running export that has not reported progress for this long lost its worker: it may be
 # claimed again by a redelivered message or retried from the dashboard.
 EXPORT_JOB_STALE_S = max(60, env_int("EXPORT_JOB_STALE_S", 600))
+# Prolific's API (optional): without a token, submissions are reviewed and bonuses paid by hand.
+PROLIFIC_API_TOKEN = env_str("PROLIFIC_API_TOKEN", "")
+PROLIFIC_API_URL = env_str("PROLIFIC_API_URL", "https://api.prolific.com")
+PROLIFIC_API_TIMEOUT = float(env_int("PROLIFIC_API_TIMEOUT_S", 30))
 
 # Every handler drops client addresses and redacts participant ids and tokens in query strings
 # (studyapp/logprivacy.py), as the consent promises; uvicorn's own loggers are routed through

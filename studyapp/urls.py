@@ -9,6 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("dashboard/<slug:slug>/exports/", include("studyapp.exports.urls")),
     path("dashboard/", include("studyapp.erasure.urls")),
+    path("dashboard/<slug:slug>/prolific/", include("studyapp.payments.urls")),
     path("dashboard/", include("studyapp.dashboards.urls")),
     path("", include("studyapp.participants.urls")),
     path("", include("studyapp.writing.urls")),

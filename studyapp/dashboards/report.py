@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import plotly.graph_objects as go
@@ -14,6 +14,7 @@ from studyapp.dashboards.filters import ParticipationFilter
 from studyapp.dashboards.selectors import (
     Flow,
     ParticipantRow,
+    ParticipantTable,
     StudyOverview,
     interaction_by_turn,
     latency_by_arm,
@@ -86,6 +87,25 @@ class StudyReport:
     latency: dict[str, dict[str, Any]]
     judge: tuple[str, str] | None
     figures: dict[str, dict[str, Any]]
+    agreement: list[stats.Agreement] = field(default_factory=list)
+
+
+PARTICIPANT_RATER = "Participant's own rating"
+
+
+def _agreement(table: ParticipantTable) -> list[stats.Agreement]:
+    """Judge against judge, and each judge against the participant's own quality rating."""
+    judges = {f"{label} ({rubric})": scores for (label, rubric), scores in
+              sorted(table.judge_scores.items())}
+    raters = dict(judges)
+    raters[PARTICIPANT_RATER] = {
+        row.id: float(row.document_quality) for row in table.rows
+        if row.document_quality is not None
+    }
+    names = list(judges)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    pairs += [(name, PARTICIPANT_RATER) for name in names]
+    return stats.spearman_agreement(raters, pairs)
 
 
 def figure_data(fig: go.Figure) -> dict[str, Any]:
@@ -211,4 +231,5 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
         latency=latency,
         judge=table.judge,
         figures={key: figure_data(fig) for key, fig in figs.items()},
+        agreement=_agreement(table),
     )

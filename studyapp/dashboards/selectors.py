@@ -244,6 +244,8 @@ def _judge_choice(study: Study, pfilter: ParticipationFilter) -> tuple[str, str]
 class ParticipantTable:
     rows: list[ParticipantRow]
     judge: tuple[str, str] | None
+    # Every judge's good scores in the population: (judge, rubric) -> participation id -> score.
+    judge_scores: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
 
 
 def participant_outcomes(*, study: Study, pfilter: ParticipationFilter) -> ParticipantTable:
@@ -282,13 +284,17 @@ def participant_outcomes(*, study: Study, pfilter: ParticipationFilter) -> Parti
     _add_message_totals(rows, population)
     _add_document_words(rows, population)
     judge = _judge_choice(study, pfilter)
+    judge_scores: dict[tuple[str, str], dict[int, float]] = {}
     if judge is not None:
+        # Every judge's scores in one query: the chosen one fills the rows, all feed agreement.
         scores = DocumentScore.objects.filter(
-            participation__in=population.values("pk"), judge=judge[0], rubric_version=judge[1]
-        ).values_list("participation_id", "score")
-        for pid, score in scores:
+            participation__in=population.values("pk"), score__isnull=False
+        ).values_list("judge", "rubric_version", "participation_id", "score")
+        for label, rubric, pid, score in scores:
+            judge_scores.setdefault((label, rubric), {})[pid] = score
+        for pid, score in judge_scores.get(judge, {}).items():
             rows[pid].judge_score = score
-    return ParticipantTable(rows=list(rows.values()), judge=judge)
+    return ParticipantTable(rows=list(rows.values()), judge=judge, judge_scores=judge_scores)
 
 
 def _add_message_totals(rows: dict[int, ParticipantRow], population: QuerySet) -> None:

@@ -196,3 +196,35 @@ def chi_square_balance(observed: Sequence[int], weights: Sequence[float]) -> flo
         return math.nan
     expected = [total * w / sum(weights) for w in weights]
     return float(sps.chisquare(observed, expected).pvalue)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Spearman's rank correlation between two raters over the documents both scored."""
+
+    a: str
+    b: str
+    n: int
+    rho: float  # nan below MIN_AGREEMENT_N or when one rater gave every document the same score
+    p: float
+
+
+MIN_AGREEMENT_N = 3
+
+
+def spearman_agreement(
+    raters: Mapping[str, Mapping[int, float]], pairs: Sequence[tuple[str, str]]
+) -> list[Agreement]:
+    """Agreement for each pair of raters (scores keyed by the document's participation id),
+    on the documents both rated: Spearman's rho with ties given their average rank."""
+    found = []
+    for a, b in pairs:
+        shared = sorted(set(raters.get(a, {})) & set(raters.get(b, {})))
+        x = np.array([raters[a][k] for k in shared], dtype=float)
+        y = np.array([raters[b][k] for k in shared], dtype=float)
+        rho = p = math.nan
+        if len(shared) >= MIN_AGREEMENT_N and np.ptp(x) > 0 and np.ptp(y) > 0:
+            result = sps.spearmanr(x, y)
+            rho, p = float(result.statistic), float(result.pvalue)
+        found.append(Agreement(a=a, b=b, n=len(shared), rho=rho, p=p))
+    return found

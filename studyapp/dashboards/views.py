@@ -36,8 +36,12 @@ from studyapp.participants.decisions import (
     participation_mark_returned,
 )
 from studyapp.participants.models import Participation
+from studyapp.payments.selectors import prolific_panel
 from studyapp.studies.models import Study
 from studyapp.studies.spec import exclusion_reasons
+
+PROLIFIC_ACTIONS = [("import", "Import submissions"), ("review", "Approve / reject"),
+                    ("pay", "Pay bonuses")]
 
 
 @require_GET
@@ -62,6 +66,8 @@ def study(request: HttpRequest, slug: str) -> HttpResponse:
         "report": study_report(study=study, pfilter=pfilter),
         "monitor_settings": MonitorSettings(),
         "recent": recent_participations(study=study),
+        "prolific": prolific_panel(study=study),
+        "prolific_actions": PROLIFIC_ACTIONS,
     }
     data_access_record(user=request.user, action=Action.STUDY_DASHBOARD, study_slug=slug,
                        detail=request.GET.urlencode())

@@ -66,6 +66,10 @@ class DocumentScore(models.Model):
     rationale = models.TextField(blank=True)
     raw_output = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    # Tries so far; the periodic job retries an errored score until MAX_ATTEMPTS.
+    attempts = models.PositiveSmallIntegerField(default=1)
+    # The last re-score that failed while a good score was kept (cleared by a success).
+    rescore_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from studyapp.payments.models import BonusBatch, BonusLedgerEntry
+from studyapp.payments.models import BonusBatch, BonusLedgerEntry, ProlificStudy
 
 
 @admin.register(BonusLedgerEntry)
@@ -14,5 +14,12 @@ class BonusLedgerEntryAdmin(admin.ModelAdmin):
 
 @admin.register(BonusBatch)
 class BonusBatchAdmin(admin.ModelAdmin):
-    list_display = ("pk", "study", "created_at", "created_by")
-    readonly_fields = ("study", "created_at", "created_by")
+    list_display = ("pk", "study", "created_at", "created_by", "pay_state")
+    readonly_fields = ("study", "created_at", "created_by", "pay_state", "prolific_payment_id",
+                       "pay_sent_at", "paid_at", "pay_error")
+
+
+@admin.register(ProlificStudy)
+class ProlificStudyAdmin(admin.ModelAdmin):
+    list_display = ("study", "prolific_study_id", "synced_at")
+    readonly_fields = ("synced_at",)

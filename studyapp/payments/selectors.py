@@ -1,4 +1,4 @@
-"""Reads for bonuses: a batch as the platform's bulk-bonus lines."""
+"""Reads for bonuses: a batch as the platform's bulk-bonus lines, the Prolific panel."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ import csv
 from decimal import Decimal
 from typing import TextIO
 
+from django.conf import settings
 from django.db.models import Count, Sum
 
-from studyapp.payments.models import BonusBatch, BonusLedgerEntry
+from studyapp.payments.models import (
+    BonusBatch,
+    BonusLedgerEntry,
+    ProlificStudy,
+    ProlificSubmission,
+)
 from studyapp.studies.models import Study
 
 
@@ -42,3 +48,19 @@ def bonus_unpayable(*, study: Study) -> dict[str, int]:
         .values_list("participation__platform")
         .annotate(n=Count("pk"))
     )
+
+
+def prolific_panel(*, study: Study) -> dict[str, object]:
+    """What the dashboard's Prolific panel shows: the link, submission statuses, batch states."""
+    link = ProlificStudy.objects.filter(study=study).first()
+    panel: dict[str, object] = {"link": link, "configured": bool(settings.PROLIFIC_API_TOKEN)}
+    if link is None:
+        return panel
+    panel["statuses"] = sorted(
+        ProlificSubmission.objects.filter(participation__study=study)
+        .values_list("status").annotate(n=Count("pk"))
+    )
+    panel["batches"] = sorted(
+        BonusBatch.objects.filter(study=study).values_list("pay_state").annotate(n=Count("pk"))
+    )
+    return panel

@@ -8,7 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from studyapp.participants.models import Outcome, Participation, Platform, Status
-from studyapp.payments.models import BonusBatch, BonusLedgerEntry
+from studyapp.payments.models import BonusBatch, BonusLedgerEntry, PayState
 from studyapp.studies.models import Study
 
 COMPLETION_REASON = "completion"
@@ -71,7 +71,8 @@ def bonus_completions_grant(*, study: Study) -> int:
 
 
 def bonus_batch_create(
-    *, study: Study, created_by: AbstractBaseUser | None = None
+    *, study: Study, created_by: AbstractBaseUser | None = None,
+    pay_state: PayState = PayState.CSV,
 ) -> BonusBatch | None:
     """Put every unpaid Prolific bonus of ``study`` into a new batch (None: nothing unpaid).
 
@@ -88,7 +89,7 @@ def bonus_batch_create(
         if not unpaid:
             return None
         batch = BonusBatch.objects.create(
-            study=study,
+            study=study, pay_state=pay_state,
             created_by=created_by if created_by and created_by.is_authenticated else None,
         )
         BonusLedgerEntry.objects.filter(pk__in=unpaid).update(paid_batch=batch)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
+from django.conf import settings
 
 from studyapp.participants.models import Participation
+from studyapp.payments.models import ProlificStudy
+from studyapp.payments.prolific import ProlificError, prolific_client
+from studyapp.payments.prolific_sync import prolific_submissions_import
 from studyapp.payments.services import COMPLETION_REASON, bonus_grant
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="payments.grant_completion", acks_late=True, soft_time_limit=30, time_limit=60)
@@ -21,3 +29,21 @@ def bonus_completion_grant_task(participation_id: int) -> str | None:
         return None
     return str(bonus_grant(participation=participation, amount=str(amount),
                            reason=COMPLETION_REASON).amount)
+
+
+@shared_task(name="payments.prolific_import", acks_late=True, soft_time_limit=120, time_limit=180)
+def prolific_import_task() -> dict[str, int]:
+    """Periodic: import the submissions of every open study linked to Prolific (no token:
+    nothing). Reviewing and paying stay a researcher's decision, from the dashboard."""
+    if not settings.PROLIFIC_API_TOKEN:
+        return {}
+    imported: dict[str, int] = {}
+    with prolific_client() as client:
+        for link in ProlificStudy.objects.select_related("study").filter(study__is_open=True):
+            try:
+                report = prolific_submissions_import(study=link.study, client=client)
+            except ProlificError as exc:
+                logger.warning("Prolific import of %s failed: %s", link.study.slug, exc)
+                continue
+            imported[link.study.slug] = report.matched
+    return imported

@@ -1,4 +1,5 @@
-"""The judge: which model scores documents, from the study file's ``judge`` block.
+"""The judges: which models score documents, from the study file's ``judge`` block and from
+judges added to the study afterwards (scoring.models.StudyJudge), all in the same shape.
 
 Either an arm of the study (``judge: {condition: base}``) or an endpoint of its own::
 
@@ -21,6 +22,7 @@ from asgiref.sync import async_to_sync
 
 from collab_models.arms import build_arm
 from collab_models.base import ModelError
+from studyapp.scoring.models import StudyJudge
 from studyapp.scoring.rubrics import DEFAULT_RUBRIC
 from studyapp.studies.models import StudyVersion
 
@@ -44,20 +46,40 @@ class Judge:
 
 
 def judge_for(version: StudyVersion) -> Judge | None:
-    """The version's judge, or None when its study file has no ``judge`` block."""
+    """The version's own judge, or None when its study file has no ``judge`` block."""
     block = version.spec.get("judge")
     if not block:
         return None
+    return judge_build(block, version=version)
+
+
+def judges_for(version: StudyVersion) -> list[Judge]:
+    """Every judge of ``version``'s documents: the study file's, then those added to the study.
+
+    A judge added later whose block cannot be used for this version is left out; the study
+    file's own judge raises JudgeConfigError as before.
+    """
+    judges = [j for j in [judge_for(version)] if j is not None]
+    for added in StudyJudge.objects.filter(study_id=version.study_id, is_active=True):
+        try:
+            judges.append(judge_build(added.config, version=version, name=added.name))
+        except JudgeConfigError:
+            continue
+    return judges
+
+
+def judge_build(block: Any, *, version: StudyVersion, name: str = "") -> Judge:
+    """A judge from a ``judge`` block; ``name`` (a judge added to the study) labels its scores."""
     if not isinstance(block, dict):
         raise JudgeConfigError("judge must be a mapping")
     rubric = str(block.get("rubric") or DEFAULT_RUBRIC)
     if block.get("condition"):
-        name = str(block["condition"])
-        condition = version.conditions.filter(name=name).first()
+        condition_name = str(block["condition"])
+        condition = version.conditions.filter(name=condition_name).first()
         if condition is None:
-            raise JudgeConfigError(f"judge.condition: no condition named {name!r}")
+            raise JudgeConfigError(f"judge.condition: no condition named {condition_name!r}")
         base = dict(condition.config)
-        label_source = f"condition:{name}"
+        label_source = f"condition:{condition_name}"
     else:
         base = {k: v for k, v in block.items() if k not in _OWN_KEYS}
         base.setdefault("name", "judge")
@@ -66,7 +88,8 @@ def judge_for(version: StudyVersion) -> Judge | None:
     config["response_format"] = "text"
     config["sampling"] = {**JUDGE_SAMPLING, **(block.get("sampling") or {})}
     model = str(config.get("model") or config.get("style") or "")
-    return Judge(label=f"{label_source}/{model}"[:200], rubric=rubric, arm_config=config)
+    label = name or f"{label_source}/{model}"
+    return Judge(label=label[:200], rubric=rubric, arm_config=config)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from django.core.management import CommandError, call_command
 
 from studyapp.exports.datasets.service import split_of
 from studyapp.exports.pseudonyms import REDACTED, participant_pseudonym
+from studyapp.feedback.models import DocumentScore
 from studyapp.participants.models import Status
 from studyapp.writing.models import Message, Role
 from tests.exports.privacy import leaks
@@ -173,6 +174,21 @@ def test_reward_can_take_the_final_quality_from_the_judge(study_data, tmp_path):
     unjudged = _pseudonym(study_data["counted"][1])
     assert rows[(unjudged, 1)]["reward_components"]["document"] is None
     assert "document_source: judge" in (out / "README.md").read_text()
+
+
+def test_judge_scores_in_a_dataset_come_from_one_judge(study_data, tmp_path):
+    # A second judge scored two documents: it is the one used, for both, never mixed with
+    # the first judge's score of a document it did not score.
+    counted = study_data["counted"]
+    for built, score in ((counted[1], 3.0), (counted[2], 4.0)):
+        DocumentScore.objects.create(participation=built.participation, judge="added",
+                                     rubric_version="v1", score=score)
+    out = _export(tmp_path, "reward", "--document-source", "judge")
+    rows = {(r["conversation_id"], r["turn"]): r for r in _rows(out / "train.jsonl")}
+    documents = [rows[(_pseudonym(b), 1)]["reward_components"]["document"] for b in counted[:3]]
+    assert documents[0] is None
+    assert documents[1] == pytest.approx(2 / 9)
+    assert documents[2] == pytest.approx(3 / 9)
 
 
 def test_the_card_names_the_models_and_warns_about_offline_replies(study_data, tmp_path):

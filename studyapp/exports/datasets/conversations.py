@@ -163,13 +163,7 @@ def _read_chunk(
         DocumentVersion.objects.filter(participation_id__in=pks, number=Subquery(latest))
         .values_list("participation_id", "text")
     )
-    judged: dict[int, float] = {}
-    for pid, score in (
-        DocumentScore.objects.filter(participation_id__in=pks, score__isnull=False)
-        .order_by("participation_id", "created_at")
-        .values_list("participation_id", "score")
-    ):
-        judged[pid] = score  # the latest wins
+    judged = _one_judge_scores(pks)
     for pk in pks:
         person = scope.people.get(pk)
         if person is None or pk not in info:
@@ -191,6 +185,19 @@ def _read_chunk(
             q: person.redact(str(a)) or "" for q, a in (answers.get("answers") or {}).items()
         }
         yield conversation
+
+
+def _one_judge_scores(pks: list[int]) -> dict[int, float]:
+    """The good scores of one judge and rubric: the one that scored most of these documents
+    (ties by name), so a dataset never mixes judges whose scales differ."""
+    by_judge: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+    for label, rubric, pid, score in DocumentScore.objects.filter(
+        participation_id__in=pks, score__isnull=False
+    ).values_list("judge", "rubric_version", "participation_id", "score"):
+        by_judge[(label, rubric)][pid] = score
+    if not by_judge:
+        return {}
+    return by_judge[min(by_judge, key=lambda key: (-len(by_judge[key]), key))]
 
 
 def _fill_messages(conversation: Conversation, rows: list[tuple]) -> None:
