@@ -141,7 +141,7 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
     overview = study_overview(study=study)
     arms = [a.name for a in overview.arms]
     colours = figures.arm_colours(arms)
-    flow = study_flow(study=study, arms=overview.arms, include_test=pfilter.include_test)
+    flow = study_flow(study=study, arms=overview.arms, pfilter=pfilter)
     balance, balance_p = _balance(flow, overview)
     table = participant_outcomes(study=study, pfilter=pfilter)
     rows = table.rows

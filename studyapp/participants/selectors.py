@@ -27,7 +27,7 @@ def consent_hold_start(*, spec: dict[str, Any], now: datetime | None = None) -> 
 
 
 def participations_counting(
-    *, study: Study, since: datetime, held_since: datetime | None = None
+    *, study: Study, since: datetime, held_since: datetime | None = None, simulated: bool = False
 ) -> QuerySet[Participation]:
     """Non-test participations that hold a place: completers, and starters active since ``since``.
 
@@ -36,10 +36,13 @@ def participations_counting(
     they consented after ``held_since`` (default ``since``), so click-through places lapse soon.
     Starters who went quiet longer ago than ``since`` are presumed gone (their place is given to
     the next arrival, as in oTree/psiTurk); pilots and researcher test runs never count.
+    ``simulated``: the same count among simulated participants instead, who balance only
+    among themselves.
     """
     writing = (Status.WRITING, Status.FINISHED)
+    population = Q(is_simulated=True) if simulated else Q(is_test=False)
     return (
-        Participation.objects.filter(study=study, is_test=False)
+        Participation.objects.filter(population, study=study)
         .alias(activity_at=Coalesce("last_seen_at", "entered_at"))
         .filter(
             Q(status=Status.COMPLETED)
