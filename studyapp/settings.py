@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "studyapp.sidebyside",
     "studyapp.scoring",
     "studyapp.payments",
+    "studyapp.simulation",
 ]
 
 MIDDLEWARE = [

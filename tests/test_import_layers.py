@@ -25,6 +25,7 @@ LAYERS = {
     "payments": 5,
     "dashboards": 6,
     "exports": 7,
+    "simulation": 8,
 }
 
 
