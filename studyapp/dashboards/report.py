@@ -21,6 +21,7 @@ from studyapp.dashboards.selectors import (
     study_flow,
     study_overview,
 )
+from studyapp.dashboards.simulated import SimulatedVsReal, simulated_vs_real
 from studyapp.studies.models import Study
 
 
@@ -86,6 +87,8 @@ class StudyReport:
     latency: dict[str, dict[str, Any]]
     judge: tuple[str, str] | None
     figures: dict[str, dict[str, Any]]
+    # None when the study has no simulated participant in the page's population choice.
+    simulated_vs_real: SimulatedVsReal | None = None
 
 
 def figure_data(fig: go.Figure) -> dict[str, Any]:
@@ -197,6 +200,11 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
             axis="Score",
             kind="box",
         )
+    panel = None
+    if flow_has_simulated(study):
+        real_rows = rows if pfilter.simulated == "exclude" else None
+        panel = simulated_vs_real(study=study, pfilter=pfilter, arms=arms, real_rows=real_rows)
+        figs["simulated_vs_real"] = figures.simulated_vs_real_figure(panel, colours)
     n_by_arm = {arm: 0 for arm in arms}
     for row in rows:
         n_by_arm[row.arm] = n_by_arm.get(row.arm, 0) + 1
@@ -211,4 +219,9 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
         latency=latency,
         judge=table.judge,
         figures={key: figure_data(fig) for key, fig in figs.items()},
+        simulated_vs_real=panel,
     )
+
+
+def flow_has_simulated(study: Study) -> bool:
+    return study.participations.filter(is_simulated=True).exists()
