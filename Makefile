@@ -21,9 +21,17 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[dev,local,train]'
 	touch $@
 
-install: $(VENV)/.installed
+# The CollabLLM authors' prompts come from their own wheel, installed without its dependencies
+# (vLLM, torch, wandb...) and never imported: collab_models/published_prompts.py reads its files.
+# The marker names the version, so a new pin installs on the next `make run` or `make test`.
+COLLABLLM_VERSION := 0.0.8
+$(VENV)/.installed-collabllm-$(COLLABLLM_VERSION): $(BIN)/python
+	$(BIN)/pip install -q --no-deps collabllm==$(COLLABLLM_VERSION)
+	touch $@
 
-install-test: $(VENV)/.installed-test
+install: $(VENV)/.installed $(VENV)/.installed-collabllm-$(COLLABLLM_VERSION)
+
+install-test: $(VENV)/.installed-test $(VENV)/.installed-collabllm-$(COLLABLLM_VERSION)
 
 # The demo runs with DEBUG on: the development SECRET_KEY, plain HTTP and no HSTS.
 run: export DEBUG ?= 1

@@ -10,7 +10,11 @@ A condition block (all keys but ``name`` optional; ``backend`` defaults to ``ope
     endpoints: ["${VLLM_URL:-http://127.0.0.1:8001}"]
     model: meta-llama/Llama-3.1-8B-Instruct
     adapter: collabllm/CollabLLM-writing-Llama-3.1-8B-Instruct   # informational
-    prompt: proactive              # or system_prompt: "...", or prompt_file: path, or none
+    prompt: proactive              # or system_prompt: "...", or prompt_file: path, or none,
+                                   # or a published prompt: collabllm:proact_instruction
+    prompt_package_version: 0.0.8  # published prompts: the package version the study names
+    prompt_fallback: proactive     # offline only: the project prompt that stands in where the
+                                   # package is not installed (recorded as itself)
     response_format: json_response # or text
     sampling: {temperature: 0.8, top_p: 1.0, max_tokens: 1024, seed: 7}
     timeouts: {connect: 5, first_token: 30, between_tokens: 30, total: 300}
@@ -46,6 +50,7 @@ from collab_models.offline_backend import DEFAULT_RATE, STYLES, OfflineBackend
 from collab_models.openai_backend import OpenAIBackend, Timeouts
 from collab_models.probes import ProbeResult, probe_endpoint
 from collab_models.prompts import Prompt, build_messages, resolve_prompt
+from collab_models.published_prompts import PATH_VARIABLE as PUBLISHED_PATH_VARIABLE
 from collab_models.streaming import AdaptedStream
 
 BACKENDS = ("openai", "transformers", "offline")
@@ -53,7 +58,7 @@ _KNOWN_KEYS = {
     "name", "weight", "backend", "endpoints", "endpoint", "model", "adapter", "prompt",
     "system_prompt", "prompt_file", "response_format", "sampling", "style", "rate", "timeouts",
     "retries", "health_check", "api_key", "device", "dtype", "extra_body", "description",
-    "label",
+    "label", "prompt_package_version", "prompt_fallback",
 }  # fmt: skip
 _EXPANDED_KEYS = ("model", "api_key", "prompt_file", "device")
 _ONLINE_KEYS = (
@@ -120,7 +125,7 @@ def derive_style(config: Mapping[str, Any]) -> str:
     if config.get("style"):
         return str(config["style"])
     prompt = str(config.get("prompt") or "")
-    if prompt.startswith("collabllm"):
+    if prompt in ("collabllm", "collabllm:system_prompt") or prompt.startswith("collabllm."):
         return "collabllm"
     if prompt or config.get("system_prompt") or config.get("prompt_file"):
         return "proactive"
@@ -160,13 +165,14 @@ class Arm:
         """
         sampling = self.sampling if seed is None else replace(self.sampling, seed=seed)
         if getattr(self.backend, "uses_prompt", True):
-            messages = build_messages(self.prompt, history)
+            messages = build_messages(self.prompt, history, sampling)
         else:
             messages = list(history)
         inner = self.backend.stream(messages, sampling)
 
         def decorate(record: TurnRecord) -> None:
             record.prompt_version = self.prompt.version
+            record.prompt_sha256 = self.prompt.sha256
             record.adapter = self.adapter
             record.sampling = sampling.as_dict()
 
@@ -181,6 +187,7 @@ class Arm:
             "adapter": self.adapter,
             "endpoints": list(self.endpoints),
             "prompt_version": self.prompt.version,
+            "prompt": self.prompt.describe(),
             "response_format": self.response_format,
             "sampling": self.sampling.as_dict(),
             **self.extra,
@@ -218,6 +225,10 @@ def _sampling(raw: Any) -> SamplingParams:
     if sampling.temperature < 0 or not 0 < sampling.top_p <= 1 or sampling.max_tokens < 1:
         raise ConfigError("sampling needs temperature >= 0, 0 < top_p <= 1, max_tokens >= 1")
     return sampling
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
 
 
 def _endpoints(config: Mapping[str, Any]) -> list[str]:
@@ -286,7 +297,9 @@ def _cache_key(
     text = json.dumps(config, sort_keys=True, default=str)
     names = sorted(set(_ENV_REFERENCE.findall(text)))
     env = tuple((name, os.environ.get(name)) for name in names)
-    return text, env, _prompt_file_version(config, base_dir), str(base_dir), offline_rate
+    # Where published prompts are read from decides whether the package's text or a fallback.
+    published = os.environ.get(PUBLISHED_PATH_VARIABLE)
+    return text, env, _prompt_file_version(config, base_dir), str(base_dir), offline_rate, published
 
 
 def _prompt_file_version(config: Mapping[str, Any], base_dir: Path | None) -> int | None:
@@ -315,6 +328,9 @@ def _build(config: Mapping[str, Any], *, base_dir: Path | None, offline_rate: fl
         system_prompt=config.get("system_prompt"),
         prompt_file=values.get("prompt_file"),
         base_dir=base_dir,
+        package_version=_text_or_none(config.get("prompt_package_version")),
+        # A real arm must send what the study names; only an offline one may stand in.
+        fallback=_text_or_none(config.get("prompt_fallback")) if kind == "offline" else None,
     )
     model = values.get("model", "")
     backend: Backend

@@ -43,6 +43,8 @@ class TurnRecord:
     model: str
     adapter: str = ""
     prompt_version: str = ""
+    # The sha256 of the prompt's text (its template, before the chat is filled in).
+    prompt_sha256: str = ""
     sampling: dict[str, Any] = field(default_factory=dict)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None

@@ -639,6 +639,9 @@
     var text = els.input.value;
     if (els.send.disabled || !text.trim()) { return; }
     showChatError("");
+    // Unsaved edits go first: the socket handles frames in order, so a study whose assistant
+    // sees the document (model_context) gives it the text as it is now.
+    if (docTimer !== null) { saveDocument(); }
     pendingSend = { client_msg_id: newId(), text: text };
     if (!send({ type: "send", text: text, client_msg_id: pendingSend.client_msg_id })) { pendingSend = null; }
     refresh();

@@ -189,20 +189,21 @@ def _messages_source(scope: ExportScope) -> QuerySet:
         .values_list(
             "participation_id", "turn", "role", "text", "is_active", "alternative_group",
             "chosen", "generation_id", "created_at", "backend", "model", "adapter",
-            "prompt_version", "sampling", "seed", "prompt_tokens", "completion_tokens",
-            "ttft_ms", "duration_ms", "finish_reason", "error", "raw_output",
+            "prompt_version", "prompt_sha256", "sampling", "seed", "prompt_tokens",
+            "completion_tokens", "ttft_ms", "duration_ms", "finish_reason", "error", "raw_output",
         )
     )
 
 
 def _messages_expand(person: Person, r: tuple) -> Iterable[tuple]:
     (_, turn, role, text, active, group, chosen, generation, created, backend, model, adapter,
-     prompt_version, sampling, seed, p_tok, c_tok, ttft, duration, finish, error, raw) = r
+     prompt_version, prompt_sha256, sampling, seed, p_tok, c_tok, ttft, duration, finish, error,
+     raw) = r
     yield (
         person.pseudonym, person.condition, turn, role, person.redact(text), active,
         str(group) if group else None, chosen, str(generation), created, backend, model,
-        adapter, prompt_version, sampling, seed, p_tok, c_tok, ttft, duration, finish,
-        person.redact(error), person.redact(raw),
+        adapter, prompt_version, prompt_sha256, sampling, seed, p_tok, c_tok, ttft, duration,
+        finish, person.redact(error), person.redact(raw),
     )
 
 
@@ -231,7 +232,11 @@ MESSAGES = Table(
                ("openai", "transformers", "offline")),
         Column("model", "string", "Model name sent to the backend"),
         Column("adapter", "string", "LoRA adapter, if any"),
-        Column("prompt_version", "string", "Version of the arm's prompt file"),
+        Column("prompt_version", "string",
+               "The arm's prompt: a published source with its package version "
+               "(collabllm:system_prompt@0.0.8), or the project's own (proactive.v1)"),
+        Column("prompt_sha256", "string",
+               "sha256 of the prompt text sent with the reply (before the chat is filled in)"),
         Column("sampling", "json", "Sampling parameters sent (temperature, top_p, ...)"),
         Column("seed", "integer", "Sampling seed, if one was sent"),
         Column("prompt_tokens", "integer", "Prompt length reported by the backend", "tokens"),

@@ -23,8 +23,8 @@ from studyapp.refusals import Refused
 from studyapp.writing.models import Message, Role
 
 _RECORD_FIELDS = (
-    "raw_output", "backend", "model", "adapter", "prompt_version", "sampling",
-    "prompt_tokens", "completion_tokens", "ttft_ms", "duration_ms", "finish_reason",
+    "raw_output", "backend", "model", "adapter", "prompt_version", "prompt_sha256",
+    "sampling", "prompt_tokens", "completion_tokens", "ttft_ms", "duration_ms", "finish_reason",
 )  # fmt: skip
 
 

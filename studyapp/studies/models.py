@@ -47,6 +47,10 @@ class StudyVersion(models.Model):
     spec = models.JSONField()
     source_text = models.TextField()
     source_sha256 = models.CharField(max_length=64)
+    # What the model sees besides its prompt: chat, chat+task or chat+task+document.
+    model_context = models.CharField(max_length=40, default="chat")
+    # Per arm, the prompt it sends: {name: {version, sha256, package_version, fallback_for}}.
+    prompts = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -9,19 +9,21 @@ from typing import Any
 from django.db import transaction
 
 from studyapp.studies.models import Condition, Study, StudyVersion
-from studyapp.studies.spec import parse_study_file
+from studyapp.studies.spec import STUDY_FILES_DIR, parse_study_file
+
+
+def condition_prompts(*, conditions: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Each arm's prompt as the version records it: version, sha256 of its text, package
+    version, and the published prompt it stands in for where that package was missing."""
+    from collab_models.arms import build_arm
+
+    return {c["name"]: build_arm(c, base_dir=STUDY_FILES_DIR).prompt.describe() for c in conditions}
 
 
 @dataclass(frozen=True)
 class LoadResult:
     version: StudyVersion
     created: bool
-
-
-def _offline(condition: dict[str, Any]) -> dict[str, Any]:
-    from collab_models.arms import override_offline
-
-    return override_offline(condition)
 
 
 def study_load(
@@ -33,11 +35,10 @@ def study_load(
     real model is reached and no real code is shown to a pilot). With ``if_changed`` an
     identical file does not create a new version.
     """
-    spec = parse_study_file(text)
+    spec = parse_study_file(text, offline=offline)
     if slug:
         spec["slug"] = slug
     if offline:
-        spec["conditions"] = [_offline(c) for c in spec["conditions"]]
         spec["offline_demo"] = True
         spec["allow_pilot"] = True
     digest = hashlib.sha256(f"{offline}\n{text}".encode()).hexdigest()
@@ -54,6 +55,8 @@ def study_load(
             spec=spec,
             source_text=text,
             source_sha256=digest,
+            model_context=spec["model_context"],
+            prompts=condition_prompts(conditions=spec["conditions"]),
         )
         Condition.objects.bulk_create(
             Condition(

@@ -37,16 +37,18 @@ def _whole(value: Any, *, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
-def parse_study_file(text: str) -> dict[str, Any]:
+def parse_study_file(text: str, *, offline: bool = False) -> dict[str, Any]:
+    """The normalised spec of ``text``; ``offline`` turns every arm into the offline backend
+    first (the demo), so that an arm is checked as it will run."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise StudySpecError(f"not valid YAML: {exc}") from exc
     _require(isinstance(raw, dict), "a study file must be a mapping")
-    return normalise(raw)
+    return normalise(raw, offline=offline)
 
 
-def normalise(raw: dict[str, Any]) -> dict[str, Any]:
+def normalise(raw: dict[str, Any], *, offline: bool = False) -> dict[str, Any]:
     spec = dict(raw)
     _require(bool(spec.get("slug")), "slug is required")
     spec.setdefault("title", spec["slug"])
@@ -55,7 +57,8 @@ def normalise(raw: dict[str, Any]) -> dict[str, Any]:
     # Off only for a panel that sends Prolific-style links with ids of another shape.
     spec["entry"] = {"strict_prolific_ids": True, **(spec.get("entry") or {})}
     spec["consent"] = _consent(spec.get("consent") or {})
-    spec["conditions"] = _conditions(spec.get("conditions") or [])
+    spec["conditions"] = _conditions(spec.get("conditions") or [], offline=offline)
+    spec["model_context"] = _model_context(spec.get("model_context"))
     spec["assignment"] = _assignment(spec.get("assignment") or {})
     spec["document_types"] = _document_types(spec.get("document_types") or [])
     spec["prewriting"] = {
@@ -88,7 +91,7 @@ def _consent(consent: dict[str, Any]) -> dict[str, Any]:
     return {"text": consent["text"], "checkboxes": boxes}
 
 
-def _conditions(conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _conditions(conditions: list[dict[str, Any]], *, offline: bool) -> list[dict[str, Any]]:
     _require(len(conditions) >= 1, "at least one condition is required")
     names = [c.get("name") for c in conditions]
     _require(all(names), "every condition needs a name")
@@ -100,6 +103,10 @@ def _conditions(conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         weight = cond.get("weight", 1)
         _require(isinstance(weight, int) and weight > 0, f"condition {cond['name']}: weight > 0")
         out.append({**cond, "backend": backend, "weight": weight})
+    if offline:
+        from collab_models.arms import override_offline
+
+        out = [override_offline(c) for c in out]
     for cond in out:
         _check_arm(cond)
     return out
@@ -113,6 +120,22 @@ def _check_arm(condition: dict[str, Any]) -> None:
         build_arm(condition, base_dir=STUDY_FILES_DIR)
     except ConfigError as exc:
         raise StudySpecError(str(exc)) from exc
+
+
+# What the model sees besides its prompt (docs/protocol.md, "What the assistant sees"). Each
+# level adds to the one before; the paper's study showed the model the chat only.
+MODEL_CONTEXTS = ("chat", "chat+task", "chat+task+document")
+
+
+def _model_context(value: Any) -> str:
+    value = "chat" if value is None else value
+    _require(value in MODEL_CONTEXTS, f"model_context must be one of {MODEL_CONTEXTS}")
+    return str(value)
+
+
+def model_context_has(spec: dict[str, Any], part: str) -> bool:
+    """Whether the study shows the model ``part`` ("task" or "document") besides the chat."""
+    return part in str(spec.get("model_context") or "chat").split("+")
 
 
 def _assignment(assignment: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from studyapp.realtime.dbcalls import in_db_worker
 from studyapp.realtime.dbretry import db_retry
 from studyapp.realtime.eagerstart import start_now
 from studyapp.realtime.framestore import Frame, GenerationBusy, frame_store
+from studyapp.studies.spec import model_context_has
 from studyapp.writing import protocol, relay
 from studyapp.writing.alternatives import relay as alternatives
 from studyapp.writing.alternatives.handlers import AlternativesHandlers
@@ -77,9 +78,14 @@ class _ExpectedCall:
     max_turns: int | None = None  # a send past it is refused: no call for it
     # client_msg_ids of the user messages known to be stored: a resend of one is no new turn.
     stored_ids: set[str] = dataclasses.field(default_factory=set)
+    # False where the model sees the document: the socket cannot know the latest saved version
+    # (another tab may save one), so the reply waits for the database's turn.
+    early: bool = True
 
     def open(self, text: str, key: str, client_msg_id: str = "") -> generations.ModelCall | None:
-        if self.busy or self.rating_due or not self.config or client_msg_id in self.stored_ids:
+        if not self.early or self.busy or self.rating_due or not self.config:
+            return None
+        if client_msg_id in self.stored_ids:
             return None
         turn = sum(m["role"] == "user" for m in self.history) + 1
         if turn in self.pair_turns or (self.max_turns is not None and turn > self.max_turns):
@@ -308,6 +314,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             pair_turns=frozenset((state.spec.get("side_by_side") or {}).get("turns", [])),
             max_turns=(state.spec.get("writing") or {}).get("max_turns"),
             stored_ids={m["client_msg_id"] for m in state.messages if m.get("client_msg_id")},
+            early=not model_context_has(state.spec, "document"),
         )
         for replayed in resume.frames:
             await self._deliver(replayed)

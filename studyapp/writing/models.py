@@ -46,6 +46,8 @@ class Message(models.Model):
     sampling = models.JSONField(default=dict, blank=True)
     seed = models.BigIntegerField(null=True, blank=True)
     prompt_version = models.CharField(max_length=100, blank=True)
+    # The sha256 of the prompt text sent with this reply (its template, before the chat).
+    prompt_sha256 = models.CharField(max_length=64, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.FloatField(null=True, blank=True)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.urls import NoReverseMatch
 
+from collab_models.prompts import study_context
+from studyapp.feedback.models import SurveyKind, SurveyResponse
 from studyapp.feedback.ratings import interaction_rating_due, interaction_scale
 from studyapp.feedback.selectors import counted_turns
 from studyapp.participants.access import step_url
 from studyapp.participants.models import Participation, Status
 from studyapp.participants.tokens import participation_id_from_token
+from studyapp.studies.spec import document_type, model_context_has
 from studyapp.writing.alternatives.selectors import (
     max_regenerations,
     pair_public,
@@ -53,9 +57,40 @@ def active_messages(*, participation_id: int) -> list[Message]:
     )
 
 
-def chat_history(messages: list[Message]) -> list[dict[str, str]]:
+def chat_history(messages: Sequence[Any]) -> list[dict[str, str]]:
     """Messages as the model's chat history (``collab_models.base.ChatMessage`` dicts)."""
     return [{"role": m.role, "content": m.text} for m in messages]
+
+
+def model_history(
+    *, participation_id: int, spec: dict[str, Any], messages: Sequence[Any]
+) -> list[dict[str, str]]:
+    """What the model is given for ``messages``: the chat, after one system message with what
+    the study's ``model_context`` adds (the task; the latest saved document). A chat-only
+    study (the paper's) reads nothing more."""
+    history = chat_history(messages)
+    if not model_context_has(spec, "task"):
+        return history
+    doc_key, topic = Participation.objects.values_list("document_type", "topic").get(
+        pk=participation_id
+    )
+    prewriting = (
+        SurveyResponse.objects.filter(participation_id=participation_id, kind=SurveyKind.PREWRITING)
+        .values_list("answers", flat=True)
+        .first()
+    ) or {}
+    document = None
+    if model_context_has(spec, "document"):
+        latest = latest_document(participation_id=participation_id)
+        document = latest.text if latest else ""
+    label = (document_type(spec, doc_key) or {}).get("label") or doc_key or "document"
+    context = study_context(
+        document_type=str(label).lower(),
+        topic=topic,
+        answers=[(str(q), str(a)) for q, a in (prewriting.get("answers") or {}).items()],
+        document=document,
+    )
+    return [{"role": "system", "content": context}, *history]
 
 
 def pending_turn(messages: list[Message]) -> int | None:
@@ -100,11 +135,37 @@ def chat_state(*, participation_id: int) -> ChatState:
         document_text=document.text if document else "",
         document_version=document.number if document else 0,
         spec=participation.version.spec,
-        history=chat_history(messages),
+        history=model_history(
+            participation_id=participation_id, spec=participation.version.spec, messages=messages
+        ),
         condition_config=participation.condition.config if participation.condition else {},
         pair=pair,
         regenerate=regenerate_public(messages=messages, spec=participation.version.spec),
     )
+
+
+# What the page tells participants the assistant can see, per model_context.
+MODEL_SEES = {
+    "chat": (
+        "The assistant sees only this chat: it cannot see your document editor. To get its "
+        "help with your text, paste the text into the chat."
+    ),
+    "chat+task": (
+        "The assistant sees this chat, your document type, topic and your answers to the "
+        "questions before the chat, but it cannot see your document editor. To get its help "
+        "with your text, paste the text into the chat."
+    ),
+    "chat+task+document": (
+        "The assistant sees this chat, your document type, topic and your answers to the "
+        "questions before the chat, and it can see your document editor: each time you send "
+        "a message it reads your document as last saved."
+    ),
+}
+
+
+def model_sees_notice(*, spec: dict[str, Any]) -> str:
+    """The sentence that tells participants what the assistant can see."""
+    return MODEL_SEES[str(spec.get("model_context") or "chat")]
 
 
 def page_settings(*, spec: dict[str, Any]) -> dict[str, Any]:

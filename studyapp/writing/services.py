@@ -31,7 +31,7 @@ from studyapp.studies.spec import rating_turns
 from studyapp.writing import rows
 from studyapp.writing.models import DocumentVersion, EditBatch, Message, Role
 from studyapp.writing.rows import MessageRow, WritingRow
-from studyapp.writing.selectors import chat_history, latest_document, pending_turn
+from studyapp.writing.selectors import latest_document, model_history, pending_turn
 
 MAX_EDIT_EVENTS = 2000
 
@@ -92,7 +92,7 @@ def _plan(
         public_id=writing.public_id.hex,
         turn=turn,
         user_text=user_text,
-        history=chat_history(messages),
+        history=model_history(participation_id=writing.pk, spec=writing.spec, messages=messages),
         condition_config=writing.condition_config or {},
         rating_checkpoint=rating_turns(writing.spec, turn),
         candidates=candidates,
@@ -166,6 +166,7 @@ _RECORD_FIELDS = (
     "model",
     "adapter",
     "prompt_version",
+    "prompt_sha256",
     "sampling",
     "prompt_tokens",
     "completion_tokens",

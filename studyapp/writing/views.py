@@ -12,7 +12,7 @@ from studyapp.participants.access import participation_for_step
 from studyapp.participants.models import Status
 from studyapp.participants.tokens import participation_token
 from studyapp.studies.spec import document_type
-from studyapp.writing.selectors import page_settings
+from studyapp.writing.selectors import model_sees_notice, page_settings
 
 
 @require_GET
@@ -41,6 +41,7 @@ def page(request: HttpRequest, slug: str) -> HttpResponse:
         "document_type_label": doc_type.get("label", participation.document_type),
         "topic": participation.topic,
         "instructions": spec["writing"].get("instructions", ""),
+        "model_sees": model_sees_notice(spec=spec),
         "config": config,
         "slug": slug,
     }

@@ -15,7 +15,8 @@ pytestmark = [
 ]
 
 RECORD_KEYS = {
-    "backend", "model", "adapter", "prompt_version", "sampling", "raw_output", "endpoint",
+    "backend", "model", "adapter", "prompt_version", "prompt_sha256", "sampling", "raw_output",
+    "endpoint",
     "prompt_tokens", "completion_tokens", "ttft_ms", "duration_ms", "seed", "error", "condition",
 }  # fmt: skip
 

@@ -29,6 +29,8 @@ class CardFacts:
     conditions: Counter = field(default_factory=Counter)
     stats: Counter = field(default_factory=Counter)
     models: Counter = field(default_factory=Counter)  # (backend, model) -> assistant replies
+    # (arm, prompt_version, prompt_sha256) -> assistant replies
+    prompts: Counter = field(default_factory=Counter)
 
 
 def _front_matter(facts: CardFacts) -> str:
@@ -77,6 +79,32 @@ def _versions(study: Study) -> list[str]:
         f"`{v.source_sha256[:16]}`"
         for v in study.versions.order_by("number")
     ]
+
+
+def _prompts(study: Study, prompts: Counter) -> list[str]:
+    """What each version let the model see and which prompt text each arm sent, by sha256."""
+    lines = ["## Prompts and what the model saw", ""]
+    for v in study.versions.order_by("number"):
+        lines.append(f"- version {v.number}: the model saw `{v.model_context}`")
+        for arm, record in sorted((v.prompts or {}).items()):
+            text = f"  - {arm}: `{record.get('version') or 'none'}`"
+            if record.get("sha256"):
+                text += f", sha256 `{record['sha256']}`"
+            if record.get("fallback_for"):
+                text += f" (the project's own prompt, standing in for `{record['fallback_for']}`)"
+            lines.append(text)
+    lines.append("")
+    if prompts:
+        lines += ["| arm | prompt | sha256 | assistant replies |", "| --- | --- | --- | --- |"]
+        for (arm, version, digest), n in sorted(prompts.items()):
+            lines.append(f"| {arm} | {version or '(none)'} | `{digest or '-'}` | {n} |")
+        lines.append("")
+    lines += [
+        "A published prompt (`collabllm:...@0.0.8`) is the CollabLLM authors' text from their "
+        "`collabllm` package, sent byte for byte; its sha256 identifies the exact text.",
+        "",
+    ]
+    return lines
 
 
 def _labelling(facts: CardFacts) -> list[str]:
@@ -184,6 +212,7 @@ def card_markdown(facts: CardFacts) -> str:
         *_table(facts.platforms, "platform"),
         *_table(facts.conditions, "arm"),
         *_models(facts.models),
+        *_prompts(study, facts.prompts),
         "## Counts",
         "",
         "| split | file | rows |",

@@ -74,6 +74,17 @@ def reply_sources(scope: ExportScope) -> Counter:
     return Counter({(backend, model): n for backend, model, n in rows})
 
 
+def reply_prompts(scope: ExportScope) -> Counter:
+    """Assistant replies of the population by (arm, prompt version, prompt sha256)."""
+    rows = (
+        Message.objects.filter(participation__in=scope.participation_ids(), role=Role.ASSISTANT)
+        .values_list("participation__condition__name", "prompt_version", "prompt_sha256")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return Counter({(arm or "", version, digest): n for arm, version, digest, n in rows})
+
+
 def dataset_export(
     *,
     study: Study,
@@ -132,6 +143,7 @@ def dataset_export(
         split_files={s: p.name for s, p in paths.items()}, split_rows=rows,
         participants=total, conversations_used=used, platforms=platforms,
         conditions=conditions, stats=stats, models=reply_sources(scope),
+        prompts=reply_prompts(scope),
     )
     card = out_dir / "README.md"
     card.write_text(card_markdown(facts), encoding="utf-8")

@@ -32,7 +32,7 @@ from studyapp.writing.alternatives.selectors import (
     regenerations_used,
 )
 from studyapp.writing.models import Message, Role
-from studyapp.writing.selectors import active_messages, chat_history, pending_turn
+from studyapp.writing.selectors import active_messages, model_history, pending_turn
 from studyapp.writing.services import (
     TurnPlan,
     WritingRefused,
@@ -85,7 +85,11 @@ def reply_regenerate(*, participation_id: int, turn: int) -> RegenerationPlan:
             public_id=participation.public_id.hex,
             turn=turn,
             user_text=context[-1].text,
-            history=chat_history(context),
+            history=model_history(
+                participation_id=participation.pk,
+                spec=participation.version.spec,
+                messages=context,
+            ),
             condition_config=participation.condition.config,
             replaces=str(reply.generation_id),
         )
