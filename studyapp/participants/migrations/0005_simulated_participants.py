@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('participants', '0004_event_kind_refused_return'),
-        ('studies', '0003_study_simulation_key'),
+        ('studies', '0004_study_simulation_key'),
     ]
 
     operations = [

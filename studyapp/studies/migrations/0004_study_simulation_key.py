@@ -13,7 +13,7 @@ def _one_key_each(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("studies", "0002_study_pilot_key"),
+        ("studies", "0003_studyversion_prompts"),
     ]
 
     operations = [
