@@ -27,9 +27,8 @@ class Chat:
 @dataclass(frozen=True)
 class Habits:
     """What a participant does besides sending: the turns (1-based) it reloads or regenerates
-    at, the turn from which it clicks Stop on every reply until one is stopped (a short reply
-    may end before the click arrives), the turn after which it leaves for good, whether it
-    fails the attention check."""
+    at, the turn from which it stops a reply as it starts (until one was stopped), the turn
+    after which it leaves for good, whether it fails the attention check."""
 
     stop_from: int | None = None
     reload_at: frozenset[int] = frozenset()

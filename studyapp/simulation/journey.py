@@ -31,7 +31,9 @@ class JourneyError(Exception):
 class JourneyResult:
     label: str
     persona: str
-    outcome: str = "failed"  # completed | failed_attention | dropped | ended_early | failed
+    # completed (reached the last page) | dropped (left mid-chat) | ended_early (the app
+    # refused Finish: too few turns) | failed (the app answered something unusable)
+    outcome: str = "failed"
     error: str = ""
     turns: int = 0
     stops: int = 0
@@ -81,7 +83,7 @@ class Journey:
             return "ended_early"  # the app refused Finish (too few turns, empty document)
         page = await self._final(self._expect(page, "/final/"), chat)
         self._expect(page, "/done/")
-        return "failed_attention" if self.brain.habits.fail_attention else "completed"
+        return "completed"  # the journey's end; the app alone knows how it scored it
 
     def _expect(self, response: httpx.Response, path_end: str) -> httpx.Response:
         if response.status_code != 200 or not response.url.path.endswith(path_end):
@@ -187,11 +189,13 @@ class Journey:
     ) -> tuple[ChatSocket, Frame]:
         habits = self.brain.habits
         await socket.send_message(text)
+        if habits.stop_from is not None and turn >= habits.stop_from and not self.result.stops:
+            # Right behind the message: the socket handles frames in order, so the reply has
+            # begun and is stopped, however fast the model is.
+            await socket.send({"type": "stop"})
         start = await socket.until(lambda f: f["type"] == "turn_start" and not f.get("regenerate"))
         chat.messages.append({"turn": start["turn"], "role": "user", "text": text})
-        if habits.stop_from is not None and turn >= habits.stop_from and not self.result.stops:
-            await socket.send({"type": "stop"})
-        elif turn in habits.reload_at:
+        if turn in habits.reload_at:
             # The participant reloads the page mid-reply: a new token, a fresh socket.
             await socket.close()
             self.result.reloads += 1

@@ -36,7 +36,7 @@ class RunSummary:
         ended = n - out["failed"]
         lines = [
             f"{n} simulated participants: {ended} went through, {out['failed']} failed",
-            "  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(out.items())),
+            "  journeys: " + ", ".join(f"{k} {v}" for k, v in sorted(out.items())),
             "  personas: " + ", ".join(
                 f"{k} {v}" for k, v in sorted(Counter(r.persona for r in self.results).items())
             ),
@@ -51,7 +51,7 @@ class RunSummary:
         for arm, counts in sorted(self.arms.items()):
             total = sum(counts.values())
             detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-            lines.append(f"  arm {arm}: {total} assigned ({detail})")
+            lines.append(f"  arm {arm}: {total} assigned (in the app: {detail})")
         for r in self.errors[:20]:
             lines.append(f"  error {r.label} ({r.persona}): {r.error}")
         return lines

@@ -80,6 +80,7 @@ def normalise(raw: dict[str, Any], *, offline: bool = False) -> dict[str, Any]:
         **(spec.get("limits") or {}),
     }
     spec["bonus"] = {"per_completion": 0.0, **(spec.get("bonus") or {})}
+    spec["simulation"] = _simulation(spec.get("simulation") or {})
     spec["side_by_side"] = _side_by_side(spec.get("side_by_side") or {}, spec["conditions"])
     return spec
 
@@ -136,6 +137,29 @@ def _model_context(value: Any) -> str:
 def model_context_has(spec: dict[str, Any], part: str) -> bool:
     """Whether the study shows the model ``part`` ("task" or "document") besides the chat."""
     return part in str(spec.get("model_context") or "chat").split("+")
+
+
+# simulate_participants --simulator llm: the model that plays the participants, the authors'
+# user-simulator prompt, and the rubric of its answers outside the chat.
+SIMULATION_DEFAULTS: dict[str, Any] = {
+    "simulator": None,  # a condition-like block (backend, endpoints, model, sampling)
+    "prompt": "collabllm:user_simulator",
+    "prompt_package_version": "0.0.8",
+    "rubric": "simulator_rubric",  # a project prompt's name, or rubric_file
+    "rubric_file": None,
+    "terminal_signal": "[[TERMINATE CHAT]]",
+}
+
+
+def _simulation(simulation: dict[str, Any]) -> dict[str, Any]:
+    _require(isinstance(simulation, dict), "simulation must be a mapping")
+    unknown = set(simulation) - set(SIMULATION_DEFAULTS)
+    _require(not unknown, f"simulation: unknown keys {sorted(unknown)}")
+    out = {**SIMULATION_DEFAULTS, **simulation}
+    if out["simulator"] is not None:
+        _require(isinstance(out["simulator"], dict), "simulation.simulator must be a mapping")
+        _check_arm({"name": "simulator", **out["simulator"]})
+    return out
 
 
 def _assignment(assignment: dict[str, Any]) -> dict[str, Any]:
