@@ -27,7 +27,7 @@ class Chat:
 @dataclass(frozen=True)
 class Habits:
     """What a participant does besides sending: the turns (1-based) it reloads or regenerates
-    at, the turn from which it stops a reply as it starts (until one was stopped), the turn
+    at, the turn from which it stops each reply as it starts until one is stopped, the turn
     after which it leaves for good, whether it fails the attention check."""
 
     stop_from: int | None = None

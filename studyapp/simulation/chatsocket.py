@@ -18,6 +18,10 @@ class ChatClosed(Exception):
     """The server closed the socket for good (4401, 4409) or sent what the client cannot use."""
 
 
+class ChatTimeout(Exception):
+    """The frame waited for did not come in time (the message says which, and what came)."""
+
+
 class ChatSocket:
     """One socket of one simulated participant: hello, frames in order, seq and epoch kept."""
 
@@ -28,6 +32,7 @@ class ChatSocket:
         self.epoch: str | None = None
         self.rating_due: int | None = None
         self.doc_version = 0
+        self.seen: list[str] = []  # the latest frames' types, for timeout reports
 
     async def open(self) -> Frame:
         """Connect and say hello (with the position of any earlier socket); the state frame."""
@@ -35,7 +40,7 @@ class ChatSocket:
             self.url, origin=self.origin, compression=None, proxy=None, max_size=2**22  # type: ignore[arg-type]
         )
         await self.send({"type": "hello", "last_seq": self.last_seq, "epoch": self.epoch})
-        return await self.until(lambda f: f["type"] == "state")
+        return await self.until(lambda f: f["type"] == "state", what="state")
 
     def _open(self) -> ClientConnection:
         if self.conn is None:
@@ -53,6 +58,7 @@ class ChatSocket:
     async def recv(self, wait_s: float | None = None) -> Frame:
         raw = await asyncio.wait_for(self._open().recv(), wait_s or self.wait_s)
         frame: Frame = json.loads(raw)
+        self.seen = [*self.seen[-5:], f"{frame.get('type')}#{frame.get('seq', '-')}"]
         self._apply(frame)
         return frame
 
@@ -74,12 +80,18 @@ class ChatSocket:
             raise ChatClosed(f"{frame.get('code')}: {frame.get('message')}")
 
     async def until(
-        self, predicate: Callable[[Frame], bool], wait_s: float | None = None
+        self, predicate: Callable[[Frame], bool], wait_s: float | None = None, *, what: str = ""
     ) -> Frame:
         """Read frames up to and including the first that satisfies ``predicate``."""
-        deadline = time.monotonic() + (wait_s or self.wait_s)
+        limit = wait_s or self.wait_s
+        deadline = time.monotonic() + limit
         while True:
-            frame = await self.recv(max(0.05, deadline - time.monotonic()))
+            try:
+                frame = await self.recv(max(0.05, deadline - time.monotonic()))
+            except TimeoutError:
+                raise ChatTimeout(
+                    f"no {what} within {limit:.0f} s; last frames: {', '.join(self.seen)}"
+                ) from None
             if predicate(frame):
                 return frame
 

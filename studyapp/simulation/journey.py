@@ -36,7 +36,8 @@ class JourneyResult:
     outcome: str = "failed"
     error: str = ""
     turns: int = 0
-    stops: int = 0
+    stop_clicks: int = 0
+    stops: int = 0  # replies that did end stopped (a short one may end before the click lands)
     reloads: int = 0
     regenerations: int = 0
     ratings: int = 0
@@ -145,7 +146,7 @@ class Journey:
                 every = config.get("rating_every") or 0
                 if every and end["turn"] % every == 0 and socket.rating_due is None:
                     # Sent right after the checkpoint's turn_end, in the same batch.
-                    await socket.until(lambda f: f["type"] == "rating_due")
+                    await socket.until(lambda f: f["type"] == "rating_due", what="rating_due")
                 self._count_turns(chat, config)
                 await self._regenerate_if_planned(socket, chat, turn)
                 await self._edit(socket, chat)
@@ -189,13 +190,18 @@ class Journey:
     ) -> tuple[ChatSocket, Frame]:
         habits = self.brain.habits
         await socket.send_message(text)
-        if habits.stop_from is not None and turn >= habits.stop_from and not self.result.stops:
-            # Right behind the message: the socket handles frames in order, so the reply has
-            # begun and is stopped, however fast the model is.
-            await socket.send({"type": "stop"})
-        start = await socket.until(lambda f: f["type"] == "turn_start" and not f.get("regenerate"))
+        start = await socket.until(
+            lambda f: f["type"] == "turn_start" and not f.get("regenerate"),
+            what=f"turn_start of turn {turn}",
+        )
         chat.messages.append({"turn": start["turn"], "role": "user", "text": text})
-        if turn in habits.reload_at:
+        if habits.stop_from is not None and turn >= habits.stop_from and not self.result.stops:
+            # Once the reply has begun (a stop sent before may find no reply yet). The socket
+            # handles it after storing the message, so a short reply can still end first:
+            # the next reply is stopped instead.
+            await socket.send({"type": "stop"})
+            self.result.stop_clicks += 1
+        elif turn in habits.reload_at:
             # The participant reloads the page mid-reply: a new token, a fresh socket.
             await socket.close()
             self.result.reloads += 1
@@ -211,7 +217,8 @@ class Journey:
         for _ in range(RETRIES + 1):
             end = await socket.until(
                 lambda f: f["type"] in ("turn_end", "turn_error") and f.get("turn") == start["turn"]
-                and not f.get("regenerate")
+                and not f.get("regenerate"),
+                what=f"turn_end of turn {start['turn']}",
             )  # fmt: skip
             if end["type"] == "turn_end":
                 self.result.stops += end["finish_reason"] == "cancelled"
@@ -225,7 +232,7 @@ class Journey:
         turn = socket.rating_due
         value = await self.brain.rate(chat, turn=turn, scale=config["rating_scale"])
         await socket.send({"type": "rate", "turn": turn, "value": value})
-        await socket.until(lambda f: f["type"] == "ack" and f.get("of") == "rate")
+        await socket.until(lambda f: f["type"] == "ack" and f.get("of") == "rate", what="rate ack")
         socket.rating_due = None
         self.result.ratings += 1
 
@@ -237,7 +244,8 @@ class Journey:
             return
         await socket.send({"type": "regenerate", "turn": latest["turn"]})
         end = await socket.until(
-            lambda f: f["type"] in ("turn_end", "turn_error") and bool(f.get("regenerate"))
+            lambda f: f["type"] in ("turn_end", "turn_error") and bool(f.get("regenerate")),
+            what="the regenerated reply",
         )
         if end["type"] == "turn_end":
             self.result.regenerations += 1
@@ -253,7 +261,7 @@ class Journey:
         await socket.send(
             {"type": "doc", "text": text, "version_base": socket.doc_version, "edits": [edit]}
         )
-        await socket.until(lambda f: f["type"] == "doc_saved")
+        await socket.until(lambda f: f["type"] == "doc_saved", what="doc_saved")
         chat.document = text
 
 

@@ -42,7 +42,8 @@ class RunSummary:
             ),
         ]
         acts = {
-            "stops": sum(r.stops for r in self.results),
+            "stop clicks": sum(r.stop_clicks for r in self.results),
+            "replies stopped": sum(r.stops for r in self.results),
             "reloads": sum(r.reloads for r in self.results),
             "regenerations": sum(r.regenerations for r in self.results),
             "ratings": sum(r.ratings for r in self.results),

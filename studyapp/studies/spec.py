@@ -80,7 +80,7 @@ def normalise(raw: dict[str, Any], *, offline: bool = False) -> dict[str, Any]:
         **(spec.get("limits") or {}),
     }
     spec["bonus"] = {"per_completion": 0.0, **(spec.get("bonus") or {})}
-    spec["simulation"] = _simulation(spec.get("simulation") or {})
+    spec["simulation"] = _simulation(spec.get("simulation") or {}, offline=offline)
     spec["side_by_side"] = _side_by_side(spec.get("side_by_side") or {}, spec["conditions"])
     return spec
 
@@ -151,14 +151,22 @@ SIMULATION_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _simulation(simulation: dict[str, Any]) -> dict[str, Any]:
+def _simulation(simulation: dict[str, Any], *, offline: bool) -> dict[str, Any]:
+    """The ``simulation`` block; ``offline`` (the demo) puts its model on the offline backend
+    as it does the arms."""
     _require(isinstance(simulation, dict), "simulation must be a mapping")
     unknown = set(simulation) - set(SIMULATION_DEFAULTS)
     _require(not unknown, f"simulation: unknown keys {sorted(unknown)}")
     out = {**SIMULATION_DEFAULTS, **simulation}
     if out["simulator"] is not None:
         _require(isinstance(out["simulator"], dict), "simulation.simulator must be a mapping")
-        _check_arm({"name": "simulator", **out["simulator"]})
+        block = {"name": "simulator", **out["simulator"]}
+        if offline:
+            from collab_models.arms import override_offline
+
+            block = override_offline(block)
+        _check_arm(block)
+        out["simulator"] = {k: v for k, v in block.items() if k != "name"}
     return out
 
 

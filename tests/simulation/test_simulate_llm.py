@@ -13,6 +13,7 @@ import pytest
 import yaml
 from django.core.management import call_command
 
+from collab_models.arms import override_offline
 from collab_models.published_prompts import published_prompt
 from studyapp.feedback.models import Rating, Scale, SurveyKind, SurveyResponse
 from studyapp.participants.models import Participation
@@ -55,6 +56,8 @@ class SimulatorServer(FakeVLLM):
 
 def _study(url: str):
     raw = yaml.safe_load(REFERENCE_STUDY.read_text())
+    # The arms offline, the simulator on the loopback server (--offline would move it too).
+    raw["conditions"] = [override_offline(c) for c in raw["conditions"]]
     raw["writing"]["min_turns"] = 3
     raw["simulation"] = {
         "simulator": {
@@ -63,7 +66,7 @@ def _study(url: str):
         },
         "rubric": "simulator_rubric",
     }  # fmt: skip
-    return study_load(text=yaml.safe_dump(raw), slug="demo", offline=True).version
+    return study_load(text=yaml.safe_dump(raw), slug="demo").version
 
 
 def _transcript(messages) -> str:
