@@ -43,6 +43,8 @@ CONVERSATION_SLOT = "{{conversation}}"
 NAMED_PROMPTS: dict[str, str] = {
     "proactive": "proactive.v1",
     "collabllm": "collabllm.v1",
+    # Not an arm's prompt: the simulated participants' answers outside the chat.
+    "simulator_rubric": "simulator_rubric.v1",
 }
 _VERSION_NAME = re.compile(r"^[a-z0-9_-]+\.v[0-9]+$")
 _ROLE_LABELS = {"user": "User", "assistant": "Assistant", "system": "System"}

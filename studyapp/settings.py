@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "studyapp.scoring",
     "studyapp.payments",
     "studyapp.erasure",
+    "studyapp.simulation",
 ]
 
 MIDDLEWARE = [

@@ -26,6 +26,7 @@ LAYERS = {
     "dashboards": 6,
     "exports": 7,
     "erasure": 8,
+    "simulation": 8,
 }
 
 

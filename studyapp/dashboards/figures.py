@@ -275,3 +275,54 @@ def latency_figure(
         )
     fig.update_yaxes(title="Time to first token (ms)")
     return _layout(fig, "Time to first token", barmode="group")
+
+
+def simulated_vs_real_figure(panel: Any, colours: Mapping[str, str]) -> go.Figure:
+    """Small multiples: the in-chat rating over turns (real solid, simulated dashed), then one
+    panel per outcome with the real and the simulated arm means side by side."""
+    titles = ["In-chat rating over turns", *(o.label for o in panel.outcomes)]
+    cols = 4
+    rows = math.ceil(len(titles) / cols)
+    fig = make_subplots(
+        rows=rows, cols=cols, subplot_titles=titles, vertical_spacing=0.18, horizontal_spacing=0.07
+    )
+    for population, dash in (("real", "solid"), ("simulated", "dash")):
+        for arm, points in panel.engagement.get(population, {}).items():
+            fig.add_trace(
+                go.Scatter(
+                    name=f"{arm} ({population})",
+                    x=[p["turn"] for p in points],
+                    y=[p["mean"] for p in points],
+                    mode="lines+markers",
+                    line={"color": colours.get(arm), "dash": dash},
+                    showlegend=False,
+                    meta=population,
+                ),
+                row=1,
+                col=1,
+            )
+    for index, outcome in enumerate(panel.outcomes, start=1):
+        for population, opacity in (("real", 1.0), ("simulated", 0.45)):
+            means = [
+                _finite(a.real_mean if population == "real" else a.simulated_mean)
+                for a in outcome.arms
+            ]
+            fig.add_trace(
+                go.Bar(
+                    name=population,
+                    x=[a.arm for a in outcome.arms],
+                    y=means,
+                    marker={
+                        "color": [colours.get(a.arm) for a in outcome.arms],
+                        "opacity": opacity,
+                    },
+                    legendgroup=population,
+                    showlegend=index == 1,
+                    meta=outcome.key,
+                ),
+                row=index // cols + 1,
+                col=index % cols + 1,
+            )
+    fig.update_layout(barmode="group")
+    return _layout(fig, "Simulated vs real participants (faded bars, dashed lines: simulated)",
+                   height=300 * rows + 80)  # fmt: skip

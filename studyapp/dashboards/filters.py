@@ -12,6 +12,9 @@ from studyapp.participants.models import Participation, Status
 
 View = Literal["completers", "itt"]
 VIEWS: tuple[str, ...] = get_args(View)
+# Simulated participants (simulate_participants): left out, counted with the people, or alone.
+Simulated = Literal["exclude", "include", "only"]
+SIMULATED_CHOICES: tuple[str, ...] = get_args(Simulated)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -40,21 +43,40 @@ class ParticipationFilter:
     include_test: bool = False  # pilot / researcher test runs (Participation.is_test)
     include_failed_attention: bool = False  # attention_passed is False
     view: View = "completers"
+    simulated: Simulated = "exclude"  # simulated participants (Participation.is_simulated)
 
     def __post_init__(self) -> None:
         if self.view not in VIEWS:
             raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {self.view!r}")
+        if self.simulated not in SIMULATED_CHOICES:
+            choices = ", ".join(SIMULATED_CHOICES)
+            raise ValueError(f"simulated must be one of {choices}, got {self.simulated!r}")
+
+    @property
+    def include_simulated(self) -> bool:
+        return self.simulated != "exclude"
 
     def q(self, prefix: str = "") -> Q:
         """The filter as a Q, for related models too (prefix e.g. ``participation__``)."""
         q = Q(**{f"{prefix}condition__isnull": False})
         if self.view == "completers":
             q &= Q(**{f"{prefix}status": Status.COMPLETED})
-        if not self.include_test:
-            q &= Q(**{f"{prefix}is_test": False})
+        q &= self.who_q(prefix)
         if not self.include_failed_attention:
             # attention_passed is NULL when the study has no check: keep those.
             q &= ~Q(**{f"{prefix}attention_passed": False})
+        return q
+
+    def who_q(self, prefix: str = "") -> Q:
+        """Only the choice of people: real participants, pilots, simulated participants."""
+        q = Q()
+        # Simulated participants are test runs too; include_test speaks for the others.
+        if not self.include_test:
+            q &= Q(**{f"{prefix}is_test": False}) | Q(**{f"{prefix}is_simulated": True})
+        if self.simulated == "exclude":
+            q &= Q(**{f"{prefix}is_simulated": False})
+        elif self.simulated == "only":
+            q &= Q(**{f"{prefix}is_simulated": True})
         return q
 
     def apply(self, qs: QuerySet[Participation]) -> QuerySet[Participation]:
@@ -62,14 +84,20 @@ class ParticipationFilter:
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> ParticipationFilter:
-        """Read ``include_test``, ``include_failed_attention``, ``view`` (query string, CLI)."""
+        """Read ``include_test``, ``include_failed_attention``, ``view`` and ``simulated``
+        (``include_simulated=1`` is short for ``simulated=include``) from a query string."""
         view = (params.get("view") or "completers").strip().lower()
         if view not in VIEWS:
             raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+        simulated = (params.get("simulated") or "").strip().lower()
+        if not simulated:
+            include = _parse_bool(params, "include_simulated", False)
+            simulated = "include" if include else "exclude"
         return cls(
             include_test=_parse_bool(params, "include_test", False),
             include_failed_attention=_parse_bool(params, "include_failed_attention", False),
             view=view,  # type: ignore[arg-type]
+            simulated=simulated,  # type: ignore[arg-type]
         )
 
     def as_params(self) -> dict[str, str]:
@@ -77,6 +105,7 @@ class ParticipationFilter:
             "include_test": "1" if self.include_test else "0",
             "include_failed_attention": "1" if self.include_failed_attention else "0",
             "view": self.view,
+            "simulated": self.simulated,
         }
 
     def describe(self) -> str:
@@ -97,4 +126,9 @@ class ParticipationFilter:
             if self.include_failed_attention
             else "participants who failed an attention check excluded"
         )
-        return f"{population}; {tests}; {attention}."
+        simulated = {
+            "exclude": "simulated participants excluded",
+            "include": "simulated participants included",
+            "only": "simulated participants only",
+        }[self.simulated]
+        return f"{population}; {tests}; {simulated}; {attention}."

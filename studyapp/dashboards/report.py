@@ -22,6 +22,7 @@ from studyapp.dashboards.selectors import (
     study_flow,
     study_overview,
 )
+from studyapp.dashboards.simulated import SimulatedVsReal, simulated_vs_real
 from studyapp.studies.models import Study
 
 
@@ -89,6 +90,8 @@ class StudyReport:
     figures: dict[str, dict[str, Any]]
     agreement: list[stats.Agreement] = field(default_factory=list)
 
+    # None when the study has no simulated participant in the page's population choice.
+    simulated_vs_real: SimulatedVsReal | None = None
 
 PARTICIPANT_RATER = "Participant's own rating"
 
@@ -161,7 +164,7 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
     overview = study_overview(study=study)
     arms = [a.name for a in overview.arms]
     colours = figures.arm_colours(arms)
-    flow = study_flow(study=study, arms=overview.arms, include_test=pfilter.include_test)
+    flow = study_flow(study=study, arms=overview.arms, pfilter=pfilter)
     balance, balance_p = _balance(flow, overview)
     table = participant_outcomes(study=study, pfilter=pfilter)
     rows = table.rows
@@ -217,6 +220,11 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
             axis="Score",
             kind="box",
         )
+    panel = None
+    if flow_has_simulated(study):
+        real_rows = rows if pfilter.simulated == "exclude" else None
+        panel = simulated_vs_real(study=study, pfilter=pfilter, arms=arms, real_rows=real_rows)
+        figs["simulated_vs_real"] = figures.simulated_vs_real_figure(panel, colours)
     n_by_arm = {arm: 0 for arm in arms}
     for row in rows:
         n_by_arm[row.arm] = n_by_arm.get(row.arm, 0) + 1
@@ -232,4 +240,9 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
         judge=table.judge,
         figures={key: figure_data(fig) for key, fig in figs.items()},
         agreement=_agreement(table),
+        simulated_vs_real=panel,
     )
+
+
+def flow_has_simulated(study: Study) -> bool:
+    return study.participations.filter(is_simulated=True).exists()

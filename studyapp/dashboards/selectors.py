@@ -74,7 +74,8 @@ def study_list() -> list[Study]:
         n_assigned=count(real & Q(participations__condition__isnull=False)),
         n_completed=count(real & Q(participations__status=Status.COMPLETED)),
         n_writing=count(real & Q(participations__status=Status.WRITING)),
-        n_test=count(Q(participations__is_test=True)),
+        n_test=count(Q(participations__is_test=True, participations__is_simulated=False)),
+        n_simulated=count(Q(participations__is_simulated=True)),
         n_versions=Count("versions", distinct=True),
     ).order_by("-created_at")
     return list(rows)
@@ -171,11 +172,13 @@ def _flow_counts() -> dict[str, Any]:
     }
 
 
-def study_flow(*, study: Study, arms: list[Arm], include_test: bool = False) -> Flow:
-    """CONSORT-style counts, overall and per arm, in three grouped queries."""
-    qs = Participation.objects.filter(study=study)
-    if not include_test:
-        qs = qs.filter(is_test=False)
+def study_flow(
+    *, study: Study, arms: list[Arm], pfilter: ParticipationFilter | None = None
+) -> Flow:
+    """CONSORT-style counts, overall and per arm, in two grouped queries, of the people the
+    filter chooses (real participants, pilots, simulated ones) whatever their status."""
+    who = (pfilter or ParticipationFilter()).who_q()
+    qs = Participation.objects.filter(study=study).filter(who)
     by_arm = {a.name: ArmFlow(name=a.name) for a in arms}
     unassigned = ArmFlow(name=None)
     for row in qs.values(arm=F(ARM)).annotate(**_flow_counts()).order_by():
@@ -187,7 +190,7 @@ def study_flow(*, study: Study, arms: list[Arm], include_test: bool = False) -> 
     for row in doc_types.annotate(n=Count("id")).order_by("doc"):
         by_arm[row["arm"]].document_types[row["doc"] or "(none)"] = row["n"]
     erasures = ErasureRecord.objects.filter(study=study)
-    if not include_test:
+    if not (pfilter and pfilter.include_test):
         erasures = erasures.filter(is_test=False)
     for row in erasures.values("arm").annotate(n=Count("id")).order_by():
         name = row["arm"]
@@ -590,5 +593,8 @@ def recent_participations(*, study: Study, limit: int = 50) -> list[dict[str, An
     return list(
         Participation.objects.filter(study=study)
         .order_by("-entered_at")
-        .values("public_id", "status", "is_test", "entered_at", "last_seen_at", arm=F(ARM))[:limit]
+        .values(
+            "public_id", "status", "is_test", "is_simulated", "entered_at", "last_seen_at",
+            arm=F(ARM),
+        )[:limit]
     )

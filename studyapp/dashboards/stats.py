@@ -228,3 +228,44 @@ def spearman_agreement(
             rho, p = float(result.statistic), float(result.pvalue)
         found.append(Agreement(a=a, b=b, n=len(shared), rho=rho, p=p))
     return found
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``mean(a) - mean(b)`` with Welch's 95 % CI (NaN where either side has fewer than two)."""
+
+    diff: float
+    ci_low: float
+    ci_high: float
+    n_a: int
+    n_b: int
+
+
+def welch_difference(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray
+) -> Difference:
+    """The difference of two means with a Welch-Satterthwaite t interval (unequal variances)."""
+    x, y = _clean(a), _clean(b)
+    if not x.size or not y.size:
+        return Difference(math.nan, math.nan, math.nan, int(x.size), int(y.size))
+    diff = float(x.mean() - y.mean())
+    if x.size < 2 or y.size < 2:
+        return Difference(diff, math.nan, math.nan, int(x.size), int(y.size))
+    va, vb = float(x.var(ddof=1)) / x.size, float(y.var(ddof=1)) / y.size
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return Difference(diff, diff, diff, int(x.size), int(y.size))
+    df = (va + vb) ** 2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1))
+    half = float(sps.t.ppf(0.5 + CONFIDENCE / 2, df)) * se
+    return Difference(diff, diff - half, diff + half, int(x.size), int(y.size))
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation of paired values (NaN below two pairs or with no spread)."""
+    pairs = [(x, y) for x, y in zip(a, b, strict=True) if math.isfinite(x) and math.isfinite(y)]
+    if len(pairs) < 2:
+        return math.nan
+    xs, ys = zip(*pairs, strict=True)
+    if len(set(xs)) < 2 or len(set(ys)) < 2:
+        return math.nan
+    return float(sps.spearmanr(xs, ys).statistic)

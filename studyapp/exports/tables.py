@@ -123,7 +123,8 @@ def _participations_source(scope: ExportScope) -> QuerySet:
         )
         .order_by("pk")
         .values_list(
-            "pk", "platform", "is_test", "document_type", "topic", "status", "outcome",
+            "pk", "platform", "is_test", "is_simulated", "document_type", "topic", "status",
+            "outcome",
             *(name for name, _ in _TIMESTAMPS),
             "active_seconds", "focus_losses", "attention_passed",
             "n_user_turns", "n_assistant_replies", "n_alternatives", "n_interaction_ratings",
@@ -133,15 +134,16 @@ def _participations_source(scope: ExportScope) -> QuerySet:
 
 
 def _participations_expand(person: Person, r: tuple) -> Iterable[tuple]:
-    (_, platform, is_test, document_type, topic, status, outcome, *rest) = r
+    (_, platform, is_test, is_simulated, document_type, topic, status, outcome, *rest) = r
     stamps = rest[: len(_TIMESTAMPS)]
     active_seconds, focus_losses, attention, *counts = rest[len(_TIMESTAMPS):]
     entered, finished, completed = stamps[0], stamps[4], stamps[5]
     end = completed or finished
     total = (end - entered).total_seconds() if end and entered else None
     yield (
-        person.pseudonym, person.version, person.condition, platform, is_test, document_type,
-        topic, status, outcome, *stamps, total, active_seconds, focus_losses, attention, *counts,
+        person.pseudonym, person.version, person.condition, platform, is_test, is_simulated,
+        document_type, topic, status, outcome, *stamps, total, active_seconds, focus_losses,
+        attention, *counts,
     )
 
 
@@ -154,7 +156,8 @@ PARTICIPATIONS = Table(
         Column("condition", "string", "Assistant arm (never shown to participants)",
                "@conditions"),
         Column("platform", "string", "Recruitment platform", _choices(Platform)),
-        Column("is_test", "boolean", "Pilot or researcher test run"),
+        Column("is_test", "boolean", "Pilot or researcher test run (simulated ones too)"),
+        Column("is_simulated", "boolean", "Simulated participant (simulate_participants)"),
         Column("document_type", "string", "Assigned document type", "@document_types"),
         Column("topic", "string", "Topic the participant picked"),
         Column("status", "string", "Where the participation is now", _choices(Status)),

@@ -114,14 +114,16 @@ class ParticipationAdmin(AccessLoggedAdmin):
         "public_id", "study", "platform", "status", "condition", "outcome", "is_test",
         "entered_at", "completed_at",
     )
-    list_filter = ("study", "status", "condition", "platform", "outcome", "is_test")
+    list_filter = (
+        "study", "status", "condition", "platform", "outcome", "is_test", "is_simulated"
+    )
     list_select_related = ("study", "condition__version__study")
     # Exact matches only: a UUID or a platform id is looked up, never scanned for substrings.
     search_fields = ("=public_id", "=external_id")
     date_hierarchy = "entered_at"
     readonly_fields = (
         "public_id", "study", "version", "condition", "platform", "external_id", "platform_data",
-        "is_test", "document_type", "topic", "status", "outcome", "completion_code",
+        "is_test", "is_simulated", "document_type", "topic", "status", "outcome", "completion_code",
         "attention_passed", "entered_at", "consented_at", "assigned_at", "writing_at",
         "finished_at", "completed_at", "declined_at", "returned_at", "timed_out_at",
         "excluded_at", "last_seen_at", "total_seconds", "active_seconds", "focus_losses",

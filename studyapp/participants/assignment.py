@@ -10,7 +10,8 @@ Two balanced methods, chosen by the study file's ``assignment.method``:
 
 Both run under the study row's lock (``SELECT … FOR UPDATE``), so concurrent arrivals are
 assigned one after another. Pilot and test runs get a weighted random arm and never consume a
-block slot or count for balance.
+block slot or count for balance. Simulated participants are balanced by the same method among
+themselves only: blocks of their own, counts of their own.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def assignment_assign(*, participation: Participation) -> Participation:
     Study.objects.select_for_update().only("id").get(pk=participation.study_id)
     version = participation.version
     conditions = list(version.conditions.order_by("id"))
-    if participation.is_test:
+    if participation.is_test and not participation.is_simulated:
         condition = _random.choices(conditions, weights=[c.weight for c in conditions])[0]
     elif version.spec["assignment"]["method"] == "least_filled":
         condition = _least_filled(participation=participation, conditions=conditions)
@@ -71,27 +72,32 @@ def assignment_release(*, participation: Participation) -> bool:
 
 
 def _take_block_slot(*, participation: Participation, conditions: list[Condition]) -> Condition:
+    simulated = participation.is_simulated
     free = AllocationSlot.objects.select_related("condition").filter(
-        version=participation.version, participation__isnull=True
+        version=participation.version, simulated=simulated, participation__isnull=True
     )
     slot = free.order_by("block", "position").first()
     if slot is None:
-        _draw_block(version=participation.version, conditions=conditions)
+        _draw_block(version=participation.version, conditions=conditions, simulated=simulated)
         slot = free.order_by("block", "position").first()
     slot.participation = participation
     slot.save(update_fields=["participation"])
     return slot.condition
 
 
-def _draw_block(*, version: StudyVersion, conditions: list[Condition]) -> None:
+def _draw_block(
+    *, version: StudyVersion, conditions: list[Condition], simulated: bool
+) -> None:
     # Weights 2:2:2 make blocks of three, not six: smaller blocks keep the arms closer.
     divisor = reduce(math.gcd, (c.weight for c in conditions))
     block = [c for c in conditions for _ in range(c.weight // divisor)]
     _random.shuffle(block)
-    last = version.allocation_slots.aggregate(last=Max("block"))["last"]
-    number = 0 if last is None else last + 1
+    last = version.allocation_slots.filter(simulated=simulated).aggregate(last=Max("block"))
+    number = 0 if last["last"] is None else last["last"] + 1
     AllocationSlot.objects.bulk_create(
-        AllocationSlot(version=version, block=number, position=i, condition=c)
+        AllocationSlot(
+            version=version, simulated=simulated, block=number, position=i, condition=c
+        )
         for i, c in enumerate(block)
     )
 
@@ -102,7 +108,9 @@ def _least_filled(*, participation: Participation, conditions: list[Condition]) 
     # Arms are matched by name so that loading a new version of the study does not reset them.
     counts = Counter(
         dict(
-            participations_counting(study=participation.study, since=since)
+            participations_counting(
+                study=participation.study, since=since, simulated=participation.is_simulated
+            )
             .filter(condition__name__in=[c.name for c in conditions])
             .values_list("condition__name")
             .annotate(n=Count("id"))
@@ -116,12 +124,14 @@ def _least_filled(*, participation: Participation, conditions: list[Condition]) 
 def _document_type(*, participation: Participation, condition: Condition) -> str:
     """The least used document type within the arm (random tie-break), so types stay balanced."""
     keys = [t["key"] for t in participation.version.spec["document_types"]]
-    if participation.is_test:
+    if participation.is_test and not participation.is_simulated:
         return _random.choice(keys)
     since = active_window_start(spec=participation.version.spec)
     counts = Counter(
         dict(
-            participations_counting(study=participation.study, since=since)
+            participations_counting(
+                study=participation.study, since=since, simulated=participation.is_simulated
+            )
             .filter(condition__name=condition.name, document_type__in=keys)
             .exclude(pk=participation.pk)
             .values_list("document_type")

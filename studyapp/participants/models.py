@@ -10,6 +10,7 @@ class Platform(models.TextChoices):
     PROLIFIC = "prolific"
     MTURK = "mturk"
     PILOT = "pilot"
+    SIMULATED = "simulated"  # simulate_participants: a scripted or LLM participant
 
 
 class Status(models.TextChoices):
@@ -64,6 +65,9 @@ class Participation(models.Model):
     # Platform ids: STUDY_ID/SESSION_ID (Prolific), assignmentId/hitId/turkSubmitTo (MTurk).
     platform_data = models.JSONField(default=dict, blank=True)
     is_test = models.BooleanField(default=False, help_text="pilot or researcher test run")
+    # Simulated participants are test runs too (is_test: no quota, no pay, no real code), and a
+    # population of their own: balanced among themselves, left out of analyses unless asked.
+    is_simulated = models.BooleanField(default=False, help_text="simulated participant")
 
     document_type = models.CharField(max_length=100, blank=True)
     topic = models.CharField(max_length=300, blank=True)
@@ -152,6 +156,8 @@ class AllocationSlot(models.Model):
     version = models.ForeignKey(
         "studies.StudyVersion", on_delete=models.CASCADE, related_name="allocation_slots"
     )
+    # Simulated participants draw from blocks of their own, so they never shift real allocation.
+    simulated = models.BooleanField(default=False)
     block = models.PositiveIntegerField()
     position = models.PositiveIntegerField()
     condition = models.ForeignKey("studies.Condition", on_delete=models.CASCADE)
@@ -167,11 +173,14 @@ class AllocationSlot(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["version", "block", "position"], name="unique_allocation_slot"
+                fields=["version", "simulated", "block", "position"],
+                name="unique_allocation_slot_per_population",
             )
         ]
-        indexes = [models.Index(fields=["version", "participation", "block", "position"])]
-        ordering = ["version", "block", "position"]
+        indexes = [
+            models.Index(fields=["version", "simulated", "participation", "block", "position"])
+        ]
+        ordering = ["version", "simulated", "block", "position"]
 
 
 class StatusChange(models.Model):

@@ -4,6 +4,8 @@ Prolific:  ?PROLIFIC_PID=…&STUDY_ID=…&SESSION_ID=…
 MTurk:     ?workerId=…&assignmentId=…&hitId=…&turkSubmitTo=…  (assignmentId
            ASSIGNMENT_ID_NOT_AVAILABLE while the worker only previews the HIT)
 Pilot:     ?participant_label=…&pilot_key=…  (the study's secret pilot key, or a staff login)
+Simulated: ?simulated_label=…&simulation_key=…  (the study's secret simulation key; from
+           ``manage.py simulate_participants``)
 """
 
 from __future__ import annotations
@@ -37,10 +39,15 @@ class EntryLink:
     platform_data: dict[str, str] = field(default_factory=dict)
     is_preview: bool = False
     pilot_key: str = ""
+    simulation_key: str = ""
 
     @property
     def is_test(self) -> bool:
-        return self.platform == Platform.PILOT
+        return self.platform in (Platform.PILOT, Platform.SIMULATED)
+
+    @property
+    def is_simulated(self) -> bool:
+        return self.platform == Platform.SIMULATED
 
 
 def _get(query: Mapping[str, str], name: str, pattern: re.Pattern[str] = _PLATFORM_ID) -> str:
@@ -82,6 +89,10 @@ def parse_entry_link(query: Mapping[str, str], *, strict_prolific: bool = True) 
         label = _get(query, "participant_label", _LABEL)
         key = (query.get("pilot_key") or "").strip()
         return EntryLink(platform=Platform.PILOT, external_id=label, pilot_key=key)
+    if "simulated_label" in query:
+        label = _get(query, "simulated_label", _LABEL)
+        key = (query.get("simulation_key") or "").strip()
+        return EntryLink(platform=Platform.SIMULATED, external_id=label, simulation_key=key)
     raise EntryLinkError(
         "This link does not say who you are. Please open the study from the link on your "
         "recruitment platform (for example Prolific)."

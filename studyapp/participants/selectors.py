@@ -39,6 +39,7 @@ def participations_counting(
     since: datetime,
     held_since: datetime | None = None,
     present_since: datetime | None = None,
+    simulated: bool = False,
 ) -> QuerySet[Participation]:
     """Non-test participations that hold a place: completers, and starters active since ``since``.
 
@@ -50,13 +51,16 @@ def participations_counting(
     places within that time. Starters who went quiet longer ago than ``since`` are presumed gone
     (their place is given to the next arrival, as in oTree/psiTurk); pilots and researcher test
     runs never count.
+    ``simulated``: the same count among simulated participants instead, who balance only
+    among themselves.
     """
     writing = (Status.WRITING, Status.FINISHED)
+    population = Q(is_simulated=True) if simulated else Q(is_test=False)
     consented = Q(status=Status.CONSENTED, consented_at__gte=held_since or since)
     if present_since is not None:
         consented &= Q(consented_at__gte=present_since) | Q(last_seen_at__gte=present_since)
     return (
-        Participation.objects.filter(study=study, is_test=False)
+        Participation.objects.filter(population, study=study)
         .alias(activity_at=Coalesce("last_seen_at", "entered_at"))
         .filter(
             Q(status=Status.COMPLETED) | Q(status__in=writing, activity_at__gte=since) | consented

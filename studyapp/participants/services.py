@@ -35,7 +35,7 @@ from studyapp.studies.models import Study
 from studyapp.studies.selectors import study_current_version
 from studyapp.studies.spec import document_type
 
-RefusalReason = Literal["closed", "full", "pilot_not_allowed", "pilot_key"]
+RefusalReason = Literal["closed", "full", "pilot_not_allowed", "pilot_key", "simulation_key"]
 
 # What must match for a browser that does not hold a participation to re-open it: the ids the
 # platform sends with every link of that person's submission, which a made-up link cannot know.
@@ -86,7 +86,9 @@ def participation_enter(
     browser that holds it or with the same platform ids it began with (``ReturnRefused``).
     Only new arrivals are refused (``EntryRefused``).
     """
-    if link.is_test:
+    if link.is_simulated:
+        _check_simulation_key(study=study, link=link)
+    elif link.is_test:
         _check_pilot(study=study, link=link, staff=staff)
     existing = participation_find(study=study, platform=link.platform, external_id=link.external_id)
     if existing is not None:
@@ -104,6 +106,7 @@ def participation_enter(
                 external_id=link.external_id,
                 platform_data=dict(link.platform_data),
                 is_test=link.is_test,
+                is_simulated=link.is_simulated,
             )
     except IntegrityError:
         # The same id arrived twice at once (double click, two tabs): one insert won.
@@ -124,6 +127,13 @@ def _check_pilot(*, study: Study, link: EntryLink, staff: bool) -> None:
     key = study.pilot_key.encode()
     if not key or not hmac.compare_digest(link.pilot_key.encode(), key):
         raise EntryRefused("pilot_key")
+
+
+def _check_simulation_key(*, study: Study, link: EntryLink) -> None:
+    # No staff shortcut: a simulated participation is recognised by this key alone.
+    key = study.simulation_key.encode()
+    if not key or not hmac.compare_digest(link.simulation_key.encode(), key):
+        raise EntryRefused("simulation_key")
 
 
 def _check_admission(*, study: Study, spec: dict, link: EntryLink) -> None:

@@ -37,8 +37,10 @@ class StudyAdmin(admin.ModelAdmin):
     list_display = ("slug", "title", "is_open", "preview_count", "created_at")
     list_filter = ("is_open",)
     search_fields = ("slug", "title")
-    fields = ("slug", "title", "is_open", "pilot_key", "preview_count", "created_at")
-    readonly_fields = ("slug", "pilot_key", "preview_count", "created_at")
+    fields = (
+        "slug", "title", "is_open", "pilot_key", "simulation_key", "preview_count", "created_at"
+    )
+    readonly_fields = ("slug", "pilot_key", "simulation_key", "preview_count", "created_at")
     inlines = [StudyVersionInline]
 
     def has_add_permission(self, request):

@@ -13,6 +13,10 @@ def new_pilot_key() -> str:
     return secrets.token_urlsafe(18)
 
 
+def new_simulation_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
 class Study(models.Model):
     slug = models.SlugField(unique=True)
     title = models.CharField(max_length=200)
@@ -21,6 +25,9 @@ class Study(models.Model):
     pseudonym_secret = models.CharField(max_length=64, default=_new_secret, editable=False)
     # Pilot links (when the study file allows them) must carry this key, or come from a staff login.
     pilot_key = models.CharField(max_length=64, default=new_pilot_key)
+    # Simulated participants' links carry this key: only who can read it (the researchers, the
+    # simulate_participants command) can mark a participation as simulated.
+    simulation_key = models.CharField(max_length=64, default=new_simulation_key)
     # MTurk previews store nothing about the person; only how many there were.
     preview_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)

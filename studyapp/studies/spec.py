@@ -91,6 +91,7 @@ def normalise(raw: dict[str, Any], *, offline: bool = False) -> dict[str, Any]:
         number = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
         _require(number, f"limits.{key} must be a number of minutes >= 0")
     spec["bonus"] = {"per_completion": 0.0, **(spec.get("bonus") or {})}
+    spec["simulation"] = _simulation(spec.get("simulation") or {}, offline=offline)
     spec["side_by_side"] = _side_by_side(spec.get("side_by_side") or {}, spec["conditions"])
     spec["exclusion_reasons"] = _exclusion_reasons(spec.get("exclusion_reasons"))
     return spec
@@ -148,6 +149,37 @@ def _model_context(value: Any) -> str:
 def model_context_has(spec: dict[str, Any], part: str) -> bool:
     """Whether the study shows the model ``part`` ("task" or "document") besides the chat."""
     return part in str(spec.get("model_context") or "chat").split("+")
+
+
+# simulate_participants --simulator llm: the model that plays the participants, the authors'
+# user-simulator prompt, and the rubric of its answers outside the chat.
+SIMULATION_DEFAULTS: dict[str, Any] = {
+    "simulator": None,  # a condition-like block (backend, endpoints, model, sampling)
+    "prompt": "collabllm:user_simulator",
+    "prompt_package_version": "0.0.8",
+    "rubric": "simulator_rubric",  # a project prompt's name, or rubric_file
+    "rubric_file": None,
+    "terminal_signal": "[[TERMINATE CHAT]]",
+}
+
+
+def _simulation(simulation: dict[str, Any], *, offline: bool) -> dict[str, Any]:
+    """The ``simulation`` block; ``offline`` (the demo) puts its model on the offline backend
+    as it does the arms."""
+    _require(isinstance(simulation, dict), "simulation must be a mapping")
+    unknown = set(simulation) - set(SIMULATION_DEFAULTS)
+    _require(not unknown, f"simulation: unknown keys {sorted(unknown)}")
+    out = {**SIMULATION_DEFAULTS, **simulation}
+    if out["simulator"] is not None:
+        _require(isinstance(out["simulator"], dict), "simulation.simulator must be a mapping")
+        block = {"name": "simulator", **out["simulator"]}
+        if offline:
+            from collab_models.arms import override_offline
+
+            block = override_offline(block)
+        _check_arm(block)
+        out["simulator"] = {k: v for k, v in block.items() if k != "name"}
+    return out
 
 
 def _assignment(assignment: dict[str, Any]) -> dict[str, Any]:

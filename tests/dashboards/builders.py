@@ -40,6 +40,7 @@ class PSpec:
     documents: list[str] = field(default_factory=list)
     judge: float | None = None
     is_test: bool = False
+    is_simulated: bool = False  # a simulated participant (a test run of its own population)
     attention_passed: bool | None = None
     last_seen_minutes: float | None = None  # minutes ago
     document_type: str = "blog_post"
@@ -67,6 +68,8 @@ class KnownStudy:
                 continue
             if view == "completers" and s.status != Status.COMPLETED:
                 continue
+            if s.is_simulated:
+                continue
             if s.is_test and not include_test:
                 continue
             if s.attention_passed is False and not include_failed_attention:
@@ -92,7 +95,8 @@ def build_participation(
         version=version,
         condition=arms[spec.arm] if spec.arm else None,
         status=spec.status,
-        is_test=spec.is_test,
+        is_test=spec.is_test or spec.is_simulated,
+        is_simulated=spec.is_simulated,
         attention_passed=spec.attention_passed,
         document_type=spec.document_type,
         consented_at=now if _consented(spec) else None,

@@ -16,6 +16,14 @@ def add_filter_arguments(parser) -> None:
     group.add_argument(
         "--include-test", action="store_true", help="include pilot and researcher test runs"
     )
+    simulated = group.add_mutually_exclusive_group()
+    simulated.add_argument(
+        "--include-simulated", action="store_true",
+        help="include simulated participants (simulate_participants)",
+    )
+    simulated.add_argument(
+        "--only-simulated", action="store_true", help="simulated participants only"
+    )
     group.add_argument(
         "--include-failed-attention", action="store_true",
         help="include participants who failed the attention check",
@@ -29,6 +37,8 @@ def filter_from_options(options: dict) -> ParticipationFilter:
                 "view": options["view"],
                 "include_test": "1" if options["include_test"] else "0",
                 "include_failed_attention": "1" if options["include_failed_attention"] else "0",
+                "simulated": "only" if options.get("only_simulated")
+                else "include" if options.get("include_simulated") else "exclude",
             }
         )
     except ValueError as exc:
