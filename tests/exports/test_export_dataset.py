@@ -111,11 +111,13 @@ def test_reward_follows_the_documented_formula(study_data, tmp_path):
 def test_collabllm_rows_carry_the_task_and_the_final_document(study_data, tmp_path):
     out = _export(tmp_path, "collabllm")
     rows = _rows(out / "train.jsonl")
-    assert len(rows) == 30
+    # 34 kept replies (whole conversations) and 2 discarded alternatives.
+    assert len(rows) == 36
     row = next(r for r in rows if r["conv_id"] == _pseudonym(study_data["counted"][0]))
     assert set(row) == {
         "prompt", "completion", "conv_id", "turn_id", "score", "single_turn_prompt",
-        "single_turn_completion", "single_turn_metadata",
+        "single_turn_completion", "single_turn_metadata", "alternative_source", "kept",
+        "score_observed",
     }
     assert row["turn_id"] == len(row["prompt"])
     assert isinstance(row["completion"], str)
