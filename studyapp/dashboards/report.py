@@ -137,10 +137,22 @@ def _engagement(
     return by_arm
 
 
+def rating_scale(spec: dict[str, Any], key: str) -> tuple[int, int]:
+    """(min, max) of a rating: the in-chat scale, or a final question's own range."""
+    if key == "interaction":
+        scale = (spec.get("scales") or {}).get("interaction") or {}
+        return int(scale.get("min", 1)), int(scale.get("max", 10))
+    for question in (spec.get("survey") or {}).get("questions") or []:
+        if question.get("key") == key:
+            return int(question.get("min", 1)), int(question.get("max", 10))
+    return 1, 10
+
+
 def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
     overview = study_overview(study=study)
     arms = [a.name for a in overview.arms]
     colours = figures.arm_colours(arms)
+    spec = overview.version.spec if overview.version else {}
     flow = study_flow(study=study, arms=overview.arms, include_test=pfilter.include_test)
     balance, balance_p = _balance(flow, overview)
     table = participant_outcomes(study=study, pfilter=pfilter)
@@ -163,7 +175,12 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
     latency = {arm: latency[arm] for arm in arms if arm in latency}
     figs = {
         "flow": figures.flow_sankey(flow, colours),
-        "engagement": figures.engagement_figure(_engagement(study, pfilter, arms), colours),
+        "engagement": figures.engagement_figure(
+            _engagement(study, pfilter, arms), colours,
+            scale=rating_scale(spec, "interaction"),
+            min_n=int((spec.get("analysis") or {}).get("min_n_per_point",
+                                                      figures.MIN_N_PER_POINT)),
+        ),
         "document_quality": figures.distribution_figure(
             groups_by_outcome["document_quality"],
             colours,
@@ -182,6 +199,7 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
             colours,
             title="Overall interaction rating",
             axis="Mean rating (1-10), bootstrap 95% CI",
+            scale=rating_scale(spec, "overall"),
         ),
         "conversation": figures.conversation_size_figure(
             {title: _by_arm(rows, arms, value) for title, value in CONVERSATION_PANELS}, colours
