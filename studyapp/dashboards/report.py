@@ -86,6 +86,7 @@ class StudyReport:
     latency: dict[str, dict[str, Any]]
     judge: tuple[str, str] | None
     figures: dict[str, dict[str, Any]]
+    versions: list[int]  # the study's version numbers, for the filter
 
 
 def figure_data(fig: go.Figure) -> dict[str, Any]:
@@ -153,7 +154,10 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
     arms = [a.name for a in overview.arms]
     colours = figures.arm_colours(arms)
     spec = overview.version.spec if overview.version else {}
-    flow = study_flow(study=study, arms=overview.arms, include_test=pfilter.include_test)
+    flow = study_flow(
+        study=study, arms=overview.arms, include_test=pfilter.include_test,
+        version=pfilter.version,
+    )
     balance, balance_p = _balance(flow, overview)
     table = participant_outcomes(study=study, pfilter=pfilter)
     rows = table.rows
@@ -229,4 +233,5 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
         latency=latency,
         judge=table.judge,
         figures={key: figure_data(fig) for key, fig in figs.items()},
+        versions=list(study.versions.order_by("number").values_list("number", flat=True)),
     )

@@ -163,11 +163,15 @@ def _flow_counts() -> dict[str, Any]:
     }
 
 
-def study_flow(*, study: Study, arms: list[Arm], include_test: bool = False) -> Flow:
+def study_flow(
+    *, study: Study, arms: list[Arm], include_test: bool = False, version: int | None = None
+) -> Flow:
     """CONSORT-style counts, overall and per arm, in two grouped queries."""
     qs = Participation.objects.filter(study=study)
     if not include_test:
         qs = qs.filter(is_test=False)
+    if version is not None:
+        qs = qs.filter(version__number=version)
     by_arm = {a.name: ArmFlow(name=a.name) for a in arms}
     unassigned = ArmFlow(name=None)
     for row in qs.values(arm=F(ARM)).annotate(**_flow_counts()).order_by():

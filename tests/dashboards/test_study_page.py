@@ -225,3 +225,46 @@ def test_index_query_count_does_not_grow_with_studies(
         build_known_study(specs=[])
     with django_assert_max_num_queries(5):
         assert staff_client.get(reverse("dashboards:index")).status_code == 200
+
+
+def _second_version(known):
+    from tests.factories import ConditionFactory, StudyVersionFactory
+
+    v2 = StudyVersionFactory(study=known.study, number=known.version.number + 1,
+                             spec={"slug": "known"})
+    arms = {name: ConditionFactory(version=v2, name=name, backend="openai", weight=1)
+            for name in ARMS}
+    for i in range(2):
+        build_participation(v2, arms, completer("collabllm", i, 9, 9, {3: 9}, 20.0), 100 + i)
+    return v2
+
+
+def test_version_filter_keeps_one_version_and_pooling_says_so(staff_client, known):
+    v2 = _second_version(known).number
+    v1 = {arm: sum(1 for b in known.select() if b.spec.arm == arm) for arm in ARMS}
+    pooled = staff_client.get(url_of(known))
+    assert pooled.context["report"].n_by_arm == {**v1, "collabllm": v1["collabllm"] + 2}
+    assert "all study versions pooled" in pooled.content.decode()
+
+    only_1 = staff_client.get(url_of(known) + f"?version={known.version.number}")
+    assert only_1.context["report"].n_by_arm == v1
+    assert only_1.context["report"].flow.entered == len(
+        [b for b in known.built if not b.spec.is_test]
+    )
+    only_2 = staff_client.get(url_of(known) + f"?version={v2}")
+    assert only_2.context["report"].n_by_arm == {"base": 0, "proactive_base": 0, "collabllm": 2}
+    assert only_2.context["report"].flow.entered == 2
+    html = only_2.content.decode()
+    assert f"study version {v2} only" in html
+    assert f'<option value="{v2}" selected>' in html
+    # The exports panel follows the page's version.
+    assert f'<input type="hidden" name="version" value="{v2}">' in html
+    assert staff_client.get(url_of(known) + "?version=zero").status_code == 400
+
+
+def test_the_all_assigned_view_is_labelled_available_case(staff_client, known):
+    html = staff_client.get(url_of(known) + "?view=itt").content.decode()
+    assert "(ITT)" not in html
+    assert "intention to treat" not in html
+    assert "Everyone assigned (available-case)" in html
+    assert "outcomes are available-case" in html

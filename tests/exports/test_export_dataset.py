@@ -196,3 +196,12 @@ def test_the_card_names_the_models_and_warns_about_offline_replies(study_data, t
     card = (_export(tmp_path / "vllm", "sft") / "README.md").read_text()
     assert f"| openai | meta-llama/Llama-3.1-8B-Instruct | {count} |" in card
     assert "offline backend" not in card
+
+
+def test_study_version_option_keeps_one_version(study_data, tmp_path):
+    number = study_data["version"].number
+    out = _export(tmp_path / "one", "sft", "--study-version", str(number))
+    assert len(_rows(out / "train.jsonl")) == 4
+    assert f"study version {number} only" in (out / "README.md").read_text()
+    with pytest.raises(CommandError, match="0 participants"):
+        _export(tmp_path / "none", "sft", "--study-version", str(number + 1))

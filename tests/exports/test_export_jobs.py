@@ -53,7 +53,7 @@ def test_staff_start_an_analysis_export_and_download_the_archive(
     assert listed["id"] == job.pk
     assert listed["status"] == "succeeded"
     assert listed["population"] == {"include_test": "0", "include_failed_attention": "0",
-                                    "view": "completers"}
+                                    "view": "completers", "version": ""}
     names = _archive_names(staff_client, listed["download_url"])
     assert f"demo-analysis-{job.pk}/messages.csv" in names
     assert f"demo-analysis-{job.pk}/codebook.md" in names

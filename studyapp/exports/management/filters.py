@@ -11,7 +11,12 @@ def add_filter_arguments(parser) -> None:
     group = parser.add_argument_group("population (the same filters as the dashboard)")
     group.add_argument(
         "--view", choices=VIEWS, default="completers",
-        help="completers (default) or itt: everyone assigned to an arm",
+        help="completers (default) or itt: everyone assigned to an arm (available-case)",
+    )
+    # Not --version: Django's commands already use it for their own version.
+    group.add_argument(
+        "--study-version", type=int, default=None,
+        help="only participants of this study version (default: every version, pooled)",
     )
     group.add_argument(
         "--include-test", action="store_true", help="include pilot and researcher test runs"
@@ -29,6 +34,7 @@ def filter_from_options(options: dict) -> ParticipationFilter:
                 "view": options["view"],
                 "include_test": "1" if options["include_test"] else "0",
                 "include_failed_attention": "1" if options["include_failed_attention"] else "0",
+                "version": options.get("study_version"),
             }
         )
     except ValueError as exc:
