@@ -40,6 +40,10 @@ OUTCOMES = [
     Outcome("document_quality", "Document quality (1-10)", lambda r: r.document_quality),
     Outcome("overall", "Overall interaction rating (1-10)", lambda r: r.overall),
     Outcome("time_spent_min", "Time spent (minutes)", lambda r: _minutes(r.time_spent_s)),
+    Outcome("chat_time_min", "Chat time (minutes, co-writing step)",
+            lambda r: _minutes(r.chat_seconds)),
+    Outcome("active_time_min", "Active time (minutes, page focused)",
+            lambda r: _minutes(r.active_seconds)),
     Outcome(
         "interaction_mean", "Mean in-chat interaction rating (1-10)", lambda r: r.interaction_mean
     ),
@@ -196,6 +200,20 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
             colours,
             title="Time spent",
             axis="Minutes (completed - entered)",
+            kind="box",
+        ),
+        "chat_time": figures.distribution_figure(
+            groups_by_outcome["chat_time_min"],
+            colours,
+            title="Chat time",
+            axis="Minutes (co-writing began - chat ended)",
+            kind="box",
+        ),
+        "active_time": figures.distribution_figure(
+            groups_by_outcome["active_time_min"],
+            colours,
+            title="Active time",
+            axis="Minutes the page was focused and active",
             kind="box",
         ),
         "overall": figures.mean_ci_figure(

@@ -51,6 +51,18 @@ def test_time_spent_boxes_hold_minutes_from_entry_to_completion(page, known):
         assert sorted(array(fig[arm]["y"])) == pytest.approx(sorted(expected[arm]), abs=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("chat_time", lambda s: s.chat_minutes), ("active_time", lambda s: s.active_minutes)],
+)
+def test_chat_and_active_time_boxes_hold_each_completers_minutes(page, known, key, value):
+    expected = by_arm(known, value)
+    fig = traces(page[key])
+    for arm in ARMS:
+        assert fig[arm]["type"] == "box"
+        assert sorted(array(fig[arm]["y"])) == pytest.approx(sorted(expected[arm]), abs=1e-6)
+
+
 def test_overall_rating_bars_are_means_with_their_bootstrap_interval(page, known):
     expected = by_arm(known, lambda s: s.overall)
     bar = page["overall"]["data"][0]

@@ -30,6 +30,9 @@ OUTCOME_VALUES = {
     "document_quality": lambda s: s.document_quality,
     "overall": lambda s: s.overall,
     "time_spent_min": lambda s: s.minutes,
+    "chat_time_min": lambda s: s.chat_minutes,
+    # Active time is counted until the end: only those who completed have a whole one.
+    "active_time_min": lambda s: s.active_minutes if s.minutes is not None else None,
     "interaction_mean": lambda s: np.mean(list(s.interaction.values())) if s.interaction else None,
 }
 
@@ -74,6 +77,17 @@ def test_statistics_table_matches_scipy_and_hand_holm(staff_client, known, key):
         assert c.welch_t == pytest.approx(welch[i].statistic)
         assert c.welch_p == pytest.approx(welch[i].pvalue)
         assert c.welch_p_holm == pytest.approx(welch_holm[i])
+        # The second arm relative to the first, with an interval from an independent
+        # bootstrap (scipy's, resampling each arm on its own).
+        a, b = np.array(groups[c.a]), np.array(groups[c.b])
+        assert c.relative == pytest.approx(b.mean() / a.mean() - 1)
+        ref = sps.bootstrap(
+            (a, b), lambda x, y, axis: y.mean(axis=axis) / x.mean(axis=axis) - 1,
+            method="percentile", n_resamples=20000, random_state=1, vectorized=True,
+        ).confidence_interval
+        span = ref.high - ref.low
+        assert c.relative_low == pytest.approx(ref.low, abs=0.1 * span + 1e-9)
+        assert c.relative_high == pytest.approx(ref.high, abs=0.1 * span + 1e-9)
 
 
 def test_statistics_table_is_rendered(staff_client, known):
@@ -83,6 +97,13 @@ def test_statistics_table_is_rendered(staff_client, known):
     # base's document quality 5, 6, 7, 4 -> mean 5.50
     assert 'data-arm="base"><th scope="row">base</th><td class="n" data-n>4</td>' in html
     assert '<td class="n" data-mean>5.50</td>' in html
+    time = next(o for o in staff_client.get(url_of(known)).context["report"].outcomes
+                if o.key == "time_spent_min")
+    c = time.comparisons[1]  # base vs collabllm
+    assert (f'data-relative>{100 * c.relative:.1f}% [{100 * c.relative_low:.1f}%, '
+            f'{100 * c.relative_high:.1f}%]<') in html
+    assert 'data-stats="chat_time_min"' in html
+    assert 'data-stats="active_time_min"' in html
 
 
 @pytest.mark.parametrize(
