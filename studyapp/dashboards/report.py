@@ -64,6 +64,9 @@ class OutcomeStats:
     label: str
     summaries: dict[str, stats.Summary]
     comparisons: list[stats.Comparison]
+    # Participants of the population without this outcome, per arm: available-case analysis
+    # leaves them out, and the table says how many.
+    missing: dict[str, int]
 
 
 @dataclass
@@ -166,6 +169,9 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
     table = participant_outcomes(study=study, pfilter=pfilter)
     rows = table.rows
     outcome_stats = []
+    n_by_arm = {arm: 0 for arm in arms}
+    for row in rows:
+        n_by_arm[row.arm] = n_by_arm.get(row.arm, 0) + 1
     groups_by_outcome = {}
     for outcome in OUTCOMES:
         groups = _by_arm(rows, arms, outcome.value)
@@ -176,6 +182,7 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
                 label=outcome.label,
                 summaries={arm: stats.summarise(values) for arm, values in groups.items()},
                 comparisons=stats.pairwise_tests(groups),
+                missing={arm: n_by_arm.get(arm, 0) - len(values) for arm, values in groups.items()},
             )
         )
     summaries = {o.key: o.summaries for o in outcome_stats}
@@ -237,9 +244,6 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
             axis="Score",
             kind="box",
         )
-    n_by_arm = {arm: 0 for arm in arms}
-    for row in rows:
-        n_by_arm[row.arm] = n_by_arm.get(row.arm, 0) + 1
     return StudyReport(
         overview=overview,
         pfilter=pfilter,

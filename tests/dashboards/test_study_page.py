@@ -95,7 +95,8 @@ def test_statistics_table_is_rendered(staff_client, known):
     assert 'data-stats="document_quality"' in html
     assert 'data-pair="base|collabllm"' in html
     # base's document quality 5, 6, 7, 4 -> mean 5.50
-    assert 'data-arm="base"><th scope="row">base</th><td class="n" data-n>4</td>' in html
+    assert ('data-arm="base"><th scope="row">base</th><td class="n" data-n>4</td>'
+            '<td class="n" data-missing>0</td>') in html
     assert '<td class="n" data-mean>5.50</td>' in html
     time = next(o for o in staff_client.get(url_of(known)).context["report"].outcomes
                 if o.key == "time_spent_min")
@@ -132,6 +133,8 @@ def test_filters_change_the_population(staff_client, known, params):
     assert {a: s.n for a, s in quality.summaries.items()} == {
         arm: len(v) for arm, v in expected_groups(known, "document_quality", **select).items()
     }
+    # Those left out are counted, not dropped silently.
+    assert {a: quality.summaries[a].n + quality.missing[a] for a in ARMS} == expected
 
 
 def test_filters_change_n_as_expected(staff_client, known):
