@@ -83,8 +83,11 @@ def flow_sankey(flow: Any, colours: Mapping[str, str]) -> go.Figure:
     link_colours: list[str] = []
     grey = "rgba(150,150,150,0.4)"
 
-    def node(label: str, n: int) -> int:
+    node_colours: list[str] = []
+
+    def node(label: str, n: int, colour: str = "#9aa0a6") -> int:
         labels.append(f"{label} (n={n})")
+        node_colours.append(colour)
         return len(labels) - 1
 
     def link(source: int, target: int, value: int, colour: str = grey) -> None:
@@ -116,7 +119,7 @@ def flow_sankey(flow: Any, colours: Mapping[str, str]) -> go.Figure:
     }
     for arm in flow.arms:
         colour = colours.get(arm.name, "#888888")
-        arm_node = node(arm.name, arm.entered)
+        arm_node = node(arm.name, arm.entered, colour)
         link(consented, arm_node, arm.consented, _rgba(colour, 0.45))
         # Assigned without a recorded consent should not happen; shown rather than hidden.
         link(entered, arm_node, arm.entered - arm.consented, _rgba(colour, 0.45))
@@ -125,7 +128,9 @@ def flow_sankey(flow: Any, colours: Mapping[str, str]) -> go.Figure:
     fig = go.Figure(
         go.Sankey(
             arrangement="snap",
-            node={"label": labels, "pad": 14, "thickness": 16},
+            # Arm nodes in the arm's colour, as in every other figure (plotly's default
+            # node colours would give each arm another one).
+            node={"label": labels, "pad": 14, "thickness": 16, "color": node_colours},
             link={"source": sources, "target": targets, "value": values, "color": link_colours},
         )
     )
@@ -137,43 +142,80 @@ def _rgba(hex_colour: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+# A 95 % t interval from two ratings spans most of the scale; a study file can ask for more
+# (analysis.min_n_per_point).
+MIN_N_PER_POINT = 3
+
+
 def engagement_figure(
-    by_arm: Mapping[str, Sequence[dict[str, Any]]], colours: Mapping[str, str]
+    by_arm: Mapping[str, Sequence[dict[str, Any]]],
+    colours: Mapping[str, str],
+    *,
+    scale: tuple[int, int] = (1, 10),
+    min_n: int = MIN_N_PER_POINT,
 ) -> go.Figure:
-    """In-chat interaction rating at each checkpoint turn: mean with its 95 % CI."""
+    """In-chat interaction rating at each checkpoint turn: mean with its 95 % CI, n under it.
+
+    A point rated by fewer than ``min_n`` participants is left out of the arm's line (a gap)
+    and drawn apart as an open marker: one or two survivors must not steer the curve.
+    """
+    low, high = scale
     fig = go.Figure()
     for arm, points in by_arm.items():
-        means = [p["mean"] for p in points]
+        colour = colours.get(arm)
+        firm = [p["n"] >= min_n for p in points]
         fig.add_trace(
-            go.Scatter(
-                name=arm,
-                x=[p["turn"] for p in points],
-                y=means,
-                mode="lines+markers",
-                line={"color": colours.get(arm)},
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": [
-                        _ci_part(p["ci_high"], m) for p, m in zip(points, means, strict=True)
-                    ],
-                    "arrayminus": [
-                        _ci_part(m, p["ci_low"]) for p, m in zip(points, means, strict=True)
-                    ],
-                },
-                customdata=[p["n"] for p in points],
-                hovertemplate="turn %{x}: %{y:.2f} (n=%{customdata})<extra>" + arm + "</extra>",
-            )
+            _rating_points(arm, points, [p["mean"] if f else None for p, f in zip(
+                points, firm, strict=True)], scale, mode="lines+markers+text",
+                line={"color": colour}, marker={"color": colour}, connectgaps=False)
         )
+        if not all(firm):
+            fig.add_trace(
+                _rating_points(f"{arm} (n < {min_n})", points, [
+                    None if f else p["mean"] for p, f in zip(points, firm, strict=True)
+                ], scale, mode="markers+text", legendgroup=arm,
+                    marker={"color": colour, "symbol": "circle-open", "size": 9})
+            )
     fig.update_xaxes(title="Turn", dtick=3)
-    fig.update_yaxes(title="Interaction rating (mean, 95% CI)")
-    return _layout(fig, "Interaction rating over turns")
+    fig.update_yaxes(title="Interaction rating (mean, 95% CI)", range=[low, high])
+    note = (
+        f"n under each point. Points with n < {min_n} are not joined to the line. Later "
+        "checkpoints only hold the participants whose chats lasted that long (survivors)."
+    )
+    return _layout(
+        fig, "Interaction rating over turns", height=420,
+        margin={"l": 60, "r": 20, "t": 90, "b": 50},
+        annotations=[{"text": note, "xref": "paper", "yref": "paper", "x": 0, "y": 1.04,
+                      "xanchor": "left", "yanchor": "bottom", "showarrow": False,
+                      "font": {"size": 11, "color": "#57606a"}}],
+    )
+
+
+def _rating_points(
+    name: str, points: Sequence[dict[str, Any]], ys: list[float | None],
+    scale: tuple[int, int], **style: Any,
+) -> go.Scatter:
+    low, high = scale
+    # A mean rating cannot leave the scale: neither can the interval drawn around it.
+    highs = [_ci_part(None if p["ci_high"] is None else min(p["ci_high"], high), y)
+             for p, y in zip(points, ys, strict=True)]
+    lows = [_ci_part(y, None if p["ci_low"] is None else max(p["ci_low"], low))
+            for p, y in zip(points, ys, strict=True)]
+    return go.Scatter(
+        name=name, x=[p["turn"] for p in points], y=ys,
+        text=[f"n={p['n']}" if y is not None else "" for p, y in zip(points, ys, strict=True)],
+        textposition="bottom center", textfont={"size": 10}, cliponaxis=False,
+        error_y={"type": "data", "symmetric": False, "array": highs, "arrayminus": lows},
+        customdata=[p["n"] for p in points],
+        hovertemplate="turn %{x}: %{y:.2f} (n=%{customdata})<extra>" + name + "</extra>",
+        **style,
+    )
 
 
 def _ci_part(high: float | None, low: float | None) -> float | None:
     if high is None or low is None or not (math.isfinite(high) and math.isfinite(low)):
         return None
-    return high - low
+    return max(high - low, 0.0)
 
 
 def distribution_figure(
@@ -205,9 +247,18 @@ def distribution_figure(
 
 
 def mean_ci_figure(
-    summaries: Mapping[str, Summary], colours: Mapping[str, str], *, title: str, axis: str
+    summaries: Mapping[str, Summary],
+    colours: Mapping[str, str],
+    *,
+    title: str,
+    axis: str,
+    scale: tuple[int, int] | None = None,
 ) -> go.Figure:
-    """Mean per arm with its bootstrap 95 % CI as error bars."""
+    """Mean per arm with its bootstrap 95 % CI as error bars.
+
+    On a rating scale the axis spans the scale (1-10, not 0-10): a bar from 0 would show
+    a length no answer could have.
+    """
     arms = list(summaries)
     means = [_finite(summaries[a].mean) for a in arms]
     fig = go.Figure(
@@ -223,9 +274,12 @@ def mean_ci_figure(
             },
             customdata=[summaries[a].n for a in arms],
             hovertemplate="%{x}: %{y:.2f} (n=%{customdata})<extra></extra>",
+            text=[f"n={summaries[a].n}" for a in arms],
+            textposition="inside",
+            insidetextanchor="start",
         )
     )
-    fig.update_yaxes(title=axis)
+    fig.update_yaxes(title=axis, range=list(scale) if scale else None)
     return _layout(fig, title, showlegend=False)
 
 

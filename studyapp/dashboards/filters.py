@@ -32,22 +32,37 @@ def _parse_bool(params: Mapping[str, str], key: str, default: bool) -> bool:
     raise ValueError(f"{key} must be a boolean (1/0, true/false), got {raw!r}")
 
 
+def _parse_version(raw: object) -> int | None:
+    value = "" if raw is None else str(raw).strip().lower()
+    if value in {"", "all"}:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"version must be a version number (1, 2, ...) or all, got {raw!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class ParticipationFilter:
     """The analysis population.
 
-    ``completers`` counts participations whose status is completed; ``itt`` (intention to treat)
-    counts every participation that was assigned an arm, whatever happened next.
+    ``completers`` counts participations whose status is completed; ``itt`` counts every
+    participation that was assigned an arm, whatever happened next. Outcomes are then
+    available-case: a participant without an outcome (most non-completers) is left out of that
+    outcome, so ``itt`` is not an intention-to-treat analysis with imputed outcomes.
+    ``version`` keeps one study version; without it every version is pooled (and says so).
     """
 
     include_test: bool = False  # pilot / researcher test runs (Participation.is_test)
     include_failed_attention: bool = False  # attention_passed is False
     view: View = "completers"
     simulated: Simulated = "exclude"  # simulated participants (Participation.is_simulated)
+    version: int | None = None  # StudyVersion.number; None pools every version
 
     def __post_init__(self) -> None:
         if self.view not in VIEWS:
             raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {self.view!r}")
+        if self.version is not None and self.version < 1:
+            raise ValueError(f"version must be a version number (1, 2, ...), got {self.version}")
         if self.simulated not in SIMULATED_CHOICES:
             choices = ", ".join(SIMULATED_CHOICES)
             raise ValueError(f"simulated must be one of {choices}, got {self.simulated!r}")
@@ -65,6 +80,8 @@ class ParticipationFilter:
         if not self.include_failed_attention:
             # attention_passed is NULL when the study has no check: keep those.
             q &= ~Q(**{f"{prefix}attention_passed": False})
+        if self.version is not None:
+            q &= Q(**{f"{prefix}version__number": self.version})
         return q
 
     def who_q(self, prefix: str = "") -> Q:
@@ -84,8 +101,9 @@ class ParticipationFilter:
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> ParticipationFilter:
-        """Read ``include_test``, ``include_failed_attention``, ``view`` and ``simulated``
-        (``include_simulated=1`` is short for ``simulated=include``) from a query string."""
+        """Read ``include_test``, ``include_failed_attention``, ``view``, ``simulated``
+        (``include_simulated=1`` is short for ``simulated=include``) and ``version`` (query
+        string, CLI); ``version`` empty or ``all`` pools every version."""
         view = (params.get("view") or "completers").strip().lower()
         if view not in VIEWS:
             raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
@@ -98,6 +116,7 @@ class ParticipationFilter:
             include_failed_attention=_parse_bool(params, "include_failed_attention", False),
             view=view,  # type: ignore[arg-type]
             simulated=simulated,  # type: ignore[arg-type]
+            version=_parse_version(params.get("version")),
         )
 
     def as_params(self) -> dict[str, str]:
@@ -106,6 +125,7 @@ class ParticipationFilter:
             "include_failed_attention": "1" if self.include_failed_attention else "0",
             "view": self.view,
             "simulated": self.simulated,
+            "version": "" if self.version is None else str(self.version),
         }
 
     def describe(self) -> str:
@@ -113,8 +133,9 @@ class ParticipationFilter:
             population = "Participants who completed the study"
         else:
             population = (
-                "Every participant assigned to an arm, whether or not they finished "
-                "(intention to treat)"
+                "Every participant assigned to an arm, whether or not they finished; "
+                "outcomes are available-case (a participant without an outcome, such as one "
+                "who did not finish, is left out of it; nothing is imputed)"
             )
         tests = (
             "pilot and researcher test runs included"
@@ -131,4 +152,9 @@ class ParticipationFilter:
             "include": "simulated participants included",
             "only": "simulated participants only",
         }[self.simulated]
-        return f"{population}; {tests}; {simulated}; {attention}."
+        versions = (
+            "all study versions pooled"
+            if self.version is None
+            else f"study version {self.version} only"
+        )
+        return f"{population}; {tests}; {simulated}; {attention}; {versions}."

@@ -42,6 +42,10 @@ OUTCOMES = [
     Outcome("document_quality", "Document quality (1-10)", lambda r: r.document_quality),
     Outcome("overall", "Overall interaction rating (1-10)", lambda r: r.overall),
     Outcome("time_spent_min", "Time spent (minutes)", lambda r: _minutes(r.time_spent_s)),
+    Outcome("chat_time_min", "Chat time (minutes, co-writing step)",
+            lambda r: _minutes(r.chat_seconds)),
+    Outcome("active_time_min", "Active time (minutes, page focused)",
+            lambda r: _minutes(r.active_seconds)),
     Outcome(
         "interaction_mean", "Mean in-chat interaction rating (1-10)", lambda r: r.interaction_mean
     ),
@@ -62,6 +66,9 @@ class OutcomeStats:
     label: str
     summaries: dict[str, stats.Summary]
     comparisons: list[stats.Comparison]
+    # Participants of the population without this outcome, per arm: available-case analysis
+    # leaves them out, and the table says how many.
+    missing: dict[str, int]
 
 
 @dataclass
@@ -92,6 +99,8 @@ class StudyReport:
 
     # None when the study has no simulated participant in the page's population choice.
     simulated_vs_real: SimulatedVsReal | None = None
+    # The study's version numbers, for the filter.
+    versions: list[int] = field(default_factory=list)
 
 PARTICIPANT_RATER = "Participant's own rating"
 
@@ -160,15 +169,30 @@ def _engagement(
     return by_arm
 
 
+def rating_scale(spec: dict[str, Any], key: str) -> tuple[int, int]:
+    """(min, max) of a rating: the in-chat scale, or a final question's own range."""
+    if key == "interaction":
+        scale = (spec.get("scales") or {}).get("interaction") or {}
+        return int(scale.get("min", 1)), int(scale.get("max", 10))
+    for question in (spec.get("survey") or {}).get("questions") or []:
+        if question.get("key") == key:
+            return int(question.get("min", 1)), int(question.get("max", 10))
+    return 1, 10
+
+
 def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
     overview = study_overview(study=study)
     arms = [a.name for a in overview.arms]
     colours = figures.arm_colours(arms)
+    spec = overview.version.spec if overview.version else {}
     flow = study_flow(study=study, arms=overview.arms, pfilter=pfilter)
     balance, balance_p = _balance(flow, overview)
     table = participant_outcomes(study=study, pfilter=pfilter)
     rows = table.rows
     outcome_stats = []
+    n_by_arm = {arm: 0 for arm in arms}
+    for row in rows:
+        n_by_arm[row.arm] = n_by_arm.get(row.arm, 0) + 1
     groups_by_outcome = {}
     for outcome in OUTCOMES:
         groups = _by_arm(rows, arms, outcome.value)
@@ -179,6 +203,7 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
                 label=outcome.label,
                 summaries={arm: stats.summarise(values) for arm, values in groups.items()},
                 comparisons=stats.pairwise_tests(groups),
+                missing={arm: n_by_arm.get(arm, 0) - len(values) for arm, values in groups.items()},
             )
         )
     summaries = {o.key: o.summaries for o in outcome_stats}
@@ -186,7 +211,12 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
     latency = {arm: latency[arm] for arm in arms if arm in latency}
     figs = {
         "flow": figures.flow_sankey(flow, colours),
-        "engagement": figures.engagement_figure(_engagement(study, pfilter, arms), colours),
+        "engagement": figures.engagement_figure(
+            _engagement(study, pfilter, arms), colours,
+            scale=rating_scale(spec, "interaction"),
+            min_n=int((spec.get("analysis") or {}).get("min_n_per_point",
+                                                      figures.MIN_N_PER_POINT)),
+        ),
         "document_quality": figures.distribution_figure(
             groups_by_outcome["document_quality"],
             colours,
@@ -200,11 +230,26 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
             axis="Minutes (completed - entered)",
             kind="box",
         ),
+        "chat_time": figures.distribution_figure(
+            groups_by_outcome["chat_time_min"],
+            colours,
+            title="Chat time",
+            axis="Minutes (co-writing began - chat ended)",
+            kind="box",
+        ),
+        "active_time": figures.distribution_figure(
+            groups_by_outcome["active_time_min"],
+            colours,
+            title="Active time",
+            axis="Minutes the page was focused and active",
+            kind="box",
+        ),
         "overall": figures.mean_ci_figure(
             summaries["overall"],
             colours,
             title="Overall interaction rating",
             axis="Mean rating (1-10), bootstrap 95% CI",
+            scale=rating_scale(spec, "overall"),
         ),
         "conversation": figures.conversation_size_figure(
             {title: _by_arm(rows, arms, value) for title, value in CONVERSATION_PANELS}, colours
@@ -241,6 +286,7 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
         figures={key: figure_data(fig) for key, fig in figs.items()},
         agreement=_agreement(table),
         simulated_vs_real=panel,
+        versions=list(study.versions.order_by("number").values_list("number", flat=True)),
     )
 
 

@@ -179,6 +179,8 @@ def study_flow(
     filter chooses (real participants, pilots, simulated ones) whatever their status."""
     who = (pfilter or ParticipationFilter()).who_q()
     qs = Participation.objects.filter(study=study).filter(who)
+    if pfilter is not None and pfilter.version is not None:
+        qs = qs.filter(version__number=pfilter.version)
     by_arm = {a.name: ArmFlow(name=a.name) for a in arms}
     unassigned = ArmFlow(name=None)
     for row in qs.values(arm=F(ARM)).annotate(**_flow_counts()).order_by():
@@ -214,7 +216,8 @@ class ParticipantRow:
     id: int
     arm: str
     time_spent_s: float | None = None
-    active_seconds: float | None = None
+    chat_seconds: float | None = None  # writing_at -> finished_at: the co-writing step
+    active_seconds: float | None = None  # page focused and active; completers only
     document_quality: float | None = None
     overall: float | None = None
     interaction_mean: float | None = None
@@ -257,6 +260,7 @@ def participant_outcomes(*, study: Study, pfilter: ParticipationFilter) -> Parti
     final = Q(ratings__turn=FINAL_TURN)
     base = population.annotate(
         time_spent=F("completed_at") - F("entered_at"),
+        chat_time=F("finished_at") - F("writing_at"),
         document_quality=Max(
             "ratings__value", filter=final & Q(ratings__scale=Scale.DOCUMENT_QUALITY)
         ),
@@ -268,18 +272,21 @@ def participant_outcomes(*, study: Study, pfilter: ParticipationFilter) -> Parti
         "id",
         ARM,
         "time_spent",
+        "chat_time",
         "active_seconds",
         "document_quality",
         "overall",
         "interaction_mean",
     )
     rows: dict[int, ParticipantRow] = {}
-    for pid, arm, spent, active, quality, overall, interaction in base.order_by():
+    for pid, arm, spent, chat, active, quality, overall, interaction in base.order_by():
         rows[pid] = ParticipantRow(
             id=pid,
             arm=arm,
             time_spent_s=spent.total_seconds() if spent is not None else None,
-            active_seconds=active,
+            chat_seconds=chat.total_seconds() if chat is not None else None,
+            # Counted until the end; a participant who left midway has a partial total.
+            active_seconds=active if spent is not None else None,
             document_quality=quality,
             overall=overall,
             interaction_mean=interaction,

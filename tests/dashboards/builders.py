@@ -30,6 +30,8 @@ class PSpec:
     overall: int | None = None
     interaction: dict[int, int] = field(default_factory=dict)  # turn -> rating
     minutes: float | None = None  # completed_at - entered_at
+    chat_minutes: float | None = None  # finished_at - writing_at
+    active_minutes: float | None = None  # active_seconds / 60
     turns: int = 0
     user_words: list[int] = field(default_factory=list)  # words per user message
     assistant_texts: list[str] = field(default_factory=list)
@@ -109,8 +111,14 @@ def build_participation(
         if spec.last_seen_minutes is not None
         else None
     )
+    writing = entered + timedelta(minutes=3)
+    finished = (
+        writing + timedelta(minutes=spec.chat_minutes) if spec.chat_minutes is not None else None
+    )
     Participation.objects.filter(pk=p.pk).update(
-        entered_at=entered, completed_at=completed, last_seen_at=last_seen
+        entered_at=entered, completed_at=completed, last_seen_at=last_seen,
+        writing_at=writing, finished_at=finished,
+        active_seconds=60 * (spec.active_minutes or 0),
     )
     p.refresh_from_db()
     if not spec.assistant_texts:
@@ -187,6 +195,8 @@ def completer(arm: str, i: int, dq: int, overall: int, rat: dict[int, int], minu
         overall=overall,
         interaction=rat,
         minutes=minutes,
+        chat_minutes=minutes - 6 - i,
+        active_minutes=minutes / 2 + 3 * i,
         turns=turns,
         user_words=[t + i for t in range(1, turns + 1)],
         tokens=[10 * t + i for t in range(1, turns + 1)],

@@ -46,7 +46,8 @@ def test_study_dashboard_draws_every_figure_and_the_monitor(page, live_server, k
     page.goto(live_server.url + reverse("dashboards:study", args=[known.study.slug]))
     page.wait_for_selector("[data-figure-target='engagement'] .main-svg")
     targets = page.locator("[data-figure-target]")
-    assert targets.count() == 8  # flow + six paper figures + judge score
+    # flow, six paper figures, chat and active time, judge score
+    assert targets.count() == 10
     assert page.locator("[data-figure-target] .main-svg").count() >= targets.count()
     # The monitor is fetched by the page's script right after load.
     page.wait_for_selector("[data-monitor-table='writing_now'] tbody tr")

@@ -5,6 +5,7 @@ import pytest
 from django.urls import reverse
 from scipy import stats as sps
 
+from studyapp.dashboards.figures import MIN_N_PER_POINT, arm_colours
 from studyapp.participants.models import Status
 from tests.dashboards.builders import ARMS, consented, reply_ttfts
 from tests.dashboards.helpers import array, figures_of, traces
@@ -50,6 +51,18 @@ def test_time_spent_boxes_hold_minutes_from_entry_to_completion(page, known):
         assert sorted(array(fig[arm]["y"])) == pytest.approx(sorted(expected[arm]), abs=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("chat_time", lambda s: s.chat_minutes), ("active_time", lambda s: s.active_minutes)],
+)
+def test_chat_and_active_time_boxes_hold_each_completers_minutes(page, known, key, value):
+    expected = by_arm(known, value)
+    fig = traces(page[key])
+    for arm in ARMS:
+        assert fig[arm]["type"] == "box"
+        assert sorted(array(fig[arm]["y"])) == pytest.approx(sorted(expected[arm]), abs=1e-6)
+
+
 def test_overall_rating_bars_are_means_with_their_bootstrap_interval(page, known):
     expected = by_arm(known, lambda s: s.overall)
     bar = page["overall"]["data"][0]
@@ -76,16 +89,82 @@ def test_engagement_is_the_mean_rating_per_checkpoint_with_a_t_interval(page, kn
         turns = sorted(per_turn)
         trace = fig[arm]
         assert trace["x"] == turns
-        assert trace["y"] == pytest.approx([np.mean(per_turn[t]) for t in turns])
         assert trace["customdata"] == [len(per_turn[t]) for t in turns]
+        # n is written under every point, not only on hover.
+        assert trace["text"] == [
+            f"n={len(per_turn[t])}" if len(per_turn[t]) >= MIN_N_PER_POINT else ""
+            for t in turns
+        ]
         for i, t in enumerate(turns):
             values = np.array(per_turn[t], dtype=float)
+            if len(values) < MIN_N_PER_POINT:
+                assert trace["y"][i] is None  # a gap in the line
+                assert fig[f"{arm} (n < {MIN_N_PER_POINT})"]["y"][i] == pytest.approx(
+                    values.mean()
+                )
+                continue
+            assert trace["y"][i] == pytest.approx(values.mean())
             low, high = sps.t.interval(
                 0.95, len(values) - 1, loc=values.mean(), scale=sps.sem(values)
             )
+            low, high = max(low, 1), min(high, 10)  # the interval stays on the scale
             assert trace["error_y"]["array"][i] == pytest.approx(high - values.mean())
             assert trace["error_y"]["arrayminus"][i] == pytest.approx(values.mean() - low)
     assert fig["base"]["y"][0] == pytest.approx((6 + 5 + 7 + 5) / 4)
+
+
+def test_engagement_sets_thin_points_apart_and_stays_on_the_scale(page, known):
+    fig = traces(page["engagement"])
+    thin = {name: t for name, t in fig.items() if "(n <" in name}
+    # The fixture has late checkpoints reached by fewer than MIN_N_PER_POINT participants.
+    assert thin
+    for name, trace in thin.items():
+        arm = name.split(" (n <")[0]
+        assert "lines" not in trace["mode"]
+        assert trace["legendgroup"] == arm
+        for n, y, label in zip(trace["customdata"], trace["y"], trace["text"], strict=True):
+            assert (y is not None) == (n < MIN_N_PER_POINT)
+            assert label == (f"n={n}" if y is not None else "")
+    layout = page["engagement"]["layout"]
+    assert layout["yaxis"]["range"] == [1, 10]
+    note = layout["annotations"][0]["text"]
+    assert "survivors" in note
+    assert f"n < {MIN_N_PER_POINT}" in note
+
+
+def test_engagement_thin_points_follow_the_study_files_threshold(staff_client, known):
+    version = known.study.versions.order_by("-number").first()
+    version.spec = {**version.spec, "analysis": {"min_n_per_point": 100}}
+    version.save(update_fields=["spec"])
+    page = figures_of(staff_client.get(reverse("dashboards:study", args=[known.study.slug])))
+    fig = traces(page["engagement"])
+    for arm in ARMS:
+        assert all(y is None for y in fig[arm]["y"])
+        assert all(y is not None for y in fig[f"{arm} (n < 100)"]["y"])
+
+
+def test_overall_rating_axis_spans_the_rating_scale_not_zero(page):
+    assert page["overall"]["layout"]["yaxis"]["range"] == [1, 10]
+    bar = page["overall"]["data"][0]
+    assert bar["text"] == [f"n={n}" for n in bar["customdata"]]
+
+
+def test_every_figure_gives_an_arm_the_same_colour(page):
+    colours = arm_colours(list(ARMS))
+    sankey = page["flow"]["data"][0]
+    nodes = dict(zip([label.split(" (n=")[0] for label in sankey["node"]["label"]],
+                     sankey["node"]["color"], strict=True))
+    engagement = traces(page["engagement"])
+    violins = traces(page["document_quality"])
+    bar = page["overall"]["data"][0]
+    for i, arm in enumerate(ARMS):
+        assert nodes[arm] == colours[arm]
+        assert engagement[arm]["line"]["color"] == colours[arm]
+        assert violins[arm]["marker"]["color"] == colours[arm]
+        assert bar["marker"]["color"][i] == colours[arm]
+    assert len(set(colours.values())) == len(ARMS)
+    # Nodes that are not arms are grey, never an arm's colour.
+    assert not {c for label, c in nodes.items() if label not in ARMS} & set(colours.values())
 
 
 def test_conversation_panels_count_turns_words_tokens_and_document_words(page, known):

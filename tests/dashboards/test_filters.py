@@ -40,12 +40,18 @@ def test_itt_counts_every_assigned_participation(population):
 def test_params_round_trip():
     f = ParticipationFilter(include_test=True, view="itt")
     assert ParticipationFilter.from_params(f.as_params()) == f
+    v = ParticipationFilter(version=2)
+    assert ParticipationFilter.from_params(v.as_params()) == v
+    assert ParticipationFilter.from_params({"version": "all"}).version is None
     assert ParticipationFilter.from_params({}) == ParticipationFilter()
     parsed = ParticipationFilter.from_params({"include_failed_attention": "true"})
     assert parsed.include_failed_attention
 
 
-@pytest.mark.parametrize("params", [{"view": "everyone"}, {"include_test": "maybe"}])
+@pytest.mark.parametrize(
+    "params",
+    [{"view": "everyone"}, {"include_test": "maybe"}, {"version": "0"}, {"version": "two"}],
+)
 def test_bad_params_raise(params):
     with pytest.raises(ValueError, match="must be"):
         ParticipationFilter.from_params(params)
@@ -53,5 +59,7 @@ def test_bad_params_raise(params):
 
 def test_describe_names_the_population():
     assert "completed" in ParticipationFilter().describe()
-    assert "intention to treat" in ParticipationFilter(view="itt").describe()
+    assert "available-case" in ParticipationFilter(view="itt").describe()
+    assert "all study versions pooled" in ParticipationFilter().describe()
+    assert "study version 3 only" in ParticipationFilter(version=3).describe()
     assert "test runs included" in ParticipationFilter(include_test=True).describe()

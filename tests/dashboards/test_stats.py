@@ -102,3 +102,16 @@ def test_sd_from_sql_sums_is_none_below_two_values_and_zero_for_equal_ones():
     assert stats.mean_sd_from_sums(n=1, total=7, total_sq=49) == (7.0, None)
     assert stats.mean_sd_from_sums(n=0, total=None, total_sq=None) == (None, None)
     assert stats.mean_sd_from_sums(n=3, total=15, total_sq=75) == (5.0, 0.0)
+
+
+def test_relative_difference_is_b_against_a_with_an_interval_around_it():
+    a, b = [10, 12, 11, 9, 13, 10], [9, 10, 10, 8, 11, 9]
+    rel, low, high = stats.relative_difference(a, b)
+    assert rel == pytest.approx(57 / 65 - 1)  # about -12.3 %
+    assert low < rel < high < 0.05
+    assert stats.relative_difference(a, b) == (rel, low, high)  # fixed seed: the same on every load
+
+
+@pytest.mark.parametrize(("a", "b"), [([0, 0, 0], [1, 2, 3]), ([5], [1, 2, 3]), ([1, 2], [])])
+def test_relative_difference_is_undefined_without_a_reference(a, b):
+    assert all(math.isnan(v) for v in stats.relative_difference(a, b))

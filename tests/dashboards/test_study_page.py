@@ -30,6 +30,9 @@ OUTCOME_VALUES = {
     "document_quality": lambda s: s.document_quality,
     "overall": lambda s: s.overall,
     "time_spent_min": lambda s: s.minutes,
+    "chat_time_min": lambda s: s.chat_minutes,
+    # Active time is counted until the end: only those who completed have a whole one.
+    "active_time_min": lambda s: s.active_minutes if s.minutes is not None else None,
     "interaction_mean": lambda s: np.mean(list(s.interaction.values())) if s.interaction else None,
 }
 
@@ -74,6 +77,17 @@ def test_statistics_table_matches_scipy_and_hand_holm(staff_client, known, key):
         assert c.welch_t == pytest.approx(welch[i].statistic)
         assert c.welch_p == pytest.approx(welch[i].pvalue)
         assert c.welch_p_holm == pytest.approx(welch_holm[i])
+        # The second arm relative to the first, with an interval from an independent
+        # bootstrap (scipy's, resampling each arm on its own).
+        a, b = np.array(groups[c.a]), np.array(groups[c.b])
+        assert c.relative == pytest.approx(b.mean() / a.mean() - 1)
+        ref = sps.bootstrap(
+            (a, b), lambda x, y, axis: y.mean(axis=axis) / x.mean(axis=axis) - 1,
+            method="percentile", n_resamples=20000, random_state=1, vectorized=True,
+        ).confidence_interval
+        span = ref.high - ref.low
+        assert c.relative_low == pytest.approx(ref.low, abs=0.1 * span + 1e-9)
+        assert c.relative_high == pytest.approx(ref.high, abs=0.1 * span + 1e-9)
 
 
 def test_statistics_table_is_rendered(staff_client, known):
@@ -81,8 +95,16 @@ def test_statistics_table_is_rendered(staff_client, known):
     assert 'data-stats="document_quality"' in html
     assert 'data-pair="base|collabllm"' in html
     # base's document quality 5, 6, 7, 4 -> mean 5.50
-    assert 'data-arm="base"><th scope="row">base</th><td class="n" data-n>4</td>' in html
+    assert ('data-arm="base"><th scope="row">base</th><td class="n" data-n>4</td>'
+            '<td class="n" data-missing>0</td>') in html
     assert '<td class="n" data-mean>5.50</td>' in html
+    time = next(o for o in staff_client.get(url_of(known)).context["report"].outcomes
+                if o.key == "time_spent_min")
+    c = time.comparisons[1]  # base vs collabllm
+    assert (f'data-relative>{100 * c.relative:.1f}% [{100 * c.relative_low:.1f}%, '
+            f'{100 * c.relative_high:.1f}%]<') in html
+    assert 'data-stats="chat_time_min"' in html
+    assert 'data-stats="active_time_min"' in html
 
 
 @pytest.mark.parametrize(
@@ -111,6 +133,8 @@ def test_filters_change_the_population(staff_client, known, params):
     assert {a: s.n for a, s in quality.summaries.items()} == {
         arm: len(v) for arm, v in expected_groups(known, "document_quality", **select).items()
     }
+    # Those left out are counted, not dropped silently.
+    assert {a: quality.summaries[a].n + quality.missing[a] for a in ARMS} == expected
 
 
 def test_filters_change_n_as_expected(staff_client, known):
@@ -225,3 +249,46 @@ def test_index_query_count_does_not_grow_with_studies(
         build_known_study(specs=[])
     with django_assert_max_num_queries(5):
         assert staff_client.get(reverse("dashboards:index")).status_code == 200
+
+
+def _second_version(known):
+    from tests.factories import ConditionFactory, StudyVersionFactory
+
+    v2 = StudyVersionFactory(study=known.study, number=known.version.number + 1,
+                             spec={"slug": "known"})
+    arms = {name: ConditionFactory(version=v2, name=name, backend="openai", weight=1)
+            for name in ARMS}
+    for i in range(2):
+        build_participation(v2, arms, completer("collabllm", i, 9, 9, {3: 9}, 20.0), 100 + i)
+    return v2
+
+
+def test_version_filter_keeps_one_version_and_pooling_says_so(staff_client, known):
+    v2 = _second_version(known).number
+    v1 = {arm: sum(1 for b in known.select() if b.spec.arm == arm) for arm in ARMS}
+    pooled = staff_client.get(url_of(known))
+    assert pooled.context["report"].n_by_arm == {**v1, "collabllm": v1["collabllm"] + 2}
+    assert "all study versions pooled" in pooled.content.decode()
+
+    only_1 = staff_client.get(url_of(known) + f"?version={known.version.number}")
+    assert only_1.context["report"].n_by_arm == v1
+    assert only_1.context["report"].flow.entered == len(
+        [b for b in known.built if not b.spec.is_test]
+    )
+    only_2 = staff_client.get(url_of(known) + f"?version={v2}")
+    assert only_2.context["report"].n_by_arm == {"base": 0, "proactive_base": 0, "collabllm": 2}
+    assert only_2.context["report"].flow.entered == 2
+    html = only_2.content.decode()
+    assert f"study version {v2} only" in html
+    assert f'<option value="{v2}" selected>' in html
+    # The exports panel follows the page's version.
+    assert f'<input type="hidden" name="version" value="{v2}">' in html
+    assert staff_client.get(url_of(known) + "?version=zero").status_code == 400
+
+
+def test_the_all_assigned_view_is_labelled_available_case(staff_client, known):
+    html = staff_client.get(url_of(known) + "?view=itt").content.decode()
+    assert "(ITT)" not in html
+    assert "intention to treat" not in html
+    assert "Everyone assigned (available-case)" in html
+    assert "outcomes are available-case" in html

@@ -112,11 +112,13 @@ def test_reward_follows_the_documented_formula(study_data, tmp_path):
 def test_collabllm_rows_carry_the_task_and_the_final_document(study_data, tmp_path):
     out = _export(tmp_path, "collabllm")
     rows = _rows(out / "train.jsonl")
-    assert len(rows) == 30
+    # 34 kept replies (whole conversations) and 2 discarded alternatives.
+    assert len(rows) == 36
     row = next(r for r in rows if r["conv_id"] == _pseudonym(study_data["counted"][0]))
     assert set(row) == {
         "prompt", "completion", "conv_id", "turn_id", "score", "single_turn_prompt",
-        "single_turn_completion", "single_turn_metadata",
+        "single_turn_completion", "single_turn_metadata", "alternative_source", "kept",
+        "score_observed",
     }
     assert row["turn_id"] == len(row["prompt"])
     assert isinstance(row["completion"], str)
@@ -210,3 +212,12 @@ def test_the_card_names_the_models_and_warns_about_offline_replies(study_data, t
     card = (_export(tmp_path / "vllm", "sft") / "README.md").read_text()
     assert f"| openai | meta-llama/Llama-3.1-8B-Instruct | {count} |" in card
     assert "offline backend" not in card
+
+
+def test_study_version_option_keeps_one_version(study_data, tmp_path):
+    number = study_data["version"].number
+    out = _export(tmp_path / "one", "sft", "--study-version", str(number))
+    assert len(_rows(out / "train.jsonl")) == 4
+    assert f"study version {number} only" in (out / "README.md").read_text()
+    with pytest.raises(CommandError, match="0 participants"):
+        _export(tmp_path / "none", "sft", "--study-version", str(number + 1))

@@ -53,7 +53,8 @@ def test_staff_start_an_analysis_export_and_download_the_archive(
     assert listed["id"] == job.pk
     assert listed["status"] == "succeeded"
     assert listed["population"] == {"include_test": "0", "include_failed_attention": "0",
-                                    "view": "completers", "simulated": "exclude"}
+                                    "view": "completers", "simulated": "exclude",
+                                    "version": ""}
     names = _archive_names(staff_client, listed["download_url"])
     assert f"demo-analysis-{job.pk}/messages.csv" in names
     assert f"demo-analysis-{job.pk}/codebook.md" in names
@@ -130,3 +131,16 @@ def test_panel_snippet_renders_the_form_for_the_study(study_data):
     assert 'data-status-url="/dashboard/demo/exports/status.json"' in html
     assert "csrfmiddlewaretoken" in html
     assert 'value="completers" checked' in html
+
+
+def test_an_empty_dataset_job_fails_with_why_and_leaves_no_file(
+    study_data, staff_client, export_dir, django_capture_on_commit_callbacks
+):
+    number = study_data["version"].number + 1  # a version nobody took part in
+    response = _start(staff_client, django_capture_on_commit_callbacks,
+                      kind="sft", format="jsonl", version=str(number))
+    job = ExportJob.objects.get(pk=response.json()["job"]["id"])
+    assert job.status == JobStatus.FAILED
+    assert "the sft dataset would be empty: 0 participants" in job.error
+    assert not job.path
+    assert not [p for p in export_dir.rglob("*") if p.is_file()]

@@ -140,20 +140,44 @@ def _labelling(facts: CardFacts) -> list[str]:
         ]
     if facts.kind.name == "dpo":
         return [
-            "Pairs come only from replies the participant really compared: regenerations "
-            "(messages sharing an alternative group; the reply the conversation continued "
-            "with is chosen, each discarded one gives a pair) and side-by-side turns (the "
-            "candidate picked is chosen). Failed or empty replies never enter a pair. "
-            "score_chosen is the chosen reply's real-user reward:",
+            "Pairs come from two kinds of evidence, told apart by source. side_by_side: two "
+            "candidates were shown at once and the participant picked one (an explicit "
+            "comparison; the pick is chosen). regeneration: the participant asked for another "
+            "reply and the conversation went on with the new one (chosen); each discarded "
+            "reply gives a pair. A regeneration is weaker evidence than a pick: the "
+            "participant may never have compared the two, only wanted a different draft, and "
+            "the newest reply is kept by default. Filter on source to train on explicit picks "
+            "only. Failed or empty replies never enter a pair. score_chosen is the chosen "
+            "reply's real-user reward:",
             "",
             *reward,
         ]
-    if facts.kind.name in {"reward", "collabllm"}:
+    if facts.kind.name == "collabllm":
+        return [*reward, "", *_collabllm_alternatives(o)]
+    if facts.kind.name == "reward":
         return reward
     return [
         "Conversations are cut before the first turn whose reply failed (error or empty), "
         "and a last user message that never got a reply is dropped, so every conversation "
         "ends with an assistant message.",
+    ]
+
+
+def _collabllm_alternatives(o: DatasetOptions) -> list[str]:
+    return [
+        "Here, unlike the reward kind, a kept reply with no rating in its window stays in "
+        "(score empty, score_observed false), so every conversation is whole.",
+        "",
+        "Alternatives: every usable reply that was not kept is a row of its own at the same "
+        "turn_id, so collabllm's MultiturnDataset.to_dpo_dataset, which pairs the highest and "
+        "the lowest score of each (conv_id, turn_id), yields a pair there. A discarded reply "
+        "has no observed future, so its score is not a reward: it is the kept reply's score "
+        "(0 when that is empty) minus a gap that says how strong the evidence is: "
+        f"{o.gap_side_by_side} for a side-by-side pick (an explicit comparison), "
+        f"{o.gap_regeneration} for a regeneration (weaker: the participant asked for another "
+        "reply and went on with it, which is not a comparison of the two). "
+        f"to_dpo_dataset(minimum_gap={(o.gap_side_by_side + o.gap_regeneration) / 2:g}) keeps "
+        "only the explicit picks; alternative_source says which rows are which.",
     ]
 
 

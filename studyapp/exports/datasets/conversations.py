@@ -180,9 +180,10 @@ def _read_chunk(
                 conversation.interaction[turn] = value
             else:
                 conversation.document_quality = value
-        answers = prewriting.get(pk) or {}
+        answers = (prewriting.get(pk) or {}).get("answers") or {}
         conversation.prewriting = {
-            q: person.redact(str(a)) or "" for q, a in (answers.get("answers") or {}).items()
+            q: person.redact(str(answers[q])) or ""
+            for q in prewriting_order(conversation.spec, doc_type, answers)
         }
         yield conversation
 
@@ -198,6 +199,16 @@ def _one_judge_scores(pks: list[int]) -> dict[int, float]:
     if not by_judge:
         return {}
     return by_judge[min(by_judge, key=lambda key: (-len(by_judge[key]), key))]
+
+
+def prewriting_order(spec: dict[str, Any], doc_key: str, answers: dict[str, Any]) -> list[str]:
+    """The questions answered, in the study file's order, then any it no longer lists.
+
+    jsonb keeps object keys in its own order (shortest first), not the order they were asked.
+    """
+    doc = next((d for d in spec.get("document_types", []) if d.get("key") == doc_key), None)
+    asked = [q for q in (doc or {}).get("questions", []) if q in answers]
+    return asked + [q for q in answers if q not in asked]
 
 
 def _fill_messages(conversation: Conversation, rows: list[tuple]) -> None:

@@ -32,6 +32,11 @@ class DatasetOptions:
     reward: RewardWeights = field(default_factory=RewardWeights)
     document_source: str = "participant"  # final quality from the participant or the judge
     test_fraction: float = 0.0
+    # collabllm: a discarded alternative scores this far below the reply kept at its turn.
+    # An explicit side-by-side pick is stronger evidence than keeping a regeneration, so its
+    # gap is larger: to_dpo_dataset(minimum_gap=...) between the two keeps only the picks.
+    gap_side_by_side: float = 1.0
+    gap_regeneration: float = 0.5
 
     def __post_init__(self) -> None:
         if self.document_source not in DOCUMENT_SOURCES:
@@ -40,6 +45,14 @@ class DatasetOptions:
             raise ValueError("test_fraction must be in [0, 1)")
         if self.kto_undesirable is not None and self.kto_undesirable >= self.kto_desirable:
             raise ValueError("kto_undesirable must be below kto_desirable")
+        if not 0.0 < self.gap_regeneration <= self.gap_side_by_side:
+            raise ValueError(
+                "gap_regeneration must be above 0 and at most gap_side_by_side "
+                "(a regeneration is weaker evidence than an explicit pick)"
+            )
+
+    def gap(self, source: str) -> float:
+        return self.gap_side_by_side if source == "side_by_side" else self.gap_regeneration
 
     @property
     def undesirable(self) -> int:
@@ -52,6 +65,8 @@ class DatasetOptions:
             "reward": self.reward.as_dict(),
             "document_source": self.document_source,
             "test_fraction": self.test_fraction,
+            "gap_side_by_side": self.gap_side_by_side,
+            "gap_regeneration": self.gap_regeneration,
         }
 
 
@@ -59,7 +74,8 @@ def dataset_options_from(params: Mapping[str, Any]) -> DatasetOptions:
     """Options from a flat mapping (a dashboard form, a job's stored params).
 
     Keys: kto_desirable, kto_undesirable, window, w_rating, w_document, w_cost, token_lambda,
-    document_source, test_fraction; missing or empty keys take the defaults. Raises ValueError.
+    document_source, test_fraction, gap_side_by_side, gap_regeneration; missing or empty keys
+    take the defaults. Raises ValueError.
     """
 
     def get(key: str, cast: Callable[[Any], Any], default: Any) -> Any:
@@ -84,6 +100,8 @@ def dataset_options_from(params: Mapping[str, Any]) -> DatasetOptions:
         ),
         document_source=get("document_source", str, "participant"),
         test_fraction=get("test_fraction", float, 0.0),
+        gap_side_by_side=get("gap_side_by_side", float, 1.0),
+        gap_regeneration=get("gap_regeneration", float, 0.5),
     )
 
 
@@ -210,31 +228,64 @@ def single_turn_prompt(c: Conversation) -> str:
 
 
 def collabllm_rows(c: Conversation, options: DatasetOptions, stats: Counter) -> Iterator[Row]:
-    task = single_turn_prompt(c)
-    metadata = {
-        "document_type": c.document_type,
-        "topic": c.topic,
-        "condition": c.person.condition,
-        "study_version": c.person.version,
-        "document_quality": c.document_quality,
-        "judge_score": c.judge_score,
+    """Every turn of the whole conversation, and every usable alternative reply of a turn.
+
+    CollabLLM pairs the rows of one (conv_id, turn_id) by score, so the kept reply must score
+    above the discarded ones: a discarded reply scores the kept one's score minus the gap of
+    its source. Only the kept reply has an observed future; ``score_observed`` says which.
+    """
+    shared = {
+        "conv_id": c.person.pseudonym,
+        "single_turn_prompt": single_turn_prompt(c),
+        "single_turn_completion": c.final_document,
+        "single_turn_metadata": {
+            "document_type": c.document_type,
+            "topic": c.topic,
+            "condition": c.person.condition,
+            "study_version": c.person.version,
+            "document_quality": c.document_quality,
+            "judge_score": c.judge_score,
+        },
     }
+    alternatives = {a.turn: a for a in c.alternatives}
     for turn, reward in rewards_of(c, options).items():
-        if reward is None:
-            stats["turns without a rating in the window"] += 1
-            continue
         prompt = c.prompt_for(turn)
-        yield {
-            "prompt": prompt,
-            "completion": c.reply(turn)["content"],
-            "conv_id": c.person.pseudonym,
-            # CollabLLM's convention: turn_id is the number of messages in the prompt.
-            "turn_id": len(prompt),
-            "score": reward.reward,
-            "single_turn_prompt": task,
-            "single_turn_completion": c.final_document,
-            "single_turn_metadata": metadata,
-        }
+        # CollabLLM's convention: turn_id is the number of messages in the prompt.
+        at_turn = {"prompt": prompt, "turn_id": len(prompt), **shared}
+        score = reward.reward if reward else None
+        if reward is None:
+            stats["turns without a rating in the window (score empty)"] += 1
+        alt = alternatives.get(turn)
+        if alt is None:
+            yield _collabllm_row(at_turn, c.reply(turn)["content"], score, "none", True, score)
+            continue
+        # With no observed reward the pair still needs an order: 0 anchors it.
+        anchor = 0.0 if score is None else score
+        yield _collabllm_row(at_turn, c.reply(turn)["content"], anchor, alt.source, True, score)
+        for rejected in alt.rejected:
+            stats[f"discarded alternatives from {alt.source}"] += 1
+            yield _collabllm_row(
+                at_turn, rejected.text, anchor - options.gap(alt.source), alt.source, False, None
+            )
+
+
+def _collabllm_row(
+    at_turn: Row, completion: str, score: float | None, source: str, kept: bool,
+    observed: float | None,
+) -> Row:
+    return {
+        "prompt": at_turn["prompt"],
+        "completion": completion,
+        "conv_id": at_turn["conv_id"],
+        "turn_id": at_turn["turn_id"],
+        "score": score,
+        "single_turn_prompt": at_turn["single_turn_prompt"],
+        "single_turn_completion": at_turn["single_turn_completion"],
+        "single_turn_metadata": at_turn["single_turn_metadata"],
+        "alternative_source": source,
+        "kept": kept,
+        "score_observed": observed is not None,
+    }
 
 
 @dataclass(frozen=True)
@@ -322,9 +373,10 @@ KINDS: dict[str, Kind] = {
              ("source", pa.string()), *_ABOUT, ("turn", pa.int64())]
         ),
         summary=(
-            "Real preference pairs only, in TRL's conversational preference format: two "
-            "replies to the same context, where the participant regenerated a reply (the kept "
-            "one is chosen) or picked one of two candidates shown side by side."
+            "Observed preference pairs only, in TRL's conversational preference format: two "
+            "replies to the same context, where the participant picked one of two candidates "
+            "shown side by side (an explicit choice) or regenerated a reply and went on with "
+            "the new one (weaker evidence: see source)."
         ),
         fields={
             "prompt": "the shared context (ends with the user's message)",
@@ -332,7 +384,8 @@ KINDS: dict[str, Kind] = {
             "rejected": "the reply the participant discarded or did not pick",
             "score_chosen": "real-user reward of the chosen reply (see reward), when known",
             "score_rejected": "always empty: a discarded reply has no observed future",
-            "source": "regeneration or side_by_side",
+            "source": "side_by_side (an explicit pick) or regeneration (weaker: the "
+            "participant asked for another reply and went on with it)",
             **_ABOUT_FIELDS,
             "turn": "the user turn both replies answer",
         },
@@ -366,22 +419,32 @@ KINDS: dict[str, Kind] = {
             [("prompt", _MESSAGES), ("completion", pa.string()), ("conv_id", pa.string()),
              ("turn_id", pa.int64()), ("score", pa.float64()),
              ("single_turn_prompt", pa.string()), ("single_turn_completion", pa.string()),
-             ("single_turn_metadata", _METADATA)]
+             ("single_turn_metadata", _METADATA), ("alternative_source", pa.string()),
+             ("kept", pa.bool_()), ("score_observed", pa.bool_())]
         ),
         summary=(
             "CollabLLM's flat multiturn rows (loadable by collabllm's MultiturnDataset): one "
-            "row per assistant turn, scored with the real-user reward."
+            "row per assistant reply of the whole conversation, scored with the real-user "
+            "reward, plus every usable alternative reply of a turn (regenerations and "
+            "side-by-side candidates), so that MultiturnDataset.to_dpo_dataset yields pairs."
         ),
         fields={
             "prompt": "the conversation before the reply",
             "completion": "the assistant reply (text)",
             "conv_id": "keyed pseudonym of the participant",
             "turn_id": "number of messages in prompt (CollabLLM's convention)",
-            "score": "real-user reward of the reply (same as the reward kind)",
+            "score": "real-user reward of a kept reply (same as the reward kind; empty when "
+            "no rating is in its window); a discarded alternative scores the kept reply's "
+            "score (0 when that is empty) minus the gap of its source",
             "single_turn_prompt": "the task in one prompt: type, topic, pre-writing notes",
             "single_turn_completion": "the final document",
             "single_turn_metadata": "document_type, topic, condition, study_version, "
             "document_quality, judge_score",
+            "alternative_source": "none (the turn had one reply), regeneration or "
+            "side_by_side",
+            "kept": "true for the reply the conversation continued with",
+            "score_observed": "true when score is an observed real-user reward; false for "
+            "discarded alternatives and for kept replies with no rating in their window",
         },
     ),
 }

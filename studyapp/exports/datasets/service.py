@@ -137,6 +137,15 @@ def dataset_export(
     finally:
         for writer in writers.values():
             writer.close()
+    if not sum(rows.values()):
+        # A 0-byte file is no dataset (``datasets`` cannot load it): write nothing.
+        for path in paths.values():
+            path.unlink(missing_ok=True)
+        reasons = "; ".join(f"{reason}: {n}" for reason, n in sorted(stats.items()))
+        raise ExportError(
+            f"the {kind} dataset would be empty: {total} participants in the population"
+            + (f" ({reasons})" if reasons else "") + "; nothing was written"
+        )
     facts = CardFacts(
         study=study, kind=spec, fmt=fmt, participation_filter=participation_filter,
         options=options, generated_at=timezone.now().isoformat(timespec="seconds"),

@@ -11,7 +11,12 @@ def add_filter_arguments(parser) -> None:
     group = parser.add_argument_group("population (the same filters as the dashboard)")
     group.add_argument(
         "--view", choices=VIEWS, default="completers",
-        help="completers (default) or itt: everyone assigned to an arm",
+        help="completers (default) or itt: everyone assigned to an arm (available-case)",
+    )
+    # Not --version: Django's commands already use it for their own version.
+    group.add_argument(
+        "--study-version", type=int, default=None,
+        help="only participants of this study version (default: every version, pooled)",
     )
     group.add_argument(
         "--include-test", action="store_true", help="include pilot and researcher test runs"
@@ -39,6 +44,7 @@ def filter_from_options(options: dict) -> ParticipationFilter:
                 "include_failed_attention": "1" if options["include_failed_attention"] else "0",
                 "simulated": "only" if options.get("only_simulated")
                 else "include" if options.get("include_simulated") else "exclude",
+                "version": options.get("study_version"),
             }
         )
     except ValueError as exc:

@@ -38,6 +38,12 @@ class Command(BaseCommand):
         reward.add_argument("--document-source", choices=DOCUMENT_SOURCES,
                             default="participant")
 
+        pairs = parser.add_argument_group("collabllm alternatives")
+        pairs.add_argument("--gap-side-by-side", type=float, default=1.0,
+                           help="score gap below the kept reply for a side-by-side pick")
+        pairs.add_argument("--gap-regeneration", type=float, default=0.5,
+                           help="score gap for a regeneration (weaker evidence)")
+
     def handle(self, *args, slug, kind, out: Path, format: str, **o):
         population = filter_from_options(o)
         try:
@@ -50,6 +56,8 @@ class Command(BaseCommand):
                 ),
                 document_source=o["document_source"],
                 test_fraction=o["test_fraction"],
+                gap_side_by_side=o["gap_side_by_side"],
+                gap_regeneration=o["gap_regeneration"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
