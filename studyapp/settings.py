@@ -120,6 +120,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
 # thread.
 WRITING_DB_PROCESSES = max(0, env_int("WRITING_DB_PROCESSES", 1))
 WRITING_DB_THREADS = max(1, env_int("WRITING_DB_THREADS", 2))
+# The hand-written pieces of the real-time path, each kept only for a gain measured side by side
+# with the library it replaces (bench/README.md, Hand-written pieces); off, the library runs.
+# Worker processes reached over a pipe of their own, or concurrent.futures.ProcessPoolExecutor.
+WRITING_DB_PIPE = env_bool("WRITING_DB_PIPE", default=True)
+# The send path's statements built once and prepared (studyapp/realtime/fastsql.py), or the ORM.
+WRITING_FAST_SQL = env_bool("WRITING_FAST_SQL", default=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")
@@ -248,6 +254,15 @@ MAX_WS_FRAME_BYTES = env_int("MAX_WS_FRAME_BYTES", 256 * 1024)
 MAX_FRAME_DEPTH = max(3, env_int("MAX_FRAME_DEPTH", 32))
 OFFLINE_TOKENS_PER_SECOND = env_int("OFFLINE_TOKENS_PER_SECOND", 40)
 RELAY_FLUSH_MS = max(1, env_int("RELAY_FLUSH_MS", 100))
+# The model calls' HTTP/1.1 client of collab_models/http1.py, or httpx (collab_models reads the
+# same variable itself when Django is not set up).
+COLLAB_MODELS_FAST_HTTP = env_bool("COLLAB_MODELS_FAST_HTTP", default=True)
+# A socket's next frames sent in the generation's own turn of the event loop
+# (studyapp/realtime/eagerstart.py), or in a task of their own (asyncio.create_task).
+RELAY_EAGER_START = env_bool("RELAY_EAGER_START", default=True)
+# The collector's middle generation collected while the server is idle
+# (studyapp/realtime/idlegc.py), or on the collector's own schedule.
+RELAY_IDLE_GC = env_bool("RELAY_IDLE_GC", default=True)
 # The relay's Redis scripts run on its own lean connection ("pipe") or through redis-py.
 RELAY_SCRIPT_CLIENT = env_str("RELAY_SCRIPT_CLIENT", "pipe")
 if RELAY_SCRIPT_CLIENT not in ("pipe", "redis-py"):

@@ -13,6 +13,7 @@ import functools
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent
@@ -48,8 +49,12 @@ def activity_record(
     loss when ``focus_lost``, and log an event row for every kind but heartbeats.
 
     On PostgreSQL one statement in autocommit (studyapp/realtime/fastsql.py): every socket's
-    connect and disconnect runs it on the chat's database worker.
+    connect and disconnect runs it on the chat's database worker. With ``WRITING_FAST_SQL`` off,
+    through the ORM.
     """
+    if not fastsql.enabled():
+        _activity_record_orm(participation_id, kind, active_delta, focus_lost, data)
+        return
     update = _presence_sql()
     params: list[Any] = [timezone.now(), max(active_delta, 0.0), int(focus_lost), participation_id]
     if kind not in LOGGED_KINDS:
@@ -66,6 +71,25 @@ def activity_record(
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(update, params)
         cursor.execute(insert, values)
+
+
+def _activity_record_orm(
+    participation_id: int,
+    kind: EventKind,
+    active_delta: float,
+    focus_lost: bool,
+    data: dict[str, Any] | None,
+) -> None:
+    with transaction.atomic():
+        Participation.objects.filter(pk=participation_id).update(
+            last_seen_at=timezone.now(),
+            active_seconds=F("active_seconds") + max(active_delta, 0.0),
+            focus_losses=F("focus_losses") + int(focus_lost),
+        )
+        if kind in LOGGED_KINDS:
+            ParticipationEvent.objects.create(
+                participation_id=participation_id, kind=kind, data=data or {}
+            )
 
 
 @functools.cache

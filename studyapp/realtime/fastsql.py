@@ -6,7 +6,7 @@ That is fine for pages, not for the statements every chat message runs on its AS
 database worker (studyapp/writing/rows.py, bench/README.md Relay). These helpers build such
 statements once per process from the models' table and column names, and run them through
 Django's connection: transactions, error translation (``IntegrityError``) and query logging
-work as for the ORM.
+work as for the ORM. With ``WRITING_FAST_SQL`` off (:func:`enabled`) their callers use the ORM.
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import psycopg
+from django.conf import settings
 from django.db import connection, models
+
+
+def enabled() -> bool:
+    return bool(settings.WRITING_FAST_SQL)
 
 
 class _PreparedCursor:
@@ -110,6 +115,9 @@ def insert_statement(obj: models.Model) -> tuple[str, list[Any]]:
 
 def insert(obj: models.Model) -> None:
     """INSERT ``obj`` as a new row and set its pk (as ``obj.save()``; no signals are sent)."""
+    if not enabled():
+        obj.save(force_insert=True)
+        return
     sql, values = insert_statement(obj)
     with cursor() as hot:
         hot.execute(sql, values)

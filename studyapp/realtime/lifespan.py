@@ -1,6 +1,7 @@
 """The ASGI lifespan: the chat's database worker processes start with the server and are
 stopped with it (studyapp/realtime/dbcalls.py); the garbage collector is set for serving, and
-collects its middle generation when the server is idle (studyapp/realtime/idlegc.py).
+collects its middle generation when the server is idle (studyapp/realtime/idlegc.py;
+``RELAY_IDLE_GC``).
 
 The apps above add their own work through :func:`on_startup` (a task for the server's life) and
 :func:`on_shutdown` (awaited before the database workers stop): the writing app drains its
@@ -11,11 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from django.conf import settings
+
 from studyapp.realtime import dbcalls
 from studyapp.realtime.idlegc import collect_when_idle
+
+log = logging.getLogger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -41,8 +47,10 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = await receive()
         if message["type"] == "lifespan.startup":
             dbcalls.warm_up()
+            log.info("real-time path: %s", paths())
             collect_for_serving()
-            hooks = [collect_when_idle, *_startup]
+            hooks: list[Hook] = [collect_when_idle] if settings.RELAY_IDLE_GC else []
+            hooks += _startup
             background = [asyncio.ensure_future(hook()) for hook in hooks]
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
@@ -56,6 +64,19 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await asyncio.get_running_loop().run_in_executor(None, dbcalls.shutdown)
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def paths() -> str:
+    """Which side of each hand-written piece's switch this process runs (studyapp/settings.py)."""
+    chosen = {
+        "model HTTP": "http1" if settings.COLLAB_MODELS_FAST_HTTP else "httpx",
+        "send SQL": "fastsql" if settings.WRITING_FAST_SQL else "orm",
+        "Redis scripts": settings.RELAY_SCRIPT_CLIENT,
+        "frames out": "eager" if settings.RELAY_EAGER_START else "create_task",
+        "middle collections": "when idle" if settings.RELAY_IDLE_GC else "collector's own",
+        "database calls": "pipe" if settings.WRITING_DB_PIPE else "ProcessPoolExecutor",
+    }
+    return ", ".join(f"{piece} {way}" for piece, way in chosen.items())
 
 
 # Young collections every 10,000 allocations instead of 700: a burst of 200 replies allocates

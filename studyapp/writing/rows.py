@@ -3,7 +3,8 @@
 Every message runs :func:`~studyapp.writing.services.message_send` on its ASGI process's
 database worker. Through the ORM its queries cost that worker 5.1 ms of CPU a message, and at
 200 messages a second it fell a second behind while the database side took most of the
-machine's two cores; with these, 1.7 ms (bench/README.md, Relay).
+machine's two cores; with these, 1.7 ms (bench/README.md, Relay). With ``WRITING_FAST_SQL``
+off they run through the ORM.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from django.db import connection
 
 from studyapp.participants.models import Participation
-from studyapp.realtime.fastsql import column, cursor, json_value, table
+from studyapp.realtime.fastsql import column, cursor, enabled, json_value, table
 from studyapp.studies.models import Condition, StudyVersion
 from studyapp.writing.models import Message
 
@@ -65,6 +66,8 @@ def _writing_sql() -> str:
 
 def writing_locked(participation_id: int) -> WritingRow:
     """The participation's row, locked until the transaction ends (``DoesNotExist`` if none)."""
+    if not enabled():
+        return _writing_locked_orm(participation_id)
     with cursor() as hot:
         hot.execute(_writing_sql(), [participation_id])
         row = hot.fetchone()
@@ -78,6 +81,23 @@ def writing_locked(participation_id: int) -> WritingRow:
         condition_id=condition_id,
         spec=json_value(StudyVersion, "spec", spec),
         condition_config=None if config is None else json_value(Condition, "config", config),
+    )
+
+
+def _writing_locked_orm(participation_id: int) -> WritingRow:
+    participation = (
+        Participation.objects.select_for_update(of=("self",))
+        .select_related("version", "condition")
+        .get(pk=participation_id)
+    )
+    condition = participation.condition
+    return WritingRow(
+        pk=participation.pk,
+        public_id=participation.public_id,
+        status=participation.status,
+        condition_id=participation.condition_id,
+        spec=participation.version.spec,
+        condition_config=None if condition is None else condition.config,
     )
 
 
@@ -97,6 +117,10 @@ def _messages_sql() -> str:
 
 def active_message_rows(participation_id: int) -> list[MessageRow]:
     """What ``selectors.active_messages`` returns, as plain rows."""
+    if not enabled():
+        active = Message.objects.filter(participation_id=participation_id, is_active=True)
+        values = active.order_by("turn", "id").values_list(*_MESSAGE_FIELDS)
+        return [MessageRow(*row) for row in values]
     with cursor() as hot:
         hot.execute(_messages_sql(), [participation_id])
         return [MessageRow(*row) for row in hot.fetchall()]
