@@ -313,5 +313,7 @@ LOGGING = {
         "uvicorn": {"handlers": ["uvicorn"], "propagate": False},
         "uvicorn.error": {"handlers": [], "propagate": True},
         "uvicorn.access": {"handlers": ["uvicorn_access"], "propagate": False},
+        # httpx logs every model call at INFO (COLLAB_MODELS_FAST_HTTP=0): a line per reply.
+        "httpx": {"level": "WARNING"},
     },
 }
