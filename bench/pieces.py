@@ -10,7 +10,8 @@ configuration and load the medians of the added time to first token (p50 and p99
 range over the rounds (the run-to-run spread), lost and duplicated frames, and per piece its
 gain (the medians off minus on) against the larger of the two spreads.
 
-    python -m bench.pieces [--rounds 3] [--streams 200] [--spread 1] [--only http1,idlegc]
+    python -m bench.pieces [--rounds 3] [--minutes 10] [--streams 200] [--spread 1]
+                           [--only http1,idlegc] [--json PATH]
 """
 
 from __future__ import annotations
@@ -182,6 +183,12 @@ def main() -> None:
         default=1.0,
         help="seconds each phase waits at most for the machine to be under 15%% busy",
     )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=10.0,
+        help="start no round that would end later than this after the warm-up",
+    )
     parser.add_argument("--warmup", type=int, default=50, help="streams of each warm-up round")
     parser.add_argument("--only", default="", help="pieces to switch off (default: all)")
     parser.add_argument("--json", type=Path, help="also write the rows and the gains here")
@@ -219,13 +226,21 @@ def main() -> None:
             measure(ports[name], model_port, args.warmup, 0.0, "warmup")
         print("warm-up round of each configuration done (not reported)", flush=True)
         names = list(configs)
+        started = time.monotonic()
         for round_no in range(args.rounds):
+            spent = time.monotonic() - started
+            if round_no and spent / round_no * (round_no + 1) > args.minutes * 60:
+                print(f"round {round_no + 1} would end past {args.minutes:g} min: "
+                      f"reporting {round_no} rounds", flush=True)  # fmt: skip
+                break
             order = names[round_no % len(names) :] + names[: round_no % len(names)]
             for load, spread in loads:
                 for name in order:
                     row = measure(ports[name], model_port, args.streams, spread, name)
                     row.update(config=name, load=load, round=round_no + 1)
                     rows.append(row)
+                    if args.json:  # what a run cut short had measured
+                        args.json.write_text(json.dumps({"rows": rows}, indent=2))
                     print(
                         f"round {round_no + 1} {name:<18} {load:<9} added TTFT p50/p99 "
                         f"{row['ttft_added_p50']:+.1f}/{row['ttft_added_p99']:+.1f} ms  "
