@@ -128,6 +128,14 @@ def gain(on: list[float], off: list[float]) -> tuple[float, float]:
     return off_median - on_median, max(on_range, off_range)
 
 
+def verdict(p50_gains: list[list[float]]) -> str:
+    """A piece pays for itself when its gain at p50 is beyond the spread at every load (p99,
+    one stream in a hundred, moves too much from round to round to decide alone)."""
+    if all(won > spread for won, spread in p50_gains):
+        return "keep"
+    return "within the spread: remove"
+
+
 def report(rows: list[dict], configs: list[str], loads: list[tuple[str, float]]) -> list[dict]:
     """Print the medians and spreads per configuration, and each piece's gain; return the
     pieces' lines as dicts (for ``--json``)."""
@@ -161,10 +169,11 @@ def report(rows: list[dict], configs: list[str], loads: list[tuple[str, float]])
                 gains.append(f"{load} {k[-3:]} {won:+.1f} ± {spread:.1f}")
         beyond = [g for g in line.values() if isinstance(g, list) and g[0] > g[1]]
         line["beyond_spread"] = len(beyond)
+        line["verdict"] = verdict([line[f"{load} p50"] for load, _ in loads])
         verdicts.append(line)
         print(
             f"{piece.name:<12} {piece.lines():>4} lines  gain (off - on) ms: {'; '.join(gains)}"
-            f"  → {len(beyond)} of {len(gains)} beyond the spread",
+            f"  → {len(beyond)} of {len(gains)} beyond the spread: {line['verdict']}",
             flush=True,
         )
     return verdicts
