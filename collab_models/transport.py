@@ -67,7 +67,7 @@ def _env_int(name: str, default: int) -> int:
 
 @cache
 def _ssl_context() -> ssl.SSLContext:
-    # Built once: a context costs ~15 ms, and every shard would otherwise build its own.
+    # Built once: loading the CA bundle is slow, and every shard would otherwise do it.
     import certifi
 
     return ssl.create_default_context(cafile=certifi.where())
@@ -249,8 +249,8 @@ def _describe(exc: httpx.HTTPError) -> str:
 
 @lru_cache(maxsize=256)
 def _parsed(url: str) -> httpx.URL:
-    """``url`` parsed once: an arm's few endpoints serve every reply, and parsing one costs
-    some 60 µs, on the event loop, for each model request."""
+    """``url`` parsed once: an arm's few endpoints serve every reply, and httpx's parser would
+    otherwise run on the event loop for each model request."""
     return httpx.URL(url)
 
 

@@ -87,10 +87,10 @@ GEN0_THRESHOLD = 10_000
 def collect_for_serving() -> None:
     """Keep full collections short while serving.
 
-    What exists at startup (Django, its apps, the libraries: some 100,000 objects) lives as
-    long as the process, yet every full collection walked it: 100-150 ms with the event loop
-    stopped, in the middle of a burst of 200 replies (bench/relay). Frozen, it is left out,
-    and a full collection takes some 20-35 ms.
+    What exists at startup (Django, its apps, the libraries) lives as long as the process, yet
+    every full collection walked it with the event loop stopped, in the middle of a burst of
+    replies. Frozen, it is left out, and a full collection is several times shorter
+    (bench/README.md, Relay).
     """
     gc.collect()
     gc.freeze()
