@@ -11,7 +11,7 @@ range over the rounds (the run-to-run spread), lost and duplicated frames, and p
 gain (the medians off minus on) against the larger of the two spreads.
 
     python -m bench.pieces [--rounds 3] [--minutes 10] [--streams 200] [--spread 1]
-                           [--only http1,idlegc] [--json PATH]
+                           [--only http1,fastsql] [--json PATH]
 """
 
 from __future__ import annotations
@@ -68,12 +68,6 @@ PIECES = [
         ("studyapp/realtime/eagerstart.py",),
         {"RELAY_EAGER_START": "0"},
         "asyncio.create_task",
-    ),
-    Piece(
-        "idlegc",
-        ("studyapp/realtime/idlegc.py",),
-        {"RELAY_IDLE_GC": "0"},
-        "the collector's own schedule",
     ),
     Piece(
         "worker pipe",

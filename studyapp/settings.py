@@ -260,9 +260,6 @@ COLLAB_MODELS_FAST_HTTP = env_bool("COLLAB_MODELS_FAST_HTTP", default=True)
 # A socket's next frames sent in the generation's own turn of the event loop
 # (studyapp/realtime/eagerstart.py), or in a task of their own (asyncio.create_task).
 RELAY_EAGER_START = env_bool("RELAY_EAGER_START", default=True)
-# The collector's middle generation collected while the server is idle
-# (studyapp/realtime/idlegc.py), or on the collector's own schedule.
-RELAY_IDLE_GC = env_bool("RELAY_IDLE_GC", default=True)
 # The relay's Redis scripts run on its own lean connection ("pipe") or through redis-py.
 RELAY_SCRIPT_CLIENT = env_str("RELAY_SCRIPT_CLIENT", "pipe")
 if RELAY_SCRIPT_CLIENT not in ("pipe", "redis-py"):

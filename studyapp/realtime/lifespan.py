@@ -1,7 +1,5 @@
 """The ASGI lifespan: the chat's database worker processes start with the server and are
-stopped with it (studyapp/realtime/dbcalls.py); the garbage collector is set for serving, and
-collects its middle generation when the server is idle (studyapp/realtime/idlegc.py;
-``RELAY_IDLE_GC``).
+stopped with it (studyapp/realtime/dbcalls.py), and the garbage collector is set for serving.
 
 The apps above add their own work through :func:`on_startup` (a task for the server's life) and
 :func:`on_shutdown` (awaited before the database workers stop): the writing app drains its
@@ -19,7 +17,6 @@ from typing import Any
 from django.conf import settings
 
 from studyapp.realtime import dbcalls
-from studyapp.realtime.idlegc import collect_when_idle
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +46,7 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
             dbcalls.warm_up()
             log.info("real-time path: %s", paths())
             collect_for_serving()
-            hooks: list[Hook] = [collect_when_idle] if settings.RELAY_IDLE_GC else []
-            hooks += _startup
-            background = [asyncio.ensure_future(hook()) for hook in hooks]
+            background = [asyncio.ensure_future(hook()) for hook in _startup]
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             for task in background:
@@ -73,7 +68,6 @@ def paths() -> str:
         "send SQL": "fastsql" if settings.WRITING_FAST_SQL else "orm",
         "Redis scripts": settings.RELAY_SCRIPT_CLIENT,
         "frames out": "eager" if settings.RELAY_EAGER_START else "create_task",
-        "middle collections": "when idle" if settings.RELAY_IDLE_GC else "collector's own",
         "database calls": "pipe" if settings.WRITING_DB_PIPE else "ProcessPoolExecutor",
     }
     return ", ".join(f"{piece} {way}" for piece, way in chosen.items())

@@ -12,7 +12,7 @@ def test_a_run_compares_all_on_each_piece_off_alone_and_all_off():
     for piece in PIECES:
         assert configs[f"{piece.name} off"] == piece.off
         assert piece.off.items() <= configs[ALL_OFF].items()
-    assert list(configurations(["idlegc"])) == [ALL_ON, "idlegc off", ALL_OFF]
+    assert list(configurations(["http1"])) == [ALL_ON, "http1 off", ALL_OFF]
 
 
 def test_every_piece_names_files_that_exist():

@@ -26,7 +26,6 @@ OFF = {
     "fastsql": ({"WRITING_FAST_SQL": "0"}, "send SQL orm"),
     "scriptpipe": ({"RELAY_SCRIPT_CLIENT": "redis-py"}, "Redis scripts redis-py"),
     "eagerstart": ({"RELAY_EAGER_START": "0"}, "frames out create_task"),
-    "idlegc": ({"RELAY_IDLE_GC": "0"}, "middle collections collector's own"),
     "worker pipe": ({"WRITING_DB_PIPE": "0"}, "database calls ProcessPoolExecutor"),
 }
 
