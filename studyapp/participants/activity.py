@@ -9,15 +9,13 @@ be most of the table); focus, blur, connect, reconnect and disconnect each log o
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent
-from studyapp.realtime import fastsql
 
 HEARTBEAT_INTERVAL_S = 15
 ACTIVE_GAP_CAP_S = 2 * HEARTBEAT_INTERVAL_S
@@ -46,59 +44,18 @@ def activity_record(
     data: dict[str, Any] | None = None,
 ) -> None:
     """Mark the participant seen now, add ``active_delta`` seconds of active time, count a focus
-    loss when ``focus_lost``, and log an event row for every kind but heartbeats.
-
-    On PostgreSQL one statement in autocommit (studyapp/realtime/fastsql.py): every socket's
-    connect and disconnect runs it on the chat's database worker. With ``WRITING_FAST_SQL`` off,
-    through the ORM.
-    """
-    if not fastsql.enabled():
-        _activity_record_orm(participation_id, kind, active_delta, focus_lost, data)
+    loss when ``focus_lost``, and log an event row for every kind but heartbeats."""
+    seen = Participation.objects.filter(pk=participation_id)
+    counters = {
+        "last_seen_at": timezone.now(),
+        "active_seconds": F("active_seconds") + max(active_delta, 0.0),
+        "focus_losses": F("focus_losses") + int(focus_lost),
+    }
+    if kind not in LOGGED_KINDS:  # a heartbeat: one UPDATE in autocommit
+        seen.update(**counters)
         return
-    update = _presence_sql()
-    params: list[Any] = [timezone.now(), max(active_delta, 0.0), int(focus_lost), participation_id]
-    if kind not in LOGGED_KINDS:
-        with fastsql.cursor() as cursor:
-            cursor.execute(update, params)
-        return
-    event = ParticipationEvent(participation_id=participation_id, kind=kind, data=data or {})
-    insert, values = fastsql.insert_statement(event)
-    if connection.vendor == "postgresql":
-        with fastsql.cursor() as cursor:
-            cursor.execute(f"WITH seen AS ({update}) {insert}", [*params, *values])
-        return
-    # SQLite (``make run``) has no UPDATE inside WITH.
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(update, params)
-        cursor.execute(insert, values)
-
-
-def _activity_record_orm(
-    participation_id: int,
-    kind: EventKind,
-    active_delta: float,
-    focus_lost: bool,
-    data: dict[str, Any] | None,
-) -> None:
     with transaction.atomic():
-        Participation.objects.filter(pk=participation_id).update(
-            last_seen_at=timezone.now(),
-            active_seconds=F("active_seconds") + max(active_delta, 0.0),
-            focus_losses=F("focus_losses") + int(focus_lost),
+        seen.update(**counters)
+        ParticipationEvent.objects.create(
+            participation_id=participation_id, kind=kind, data=data or {}
         )
-        if kind in LOGGED_KINDS:
-            ParticipationEvent.objects.create(
-                participation_id=participation_id, kind=kind, data=data or {}
-            )
-
-
-@functools.cache
-def _presence_sql() -> str:
-    def col(name: str) -> str:
-        return fastsql.column(Participation, name)
-
-    seen, active, losses = col("last_seen_at"), col("active_seconds"), col("focus_losses")
-    return (
-        f"UPDATE {fastsql.table(Participation)} SET {seen} = %s, {active} = {active} + %s, "
-        f"{losses} = {losses} + %s WHERE {col('id')} = %s"
-    )

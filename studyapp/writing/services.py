@@ -19,7 +19,6 @@ from django.utils import timezone
 
 from studyapp.feedback.ratings import rating_due
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent, Status
-from studyapp.realtime import fastsql
 from studyapp.refusals import Refused
 from studyapp.sidebyside.selectors import (
     Candidate,
@@ -71,7 +70,7 @@ def locked_for_writing(participation_id: int) -> Participation:
 
 
 def _writing_locked(participation_id: int) -> WritingRow:
-    """:func:`locked_for_writing` for the send path, in plain SQL (studyapp/writing/rows.py)."""
+    """:func:`locked_for_writing` for the send path, as a plain row (studyapp/writing/rows.py)."""
     writing = rows.writing_locked(participation_id)
     if writing.status != Status.WRITING or writing.condition_id is None:
         raise WritingRefused("not_writing", "This chat has ended.")
@@ -142,7 +141,7 @@ def message_send(*, participation_id: int, text: str, client_msg_id: str) -> Tur
             text=text,
             client_msg_id=client_msg_id,
         )
-        fastsql.insert(message)
+        message.save(force_insert=True)
         return _plan(writing, turn, text, [*messages, message])
 
 
@@ -227,9 +226,9 @@ def _reply_save(message: Message, *, savepoint: bool) -> Message:
     try:
         if savepoint:
             with transaction.atomic():
-                fastsql.insert(message)
+                message.save(force_insert=True)
         else:
-            fastsql.insert(message)
+            message.save(force_insert=True)
     except IntegrityError:
         stored = Message.objects.filter(generation_id=message.generation_id).first()
         if stored is not None:
@@ -237,7 +236,7 @@ def _reply_save(message: Message, *, savepoint: bool) -> Message:
         message.pk = None
         message.is_active = False
         message.warning = (message.warning + " superseded: turn already answered").strip()
-        fastsql.insert(message)
+        message.save(force_insert=True)
     return message
 
 
