@@ -1,7 +1,7 @@
 """Start a coroutine at once, in the caller's turn of the event loop.
 
 A task's first step waits for the next turn of the loop, behind everything else that is ready:
-under a burst of replies a turn takes 10-20 ms. :func:`start_now` runs the coroutine in the
+under a burst of replies a turn is long. :func:`start_now` runs the coroutine in the
 caller's turn until it first has to wait; only then does a task take over (Python 3.12's
 ``eager_start`` does the same, and is used where it exists). With ``RELAY_EAGER_START`` off
 it is a plain ``create_task``.
