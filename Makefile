@@ -70,11 +70,10 @@ bench-relay bench-dashboard bench-faults: export SECRET_KEY ?= bench-only-key-of
 bench-relay bench-dashboard bench-faults: export SECURE_SSL_REDIRECT ?= 0
 bench-relay bench-dashboard bench-faults: export SECURE_COOKIES ?= 0
 
-# The worst case (every participant sends in the same millisecond), then 200 participants whose
-# messages arrive over a second (bench/README.md, Relay).
+# The app with each hand-written piece on and off, side by side in interleaved rounds of 200
+# sends spread over a second and 200 in one instant (bench/README.md, Relay).
 bench-relay: install-test
-	$(BIN)/python -m bench.relay --streams 1,50,200 --repeat 3
-	$(BIN)/python -m bench.relay --streams 200 --repeat 3 --spread 1
+	$(BIN)/python -m bench.pieces --rounds 3 --minutes 9 --streams 200 --spread 1
 
 bench-dashboard: install-test
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(BIN)/python -m bench.dashboard

@@ -46,7 +46,8 @@ from bench.sse import CHAT_HEADERS, MODEL, ContentDeltas, chat_body
 from collab_models.http1 import H1Pool
 
 REPO = Path(__file__).resolve().parent.parent
-BENCH_DB = "collabstudy_bench_relay"
+# A database of its own per checkout, where several run benchmarks on one server.
+BENCH_DB = os.environ.get("BENCH_RELAY_DB", "collabstudy_bench_relay")
 STUDY_SLUG = "bench-relay"
 
 
@@ -199,8 +200,17 @@ async def _go(start: asyncio.Event, delay: float) -> None:
         await asyncio.sleep(delay)
 
 
+def _nothing() -> None:
+    pass
+
+
 async def participant(
-    app_port: int, token: str, key: str, start: asyncio.Event, delay: float = 0.0
+    app_port: int,
+    token: str,
+    key: str,
+    start: asyncio.Event,
+    delay: float = 0.0,
+    greeted: Callable[[], None] = _nothing,
 ) -> StreamResult:
     """A participant on the lean client (bench/wsclient.py): frames are read in the socket's
     ``data_received``, timed there, as the direct clients read the model server's chunks."""
@@ -227,6 +237,7 @@ async def participant(
     try:
         ws.send_text(HELLO)
         last_seq = (await asyncio.wait_for(state, 60)).get("last_seq") or 0
+        greeted()
         await _go(start, delay)
         result.sent = time.perf_counter()
         ws.send_text(SEND)
@@ -239,7 +250,12 @@ async def participant(
 
 
 async def participant_websockets(
-    app_port: int, token: str, key: str, start: asyncio.Event, delay: float = 0.0
+    app_port: int,
+    token: str,
+    key: str,
+    start: asyncio.Event,
+    delay: float = 0.0,
+    greeted: Callable[[], None] = _nothing,
 ) -> StreamResult:
     """A participant on the ``websockets`` library (``--client websockets``): its reader
     task, queue and ``recv()`` cost a few task switches per frame on the benchmark's loop."""
@@ -248,6 +264,7 @@ async def participant_websockets(
     async with websockets.connect(url, additional_headers=headers, max_size=2**22) as ws:
         await ws.send(HELLO)
         last_seq = json.loads(await ws.recv()).get("last_seq") or 0
+        greeted()
         await _go(start, delay)
         result = StreamResult(ttft_ms=float("nan"), key=key, sent=time.perf_counter())
         await ws.send(SEND)
@@ -316,12 +333,22 @@ async def run_level(
     start.set()
     direct_results = await asyncio.gather(*direct_tasks)
     pool.close()
-    start = asyncio.Event()
+    start, everyone = asyncio.Event(), asyncio.Event()
+    greeted = 0
+
+    def greet() -> None:
+        nonlocal greeted
+        greeted += 1
+        if greeted == len(tokens):
+            everyone.set()
+
     relay_tasks = [
-        asyncio.create_task(CLIENTS[client](app_port, t, k, start, d))
+        asyncio.create_task(CLIENTS[client](app_port, t, k, start, d, greet))
         for (t, k), d in zip(tokens, offsets, strict=True)
     ]
-    await asyncio.sleep(min(10, 0.5 + len(tokens) * 0.02))  # every socket connected and said hello
+    # Every socket connected and said hello (a client that failed never does: then at most 10 s).
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(everyone.wait(), 10)
     await machine_quiet()
     gc.collect()
     busy.start()
@@ -381,7 +408,8 @@ def cpu_by_role(app_pid: int, model_pid: int) -> dict[str, float]:
             role = "bench"
         elif pid == model_pid:
             role = "model server"
-        elif b"studyapp.realtime.dbworker" in command:  # children of uvicorn (or its workers)
+        elif b"studyapp.realtime.dbworker" in command or b"multiprocessing.spawn" in command:
+            # Children of uvicorn (or its workers): the pipe's or ProcessPoolExecutor's.
             role = "database workers"
         elif pid in app:
             role = "uvicorn"
@@ -428,9 +456,20 @@ class MachineBusy:
             self.cpu_s = {r: now[r] - self._start_cpu.get(r, 0.0) for r in ROLES}
 
 
-async def machine_quiet(below_percent: float = 15.0, within_s: float = 30.0) -> None:
+# How long a phase waits for a quiet machine (bench/pieces.py waits less: its configurations
+# take turns under the same load, and a machine shared with test suites is seldom quiet).
+QUIET_WITHIN_S = 30.0
+
+
+def set_quiet_wait(seconds: float) -> None:
+    global QUIET_WITHIN_S
+    QUIET_WITHIN_S = seconds
+
+
+async def machine_quiet(below_percent: float = 15.0, within_s: float | None = None) -> None:
     """Wait until the machine is idle: the previous round's bookkeeping (turn records,
     disconnect events, the hellos' queries) must not run into the next measurement."""
+    within_s = QUIET_WITHIN_S if within_s is None else within_s
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         probe = MachineBusy()
@@ -439,7 +478,8 @@ async def machine_quiet(below_percent: float = 15.0, within_s: float = 30.0) -> 
         probe.stop()
         if probe.percent < below_percent:
             return
-    print(f"the machine stayed above {below_percent:g}% busy for {within_s:g} s; measuring anyway")
+    if within_s >= 10:
+        print(f"the machine stayed above {below_percent:g}% busy for {within_s:g} s; measuring")
 
 
 def summarise(level: int, direct_results: list, relay_results: list, cpu: float, wall: float,
@@ -589,7 +629,14 @@ def main() -> None:
         help="streams in an unreported first round (default: the largest level; 0: none). A "
         "fresh app's first burst pays for imports, pools and prepared queries once.",
     )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=QUIET_WITHIN_S,
+        help="seconds each phase waits at most for the machine to be under 15%% busy",
+    )
     args = parser.parse_args()
+    set_quiet_wait(args.quiet_wait)
     timeline = Path(tempfile.mkdtemp(prefix="relay-timeline-")) / "marks.jsonl"
     model_port, app_port = free_port(), free_port()
     model_url = f"http://127.0.0.1:{model_port}"

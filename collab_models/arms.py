@@ -332,8 +332,8 @@ def cached_arm(
 ) -> Arm:
     """:func:`build_arm`, once per distinct condition block: every reply of a condition gets
     the same arm, so its replicas' round-robin turns from one reply to the next (a new arm
-    starts the turn afresh) and the build (environment expansion, URL parsing: some 0.2 ms) is
-    not repeated per message. A change to an environment variable the block names, or to its
+    starts the turn afresh) and the build (environment expansion, URL parsing) is not repeated
+    per message. A change to an environment variable the block names, or to its
     prompt file, builds a new arm."""
     key = _cache_key(config, base_dir, offline_rate)
     arm = _cache.get(key)

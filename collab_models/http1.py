@@ -2,10 +2,9 @@
 
 Token streams are the hot path of the app: 200 participants at 50 tokens/s is 10,000 small
 chunks a second. Through httpx each chunk passes h11 (pure Python) and several async-generator
-layers, about 50-80 µs of CPU; here the C parser of ``httptools`` (installed with
-``uvicorn[standard]``) hands each chunk straight to a callback in ``data_received``, about
-a fifth of that, and the waiting coroutine wakes only when the response ends or a deadline
-passes.
+layers; here the C parser of ``httptools`` (installed with ``uvicorn[standard]``) hands each
+chunk straight to a callback in ``data_received``, for a fraction of the CPU (bench/README.md,
+Relay), and the waiting coroutine wakes only when the response ends or a deadline passes.
 
 Only what talking to vLLM needs is supported: one request per connection at a time,
 ``Content-Length`` or chunked bodies, keep-alive reuse (idle connections are dropped before
@@ -59,7 +58,7 @@ class _Closed:
 
 _NO_PARSER: Any = _Closed()
 # What one read asks for. Not more: a larger request makes every read allocate beyond glibc's
-# mmap threshold; 256 KiB took 9.7 µs a read of a 300-byte chunk, against 0.96 µs at 64 KiB.
+# mmap threshold, ten times slower for a chunk of a few hundred bytes.
 READ_SIZE = 64 * 1024
 
 
@@ -70,7 +69,7 @@ class _Connection:
     is made: a response that arrives before any coroutine awaits it is parsed as it comes, and
     a sink given with the request (:meth:`H1Pool.send_now`) gets the body at once. A transport
     (``loop.create_connection(sock=...)``) would cost a task and two turns of the event loop
-    before the first byte is read: under a burst of messages each turn takes 10-20 ms.
+    before the first byte is read, and under a burst of messages each turn is long.
     """
 
     def __init__(

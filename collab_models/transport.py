@@ -83,7 +83,7 @@ def _ssl_context() -> ssl.SSLContext:
 
 @cache
 def _ssl_context_for(ca_bundle: str) -> ssl.SSLContext:
-    # Built once per bundle: a context costs ~15 ms, and every shard would otherwise build one.
+    # Built once per bundle: loading a CA bundle is slow, and every shard would otherwise do it.
     import certifi
 
     context = ssl.create_default_context(cafile=certifi.where())
@@ -291,8 +291,8 @@ def _describe(exc: httpx.HTTPError) -> str:
 
 @lru_cache(maxsize=256)
 def _parsed(url: str) -> httpx.URL:
-    """``url`` parsed once: an arm's few endpoints serve every reply, and parsing one costs
-    some 60 µs, on the event loop, for each model request."""
+    """``url`` parsed once: an arm's few endpoints serve every reply, and httpx's parser would
+    otherwise run on the event loop for each model request."""
     return httpx.URL(url)
 
 

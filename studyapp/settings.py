@@ -115,11 +115,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
     "DB_PREPARED_STATEMENTS", default=True
 ):
-    # The statements every chat message runs are prepared once per connection
-    # (studyapp/realtime/fastsql.py). The threshold is for everything else: Django binds
-    # parameters on the client, so its queries rarely repeat as text and are in effect never
-    # prepared. Set DB_PREPARED_STATEMENTS=0 behind a pooler that cannot keep prepared
-    # statements (PgBouncer in transaction mode before 1.21).
+    # psycopg prepares a statement once it has run this often on a connection. Django binds
+    # parameters on the client, so few of its queries repeat as text. Set
+    # DB_PREPARED_STATEMENTS=0 behind a pooler that cannot keep prepared statements (PgBouncer
+    # in transaction mode before 1.21).
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 100
 # Where each ASGI process runs the chat's database calls (studyapp/realtime/dbcalls.py), on
 # PostgreSQL: in this many worker processes of its own, or, with 0, in WRITING_DB_THREADS
@@ -127,6 +126,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
 # thread.
 WRITING_DB_PROCESSES = max(0, env_int("WRITING_DB_PROCESSES", 1))
 WRITING_DB_THREADS = max(1, env_int("WRITING_DB_THREADS", 2))
+# The hand-written pieces of the real-time path, each kept only for a gain measured side by side
+# with the library it replaces (bench/README.md, Hand-written pieces); off, the library runs.
+# Worker processes reached over a pipe of their own, or concurrent.futures.ProcessPoolExecutor.
+WRITING_DB_PIPE = env_bool("WRITING_DB_PIPE", default=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")
@@ -312,6 +315,12 @@ MAX_WS_FRAME_BYTES = env_int("MAX_WS_FRAME_BYTES", 256 * 1024)
 MAX_FRAME_DEPTH = max(3, env_int("MAX_FRAME_DEPTH", 32))
 OFFLINE_TOKENS_PER_SECOND = env_int("OFFLINE_TOKENS_PER_SECOND", 40)
 RELAY_FLUSH_MS = max(1, env_int("RELAY_FLUSH_MS", 100))
+# The model calls' HTTP/1.1 client of collab_models/http1.py, or httpx (collab_models reads the
+# same variable itself when Django is not set up).
+COLLAB_MODELS_FAST_HTTP = env_bool("COLLAB_MODELS_FAST_HTTP", default=True)
+# A socket's next frames sent in the generation's own turn of the event loop
+# (studyapp/realtime/eagerstart.py), or in a task of their own (asyncio.create_task).
+RELAY_EAGER_START = env_bool("RELAY_EAGER_START", default=True)
 # The relay's Redis scripts run on its own lean connection ("pipe") or through redis-py.
 RELAY_SCRIPT_CLIENT = env_str("RELAY_SCRIPT_CLIENT", "pipe")
 if RELAY_SCRIPT_CLIENT not in ("pipe", "redis-py"):
@@ -372,5 +381,7 @@ LOGGING = {
         "uvicorn": {"handlers": ["uvicorn"], "propagate": False},
         "uvicorn.error": {"handlers": [], "propagate": True},
         "uvicorn.access": {"handlers": ["uvicorn_access"], "propagate": False},
+        # httpx logs every model call at INFO (COLLAB_MODELS_FAST_HTTP=0): a line per reply.
+        "httpx": {"level": "WARNING"},
     },
 }

@@ -59,7 +59,7 @@ def _layout(fig: go.Figure, title: str, **extra: Any) -> go.Figure:
         "legend": {"orientation": "h", "y": -0.2},
         **extra,
     }
-    # A template given to the constructor costs ~1 ms; update_layout(template=...) ~20 ms.
+    # The template goes to the constructor: update_layout(template=...) is far slower.
     return go.Figure(data=fig.data, layout=layout)
 
 

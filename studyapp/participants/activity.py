@@ -12,14 +12,13 @@ so a page left open and untouched still times out.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent
-from studyapp.realtime import fastsql
 
 HEARTBEAT_INTERVAL_S = 15
 ACTIVE_GAP_CAP_S = 2 * HEARTBEAT_INTERVAL_S
@@ -57,40 +56,21 @@ def activity_record(
 ) -> None:
     """Mark the participant seen now (and acting, when ``acted``), add ``active_delta`` seconds
     of active time, count a focus loss when ``focus_lost``, and log an event row for every kind
-    but heartbeats.
-
-    On PostgreSQL one statement in autocommit (studyapp/realtime/fastsql.py): every socket's
-    connect and disconnect runs it on the chat's database worker.
-    """
-    update = _presence_sql(acted)
+    but heartbeats."""
+    seen = Participation.objects.filter(pk=participation_id)
     now = timezone.now()
-    params: list[Any] = [now, max(active_delta, 0.0), int(focus_lost), participation_id]
+    counters: dict[str, Any] = {
+        "last_seen_at": now,
+        "active_seconds": F("active_seconds") + max(active_delta, 0.0),
+        "focus_losses": F("focus_losses") + int(focus_lost),
+    }
     if acted:
-        params.insert(1, now)
-    if kind not in LOGGED_KINDS:
-        with fastsql.cursor() as cursor:
-            cursor.execute(update, params)
+        counters["acted_at"] = now
+    if kind not in LOGGED_KINDS:  # a heartbeat: one UPDATE in autocommit
+        seen.update(**counters)
         return
-    event = ParticipationEvent(participation_id=participation_id, kind=kind, data=data or {})
-    insert, values = fastsql.insert_statement(event)
-    if connection.vendor == "postgresql":
-        with fastsql.cursor() as cursor:
-            cursor.execute(f"WITH seen AS ({update}) {insert}", [*params, *values])
-        return
-    # SQLite (``make run``) has no UPDATE inside WITH.
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(update, params)
-        cursor.execute(insert, values)
-
-
-@functools.cache
-def _presence_sql(acted: bool) -> str:
-    def col(name: str) -> str:
-        return fastsql.column(Participation, name)
-
-    seen, active, losses = col("last_seen_at"), col("active_seconds"), col("focus_losses")
-    acting = f"{col('acted_at')} = %s, " if acted else ""
-    return (
-        f"UPDATE {fastsql.table(Participation)} SET {seen} = %s, {acting}"
-        f"{active} = {active} + %s, {losses} = {losses} + %s WHERE {col('id')} = %s"
-    )
+    with transaction.atomic():
+        seen.update(**counters)
+        ParticipationEvent.objects.create(
+            participation_id=participation_id, kind=kind, data=data or {}
+        )

@@ -3,8 +3,7 @@
 Two tabs, a tab and a reconnect, or a socket and a background task may act on one
 participation at once; whoever holds the lock checks the rules (the step it is on, what is
 due) and writes before the other may check. Only the participation's row is locked
-(``FOR UPDATE OF`` it), not the rows read with it. The chat's send path takes the same lock in
-plain SQL (studyapp/writing/rows.py).
+(``FOR UPDATE OF`` it), not the rows read with it.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ pair. The event loop writes a call (a pickle, its length and id first) to the wo
 fewest calls waiting, and reads the answers, which come back in order with their calls' ids, in
 a protocol of its own: no thread in this process takes part.
 ``concurrent.futures.ProcessPoolExecutor`` moved every call and answer through two threads of
-its own (a feeder and a result handler): a fifth of the ASGI process's CPU at 200 streams, and
-each thread took the GIL from the event loop whenever it ran (bench/README.md, Relay).
+its own (a feeder and a result handler), and each took the GIL from the event loop whenever it
+ran. ``WRITING_DB_PIPE=0`` uses it still (bench/README.md, Hand-written pieces).
 
 A call is pickled before it is given a place among the waiting answers, so one that cannot be
 sent fails alone; an answer whose id is not the next waiting call's means the channel is out of

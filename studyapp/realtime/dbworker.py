@@ -57,7 +57,7 @@ def _read(stream: Any) -> tuple[int, bytes] | None:
     return None if payload is None else (call_id, payload)
 
 
-def _setup(settings_module: str, databases: dict[str, Any]) -> None:
+def setup(settings_module: str, databases: dict[str, Any]) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     from django.conf import settings
 
@@ -65,6 +65,12 @@ def _setup(settings_module: str, databases: dict[str, Any]) -> None:
     import django
 
     django.setup()
+
+
+def pool_setup(settings_module: str, databases: dict[str, Any]) -> None:
+    """A ``ProcessPoolExecutor`` worker's set-up (``WRITING_DB_PIPE`` off); signals as main()."""
+    _ignore_stop_signals()
+    setup(settings_module, databases)
 
 
 def call(fn: Callable[[], Any]) -> Any:
@@ -99,10 +105,10 @@ def answer(call_id: int, payload: bytes) -> bytes:
 
 def serve(sock: socket.socket) -> None:
     stream = sock.makefile("rb")
-    setup = _read(stream)
-    if setup is None:
+    first = _read(stream)
+    if first is None:
         return
-    _setup(*pickle.loads(setup[1]))  # noqa: S301 (our own parent)
+    setup(*pickle.loads(first[1]))  # noqa: S301 (our own parent)
     while (message := _read(stream)) is not None:
         try:
             sock.sendall(answer(*message))
@@ -119,10 +125,14 @@ def main() -> None:
     # stores what closing sockets report: a Ctrl-C or a SIGTERM sent to the whole process
     # group (a terminal, systemd, a container stop) must not stop them first. A parent that
     # was killed closes the socket, and the worker exits.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _ignore_stop_signals()
     with socket.socket(fileno=int(sys.argv[1])) as sock:
         serve(sock)
+
+
+def _ignore_stop_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

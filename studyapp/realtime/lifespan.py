@@ -1,6 +1,5 @@
 """The ASGI lifespan: the chat's database worker processes start with the server and are
-stopped with it (studyapp/realtime/dbcalls.py); the garbage collector is set for serving, and
-collects its middle generation when the server is idle (studyapp/realtime/idlegc.py).
+stopped with it (studyapp/realtime/dbcalls.py), and the garbage collector is set for serving.
 
 The apps above add their own work through :func:`on_startup` (a task for the server's life) and
 :func:`on_shutdown` (awaited before the database workers stop): the writing app drains its
@@ -11,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from django.conf import settings
+
 from studyapp.realtime import dbcalls
-from studyapp.realtime.idlegc import collect_when_idle
+
+log = logging.getLogger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -41,9 +44,9 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = await receive()
         if message["type"] == "lifespan.startup":
             dbcalls.warm_up()
+            log.info("real-time path: %s", paths())
             collect_for_serving()
-            hooks = [collect_when_idle, *_startup]
-            background = [asyncio.ensure_future(hook()) for hook in hooks]
+            background = [asyncio.ensure_future(hook()) for hook in _startup]
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             for task in background:
@@ -58,6 +61,17 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
             return
 
 
+def paths() -> str:
+    """Which side of each hand-written piece's switch this process runs (studyapp/settings.py)."""
+    chosen = {
+        "model HTTP": "http1" if settings.COLLAB_MODELS_FAST_HTTP else "httpx",
+        "Redis scripts": settings.RELAY_SCRIPT_CLIENT,
+        "frames out": "eager" if settings.RELAY_EAGER_START else "create_task",
+        "database calls": "pipe" if settings.WRITING_DB_PIPE else "ProcessPoolExecutor",
+    }
+    return ", ".join(f"{piece} {way}" for piece, way in chosen.items())
+
+
 # Young collections every 10,000 allocations instead of 700: a burst of 200 replies allocates
 # fast, and each collection stops the event loop.
 GEN0_THRESHOLD = 10_000
@@ -66,10 +80,10 @@ GEN0_THRESHOLD = 10_000
 def collect_for_serving() -> None:
     """Keep full collections short while serving.
 
-    What exists at startup (Django, its apps, the libraries: some 100,000 objects) lives as
-    long as the process, yet every full collection walked it: 100-150 ms with the event loop
-    stopped, in the middle of a burst of 200 replies (bench/relay). Frozen, it is left out,
-    and a full collection takes some 20-35 ms.
+    What exists at startup (Django, its apps, the libraries) lives as long as the process, yet
+    every full collection walked it with the event loop stopped, in the middle of a burst of
+    replies. Frozen, it is left out, and a full collection is several times shorter
+    (bench/README.md, Relay).
     """
     gc.collect()
     gc.freeze()

@@ -1,12 +1,12 @@
 """A lean, pipelined Redis connection for the relay's scripts (studyapp/realtime/framestore.py).
 
 Every frame of every reply is one script call (``EVALSHA``): some 2,000 a second at 200
-streams. Through redis-py's pipeline a call cost the event loop about 170 µs of CPU on its own
-and 50 µs in batches of five (its command stack, packing, response callbacks and retry logic;
-hiredis did not change it: bench/README.md, Relay). Here a call is encoded straight into bytes,
-the calls made in one turn of the event loop go out in one write, and the replies, which Redis
-sends in order, settle their futures as the socket's data is parsed, in that data's own turn of
-the loop. A batch does not wait for the one before it to come back.
+streams. Through redis-py's pipeline a call cost the event loop several times the CPU (its
+command stack, packing, response callbacks and retry logic; hiredis did not change it). Here a
+call is encoded straight into bytes, the calls made in one turn of the event loop go out in one
+write, and the replies, which Redis sends in order, settle their futures as the socket's data is
+parsed, in that data's own turn of the loop. A batch does not wait for the one before it to
+come back.
 
 Only what the scripts need: integer, status and bulk replies; an error reply fails its call
 with :class:`ScriptError`. A script Redis has forgotten (``NOSCRIPT``: a restart, a

@@ -9,6 +9,9 @@ class WritingConfig(AppConfig):
     label = "writing"
 
     def ready(self) -> None:
+        from collab_models.transport import set_fast_http
+
+        set_fast_http(settings.COLLAB_MODELS_FAST_HTTP)
         lifespan.on_startup(_sweep_lost_replies)
         lifespan.on_shutdown(_drain_replies)
 

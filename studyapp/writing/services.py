@@ -23,7 +23,6 @@ from studyapp.participants.locks import NOT_WRITING, participation_writing_locke
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent, Status
 from studyapp.participants.pseudonyms import participation_pseudonym
 from studyapp.participants.services import participation_end_technical
-from studyapp.realtime import fastsql
 from studyapp.refusals import Refused
 from studyapp.sidebyside.selectors import (
     Candidate,
@@ -137,7 +136,7 @@ def locked_for_writing(participation_id: int) -> Participation:
 
 
 def _writing_locked(participation_id: int) -> WritingRow:
-    """:func:`locked_for_writing` for the send path, in plain SQL (studyapp/writing/rows.py)."""
+    """:func:`locked_for_writing` for the send path, as a plain row (studyapp/writing/rows.py)."""
     writing = rows.writing_locked(participation_id)
     if writing.status != Status.WRITING or writing.condition_id is None:
         raise WritingRefused("not_writing", NOT_WRITING)
@@ -200,7 +199,7 @@ def message_send(*, participation_id: int, text: str, client_msg_id: str) -> Tur
             text=text,
             client_msg_id=client_msg_id,
         )
-        fastsql.insert(message)
+        message.save(force_insert=True)
         return _plan(writing, turn, text, [*messages, message])
 
 
@@ -289,9 +288,9 @@ def _reply_save(message: Message, *, savepoint: bool) -> Message:
     try:
         if savepoint:
             with transaction.atomic():
-                fastsql.insert(message)
+                message.save(force_insert=True)
         else:
-            fastsql.insert(message)
+            message.save(force_insert=True)
     except IntegrityError:
         stored = Message.objects.filter(generation_id=message.generation_id).first()
         if stored is not None:
@@ -299,7 +298,7 @@ def _reply_save(message: Message, *, savepoint: bool) -> Message:
         message.pk = None
         message.is_active = False
         message.warning = (message.warning + " superseded: turn already answered").strip()
-        fastsql.insert(message)
+        message.save(force_insert=True)
     return message
 
 
