@@ -11,7 +11,7 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 
 from studyapp.dashboards.filters import ParticipationFilter
@@ -101,11 +101,13 @@ def test_thirty_scripted_participants_go_through_the_demo_study(served_app_env, 
     rows = _rows(tmp_path / "b" / "participations.csv")
     assert len(rows) == 30
     assert {r["is_simulated"] for r in rows} == {"true"}
-    call_command("export_dataset", "demo", "--kind", "sft", "--out", str(tmp_path / "c"),
-                 stdout=StringIO())  # fmt: skip
+    # Without them the dataset is empty, which is refused with nothing written.
+    with pytest.raises(CommandError, match="would be empty: 0 participants"):
+        call_command("export_dataset", "demo", "--kind", "sft", "--out", str(tmp_path / "c"),
+                     stdout=StringIO())  # fmt: skip
+    assert _jsonl_lines(tmp_path / "c") == 0
     call_command("export_dataset", "demo", "--kind", "sft", "--out", str(tmp_path / "d"),
                  "--include-simulated", stdout=StringIO())  # fmt: skip
-    assert _jsonl_lines(tmp_path / "c") == 0
     assert _jsonl_lines(tmp_path / "d") == 20
 
 
