@@ -264,7 +264,7 @@ def run_scenario(stack: Stack, scenario: Scenario, scale: Scale, tag: str) -> Ou
             f"{exits.count(None)} ASGI process(es) still running {scale.stop_limit:g} s after "
             "the SIGTERM that ended the scenario (killed)"
         )
-    _count(outcome, people, markers, participants, fuzzed)
+    count_outcome(outcome, people, markers, participants, fuzzed)
     logs = stack.log_counts(mark)
     outcome.error_lines, outcome.tracebacks, outcome.log_lines = (
         logs.errors, logs.tracebacks, logs.lines,
@@ -370,7 +370,7 @@ def _budget_s(scale: Scale, plans: list[Plan]) -> float:
     return turns * 5 + stuck + scale.pg_long_s + scale.stop_limit + 60
 
 
-def _count(
+def count_outcome(
     outcome: Outcome, people: list[tuple[str, str]], markers: list[str],
     participants: list[Participant], fuzzed: list[FuzzResult],
 ) -> None:  # fmt: skip
