@@ -16,9 +16,14 @@ from bench.faults.scenarios import (
 )
 
 
+def streaming(run: Run) -> int:
+    return sum(p.page.streaming is not None for p in run.participants)
+
+
 async def kill_one(run: Run) -> None:
     """``kill -9`` of one ASGI process mid-reply; a supervisor starts it again."""
     await mid_reply(run)
+    run.notes.append(f"{streaming(run)} replies streaming (on any process) at the kill")
     run.clock.start()
     await asyncio.to_thread(run.stack.apps[0].kill9)
     run.clock.end()  # its replies are the others' to resolve from here on
@@ -31,12 +36,12 @@ async def rolling_restart(run: Run) -> None:
     a deploy rolls them."""
     for index, app in enumerate(run.stack.apps):
         await mid_reply(run)
+        at_stop = streaming(run)
         run.clock.start()
         seconds = await asyncio.to_thread(app.terminate, run.scale.stop_limit)
         run.clock.end()
-        run.notes.append(
-            f"{app.name}: " + ("killed at the limit" if seconds is None else f"{seconds:.1f} s")
-        )
+        exited = "killed at the limit" if seconds is None else f"exited after {seconds:.1f} s"
+        run.notes.append(f"{app.name}: {at_stop} replies streaming (on any process), {exited}")
         await restart_app(run, index)
 
 
