@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/collabstudy_test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install install-test run test lint bench-relay bench-dashboard bench-faults clean
+.PHONY: install install-test run test lint bench-relay bench-dashboard bench-faults soak clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -66,9 +66,9 @@ lint: install-test
 	$(BIN)/mypy
 
 # The benchmarks serve plain HTTP from throwaway databases with DEBUG off, as in production.
-bench-relay bench-dashboard bench-faults: export SECRET_KEY ?= bench-only-key-of-throwaway-databases
-bench-relay bench-dashboard bench-faults: export SECURE_SSL_REDIRECT ?= 0
-bench-relay bench-dashboard bench-faults: export SECURE_COOKIES ?= 0
+bench-relay bench-dashboard bench-faults soak: export SECRET_KEY ?= bench-only-key-of-throwaway-databases
+bench-relay bench-dashboard bench-faults soak: export SECURE_SSL_REDIRECT ?= 0
+bench-relay bench-dashboard bench-faults soak: export SECURE_COOKIES ?= 0
 
 # The app with each hand-written piece on and off, side by side in interleaved rounds of 200
 # sends spread over a second and 200 in one instant (bench/README.md, Relay).
@@ -82,6 +82,12 @@ bench-dashboard: install-test
 # (bench/README.md, Fault campaign).
 bench-faults: install-test
 	$(BIN)/python -m bench.faults $(FAULTS_ARGS)
+
+# The production topology (Caddy, three ASGI processes, two model replicas) under stepped load,
+# then through its faults (bench/README.md, Soak). SOAK_ARGS="--steps 50,100 --scenarios kill9"
+# for a short run.
+soak: install-test
+	$(BIN)/python -m bench.load $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles

@@ -22,7 +22,7 @@ from bench.faults.stack import Stack
 FULL = {"participants": 40, "turns": 6, "drops": 1000, "drop_participants": 50, "fuzzers": 20}
 QUICK = {"participants": 6, "turns": 3, "drops": 12, "drop_participants": 6, "fuzzers": 4}
 COLUMNS = ("fault", "replies", "lost", "duplicated", "stranded", "wrong participant",
-           "human had to act", "ERROR lines", "tracebacks")  # fmt: skip
+           "human had to act", "recovery (s)", "ERROR lines", "tracebacks")  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,9 +88,13 @@ def scale_from(args: argparse.Namespace) -> Scale:
 def row(outcome: Outcome) -> list[str]:
     return [
         outcome.fault, str(outcome.replies), str(outcome.lost), str(outcome.duplicated),
-        str(outcome.stranded), str(outcome.wrong), outcome.human(), str(outcome.error_lines),
-        str(outcome.tracebacks),
+        str(outcome.stranded), str(outcome.wrong), outcome.human(), recovery(outcome),
+        str(outcome.error_lines), str(outcome.tracebacks),
     ]  # fmt: skip
+
+
+def recovery(outcome: Outcome) -> str:
+    return "-" if outcome.recovery_s is None else f"{outcome.recovery_s:.1f}"
 
 
 def print_outcome(outcome: Outcome) -> None:

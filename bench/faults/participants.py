@@ -47,9 +47,12 @@ class FaultClock:
 
     active: bool = False
     quiet_since: float = 0.0
+    started_at: float | None = None  # the first fault's start, for the time to recover
 
     def start(self) -> None:
         self.active = True
+        if self.started_at is None:
+            self.started_at = time.monotonic()
 
     def end(self) -> None:
         self.active, self.quiet_since = False, time.monotonic()

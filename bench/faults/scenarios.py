@@ -67,6 +67,7 @@ class Outcome:
     tracebacks: int = 0
     log_lines: int = 0
     seconds: float = 0.0
+    recovery_s: float | None = None  # fault's start to every waiting page's next reply end
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -105,9 +106,10 @@ class Scenario:
     key: str
     fault: Fault | None = None
     fuzz: bool = False
+    heading: str = ""  # the title when it is not TITLES[key]
 
     def title(self, scale: Scale) -> str:
-        return TITLES[self.key].format(scale=scale)
+        return (self.heading or TITLES[self.key]).format(scale=scale)
 
 
 # -- faults -----------------------------------------------------------------------------------
@@ -142,6 +144,7 @@ async def kill_app(run: Run) -> None:
     app = run.stack.apps[0]
     await mid_reply(run, app.port)
     run.notes.append(f"{run.streaming_on(app.port)} replies streaming on the killed process")
+    run.clock.start()
     await asyncio.to_thread(app.kill9)
     run.clock.end()  # its replies are the survivor's to resolve from here on
     await asyncio.sleep(KILLED_DOWN_S)
@@ -251,16 +254,17 @@ def run_scenario(stack: Stack, scenario: Scenario, scale: Scale, tag: str) -> Ou
     fuzzers = scale.fuzzers if scenario.fuzz else 0
     people = study.participations(len(plans) + fuzzers, f"{tag}-{scenario.key}")
     markers = [marker_word(tag, i) for i in range(len(people))]
-    participants, fuzzed = asyncio.run(
+    participants, fuzzed, clock = asyncio.run(
         _drive(stack, scenario, scale, people, markers, plans, outcome.notes)
     )
+    outcome.recovery_s = recovery_s(participants, clock)
     exits = stack.stop_apps(scale.stop_limit)
     if None in exits:
         outcome.notes.append(
             f"{exits.count(None)} ASGI process(es) still running {scale.stop_limit:g} s after "
             "the SIGTERM that ended the scenario (killed)"
         )
-    _count(outcome, people, markers, participants, fuzzed)
+    count_outcome(outcome, people, markers, participants, fuzzed)
     logs = stack.log_counts(mark)
     outcome.error_lines, outcome.tracebacks, outcome.log_lines = (
         logs.errors, logs.tracebacks, logs.lines,
@@ -272,12 +276,12 @@ def run_scenario(stack: Stack, scenario: Scenario, scale: Scale, tag: str) -> Ou
 async def _drive(
     stack: Stack, scenario: Scenario, scale: Scale, people: list[tuple[str, str]],
     markers: list[str], plans: list[Plan], notes: list[str],
-) -> tuple[list[Participant], list[FuzzResult]]:  # fmt: skip
+) -> tuple[list[Participant], list[FuzzResult], FaultClock]:  # fmt: skip
     clock = FaultClock()
     participants = [
         Participant(
             marker=markers[i], token=people[i][0], path=study.WS_PATH, ports=stack.ports,
-            first_port=stack.ports()[i % 2], plan=plan, clock=clock,
+            first_port=stack.ports()[i % len(stack.ports())], plan=plan, clock=clock,
             stuck_after=scale.stuck_after,
         )
         for i, plan in enumerate(plans)
@@ -294,7 +298,30 @@ async def _drive(
         await fault
     fuzzed = await fuzzing
     notes.extend(_what_participants_did(participants))
-    return participants, fuzzed
+    return participants, fuzzed, clock
+
+
+def recovery_s(participants: list[Participant], clock: FaultClock) -> float | None:
+    """Seconds from the fault's start until every participant still writing then had seen a
+    reply end again (those who never did are counted as stranded or lost, not here)."""
+    if clock.started_at is None:
+        return None
+    ends = []
+    for participant in participants:
+        ended = next(
+            (
+                entry.at
+                for entry in participant.log
+                if entry.kind == "recv"
+                and entry.at >= clock.started_at
+                and '"turn_end"' in entry.data
+                and json.loads(entry.data).get("type") == "turn_end"
+            ),
+            None,
+        )
+        if ended is not None:
+            ends.append(ended - clock.started_at)
+    return max(ends, default=None)
 
 
 async def _fuzz(
@@ -343,7 +370,7 @@ def _budget_s(scale: Scale, plans: list[Plan]) -> float:
     return turns * 5 + stuck + scale.pg_long_s + scale.stop_limit + 60
 
 
-def _count(
+def count_outcome(
     outcome: Outcome, people: list[tuple[str, str]], markers: list[str],
     participants: list[Participant], fuzzed: list[FuzzResult],
 ) -> None:  # fmt: skip

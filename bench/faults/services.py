@@ -144,13 +144,13 @@ class Redis:
 
 # -- the model server -----------------------------------------------------------------------
 class ModelServer:
-    def __init__(self, root: Path, tps: float, tokens: int) -> None:
+    def __init__(self, root: Path, tps: float, tokens: int, name: str = "model") -> None:
         self.port = free_port()
-        self.root, self.tps, self.tokens = root, tps, tokens
+        self.root, self.tps, self.tokens, self.name = root, tps, tokens, name
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        with (self.root / "model.log").open("a") as log:
+        with (self.root / f"{self.name}.log").open("a") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "bench.faults.model", "--port", str(self.port),
                  "--tps", f"{self.tps:g}", "--tokens", str(self.tokens)],

@@ -55,6 +55,7 @@ class Stack:
         self.postgres = Postgres(self.root)
         self.redis = Redis(self.root)
         self.model = ModelServer(self.logs, tps, tokens)
+        self.models = [self.model]  # replicas; the app fails over between them (VLLM_URL)
         self.env = {k: v for k, v in os.environ.items() if k not in OWN} | {
             "DATABASE_URL": self.postgres.url(study.DATABASE),
             "REDIS_URL": self.redis.url(),
@@ -74,9 +75,10 @@ class Stack:
         self.postgres.start()
         study.create_database(self.postgres.url("postgres"))
         self.redis.start()
-        self.model.start()
+        for model in self.models:
+            model.start()
         study.django_setup({k: self.env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
-        study.load_study(self.model.url())
+        study.load_study(self.env["VLLM_URL"])
         if self.celery is not None:
             self.celery.start()
 
@@ -123,8 +125,9 @@ class Stack:
                 app.terminate(10)
         if self.celery is not None:
             self.celery.stop()
-        if self.model.process is not None:
-            stop_process(self.model.process)
+        for model in self.models:
+            if model.process is not None:
+                stop_process(model.process)
         if self.redis.process is not None:
             stop_process(self.redis.process)
         if self.postgres.data.exists():

@@ -1,0 +1,2 @@
+"""The soak: the production topology on one machine, under stepped load and through its faults
+(bench/README.md, Soak)."""
