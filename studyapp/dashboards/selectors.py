@@ -227,6 +227,10 @@ class ParticipantRow:
     completion_tokens: int = 0
     document_words: int | None = None
     judge_score: float | None = None
+    document_type: str = ""
+    # For a pre-registration's exclusion rules (studyapp/dashboards/confirmatory.py).
+    failed_attention: bool = False
+    excluded_by_researcher: bool = False
 
 
 def _population(study: Study, pfilter: ParticipationFilter) -> QuerySet[Participation]:
@@ -277,9 +281,13 @@ def participant_outcomes(*, study: Study, pfilter: ParticipationFilter) -> Parti
         "document_quality",
         "overall",
         "interaction_mean",
+        "document_type",
+        "attention_passed",
+        "status",
     )
     rows: dict[int, ParticipantRow] = {}
-    for pid, arm, spent, chat, active, quality, overall, interaction in base.order_by():
+    for (pid, arm, spent, chat, active, quality, overall, interaction, doc_type, attention,
+         status) in base.order_by():
         rows[pid] = ParticipantRow(
             id=pid,
             arm=arm,
@@ -290,6 +298,9 @@ def participant_outcomes(*, study: Study, pfilter: ParticipationFilter) -> Parti
             document_quality=quality,
             overall=overall,
             interaction_mean=interaction,
+            document_type=doc_type or "(none)",
+            failed_attention=attention is False,
+            excluded_by_researcher=status == Status.EXCLUDED,
         )
     _add_message_totals(rows, population)
     _add_document_words(rows, population)
