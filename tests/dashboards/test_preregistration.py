@@ -4,6 +4,8 @@ its p-value hidden until the target n, a logged unlock, and the frozen hash."""
 import math
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from scipy import stats as sps
 
@@ -20,7 +22,7 @@ from studyapp.studies.spec import (
     preregistration_hash,
 )
 from tests.conftest import REFERENCE_STUDY
-from tests.dashboards.builders import ARMS, build_known_study
+from tests.dashboards.builders import ARMS, build_known_study, build_participation, completer
 
 PREREG_YAML = """
 preregistration:
@@ -259,3 +261,19 @@ def test_a_study_without_preregistration_has_no_confirmatory_panel(staff_client)
     response = page(staff_client, build_known_study())
     assert response.context["report"].preregistered is None
     assert b"data-preregistration" not in response.content
+
+
+def test_query_count_does_not_grow_with_participants(staff_client):
+    # itt: the declared population is not the page's, so the panel reads its own rows.
+    known = preregistered_known(population="itt", target_n_per_arm=50)
+
+    def count():
+        with CaptureQueriesContext(connection) as ctx:
+            assert page(staff_client, known).status_code == 200
+        return len(ctx.captured_queries)
+
+    before = count()
+    for i in range(6):
+        build_participation(known.version, known.arms,
+                            completer(ARMS[i % 3], 10 + i, 5, 5, {3: 5}, 20.0), 50 + i)
+    assert count() == before
