@@ -277,3 +277,14 @@ def test_query_count_does_not_grow_with_participants(staff_client):
         build_participation(known.version, known.arms,
                             completer(ARMS[i % 3], 10 + i, 5, 5, {3: 5}, 20.0), 50 + i)
     assert count() == before
+
+
+def test_admin_shows_the_frozen_hash_read_only(admin_client):
+    text = reference_with(PREREG_YAML.format(test="welch", target=50))
+    study = study_load(text=text, slug="prereg", offline=True).version.study
+    participation_enter(study=study, link=prolific(1))
+    study.refresh_from_db()
+    response = admin_client.get(reverse("admin:studies_study_change", args=[study.pk]))
+    assert response.status_code == 200
+    assert study.preregistration_sha256 in response.content.decode()
+    assert b'name="preregistration_sha256"' not in response.content  # not an input
