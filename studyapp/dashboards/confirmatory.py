@@ -68,11 +68,11 @@ class Preregistered:
 
 
 def analysis_filter(block: dict[str, Any], pfilter: ParticipationFilter) -> ParticipationFilter:
-    """The declared population: real participants of the page's version choice; participants
-    who failed an attention check are left out in SQL when a rule says so."""
+    """The declared population: real participants of the page's version choice, failed
+    attention checks included (the declared rules remove them, and count how many)."""
     return ParticipationFilter(
         include_test=False,
-        include_failed_attention="failed_attention" not in block["exclusions"],
+        include_failed_attention=True,
         view=block["population"],
         simulated="exclude",
         version=pfilter.version,

@@ -249,8 +249,8 @@ def _preregistered(
     if block is None:
         return None
     chosen = analysis_filter(block, pfilter)
-    # The page's own rows when its population is the declared one (the default page): no
-    # query more; otherwise one more pass of the same grouped queries.
+    # The page's own rows when its population is the declared one; otherwise one more pass of
+    # the same grouped queries (a fixed number, whatever the number of participants).
     own = rows if chosen == pfilter else participant_outcomes(study=study, pfilter=chosen).rows
     version_specs = list(study.versions.values_list("number", "spec__preregistration"))
     return preregistered_analysis(
