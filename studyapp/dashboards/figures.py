@@ -19,11 +19,13 @@ from studyapp.dashboards.stats import Summary
 
 # Colour-blind-safe (Okabe-Ito) colours, one per arm in the study's order.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442"]
+# Completers who failed an attention check go to "Excluded from analysis" with the researchers'
+# exclusions, never silently into "Completed, analysed".
 OUTCOME_NODES = [
-    ("completed", "Completed"),
+    ("analysed", "Completed, analysed"),
+    ("excluded_from_analysis", "Excluded from analysis"),
     ("returned", "Returned"),
     ("timed_out", "Timed out"),
-    ("excluded", "Excluded"),
     ("technical_problem", "Technical problem"),
     ("declined", "Declined"),
     ("active", "Still active"),

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import plotly.graph_objects as go
 
 from studyapp.dashboards import figures, stats
+from studyapp.dashboards.confirmatory import Preregistered, analysis_filter, preregistered_analysis
 from studyapp.dashboards.filters import ParticipationFilter
 from studyapp.dashboards.selectors import (
     Flow,
@@ -24,6 +26,7 @@ from studyapp.dashboards.selectors import (
 )
 from studyapp.dashboards.simulated import SimulatedVsReal, simulated_vs_real
 from studyapp.studies.models import Study
+from studyapp.studies.spec import preregistration
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,27 @@ class OutcomeStats:
     # Participants of the population without this outcome, per arm: available-case analysis
     # leaves them out, and the table says how many.
     missing: dict[str, int]
+    omnibus: stats.Omnibus | None = None
+    # confirmatory: declared in the study's pre-registration (its own table has the declared
+    # test); exploratory: everything else.
+    role: str = "exploratory"
+    # The pre-registered primary outcome before its target n: no test statistic or p-value.
+    p_hidden: bool = False
+
+
+@dataclass
+class DocumentTypeOutcome:
+    key: str
+    label: str
+    summaries: dict[str, stats.Summary]
+    omnibus: stats.Omnibus
+
+
+@dataclass
+class DocumentTypeBreakdown:
+    document_type: str
+    n_by_arm: dict[str, int]
+    outcomes: list[DocumentTypeOutcome]
 
 
 @dataclass
@@ -101,6 +125,8 @@ class StudyReport:
     simulated_vs_real: SimulatedVsReal | None = None
     # The study's version numbers, for the filter.
     versions: list[int] = field(default_factory=list)
+    preregistered: Preregistered | None = None
+    by_document_type: list[DocumentTypeBreakdown] = field(default_factory=list)
 
 PARTICIPANT_RATER = "Participant's own rating"
 
@@ -180,6 +206,59 @@ def rating_scale(spec: dict[str, Any], key: str) -> tuple[int, int]:
     return 1, 10
 
 
+def _groups_by_outcome(
+    rows: list[ParticipantRow], arms: list[str]
+) -> dict[str, dict[str, list[float]]]:
+    return {outcome.key: _by_arm(rows, arms, outcome.value) for outcome in OUTCOMES}
+
+
+_HIDDEN_OMNIBUS = stats.Omnibus(0, 0, math.nan, math.nan, math.nan, math.nan)
+
+
+def _hide_p(comparison: stats.Comparison) -> stats.Comparison:
+    nan = math.nan
+    return replace(comparison, mwu_u=nan, mwu_p=nan, mwu_p_holm=nan, welch_t=nan, welch_p=nan,
+                   welch_p_holm=nan)
+
+
+def _by_document_type(
+    rows: list[ParticipantRow], arms: list[str], hidden: set[str]
+) -> list[DocumentTypeBreakdown]:
+    """Each outcome's summaries and omnibus test within each document type."""
+    out = []
+    for doc_type in sorted({row.document_type for row in rows}):
+        subset = [row for row in rows if row.document_type == doc_type]
+        n_by_arm = {arm: sum(1 for row in subset if row.arm == arm) for arm in arms}
+        outcomes = []
+        for outcome in OUTCOMES:
+            groups = _by_arm(subset, arms, outcome.value)
+            outcomes.append(DocumentTypeOutcome(
+                key=outcome.key, label=outcome.label,
+                summaries={arm: stats.summarise(values) for arm, values in groups.items()},
+                omnibus=_HIDDEN_OMNIBUS if outcome.key in hidden else stats.omnibus(groups),
+            ))
+        out.append(DocumentTypeBreakdown(doc_type, n_by_arm, outcomes))
+    return out
+
+
+def _preregistered(
+    study: Study, spec: dict[str, Any], pfilter: ParticipationFilter, rows: list[ParticipantRow],
+    arms: list[str],
+) -> Preregistered | None:
+    block = preregistration(spec)
+    if block is None:
+        return None
+    chosen = analysis_filter(block, pfilter)
+    # The page's own rows when its population is the declared one; otherwise one more pass of
+    # the same grouped queries (a fixed number, whatever the number of participants).
+    own = rows if chosen == pfilter else participant_outcomes(study=study, pfilter=chosen).rows
+    version_specs = list(study.versions.values_list("number", "spec__preregistration"))
+    return preregistered_analysis(
+        study=study, spec=spec, rows=own, version_specs=version_specs,
+        groups_of=lambda kept: _groups_by_outcome(kept, arms),
+    )
+
+
 def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
     overview = study_overview(study=study)
     arms = [a.name for a in overview.arms]
@@ -193,17 +272,23 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
     n_by_arm = {arm: 0 for arm in arms}
     for row in rows:
         n_by_arm[row.arm] = n_by_arm.get(row.arm, 0) + 1
-    groups_by_outcome = {}
+    prereg = _preregistered(study, spec, pfilter, rows, arms)
+    hidden = {prereg.block["primary"]} if prereg is not None and prereg.primary_hidden else set()
+    groups_by_outcome = _groups_by_outcome(rows, arms)
     for outcome in OUTCOMES:
-        groups = _by_arm(rows, arms, outcome.value)
-        groups_by_outcome[outcome.key] = groups
+        groups = groups_by_outcome[outcome.key]
+        comparisons = stats.pairwise_tests(groups)
+        p_hidden = outcome.key in hidden
         outcome_stats.append(
             OutcomeStats(
                 key=outcome.key,
                 label=outcome.label,
                 summaries={arm: stats.summarise(values) for arm, values in groups.items()},
-                comparisons=stats.pairwise_tests(groups),
+                comparisons=[_hide_p(c) for c in comparisons] if p_hidden else comparisons,
                 missing={arm: n_by_arm.get(arm, 0) - len(values) for arm, values in groups.items()},
+                omnibus=_HIDDEN_OMNIBUS if p_hidden else stats.omnibus(groups),
+                role=prereg.role(outcome.key) if prereg is not None else "exploratory",
+                p_hidden=p_hidden,
             )
         )
     summaries = {o.key: o.summaries for o in outcome_stats}
@@ -287,6 +372,8 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
         agreement=_agreement(table),
         simulated_vs_real=panel,
         versions=list(study.versions.order_by("number").values_list("number", flat=True)),
+        preregistered=prereg,
+        by_document_type=_by_document_type(rows, arms, hidden),
     )
 
 

@@ -131,7 +131,21 @@ class ArmFlow:
     left_before_consent: int = 0  # returned / timed out / excluded without consenting
     deciding: int = 0  # still on the consent page
     erased: int = 0  # withdrew and had their data erased: no longer counted in any column above
+    # Completed, but failed an attention check: in ``completed`` and out of the analysis.
+    completed_failed_attention: int = 0
     document_types: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def analysed(self) -> int:
+        """Completed and not excluded from the analysis (a researcher's exclusion already took
+        the participation out of ``completed``: its status is excluded)."""
+        return self.completed - self.completed_failed_attention
+
+    @property
+    def excluded_from_analysis(self) -> int:
+        """CONSORT's "excluded from analysis": failed attention checks and researchers'
+        exclusions."""
+        return self.completed_failed_attention + self.excluded
 
 
 @dataclass
@@ -164,6 +178,9 @@ def _flow_counts() -> dict[str, Any]:
         "declined": Count("id", filter=Q(status=Status.DECLINED)),
         "active": Count("id", filter=Q(status__in=ACTIVE_STATUSES)),
         "failed_attention": Count("id", filter=Q(attention_passed=False)),
+        "completed_failed_attention": Count(
+            "id", filter=Q(status=Status.COMPLETED, attention_passed=False)
+        ),
         "left_before_consent": Count(
             "id",
             filter=no_consent & Q(status__in=(Status.RETURNED, Status.TIMED_OUT, Status.EXCLUDED)),
@@ -227,6 +244,10 @@ class ParticipantRow:
     completion_tokens: int = 0
     document_words: int | None = None
     judge_score: float | None = None
+    document_type: str = ""
+    # For a pre-registration's exclusion rules (studyapp/dashboards/confirmatory.py).
+    failed_attention: bool = False
+    excluded_by_researcher: bool = False
 
 
 def _population(study: Study, pfilter: ParticipationFilter) -> QuerySet[Participation]:
@@ -277,9 +298,13 @@ def participant_outcomes(*, study: Study, pfilter: ParticipationFilter) -> Parti
         "document_quality",
         "overall",
         "interaction_mean",
+        "document_type",
+        "attention_passed",
+        "status",
     )
     rows: dict[int, ParticipantRow] = {}
-    for pid, arm, spent, chat, active, quality, overall, interaction in base.order_by():
+    for (pid, arm, spent, chat, active, quality, overall, interaction, doc_type, attention,
+         status) in base.order_by():
         rows[pid] = ParticipantRow(
             id=pid,
             arm=arm,
@@ -290,6 +315,9 @@ def participant_outcomes(*, study: Study, pfilter: ParticipationFilter) -> Parti
             document_quality=quality,
             overall=overall,
             interaction_mean=interaction,
+            document_type=doc_type or "(none)",
+            failed_attention=attention is False,
+            excluded_by_researcher=status == Status.EXCLUDED,
         )
     _add_message_totals(rows, population)
     _add_document_words(rows, population)

@@ -306,3 +306,48 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     if len(set(xs)) < 2 or len(set(ys)) < 2:
         return math.nan
     return float(sps.spearmanr(xs, ys).statistic)
+
+
+def bonferroni(pvalues: Sequence[float]) -> list[float]:
+    """Bonferroni-adjusted p-values (NaN entries stay NaN and do not count as tests)."""
+    m = sum(1 for p in pvalues if p is not None and math.isfinite(p))
+    return [min(1.0, p * m) if p is not None and math.isfinite(p) else math.nan for p in pvalues]
+
+
+def adjust(pvalues: Sequence[float], method: str) -> list[float]:
+    """p-values adjusted across a family of tests by ``method``: holm, bonferroni or none."""
+    if method == "holm":
+        return holm(pvalues)
+    if method == "bonferroni":
+        return bonferroni(pvalues)
+    if method == "none":
+        return [p if p is not None and math.isfinite(p) else math.nan for p in pvalues]
+    raise ValueError(f"unknown correction {method!r}")
+
+
+@dataclass(frozen=True)
+class Omnibus:
+    """One test across every arm with at least two values: is any arm different?"""
+
+    k: int  # arms tested
+    n: int  # values tested
+    kruskal_h: float
+    kruskal_p: float
+    anova_f: float
+    anova_p: float
+
+
+def omnibus(groups: Mapping[str, Sequence[float] | np.ndarray]) -> Omnibus:
+    """Kruskal-Wallis H (ranks; ratings are ordinal) and one-way ANOVA F across the arms;
+    NaN below two arms with two values each, or when every value is the same."""
+    arrays = [a for a in (_clean(v) for v in groups.values()) if a.size >= 2]
+    n = int(sum(a.size for a in arrays))
+    nan = math.nan
+    if len(arrays) < 2 or np.ptp(np.concatenate(arrays)) == 0:
+        return Omnibus(len(arrays), n, nan, nan, nan, nan)
+    kruskal = sps.kruskal(*arrays)
+    anova = sps.f_oneway(*arrays)
+    return Omnibus(
+        k=len(arrays), n=n, kruskal_h=float(kruskal.statistic), kruskal_p=float(kruskal.pvalue),
+        anova_f=float(anova.statistic), anova_p=float(anova.pvalue),
+    )

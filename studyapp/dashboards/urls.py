@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("vendor/plotly.min.js", views.plotly_js, name="plotly_js"),
     path("<slug:slug>/", views.study, name="study"),
+    path("<slug:slug>/unlock-primary/", views.unlock_primary, name="unlock_primary"),
     path("<slug:slug>/monitor.json", views.monitor, name="monitor"),
     path("<slug:slug>/p/<uuid:public_id>/", views.conversation, name="conversation"),
     path("<slug:slug>/p/<uuid:public_id>/decide/", views.decide, name="decide"),

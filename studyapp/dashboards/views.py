@@ -29,6 +29,7 @@ from studyapp.dashboards.selectors import (
     study_monitor,
     study_overview,
 )
+from studyapp.dashboards.services import primary_unlock
 from studyapp.participants.audit import Action, data_access_record
 from studyapp.participants.decisions import (
     DecisionRefused,
@@ -56,7 +57,8 @@ def index(request: HttpRequest) -> HttpResponse:
 @require_GET
 @staff_member_required
 def study(request: HttpRequest, slug: str) -> HttpResponse:
-    study = get_object_or_404(Study, slug=slug)
+    # The unlocking researcher joins in: the pre-registration panel names them.
+    study = get_object_or_404(Study.objects.select_related("primary_unlocked_by"), slug=slug)
     try:
         pfilter = ParticipationFilter.from_params(request.GET)
     except ValueError as exc:
@@ -72,6 +74,16 @@ def study(request: HttpRequest, slug: str) -> HttpResponse:
     data_access_record(user=request.user, action=Action.STUDY_DASHBOARD, study_slug=slug,
                        detail=request.GET.urlencode())
     return render(request, "dashboards/study.html", context)
+
+
+@require_POST
+@staff_member_required
+def unlock_primary(request: HttpRequest, slug: str) -> HttpResponse:
+    """Show the pre-registered primary outcome's p-value before its target n (logged)."""
+    study = get_object_or_404(Study, slug=slug)
+    if primary_unlock(study=study, by=request.user):  # type: ignore[arg-type]
+        messages.warning(request, "Primary outcome unlocked before its target n; this is logged.")
+    return redirect(f"{redirect('dashboards:study', slug).url}#preregistration")
 
 
 @require_GET

@@ -24,6 +24,8 @@ class Action:
     EXCLUDED = "excluded"
     MARKED_RETURNED = "marked_returned"
     ERASED = "erased"
+    # A researcher saw the pre-registered primary outcome's p-value before the target n.
+    PRIMARY_UNLOCKED = "primary_unlocked"
     ADMIN_LIST = "admin_list"
     ADMIN_RECORD = "admin_record"
 

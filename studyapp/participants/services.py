@@ -33,6 +33,7 @@ from studyapp.participants.selectors import (
 )
 from studyapp.studies.models import Study
 from studyapp.studies.selectors import study_current_version
+from studyapp.studies.services import preregistration_freeze
 from studyapp.studies.spec import document_type
 
 RefusalReason = Literal["closed", "full", "pilot_not_allowed", "pilot_key", "simulation_key"]
@@ -99,6 +100,9 @@ def participation_enter(
             locked = Study.objects.select_for_update().get(pk=study.pk)
             version = study_current_version(study=locked)
             _check_admission(study=locked, spec=version.spec, link=link)
+            if not link.is_test:
+                # The study opens with its first real participant: the analysis plan is fixed.
+                preregistration_freeze(study=locked, version=version)
             return Participation.objects.create(
                 study=locked,
                 version=version,

@@ -32,15 +32,26 @@ class ConditionInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+# Frozen when the study opens and set by the dashboard's unlock: shown, never edited here.
+PREREGISTRATION_FIELDS = (
+    "preregistration_sha256", "preregistration_frozen_at", "preregistration_version",
+    "primary_unlocked_at", "primary_unlocked_by",
+)
+
+
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):
     list_display = ("slug", "title", "is_open", "preview_count", "created_at")
     list_filter = ("is_open",)
     search_fields = ("slug", "title")
     fields = (
-        "slug", "title", "is_open", "pilot_key", "simulation_key", "preview_count", "created_at"
+        "slug", "title", "is_open", "pilot_key", "simulation_key", "preview_count", "created_at",
+        *PREREGISTRATION_FIELDS,
     )
-    readonly_fields = ("slug", "pilot_key", "simulation_key", "preview_count", "created_at")
+    readonly_fields = (
+        "slug", "pilot_key", "simulation_key", "preview_count", "created_at",
+        *PREREGISTRATION_FIELDS,
+    )
     inlines = [StudyVersionInline]
 
     def has_add_permission(self, request):

@@ -2,6 +2,7 @@
 
 import secrets
 
+from django.conf import settings
 from django.db import models
 
 
@@ -31,6 +32,19 @@ class Study(models.Model):
     # MTurk previews store nothing about the person; only how many there were.
     preview_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The pre-registration in force when the study opened (its first real participant entered):
+    # sha256 of the canonical block (spec.preregistration_hash) and the version it came from.
+    # A later version declaring another one is flagged on the dashboard, never re-frozen.
+    preregistration_sha256 = models.CharField(max_length=64, blank=True, editable=False)
+    preregistration_frozen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    preregistration_version = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    # A researcher chose to see the primary outcome's p-value before the target n (also logged
+    # in the participants app's DataAccess).
+    primary_unlocked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    primary_unlocked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+", editable=False,
+    )
 
     class Meta:
         verbose_name_plural = "studies"

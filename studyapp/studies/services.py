@@ -7,9 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from studyapp.studies.models import Condition, Study, StudyVersion
-from studyapp.studies.spec import STUDY_FILES_DIR, parse_study_file
+from studyapp.studies.spec import (
+    STUDY_FILES_DIR,
+    parse_study_file,
+    preregistration,
+    preregistration_hash,
+)
 
 
 def condition_prompts(*, conditions: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
@@ -72,3 +78,24 @@ def study_load(
             study.title = spec["title"]
             study.save(update_fields=["title"])
     return LoadResult(version=version, created=True)
+
+
+def preregistration_freeze(*, study: Study, version: StudyVersion) -> bool:
+    """Freeze ``version``'s pre-registration hash on the study unless one is frozen already.
+
+    Called when the first real participant enters (the study opens), with the study row
+    locked; later calls change nothing. True when this call froze it.
+    """
+    if study.preregistration_frozen_at is not None:
+        return False
+    now = timezone.now()
+    digest = preregistration_hash(preregistration(version.spec))
+    updated = Study.objects.filter(pk=study.pk, preregistration_frozen_at__isnull=True).update(
+        preregistration_sha256=digest, preregistration_frozen_at=now,
+        preregistration_version=version.number,
+    )
+    if updated:
+        study.preregistration_sha256 = digest
+        study.preregistration_frozen_at = now
+        study.preregistration_version = version.number
+    return bool(updated)

@@ -6,6 +6,8 @@ is frozen into a StudyVersion; helpers here read that spec so callers never inde
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import yaml
@@ -94,6 +96,7 @@ def normalise(raw: dict[str, Any], *, offline: bool = False) -> dict[str, Any]:
     spec["simulation"] = _simulation(spec.get("simulation") or {}, offline=offline)
     spec["side_by_side"] = _side_by_side(spec.get("side_by_side") or {}, spec["conditions"])
     spec["exclusion_reasons"] = _exclusion_reasons(spec.get("exclusion_reasons"))
+    spec["preregistration"] = _preregistration(spec.get("preregistration"), spec["conditions"])
     return spec
 
 
@@ -309,3 +312,93 @@ def rating_turns(spec: dict[str, Any], turn: int) -> bool:
 
 def document_type(spec: dict[str, Any], key: str) -> dict[str, Any] | None:
     return next((t for t in spec["document_types"] if t["key"] == key), None)
+
+
+# --- pre-registration ------------------------------------------------------------------------
+
+# The outcomes a pre-registration may name: the dashboards' outcome keys (a test keeps the two
+# lists equal; this app sits below the dashboards and cannot import them).
+PREREG_OUTCOMES = (
+    "document_quality",
+    "overall",
+    "time_spent_min",
+    "chat_time_min",
+    "active_time_min",
+    "interaction_mean",
+)
+PREREG_TESTS = ("welch", "mann_whitney")
+PREREG_CORRECTIONS = ("holm", "bonferroni", "none")
+# failed_attention: attention_passed is false; researcher: a researcher excluded them.
+PREREG_EXCLUSIONS = ("failed_attention", "researcher")
+PREREG_POPULATIONS = ("completers", "itt")
+
+
+def _preregistration(block: Any, conditions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The ``preregistration`` block, normalised (None: the study declares none)."""
+    if block is None:
+        return None
+    _require(isinstance(block, dict), "preregistration must be a mapping")
+    known = {"primary", "secondary", "test", "alpha", "correction", "exclusions",
+             "target_n_per_arm", "comparisons", "population"}
+    unknown = set(block) - known
+    _require(not unknown, f"preregistration: unknown keys {sorted(unknown)}")
+    primary = block.get("primary")
+    _require(primary in PREREG_OUTCOMES,
+             f"preregistration.primary must be one of {PREREG_OUTCOMES}")
+    secondary = block.get("secondary") or []
+    _require(
+        isinstance(secondary, list) and all(o in PREREG_OUTCOMES for o in secondary),
+        f"preregistration.secondary must list outcomes of {PREREG_OUTCOMES}",
+    )
+    _require(primary not in secondary and len(set(secondary)) == len(secondary),
+             "preregistration.secondary repeats an outcome")
+    test = block.get("test")
+    _require(test in PREREG_TESTS, f"preregistration.test must be one of {PREREG_TESTS}")
+    alpha = block.get("alpha", 0.05)
+    _require(isinstance(alpha, float) and 0 < alpha < 1, "preregistration.alpha must be in (0, 1)")
+    correction = block.get("correction", "holm")
+    _require(correction in PREREG_CORRECTIONS,
+             f"preregistration.correction must be one of {PREREG_CORRECTIONS}")
+    exclusions = block.get("exclusions", list(PREREG_EXCLUSIONS))
+    _require(isinstance(exclusions, list) and all(e in PREREG_EXCLUSIONS for e in exclusions),
+             f"preregistration.exclusions must list rules of {PREREG_EXCLUSIONS}")
+    target = block.get("target_n_per_arm")
+    _require(_whole(target, minimum=2),
+             "preregistration.target_n_per_arm must be a whole number >= 2")
+    population = block.get("population", "completers")
+    _require(population in PREREG_POPULATIONS,
+             f"preregistration.population must be one of {PREREG_POPULATIONS}")
+    names = [c["name"] for c in conditions]
+    comparisons = block.get("comparisons") or [
+        [a, b] for i, a in enumerate(names) for b in names[i + 1:]
+    ]
+    for pair in comparisons:
+        _require(
+            isinstance(pair, list) and len(pair) == 2 and pair[0] != pair[1]
+            and all(arm in names for arm in pair),
+            f"preregistration.comparisons: {pair!r} must name two different conditions",
+        )
+    return {
+        "primary": primary,
+        "secondary": list(secondary),
+        "test": test,
+        "alpha": float(alpha),
+        "correction": correction,
+        "exclusions": sorted(set(exclusions)),
+        "target_n_per_arm": target,
+        "population": population,
+        "comparisons": [list(pair) for pair in comparisons],
+    }
+
+
+def preregistration(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The version's normalised pre-registration, or None."""
+    return spec.get("preregistration") or None
+
+
+def preregistration_hash(block: dict[str, Any] | None) -> str:
+    """sha256 of the canonical JSON of a normalised block (sorted keys, no spaces); "" for none."""
+    if not block:
+        return ""
+    canonical = json.dumps(block, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -214,7 +214,7 @@ def test_flow_sankey_links_entered_to_consent_to_arms_to_outcomes(page, known):
     real = [b.spec for b in known.built if not b.spec.is_test]
     assert labels[0] == f"Entered (n={len(real)})"
     status_label = {
-        Status.COMPLETED: "Completed",
+        Status.COMPLETED: "Completed, analysed",
         Status.RETURNED: "Returned",
         Status.TIMED_OUT: "Timed out",
         Status.WRITING: "Still active",
@@ -235,8 +235,10 @@ def test_flow_sankey_links_entered_to_consent_to_arms_to_outcomes(page, known):
             add(("Entered", "Left before consenting"))
         if spec.arm is not None:
             add(("Consented", spec.arm))
-            add((spec.arm, status_label[spec.status]))
+            failed = spec.status == Status.COMPLETED and spec.attention_passed is False
+            add((spec.arm, "Excluded from analysis" if failed else status_label[spec.status]))
     assert flows == expected
+    assert flows[("base", "Excluded from analysis")] == 1  # the failed attention check
     assert flows[("Consented", "base")] == 6
     assert flows[("Entered", "Left before consenting")] == 1
 

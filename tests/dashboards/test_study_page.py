@@ -7,7 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from scipy import stats as sps
 
-from studyapp.participants.models import Status
+from studyapp.participants.models import Participation, Status
 from tests.dashboards.builders import ARMS, build_known_study, build_participation, completer
 
 STUDY_PAGE_MAX_QUERIES = 22  # 21 today: session, user, study, one per aggregate, the access log
@@ -292,3 +292,22 @@ def test_the_all_assigned_view_is_labelled_available_case(staff_client, known):
     assert "intention to treat" not in html
     assert "Everyone assigned (available-case)" in html
     assert "outcomes are available-case" in html
+
+
+def test_flow_has_an_excluded_from_analysis_box(staff_client, known):
+    # A researcher excludes one collabllm completer; base has one failed attention check.
+    excluded = next(b for b in known.built if b.spec.arm == "collabllm" and not b.spec.is_test)
+    Participation.objects.filter(pk=excluded.participation.pk).update(status=Status.EXCLUDED)
+    response = staff_client.get(url_of(known))
+    arms = {a.name: a for a in response.context["report"].flow.arms}
+    assert (arms["base"].completed, arms["base"].completed_failed_attention) == (5, 1)
+    assert arms["base"].analysed == 4  # "Completed, analysed" leaves the failed check out
+    assert arms["base"].excluded_from_analysis == 1
+    assert (arms["collabllm"].analysed, arms["collabllm"].excluded) == (3, 1)
+    assert arms["collabllm"].excluded_from_analysis == 1
+    # The analysed count is the page's own completers population.
+    assert {a: arms[a].analysed for a in ARMS} == response.context["report"].n_by_arm
+    html = response.content.decode()
+    assert "Excluded from analysis: failed attention" in html
+    sankey = response.context["report"].figures["flow"]["data"][0]
+    assert "Excluded from analysis (n=2)" in sankey["node"]["label"]
