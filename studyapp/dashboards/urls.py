@@ -1,6 +1,6 @@
 from django.urls import path
 
-from studyapp.dashboards import views
+from studyapp.dashboards import rating, views
 
 app_name = "dashboards"
 urlpatterns = [
@@ -8,6 +8,7 @@ urlpatterns = [
     path("vendor/plotly.min.js", views.plotly_js, name="plotly_js"),
     path("<slug:slug>/", views.study, name="study"),
     path("<slug:slug>/monitor.json", views.monitor, name="monitor"),
+    path("<slug:slug>/rate/", rating.rate, name="rate"),
     path("<slug:slug>/p/<uuid:public_id>/", views.conversation, name="conversation"),
     path("<slug:slug>/p/<uuid:public_id>/decide/", views.decide, name="decide"),
 ]
