@@ -10,7 +10,7 @@ outcome.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -306,3 +306,31 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     if len(set(xs)) < 2 or len(set(ys)) < 2:
         return math.nan
     return float(sps.spearmanr(xs, ys).statistic)
+
+
+def krippendorff_alpha_interval(units: Iterable[Sequence[float]]) -> tuple[float, int, int]:
+    """Krippendorff's alpha for interval data over units (documents), each with the values its
+    raters gave (any number of raters, missing ones simply absent).
+
+    Returns (alpha, pairable units, pairable values); alpha is NaN below two pairable units or
+    when every value is the same. Computed from sums of squared differences: within a unit,
+    the ordered pairs' sum is 2(m·Σv² - (Σv)²), weighted 1/(m-1) as in the coincidence matrix.
+    """
+    within = 0.0
+    values: list[float] = []
+    n_units = 0
+    for unit in units:
+        v = np.array([x for x in unit if math.isfinite(x)], dtype=float)
+        if v.size < 2:
+            continue  # a unit rated once has no pair: it does not count
+        n_units += 1
+        within += 2 * (v.size * float(v @ v) - float(v.sum()) ** 2) / (v.size - 1)
+        values.extend(v.tolist())
+    n = len(values)
+    if n_units < 2:
+        return math.nan, n_units, n
+    everything = np.array(values)
+    between = 2 * (n * float(everything @ everything) - float(everything.sum()) ** 2)
+    if between <= 0:
+        return math.nan, n_units, n
+    return 1 - (n - 1) * within / between, n_units, n
