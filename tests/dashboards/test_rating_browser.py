@@ -44,7 +44,7 @@ def _rate(page, score):
 
 def test_a_staff_rater_scores_two_documents_blind(live_server, rated):
     collected, secrets = rated
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     url = live_server.url + reverse("dashboards:rate", args=[collected.slug])
     with sync_playwright() as pw:
@@ -69,6 +69,10 @@ def test_a_staff_rater_scores_two_documents_blind(live_server, rated):
         seen.append(page.content())
         _rate(page, 8)
         progress = page.locator("[data-rate-progress]").text_content()
+        # The study page's scoring panel fills its counts from the progress endpoint.
+        page.goto(live_server.url + reverse("dashboards:study", args=[collected.slug]))
+        expect(page.locator("[data-scoring-count=total]")).to_have_text("0")
+        assert page.locator("[data-scoring-count=judges]").text_content() == "0"
         browser.close()
 
     assert first != second
