@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from studyapp.participants.audit import Action, data_access_record
 from studyapp.scoring.raters import (
     RatingRefused,
     rater_rubric,
@@ -33,6 +34,9 @@ def rate(request: HttpRequest, slug: str) -> HttpResponse:
                            key=request.GET.get("doc") or None)
     except RatingRefused as exc:
         raise Http404(str(exc)) from exc
+    if item is not None:
+        data_access_record(user=request.user, action=Action.RATING, study_slug=slug,
+                           participation=item.public_id)
     scale = list(range(rubric.low, rubric.high + 1))
     return render(request, "dashboards/rate.html",
                   {"study": study, "item": item, "rubric": rubric, "scale": scale})

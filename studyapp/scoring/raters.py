@@ -9,7 +9,8 @@ key derived from their name, so neither the order nor the page reveals who wrote
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from uuid import UUID
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
@@ -71,6 +72,8 @@ class RatingItem:
     score: float | None  # this rater's score, if any
     previous: str | None  # keys of the neighbours in the rater's order
     next: str | None
+    # For the data-access log only: never rendered, so the page stays blind.
+    public_id: UUID = field(repr=False)
 
 
 def _final_text(participation: Participation) -> str:
@@ -106,6 +109,7 @@ def rating_item(
         score=scores.get(participation.pk),
         previous=keys[index - 1] if index > 0 else None,
         next=keys[index + 1] if index + 1 < len(keys) else None,
+        public_id=participation.public_id,
     )
 
 

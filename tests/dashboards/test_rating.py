@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from studyapp.feedback.models import DocumentScore
+from studyapp.participants.models import DataAccess
 from studyapp.scoring.raters import RatingRefused, rater_documents, rater_score_submit
 from studyapp.studies.models import Study
 from tests.scoring.rater_builders import collected_make
@@ -50,6 +51,10 @@ def test_a_score_is_one_per_rater_and_document_and_can_be_changed(staff_client, 
     assert (stored.participation_id, stored.score) == (participation.pk, 9.0)
     page = staff_client.get(url, {"doc": key})
     assert b'value="9" required checked' in page.content
+    # The access is logged under the participation, though the page never names it.
+    logged = DataAccess.objects.filter(action="rating").values_list("participation", flat=True)
+    assert list(logged) == [participation.public_id]
+    assert str(participation.public_id).encode() not in page.content
 
 
 @pytest.mark.parametrize("score", [0, 11])
