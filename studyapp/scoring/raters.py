@@ -52,11 +52,12 @@ def _key(label: str, participation: Participation) -> str:
 
 
 def rater_documents(*, study: Study, user: AbstractBaseUser) -> list[tuple[str, Participation]]:
-    """The study's completed documents as (key, participation), in this rater's own order."""
+    """The study's completed documents as (key, participation), in this rater's own order;
+    test runs (pilots, simulated participants) are not worth a rater's time."""
     label = rater_label(user)
-    done = Participation.objects.filter(study=study, status=Status.COMPLETED).select_related(
-        "version"
-    )
+    done = Participation.objects.filter(
+        study=study, status=Status.COMPLETED, is_test=False
+    ).select_related("version")
     return sorted(((_key(label, p), p) for p in done), key=lambda pair: pair[0])
 
 

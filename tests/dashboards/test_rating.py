@@ -6,9 +6,10 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from studyapp.feedback.models import DocumentScore
-from studyapp.participants.models import DataAccess
+from studyapp.participants.models import DataAccess, Status
 from studyapp.scoring.raters import RatingRefused, rater_documents, rater_score_submit
 from studyapp.studies.models import Study
+from tests.exports.builders import conversation_make
 from tests.scoring.rater_builders import collected_make
 
 pytestmark = pytest.mark.django_db
@@ -31,6 +32,9 @@ def test_the_rating_page_is_for_staff_only(client, collected):
 
 def test_each_rater_sees_every_document_once_under_keys_of_their_own(collected):
     study = Study.objects.get(slug=collected.slug)
+    version = study.versions.get()
+    conversation_make(version=version, is_test=True)  # a pilot: not for raters
+    conversation_make(version=version, status=Status.WRITING)  # not final yet
     alice, bob = (get_user_model().objects.create_user(n, is_staff=True) for n in ("al", "bo"))
     for_alice, for_bob = rater_documents(study=study, user=alice), rater_documents(
         study=study, user=bob)
