@@ -116,6 +116,8 @@ class Reliability:
     units: int  # documents with at least two ratings
     values: int
     alpha: float
+    complete: int  # documents every one of these raters scored
+    icc: float  # ICC(2,1) over those documents
 
 
 def _reliability(
@@ -138,8 +140,11 @@ def _reliability(
         units = [[scores[pid] for scores in raters.values() if pid in scores]
                  for pid in documents]
         alpha, n_units, n_values = stats.krippendorff_alpha_interval(units)
-        found.append(Reliability(rubric=rubric, raters=list(raters), units=n_units,
-                                 values=n_values, alpha=alpha))
+        complete = [u for u in units if len(u) == len(raters)]
+        found.append(Reliability(
+            rubric=rubric, raters=list(raters), units=n_units, values=n_values, alpha=alpha,
+            complete=len(complete), icc=stats.icc_two_way_absolute(complete),
+        ))
     return found
 
 

@@ -334,3 +334,23 @@ def krippendorff_alpha_interval(units: Iterable[Sequence[float]]) -> tuple[float
     if between <= 0:
         return math.nan, n_units, n
     return 1 - (n - 1) * within / between, n_units, n
+
+
+def icc_two_way_absolute(ratings: Sequence[Sequence[float]]) -> float:
+    """ICC(2,1) of Shrout and Fleiss: two-way random effects, absolute agreement, one rater.
+
+    ``ratings`` has one row per document and one column per rater, every cell filled (the
+    documents all raters scored). NaN below two documents or two raters, or with no variance.
+    """
+    x = np.array(ratings, dtype=float)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 2:
+        return math.nan
+    n, k = x.shape
+    grand = x.mean()
+    ss_rows = k * float(((x.mean(axis=1) - grand) ** 2).sum())
+    ss_cols = n * float(((x.mean(axis=0) - grand) ** 2).sum())
+    ss_error = float(((x - grand) ** 2).sum()) - ss_rows - ss_cols
+    ms_rows, ms_cols = ss_rows / (n - 1), ss_cols / (k - 1)
+    ms_error = ss_error / ((n - 1) * (k - 1))
+    denominator = ms_rows + (k - 1) * ms_error + k * (ms_cols - ms_error) / n
+    return (ms_rows - ms_error) / denominator if denominator > 0 else math.nan

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 
 from studyapp.dashboards.filters import ParticipationFilter
 from studyapp.dashboards.report import PARTICIPANT_RATER, study_report
-from studyapp.dashboards.stats import krippendorff_alpha_interval
+from studyapp.dashboards.stats import icc_two_way_absolute, krippendorff_alpha_interval
 from studyapp.feedback.models import DocumentScore
 from studyapp.scoring.raters import rater_documents, rater_score_submit
 from studyapp.studies.models import Study
@@ -32,6 +32,31 @@ def _alpha_by_hand(units):
         (values[i] - values[j]) ** 2 for i in range(n) for j in range(n) if i != j
     ) / (n * (n - 1))
     return 1 - observed / expected
+
+
+def _icc_by_hand(rows):
+    """Shrout and Fleiss (1979), ICC(2,1) = (BMS - EMS) / (BMS + (k-1) EMS + k (JMS - EMS) / n),
+    with the mean squares of targets (BMS), judges (JMS) and the residual (EMS)."""
+    n, k = len(rows), len(rows[0])
+    grand = sum(map(sum, rows)) / (n * k)
+    row_means = [sum(r) / k for r in rows]
+    col_means = [sum(r[j] for r in rows) / n for j in range(k)]
+    bms = k * sum((m - grand) ** 2 for m in row_means) / (n - 1)
+    jms = n * sum((m - grand) ** 2 for m in col_means) / (k - 1)
+    ems = sum((rows[i][j] - row_means[i] - col_means[j] + grand) ** 2
+              for i in range(n) for j in range(k)) / ((n - 1) * (k - 1))
+    return (bms - ems) / (bms + (k - 1) * ems + k * (jms - ems) / n)
+
+
+def test_icc_matches_shrout_and_fleiss():
+    # Their Table 2: six targets, four judges; ICC(2,1) = 0.29.
+    rows = [[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]]
+    assert icc_two_way_absolute(rows) == pytest.approx(0.29, abs=0.005)
+    assert icc_two_way_absolute(rows) == pytest.approx(_icc_by_hand(rows))
+    rng = random.Random(21)
+    noisy = [[t + rng.gauss(0, 1.5) for _ in range(3)] for t in range(1, 11)]
+    assert icc_two_way_absolute(noisy) == pytest.approx(_icc_by_hand(noisy))
+    assert math.isnan(icc_two_way_absolute([[3, 4]]))
 
 
 def test_alpha_matches_the_published_example():
@@ -90,6 +115,10 @@ def test_the_study_page_agrees_judges_staff_raters_and_participants(client):
     pairable = [u for u in pairable if len(u) >= 2]
     assert (row.units, row.values) == (len(pairable), sum(map(len, pairable)))
     assert row.units >= 4
+    complete = [u for u in units if None not in u]
+    assert row.complete == len(complete)
+    expected_icc = _icc_by_hand(complete) if len(complete) >= 2 else math.nan
+    assert row.icc == pytest.approx(expected_icc, nan_ok=True)
     pairs = {(a.a, a.b): a for a in report.agreement}
     staff_rater = "staff:al (document_quality_v1)"
     assert pairs[("llama (document_quality_v1)", staff_rater)].n == len(set(judge) & set(staff))
@@ -101,3 +130,4 @@ def test_the_study_page_agrees_judges_staff_raters_and_participants(client):
     page = client.get(f"/dashboard/{collected.slug}/").content.decode()
     assert "data-reliability" in page
     assert f"{row.alpha:.3f}" in page
+    assert "ICC(2,1)" in page
