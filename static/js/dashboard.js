@@ -136,6 +136,40 @@
     document.addEventListener("visibilitychange", poll);
   }
 
+  /* Scoring progress ---------------------------------------------------------------------- */
+  var SCORING_POLL_MS = 3000;
+
+  function startScoring() {
+    var section = document.querySelector("[data-scoring]");
+    if (!section) return;
+    var url = section.getAttribute("data-url");
+    var bar = section.querySelector("[data-scoring-bar]");
+    var status = section.querySelector("[data-scoring-status]");
+    function render(data) {
+      Object.keys(data).forEach(function (key) {
+        var node = section.querySelector('[data-scoring-count="' + key + '"]');
+        if (node) node.textContent = String(data[key]);
+      });
+      bar.max = Math.max(data.total, 1);
+      bar.value = data.scored + data.errors;
+      status.textContent = data.pending > 0 ? "scoring…" : "";
+    }
+    function poll() {
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) {
+          if (!r.ok) throw new Error("HTTP " + r.status);
+          return r.json();
+        })
+        .then(function (data) {
+          render(data);
+          // Keep polling only while judges still owe scores and someone is looking.
+          if (data.pending > 0) window.setTimeout(poll, document.hidden ? 4 * SCORING_POLL_MS : SCORING_POLL_MS);
+        })
+        .catch(function (err) { status.textContent = "refresh failed (" + err.message + ")"; });
+    }
+    poll();
+  }
+
   /* Document replay ------------------------------------------------------------------------- */
   function startReplay() {
     var slider = document.querySelector("[data-replay-slider]");
@@ -157,6 +191,7 @@
   function start() {
     drawFigures();
     startMonitor();
+    startScoring();
     startReplay();
   }
 

@@ -25,6 +25,7 @@ from studyapp.dashboards.selectors import (
     study_overview,
 )
 from studyapp.dashboards.simulated import SimulatedVsReal, simulated_vs_real
+from studyapp.scoring.rubrics import rubric_load
 from studyapp.studies.models import Study
 from studyapp.studies.spec import preregistration
 
@@ -120,6 +121,7 @@ class StudyReport:
     judge: tuple[str, str] | None
     figures: dict[str, dict[str, Any]]
     agreement: list[stats.Agreement] = field(default_factory=list)
+    reliability: list[Reliability] = field(default_factory=list)
 
     # None when the study has no simulated participant in the page's population choice.
     simulated_vs_real: SimulatedVsReal | None = None
@@ -129,6 +131,55 @@ class StudyReport:
     by_document_type: list[DocumentTypeBreakdown] = field(default_factory=list)
 
 PARTICIPANT_RATER = "Participant's own rating"
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Krippendorff's alpha (interval) over every rater of one rubric's scale."""
+
+    rubric: str
+    raters: list[str]
+    units: int  # documents with at least two ratings
+    values: int
+    alpha: float
+    complete: int  # documents every one of these raters scored
+    icc: float  # ICC(2,1) over those documents
+
+
+def _reliability(
+    table: ParticipantTable, *, participant_scale: tuple[int, int]
+) -> list[Reliability]:
+    """Per rubric: its judges and staff raters, and the participant's own rating where the
+    survey asks it on the rubric's scale (interval alpha assumes one scale)."""
+    own = {row.id: float(row.document_quality) for row in table.rows
+           if row.document_quality is not None}
+    by_rubric: dict[str, dict[str, dict[int, float]]] = {}
+    for (label, rubric), scores in sorted(table.judge_scores.items()):
+        by_rubric.setdefault(rubric, {})[label] = scores
+    found = []
+    for rubric, raters in by_rubric.items():
+        if own and _rubric_scale(rubric) == participant_scale:
+            raters = {**raters, PARTICIPANT_RATER: own}
+        if len(raters) < 2:
+            continue
+        documents = sorted({pid for scores in raters.values() for pid in scores})
+        units = [[scores[pid] for scores in raters.values() if pid in scores]
+                 for pid in documents]
+        alpha, n_units, n_values = stats.krippendorff_alpha_interval(units)
+        complete = [u for u in units if len(u) == len(raters)]
+        found.append(Reliability(
+            rubric=rubric, raters=list(raters), units=n_units, values=n_values, alpha=alpha,
+            complete=len(complete), icc=stats.icc_two_way_absolute(complete),
+        ))
+    return found
+
+
+def _rubric_scale(version: str) -> tuple[int, int] | None:
+    try:
+        rubric = rubric_load(version)
+    except ValueError:
+        return None  # a rubric this code does not know: its scale is not known either
+    return rubric.low, rubric.high
 
 
 def _agreement(table: ParticipantTable) -> list[stats.Agreement]:
@@ -370,6 +421,9 @@ def study_report(*, study: Study, pfilter: ParticipationFilter) -> StudyReport:
         judge=table.judge,
         figures={key: figure_data(fig) for key, fig in figs.items()},
         agreement=_agreement(table),
+        reliability=_reliability(
+            table, participant_scale=rating_scale(spec, "document_quality")
+        ),
         simulated_vs_real=panel,
         versions=list(study.versions.order_by("number").values_list("number", flat=True)),
         preregistered=prereg,

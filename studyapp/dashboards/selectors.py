@@ -36,6 +36,7 @@ from studyapp.dashboards.sql import aggregate_with_percentiles
 from studyapp.erasure.models import ErasureRecord
 from studyapp.feedback.models import FINAL_TURN, DocumentScore, Rating, Scale, SurveyKind
 from studyapp.participants.models import Participation, Status
+from studyapp.scoring.raters import RATER_PREFIX
 from studyapp.studies.models import Condition, Study, StudyVersion
 from studyapp.writing.models import DocumentVersion, Message, Role
 
@@ -255,9 +256,11 @@ def _population(study: Study, pfilter: ParticipationFilter) -> QuerySet[Particip
 
 
 def _judge_choice(study: Study, pfilter: ParticipationFilter) -> tuple[str, str] | None:
-    """The (judge, rubric) that scored most documents of the population, if any."""
+    """The (judge, rubric) that scored most documents of the population, if any; staff
+    raters are not judges (they only feed agreement)."""
     top = (
         DocumentScore.objects.filter(participation__study=study, score__isnull=False)
+        .exclude(judge__startswith=RATER_PREFIX)
         .filter(pfilter.q("participation__"))
         .values("judge", "rubric_version")
         .annotate(n=Count("id"))

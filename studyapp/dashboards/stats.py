@@ -10,7 +10,7 @@ outcome.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -351,3 +351,51 @@ def omnibus(groups: Mapping[str, Sequence[float] | np.ndarray]) -> Omnibus:
         k=len(arrays), n=n, kruskal_h=float(kruskal.statistic), kruskal_p=float(kruskal.pvalue),
         anova_f=float(anova.statistic), anova_p=float(anova.pvalue),
     )
+
+
+def krippendorff_alpha_interval(units: Iterable[Sequence[float]]) -> tuple[float, int, int]:
+    """Krippendorff's alpha for interval data over units (documents), each with the values its
+    raters gave (any number of raters, missing ones simply absent).
+
+    Returns (alpha, pairable units, pairable values); alpha is NaN below two pairable units or
+    when every value is the same. Computed from sums of squared differences: within a unit,
+    the ordered pairs' sum is 2(m·Σv² - (Σv)²), weighted 1/(m-1) as in the coincidence matrix.
+    """
+    within = 0.0
+    values: list[float] = []
+    n_units = 0
+    for unit in units:
+        v = np.array([x for x in unit if math.isfinite(x)], dtype=float)
+        if v.size < 2:
+            continue  # a unit rated once has no pair: it does not count
+        n_units += 1
+        within += 2 * (v.size * float(v @ v) - float(v.sum()) ** 2) / (v.size - 1)
+        values.extend(v.tolist())
+    n = len(values)
+    if n_units < 2:
+        return math.nan, n_units, n
+    everything = np.array(values)
+    between = 2 * (n * float(everything @ everything) - float(everything.sum()) ** 2)
+    if between <= 0:
+        return math.nan, n_units, n
+    return 1 - (n - 1) * within / between, n_units, n
+
+
+def icc_two_way_absolute(ratings: Sequence[Sequence[float]]) -> float:
+    """ICC(2,1) of Shrout and Fleiss: two-way random effects, absolute agreement, one rater.
+
+    ``ratings`` has one row per document and one column per rater, every cell filled (the
+    documents all raters scored). NaN below two documents or two raters, or with no variance.
+    """
+    x = np.array(ratings, dtype=float)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 2:
+        return math.nan
+    n, k = x.shape
+    grand = x.mean()
+    ss_rows = k * float(((x.mean(axis=1) - grand) ** 2).sum())
+    ss_cols = n * float(((x.mean(axis=0) - grand) ** 2).sum())
+    ss_error = float(((x - grand) ** 2).sum()) - ss_rows - ss_cols
+    ms_rows, ms_cols = ss_rows / (n - 1), ss_cols / (k - 1)
+    ms_error = ss_error / ((n - 1) * (k - 1))
+    denominator = ms_rows + (k - 1) * ms_error + k * (ms_cols - ms_error) / n
+    return (ms_rows - ms_error) / denominator if denominator > 0 else math.nan

@@ -19,6 +19,7 @@ class Action:
     STUDY_DASHBOARD = "study_dashboard"
     MONITOR = "monitor"
     CONVERSATION = "conversation"
+    RATING = "rating"  # a staff rater was shown a final document, blind
     EXPORT_STARTED = "export_started"
     EXPORT_DOWNLOADED = "export_downloaded"
     EXCLUDED = "excluded"

@@ -14,6 +14,7 @@ from collab_models.real_user_reward import estimate_tokens, normalise
 from studyapp.exports.scope import ExportScope, Person
 from studyapp.feedback.models import DocumentScore, Rating, Scale, SurveyKind, SurveyResponse
 from studyapp.participants.models import Participation
+from studyapp.scoring.raters import RATER_PREFIX
 from studyapp.studies.models import StudyVersion
 from studyapp.writing.models import DocumentVersion, Message, Role
 
@@ -190,11 +191,15 @@ def _read_chunk(
 
 def _one_judge_scores(pks: list[int]) -> dict[int, float]:
     """The good scores of one judge and rubric: the one that scored most of these documents
-    (ties by name), so a dataset never mixes judges whose scales differ."""
+    (ties by name), so a dataset never mixes judges whose scales differ; staff raters are
+    not judges."""
     by_judge: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
-    for label, rubric, pid, score in DocumentScore.objects.filter(
-        participation_id__in=pks, score__isnull=False
-    ).values_list("judge", "rubric_version", "participation_id", "score"):
+    scores = DocumentScore.objects.filter(participation_id__in=pks, score__isnull=False).exclude(
+        judge__startswith=RATER_PREFIX
+    )
+    for label, rubric, pid, score in scores.values_list(
+        "judge", "rubric_version", "participation_id", "score"
+    ):
         by_judge[(label, rubric)][pid] = score
     if not by_judge:
         return {}
