@@ -61,6 +61,9 @@ async def test_a_redis_restart_under_streaming_replies_logs_warnings_not_traceba
         redis.cli("SHUTDOWN", "NOSAVE")
         assert redis.proc is not None
         redis.proc.wait(timeout=10)
+        # A page reconnects and sends while Redis is away.
+        late = await _open(server, await db(make_participation, demo_version))
+        await late.send(json.dumps({"type": "send", "text": "Hello", "client_msg_id": "m-1"}))
         await asyncio.sleep(DOWN_S)
         redis.start()
 
@@ -70,7 +73,7 @@ async def test_a_redis_restart_under_streaming_replies_logs_warnings_not_traceba
         await again.send(json.dumps({"type": "send", "text": "Shorter", "client_msg_id": "m-2"}))
         end = await _until(again, ("turn_end", "turn_error"))
         assert end["type"] == "turn_end", end
-        for ws in [*sockets, again]:
+        for ws in [*sockets, late, again]:
             await ws.close()
     finally:
         server.stop()
