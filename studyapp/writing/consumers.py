@@ -464,7 +464,15 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                 if frames is None:  # the bus may have missed some: take them from the store
                     if self.sent_seq is None:
                         return
-                    frames = (await frame_store().snapshot(self.public_id)).frames
+                    snapshot = await frame_store().snapshot(self.public_id)
+                    if self.epoch is not None and snapshot.epoch != self.epoch:
+                        # Redis lost what this socket sent (a restart), perhaps the end of a
+                        # reply that failed meanwhile: the page takes a fresh state.
+                        await self._hello_replay(
+                            protocol.Hello(last_seq=None, focused=self.focused)
+                        )
+                        return
+                    frames = snapshot.frames
                 for frame in frames:
                     await self._deliver(frame)
         except _SocketClosed:  # logged where it was met; the disconnect path ends the pump
