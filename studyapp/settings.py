@@ -352,7 +352,7 @@ LOGGING = {
     "filters": {"privacy": {"()": "studyapp.logprivacy.PrivacyFilter"}},
     "formatters": {
         # The level leads each line, so an operator (or a test) can tell a warning from an error.
-        "plain": {"format": "%(levelname)s %(name)s: %(message)s"},
+        "plain": {"format": "%(levelname)s %(name)s %(message)s"},
         "uvicorn": {"()": "uvicorn.logging.DefaultFormatter", "fmt": "%(levelprefix)s %(message)s"},
         "uvicorn_access": {
             "()": "uvicorn.logging.AccessFormatter",

@@ -67,6 +67,8 @@ async def test_a_redis_restart_under_streaming_replies_logs_warnings_not_traceba
         await asyncio.sleep(DOWN_S)
         redis.start()
 
+        for ws in sockets:  # each open page is told how its reply ended (Retry, its state)
+            await _until(ws, ("turn_end", "turn_error", "state"))
         # The next reply streams whole, over a socket opened after the restart.
         again = await _open(server, await db(make_participation, demo_version))
         await _until(again, ("state",))
