@@ -360,6 +360,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"privacy": {"()": "studyapp.logprivacy.PrivacyFilter"}},
     "formatters": {
+        # The level leads each line, so an operator (or a test) can tell a warning from an error.
+        "plain": {"format": "%(levelname)s %(name)s %(message)s"},
         "uvicorn": {"()": "uvicorn.logging.DefaultFormatter", "fmt": "%(levelprefix)s %(message)s"},
         "uvicorn_access": {
             "()": "uvicorn.logging.AccessFormatter",
@@ -367,7 +369,7 @@ LOGGING = {
         },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "filters": _PRIVATE},
+        "console": {"class": "logging.StreamHandler", "filters": _PRIVATE, "formatter": "plain"},
         "uvicorn": {"class": "logging.StreamHandler", "filters": _PRIVATE, "formatter": "uvicorn"},
         "uvicorn_access": {
             "class": "logging.StreamHandler",

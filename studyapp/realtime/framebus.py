@@ -37,9 +37,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-
 from studyapp.realtime.framestore import Frame, LeaseLost, frame_store
+from studyapp.realtime.outage import Outage, redis_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +58,7 @@ class _Bus:
         self.membership = asyncio.Lock()
         self.ready = asyncio.Event()
         self.listener: asyncio.Task[None] | None = None
+        self.outage = Outage(log, f"frame bus subscription {self.origin}")
 
     def deliver(self, key: str, frames: list[Frame] | None) -> None:
         for sink in tuple(self.sinks.get(key, ())):
@@ -85,10 +85,11 @@ class _Bus:
                 await frame_store().listen(self.origin, on_ready, self.deliver, _stop_local)
             except asyncio.CancelledError:
                 raise
-            except (OSError, RedisConnectionError) as exc:  # Redis restarting: expected, one line
-                log.warning("frame bus subscription %s lost (%r); reconnecting", self.origin, exc)
-            except Exception:
-                log.exception("frame bus subscription %s failed; reconnecting", self.origin)
+            except Exception as exc:
+                if redis_unavailable(exc):  # Redis restarting: one line per outage
+                    self.outage.failed(exc)
+                else:
+                    log.exception("frame bus subscription %s failed; reconnecting", self.origin)
             self.ready.clear()
             restored = True
             await asyncio.sleep(RETRY_S)
@@ -102,6 +103,7 @@ class _Bus:
                     await frame_store().watch(key, self.origin)
             for key in list(self.sinks):
                 self.deliver(key, None)
+        self.outage.ok()
         self.ready.set()
 
 

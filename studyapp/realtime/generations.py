@@ -36,8 +36,11 @@ from studyapp.realtime import framebus, timeline
 from studyapp.realtime.dbretry import keepalive_s
 from studyapp.realtime.framebus import Lease
 from studyapp.realtime.framestore import Frame, LeaseLost, Snapshot, frame_store
+from studyapp.realtime.outage import Outage, redis_unavailable
 
 log = logging.getLogger(__name__)
+# The replies of this process that met Redis away: one warning per outage, not one each.
+_redis_outage = Outage(log, "replies")
 
 KEEPALIVE_S = keepalive_s()
 # Once stopped by a server's shutdown, a generation still has this long to store and end.
@@ -325,8 +328,11 @@ class Generation:
         except LeaseLost as exc:  # claimed as lost meanwhile: its claimer ends it
             log.warning("generation %s lost its lease", self.generation_id)
             self.error = exc
-        except Exception as exc:  # a broken arm config or a relay bug ends the turn as failed
-            log.exception("generation %s failed", self.generation_id)
+        except Exception as exc:  # Redis away, a broken arm config or a relay bug: turn failed
+            if redis_unavailable(exc):
+                _redis_outage.failed(exc)
+            else:
+                log.exception("generation %s failed", self.generation_id)
             self.error = exc
         finally:
             cancel.cancel()
@@ -383,8 +389,13 @@ async def generation_end(lease: Lease, frames: list[Frame]) -> None:
         await lease.end(frames)
     except LeaseLost:  # its claimer (studyapp/writing/lost.py) ended it
         log.warning("generation %s lost its lease before its end", lease.generation_id)
-    except Exception:
-        log.exception("generation %s could not publish its end", lease.generation_id)
+    except Exception as exc:
+        if redis_unavailable(exc):
+            _redis_outage.failed(exc)
+        else:
+            log.exception("generation %s could not publish its end", lease.generation_id)
+    else:
+        _redis_outage.ok()
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from studyapp.realtime.dbcalls import in_db_worker
 from studyapp.realtime.dbretry import db_retry
 from studyapp.realtime.eagerstart import start_now
 from studyapp.realtime.framestore import Frame, GenerationBusy, frame_store
+from studyapp.realtime.outage import Outage, redis_unavailable
 from studyapp.writing import frames as out
 from studyapp.writing import protocol, relay
 from studyapp.writing.alternatives import relay as alternatives
@@ -53,6 +54,8 @@ from studyapp.writing.services import (
 from studyapp.writing.timelimits import writing_stay, writing_time_check
 
 log = logging.getLogger(__name__)
+# This process's sockets that could not read the store: one warning per outage for them all.
+_store_outage = Outage(log, "writing socket frames")
 
 # An alias with no entry in CHANNEL_LAYERS: channels then gives the consumer no channel layer.
 NO_CHANNEL_LAYER = "none"
@@ -461,13 +464,24 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                 if frames is None:  # the bus may have missed some: take them from the store
                     if self.sent_seq is None:
                         return
-                    frames = (await frame_store().snapshot(self.public_id)).frames
+                    snapshot = await frame_store().snapshot(self.public_id)
+                    if self.epoch is not None and snapshot.epoch != self.epoch:
+                        # Redis lost what this socket sent (a restart), perhaps the end of a
+                        # reply that failed meanwhile: the page takes a fresh state.
+                        await self._hello_replay(
+                            protocol.Hello(last_seq=None, focused=self.focused)
+                        )
+                        return
+                    frames = snapshot.frames
                 for frame in frames:
                     await self._deliver(frame)
         except _SocketClosed:  # logged where it was met; the disconnect path ends the pump
             pass
-        except Exception:  # the store is unreachable
-            log.warning("writing socket: frames not delivered", exc_info=True)
+        except Exception as exc:
+            if redis_unavailable(exc):  # the next frame or resync fills the gap
+                _store_outage.failed(exc)
+            else:
+                log.exception("writing socket %s: frames not delivered", self.public_id)
 
     async def _deliver(self, frame: Frame) -> None:
         """Send a numbered frame once, in order: drop what was sent, backfill a gap."""

@@ -24,6 +24,7 @@ from studyapp.realtime import framebus
 from studyapp.realtime.dbcalls import in_db_worker
 from studyapp.realtime.dbretry import db_retry, keepalive_s
 from studyapp.realtime.framestore import Frame, frame_store
+from studyapp.realtime.outage import Outage, redis_unavailable
 from studyapp.sidebyside.services import PairRefused
 from studyapp.studies.spec import rating_turns
 from studyapp.writing import frames as out
@@ -32,6 +33,7 @@ from studyapp.writing.models import Message, Role
 from studyapp.writing.services import turn_record
 
 log = logging.getLogger(__name__)
+_sweep_outage = Outage(log, "lost replies sweep")
 
 INTERRUPTED_MESSAGE = "The reply was interrupted. Please press Retry to try again."
 REGENERATE_INTERRUPTED = "The new reply was interrupted. Your earlier reply is kept."
@@ -49,8 +51,13 @@ async def lost_sweep() -> None:
         await asyncio.sleep(sweep_interval_s())
         try:
             await lost_sweep_once()
-        except Exception:  # Redis unreachable: the next sweep tries again
-            log.warning("lost replies: sweep failed", exc_info=True)
+        except Exception as exc:
+            if not redis_unavailable(exc):
+                log.exception("lost replies: sweep failed")
+            else:  # the next sweep tries again
+                _sweep_outage.failed(exc)
+        else:
+            _sweep_outage.ok()
 
 
 async def lost_sweep_once() -> int:

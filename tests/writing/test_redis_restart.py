@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from studyapp.realtime import framebus, framestore
+from studyapp.realtime import framebus, framestore, generations
 from studyapp.realtime.framestore import RedisFrameStore
 from studyapp.writing.models import Message, Role
 from tests.writing.conftest import Client, db, open_client, token_for
@@ -208,4 +208,27 @@ async def test_a_hello_with_an_epoch_that_is_not_a_string_is_refused(private_red
     assert (error["code"], error["field"]) == ("bad_field", "epoch")
     state = await client.hello(None)  # nothing was lost: the socket still takes a hello
     assert state["epoch"] is None
+    await client.close()
+
+
+async def test_a_reply_that_failed_while_redis_was_down_is_offered_again_on_the_open_socket(
+    private_redis, writer, settings
+):
+    """Its end could not be published: once Redis is back the open socket is sent a fresh
+    state, which offers Retry, rather than leaving the page streaming a reply that ended."""
+    settings.OFFLINE_TOKENS_PER_SECOND = 20  # still streaming when Redis goes away
+    client, _ = await open_client("demo", token_for(writer))
+    await client.send({"type": "send", "text": "Help me with trains", "client_msg_id": "m-1"})
+    await client.until(lambda f: f["type"] == "delta", wait_s=10)
+
+    private_redis.cli("SHUTDOWN", "NOSAVE")
+    assert private_redis.proc is not None
+    private_redis.proc.wait(timeout=10)
+    assert await generations.generations_wait(15)  # the reply failed: its end went nowhere
+    private_redis.start()
+
+    frames = await client.until(lambda f: f["type"] in ("state", "turn_error"), wait_s=10)
+    fresh = frames[-1]
+    assert fresh["type"] == "state", fresh
+    assert (fresh["generation"], fresh["retry_turn"]) == (None, 1)
     await client.close()
