@@ -209,7 +209,8 @@ def main() -> None:
     relay.load_study(model_url)
     ports = {name: relay.free_port() for name in configs}
     base_env = {**os.environ, **env, "DJANGO_SETTINGS_MODULE": "studyapp.settings",
-                "VLLM_URL": model_url, "ALLOWED_HOSTS": "127.0.0.1,localhost"}  # fmt: skip
+                "VLLM_URL": model_url, "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "RATE_LIMITS": "0"}  # every stream's socket comes from one address; fmt: skip
     apps = {name: start_app(ports[name], {**base_env, **extra}) for name, extra in configs.items()}
     rows: list[dict] = []
     failing = True
