@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from studyapp.participants.models import Participation, Status
-from tests.browser.pages import LAPTOP, PHONE, enter_and_prewrite, inside_window
+from tests.browser.pages import (
+    LAPTOP,
+    PHONE,
+    enter_and_prewrite,
+    inside_window,
+    submit_final_survey,
+)
 from tests.chromium import chromium_launch
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -175,15 +181,7 @@ def _journey(base: str, viewport: dict, *, phone: bool, pid: str, shots: Path) -
         inside_window(page, "#finish")
         page.click("#finish")
 
-        expect(page).to_have_url(f"{base}/study/demo/final/")
-        page.check('input[name=document_quality][value="8"]')
-        page.check('input[name=overall][value="9"]')
-        page.fill("#id_strengths", "It asked what I wanted before drafting.")
-        page.fill("#id_weaknesses", "Some replies were a little long.")
-        page.check('input[name=stop_reason][value="I was satisfied with the document"]')
-        page.check('input[name=attention][value="Somewhat disagree"]')
-        page.click("#final-submit")
-        page.wait_for_url("https://app.prolific.com/**")
+        submit_final_survey(page, base)
         browser.close()
     return seen
 

@@ -16,6 +16,7 @@ import pytest
 from studyapp.feedback.models import FINAL_TURN, Rating, Scale, SurveyKind, SurveyResponse
 from studyapp.participants.models import Outcome, Participation, Status
 from studyapp.writing.models import DocumentVersion, Message, Role
+from tests.browser.pages import enter_and_prewrite, submit_final_survey
 from tests.chromium import chromium_launch
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -50,23 +51,7 @@ def _drive(base: str) -> dict:
         page.route(lambda url: not url.startswith(base) and "prolific.com" not in url,
                    lambda route: route.abort())
 
-        page.goto(f"{base}/study/demo/?PROLIFIC_PID={PID}&STUDY_ID=st1&SESSION_ID=se1")
-        expect(page).to_have_url(f"{base}/study/demo/consent/")
-        seen["html"]["consent"] = page.content()
-        page.check("#id_agree_0")
-        page.check("#id_agree_1")
-        page.click("#consent-agree")
-
-        expect(page).to_have_url(f"{base}/study/demo/prewriting/")
-        seen["html"]["prewriting"] = page.content()
-        page.locator("input[name=topic]").first.check()
-        for i in range(6):
-            page.fill(f"#id_answer_{i}", f"Pre-writing answer {i}")
-        page.click("#prewriting-submit")
-
-        expect(page).to_have_url(f"{base}/study/demo/write/")
-        expect(page.locator("#status")).to_have_attribute("data-state", "connected")
-        seen["html"]["writing"] = page.content()
+        enter_and_prewrite(page, base, PID, html=seen["html"])
         for turn in range(1, TURNS + 1):
             page.fill("#chat-input", f"Message number {turn}: please help with the draft.")
             page.click("#send")
@@ -95,16 +80,7 @@ def _drive(base: str) -> dict:
         expect(page.locator("#finish")).to_be_enabled()
         page.click("#finish")
 
-        expect(page).to_have_url(f"{base}/study/demo/final/")
-        seen["html"]["final"] = page.content()
-        page.check('input[name=document_quality][value="8"]')
-        page.check('input[name=overall][value="9"]')
-        page.fill("#id_strengths", "It asked what I wanted before drafting.")
-        page.fill("#id_weaknesses", "Some replies were a little long.")
-        page.check('input[name=stop_reason][value="I was satisfied with the document"]')
-        page.check('input[name=attention][value="Somewhat disagree"]')
-        page.click("#final-submit")
-        page.wait_for_url("https://app.prolific.com/**")
+        submit_final_survey(page, base, html=seen["html"])
         browser.close()
     return seen
 

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,55 +24,26 @@ from websockets.sync.client import connect
 from studyapp.logprivacy import PrivacyFilter
 from studyapp.participants.models import Participation
 from studyapp.participants.tokens import participation_token
-from tests.writing.conftest import _database_url, free_port
+from studyapp.simulation.server import app_served, database_url
 
-REPO = Path(__file__).resolve().parents[2]
 CLIENT_IP = "127.0.0.2"
 
 
 @pytest.fixture
 def server(demo_version, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port, log = free_port(), tmp_path / "server.log"
+    log = tmp_path / "server.log"
     env = {
-        **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.writing.server_settings",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "SECRET_KEY": settings.SECRET_KEY,
         "LOG_LEVEL": "INFO",
     }
-    with log.open("wb") as output:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "studyapp.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--ws-per-message-deflate", "false"],
-            cwd=REPO, env=env, stdout=output, stderr=output,
-            start_new_session=True,  # its database worker processes are stopped with it
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(base, proc)
+    options = ["--ws-per-message-deflate", "false"]  # the access log stays on, at INFO
+    with app_served(
+        env=env, options=options, log=log, start_timeout_s=40, stop_timeout_s=15
+    ) as base:
         yield base, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _wait_until_up(base: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"uvicorn exited with {proc.returncode}")
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{base}/readyz?models=0", timeout=5).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError("uvicorn did not start")
 
 
 def _log_settled(log: Path, needle: str) -> str:

@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -23,9 +17,10 @@ from django.db import connection
 
 from studyapp.participants.tokens import participation_token
 from studyapp.realtime import framebus, generations
+from studyapp.simulation.server import app_start, app_stop, free_port, port_wait
+from studyapp.simulation.server import database_url as _database_url
 from tests.factories import ParticipationFactory
 
-REPO = Path(__file__).resolve().parents[2]
 ORIGIN = b"http://127.0.0.1"
 # Every name a participant must never see: condition names, backends, model names.
 CONDITION_NAMES = ("base", "proactive_base", "collabllm")
@@ -172,20 +167,6 @@ async def db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 # -- live ASGI servers ------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _database_url(host: str = "", port: int = 0) -> str:
-    """The test database's URL, or the same database reached at ``host:port``."""
-    cfg = connection.settings_dict
-    password = f":{cfg['PASSWORD']}" if cfg.get("PASSWORD") else ""
-    host = host or cfg["HOST"] or "127.0.0.1"
-    return f"postgres://{cfg['USER']}{password}@{host}:{port or cfg['PORT'] or 5432}/{cfg['NAME']}"
-
-
 def database_address() -> tuple[str, int]:
     cfg = connection.settings_dict
     return cfg["HOST"] or "127.0.0.1", int(cfg["PORT"] or 5432)
@@ -215,7 +196,6 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         env = {
-            **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.writing.server_settings",
             "DATABASE_URL": database_url or _database_url(),
             "REDIS_URL": settings.REDIS_URL,
@@ -224,47 +204,20 @@ class LiveServer:
             "LOG_LEVEL": log_level,
             **overrides,
         }
-        output = log.open("ab") if log is not None else None
-        self.proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "uvicorn", "studyapp.asgi:application",
-                "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
-                "--log-level", "warning", "--timeout-graceful-shutdown", str(GRACEFUL_S),
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=output,
-            stderr=output,
-            start_new_session=True,  # its database worker processes are stopped with it
-        )  # fmt: skip
-        if output is not None:
-            output.close()  # the server holds its own copy
+        options = [
+            "--no-access-log", "--log-level", "warning",
+            "--timeout-graceful-shutdown", str(GRACEFUL_S),
+        ]  # fmt: skip
+        self.proc = app_start(port=self.port, env=env, options=options, log=log)
 
     def wait_ready(self, timeout: float = 40) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {self.proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("uvicorn did not start")
+        port_wait(self.proc, self.port, timeout)
 
     def stop(self) -> None:
         """SIGTERM, as a deploy sends it: the server must end its graceful shutdown itself
         (a socket whose consumer never ends would hold it up)."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError("uvicorn did not shut down within 15 s of SIGTERM") from None
-        finally:
-            with contextlib.suppress(ProcessLookupError):  # none left: they exited with it
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        if not app_stop(self.proc, timeout_s=15):
+            raise AssertionError("uvicorn did not shut down within 15 s of SIGTERM")
 
 
 @pytest.fixture(scope="session")
