@@ -20,6 +20,7 @@ from studyapp.payments.models import ProlificRun, RunState
 from studyapp.payments.prolific import ProlificClient, ProlificError, prolific_client
 from studyapp.payments.prolific_sync import (
     ProlificSyncError,
+    prolific_batches_recheck,
     prolific_bonuses_pay,
     prolific_submissions_import,
     prolific_submissions_review,
@@ -44,14 +45,21 @@ def _pay(study: Study, client: ProlificClient) -> str:
     text = f"Paid {len(report.paid)} bonus batches."
     if report.unconfirmed:
         text += (f" {len(report.unconfirmed)} sent without confirmation yet: they are never "
-                 "sent again; pay again later to check them.")
+                 "sent again; re-check them later.")
     if report.failed:
         text += " Failed: " + "; ".join(report.failed)
     return text
 
 
+def _recheck(study: Study, client: ProlificClient) -> str:
+    report = prolific_batches_recheck(study=study, client=client)
+    return (f"Re-checked unconfirmed bonus batches: {len(report.paid)} paid, "
+            f"{len(report.released)} not paid (pay again to send them), "
+            f"{len(report.unconfirmed)} still unconfirmed.")
+
+
 ACTIONS: dict[str, Callable[[Study, ProlificClient], str]] = {
-    "import": _import, "review": _review, "pay": _pay,
+    "import": _import, "review": _review, "pay": _pay, "recheck": _recheck,
 }
 
 
