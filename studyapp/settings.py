@@ -350,6 +350,9 @@ EXPORT_JOB_STALE_S = max(60, env_int("EXPORT_JOB_STALE_S", 600))
 PROLIFIC_API_TOKEN = env_str("PROLIFIC_API_TOKEN", "")
 PROLIFIC_API_URL = env_str("PROLIFIC_API_URL", "https://api.prolific.com")
 PROLIFIC_API_TIMEOUT = float(env_int("PROLIFIC_API_TIMEOUT_S", 30))
+# Prolific pays a bulk bonus "in the following minutes": a sent batch whose bonuses are still
+# missing from every submission after this long is taken as not paid and may be paid again.
+PROLIFIC_PAY_SETTLE_S = max(0, env_int("PROLIFIC_PAY_SETTLE_S", 6 * 3600))
 
 # Every handler drops client addresses and redacts participant ids and tokens in query strings
 # (studyapp/logprivacy.py), as the consent promises; uvicorn's own loggers are routed through

@@ -36,6 +36,18 @@ class PlannedTest:
     significant: bool | None = None  # p_adjusted < alpha; None while hidden or undefined
 
 
+@dataclass(frozen=True)
+class PlannedOmnibus:
+    """The declared omnibus test of the primary outcome across the compared arms."""
+
+    test: str  # kruskal_wallis, anova or welch_anova
+    k: int
+    n: int
+    statistic: float  # H or F
+    p: float
+    hidden: bool = False
+
+
 @dataclass
 class Preregistered:
     block: dict[str, Any]
@@ -52,6 +64,7 @@ class Preregistered:
     unlocked_at: datetime | None
     unlocked_by: str
     labels: dict[str, str] = field(default_factory=dict)
+    omnibus: PlannedOmnibus | None = None
 
     @property
     def primary_hidden(self) -> bool:
@@ -128,6 +141,28 @@ def planned_tests(
     return out
 
 
+_OMNIBUS_FIELDS = {
+    "kruskal_wallis": ("kruskal_h", "kruskal_p"),
+    "anova": ("anova_f", "anova_p"),
+    "welch_anova": ("welch_f", "welch_p"),
+}
+
+
+def planned_omnibus(
+    primary: dict[str, list[float]], block: dict[str, Any], *, hide: bool
+) -> PlannedOmnibus | None:
+    """The declared omnibus test on the primary outcome, hidden with the primary's p-values."""
+    test = block.get("omnibus")
+    if test is None:
+        return None
+    arms = sorted({arm for pair in block["comparisons"] for arm in pair})
+    found = stats.omnibus({arm: primary.get(arm, []) for arm in arms})
+    if hide:
+        return PlannedOmnibus(test, found.k, found.n, math.nan, math.nan, hidden=True)
+    statistic, p = (getattr(found, name) for name in _OMNIBUS_FIELDS[test])
+    return PlannedOmnibus(test, found.k, found.n, statistic, p)
+
+
 def preregistered_analysis(
     *,
     study: Study,
@@ -165,4 +200,5 @@ def preregistered_analysis(
         target_reached=reached,
         unlocked_at=study.primary_unlocked_at,
         unlocked_by=unlocked_by,
+        omnibus=planned_omnibus(primary, block, hide=hide),
     )

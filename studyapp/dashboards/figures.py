@@ -77,7 +77,8 @@ def _finite(value: float | None) -> float | None:
 
 
 def flow_sankey(flow: Any, colours: Mapping[str, str]) -> go.Figure:
-    """CONSORT-style: entered -> consent -> arm -> outcome, with every way out on the side."""
+    """CONSORT-style: entered -> consent -> arm -> outcome, with every way out on the side
+    (erased participants included, from their erasure records)."""
     labels: list[str] = []
     sources: list[int] = []
     targets: list[int] = []
@@ -100,9 +101,16 @@ def flow_sankey(flow: Any, colours: Mapping[str, str]) -> go.Figure:
             link_colours.append(colour)
 
     groups = [flow.unassigned, *flow.arms]
-    entered = node("Entered", flow.entered)
-    consented = node("Consented", flow.consented)
-    link(entered, consented, flow.consented)
+    # Erased participants are gone from every table but their erasure record (arm and status):
+    # they count where they entered and leave through an "Erased" box, so the flow adds up.
+    # An arm is assigned at consent, so an erased participant with an arm had consented.
+    erased_in_arms = sum(a.erased for a in flow.arms)
+    entered = node("Entered", flow.entered + flow.erased)
+    consented = node("Consented", flow.consented + erased_in_arms)
+    link(entered, consented, flow.consented + erased_in_arms)
+    erased = node("Erased", flow.erased) if flow.erased else None
+    if erased is not None:
+        link(entered, erased, flow.unassigned.erased)
     for label, n in [
         ("Declined consent", flow.unassigned.declined),
         ("Left before consenting", sum(g.left_before_consent for g in groups)),
@@ -121,8 +129,10 @@ def flow_sankey(flow: Any, colours: Mapping[str, str]) -> go.Figure:
     }
     for arm in flow.arms:
         colour = colours.get(arm.name, "#888888")
-        arm_node = node(arm.name, arm.entered, colour)
-        link(consented, arm_node, arm.consented, _rgba(colour, 0.45))
+        arm_node = node(arm.name, arm.entered + arm.erased, colour)
+        link(consented, arm_node, arm.consented + arm.erased, _rgba(colour, 0.45))
+        if erased is not None:
+            link(arm_node, erased, arm.erased, _rgba(colour, 0.35))
         # Assigned without a recorded consent should not happen; shown rather than hidden.
         link(entered, arm_node, arm.entered - arm.consented, _rgba(colour, 0.45))
         for key, _ in OUTCOME_NODES:

@@ -335,11 +335,42 @@ class Omnibus:
     kruskal_p: float
     anova_f: float
     anova_p: float
+    # Welch (1951): no equal-variance assumption; NaN when an arm's values are all equal.
+    welch_f: float = math.nan
+    welch_df2: float = math.nan
+    welch_p: float = math.nan
+
+
+def welch_anova(arrays: Sequence[np.ndarray]) -> tuple[float, float, float, float]:
+    """Welch's (1951) one-way test of equal means under unequal variances: (F, df1, df2, p).
+
+    Each arm is weighted by n / s^2; F is the weighted between-arm variance over
+    1 + 2(k - 2) / (k^2 - 1) * lambda, with lambda = sum((1 - w_i / W)^2 / (n_i - 1)) and
+    df2 = (k^2 - 1) / (3 lambda). NaN below two arms of two values or with a zero variance.
+    """
+    nan = math.nan
+    groups = [np.asarray(a, dtype=float) for a in arrays]
+    if len(groups) < 2 or any(g.size < 2 for g in groups):
+        return nan, nan, nan, nan
+    n = np.array([g.size for g in groups], dtype=float)
+    variances = np.array([g.var(ddof=1) for g in groups])
+    if np.any(variances <= 0):
+        return nan, nan, nan, nan
+    k = len(groups)
+    means = np.array([g.mean() for g in groups])
+    w = n / variances
+    total = w.sum()
+    grand = float((w * means).sum() / total)
+    between = float((w * (means - grand) ** 2).sum()) / (k - 1)
+    lam = float(((1 - w / total) ** 2 / (n - 1)).sum())
+    f = between / (1 + 2 * (k - 2) * lam / (k**2 - 1))
+    df1, df2 = float(k - 1), (k**2 - 1) / (3 * lam)
+    return f, df1, df2, float(sps.f.sf(f, df1, df2))
 
 
 def omnibus(groups: Mapping[str, Sequence[float] | np.ndarray]) -> Omnibus:
-    """Kruskal-Wallis H (ranks; ratings are ordinal) and one-way ANOVA F across the arms;
-    NaN below two arms with two values each, or when every value is the same."""
+    """Kruskal-Wallis H (ranks; ratings are ordinal), one-way ANOVA F and Welch's ANOVA F
+    across the arms; NaN below two arms with two values each, or when every value is the same."""
     arrays = [a for a in (_clean(v) for v in groups.values()) if a.size >= 2]
     n = int(sum(a.size for a in arrays))
     nan = math.nan
@@ -347,9 +378,11 @@ def omnibus(groups: Mapping[str, Sequence[float] | np.ndarray]) -> Omnibus:
         return Omnibus(len(arrays), n, nan, nan, nan, nan)
     kruskal = sps.kruskal(*arrays)
     anova = sps.f_oneway(*arrays)
+    welch_f, _, welch_df2, welch_p = welch_anova(arrays)
     return Omnibus(
         k=len(arrays), n=n, kruskal_h=float(kruskal.statistic), kruskal_p=float(kruskal.pvalue),
         anova_f=float(anova.statistic), anova_p=float(anova.pvalue),
+        welch_f=welch_f, welch_df2=welch_df2, welch_p=welch_p,
     )
 
 

@@ -42,7 +42,7 @@ from studyapp.studies.models import Study
 from studyapp.studies.spec import exclusion_reasons
 
 PROLIFIC_ACTIONS = [("import", "Import submissions"), ("review", "Approve / reject"),
-                    ("pay", "Pay bonuses")]
+                    ("pay", "Pay bonuses"), ("recheck", "Re-check unconfirmed bonuses")]
 
 
 @require_GET

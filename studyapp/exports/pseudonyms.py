@@ -8,14 +8,27 @@ pseudonyms in two studies and nobody without the secret can test a guessed id.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from studyapp.participants.pseudonyms import PSEUDONYM_HEX_CHARS, participant_pseudonym
+from django.conf import settings
 
-__all__ = ["PSEUDONYM_HEX_CHARS", "REDACTED", "Redactor", "participant_pseudonym", "platform_ids"]
+from studyapp.participants.pseudonyms import PSEUDONYM_HEX_CHARS, participant_pseudonym
+from studyapp.scoring.raters import RATER_PREFIX
+
+__all__ = [
+    "PSEUDONYM_HEX_CHARS",
+    "REDACTED",
+    "Redactor",
+    "participant_pseudonym",
+    "platform_ids",
+    "rater_pseudonym",
+    "scorer_public_label",
+]
 REDACTED = "[platform id]"
 # Keys of Participation.platform_data that hold an address, not an identifier.
 _NOT_IDS = frozenset({"turkSubmitTo"})
@@ -51,3 +64,29 @@ class Redactor:
         if not text or self.pattern is None:
             return text
         return self.pattern.sub(REDACTED, text)
+
+
+RATER_PSEUDONYM_PREFIX = "rater-"
+_RATER_HEX_CHARS = 12
+
+
+def rater_pseudonym(*, study_id: int, user_key: str) -> str:
+    """A staff rater as exports name them: keyed by the site's secret, the study and the
+    account (its id, or its username once the account is gone), so the label is stable within
+    a study, differs between studies, and does not reveal who rated."""
+    message = f"rater\n{study_id}\n{user_key}".encode()
+    digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+    return f"{RATER_PSEUDONYM_PREFIX}{digest[:_RATER_HEX_CHARS]}"
+
+
+def scorer_public_label(
+    *, label: str, study_id: int, rater_ids: Mapping[str, int]
+) -> str:
+    """A judge's name as is; a staff rater (``staff:<username>``) as its pseudonym.
+    ``rater_ids`` maps usernames to account ids."""
+    if not label.startswith(RATER_PREFIX):
+        return label
+    username = label[len(RATER_PREFIX):]
+    user_id = rater_ids.get(username)
+    user_key = f"id:{user_id}" if user_id is not None else f"username:{username}"
+    return rater_pseudonym(study_id=study_id, user_key=user_key)

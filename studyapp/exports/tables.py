@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Substr
 
+from studyapp.exports.pseudonyms import scorer_public_label
 from studyapp.exports.scope import ExportScope, Person
 from studyapp.feedback.models import DocumentScore, Rating, Scale, SurveyKind, SurveyResponse
 from studyapp.participants.models import (
@@ -23,6 +25,7 @@ from studyapp.participants.models import (
     Platform,
     Status,
 )
+from studyapp.scoring.raters import RATER_PREFIX
 from studyapp.writing.models import DocumentVersion, EditBatch, Message, Role
 
 CHUNK_SIZE = 2000
@@ -439,27 +442,40 @@ SURVEY_ANSWERS = Table(
 
 
 def _scores_source(scope: ExportScope) -> QuerySet:
+    # A staff rater's account id, looked up by the username in its ``staff:<username>`` label,
+    # keys its pseudonym: exports never name the staff who rated.
+    rater_id = get_user_model().objects.filter(
+        username=Substr(OuterRef("judge"), len(RATER_PREFIX) + 1)
+    ).values("pk")[:1]
     return (
         DocumentScore.objects.filter(participation__in=scope.participation_ids())
+        .annotate(rater_id=Subquery(rater_id))
         .order_by("participation_id", "id")
         .values_list("participation_id", "judge", "rubric_version", "score", "rationale",
-                     "error", "created_at")
+                     "error", "created_at", "participation__study_id", "rater_id")
     )
 
 
 def _scores_expand(person: Person, r: tuple) -> Iterable[tuple]:
-    _, judge, rubric, score, rationale, error, created = r
-    yield (person.pseudonym, person.condition, judge, rubric, score, person.redact(rationale),
+    _, judge, rubric, score, rationale, error, created, study_id, rater_id = r
+    username = judge[len(RATER_PREFIX):]
+    scorer = scorer_public_label(
+        label=judge, study_id=study_id, rater_ids={username: rater_id} if rater_id else {}
+    )
+    yield (person.pseudonym, person.condition, scorer, rubric, score, person.redact(rationale),
            error, created)
 
 
 DOCUMENT_SCORES = Table(
     name="document_scores",
-    description="Automatic scores of final documents by an LLM judge with a versioned rubric.",
+    description="Scores of final documents by LLM judges with a versioned rubric and by staff "
+    "raters (blind), on the same scale.",
     columns=(
         PARTICIPANT,
         Column("condition", "string", "Assistant arm", "@conditions"),
-        Column("judge", "string", "Which model judged"),
+        Column("judge", "string",
+               "Which judge scored: the judge's name, or a staff rater's pseudonym "
+               "(rater-<12 hex>, stable within the study)"),
         Column("rubric_version", "string", "Version of the rubric prompt"),
         Column("score", "float", "Score on the rubric's scale (empty when judging failed)",
                "1-10"),

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from studyapp.payments.models import BonusBatch, BonusLedgerEntry, ProlificStudy
+from studyapp.payments.models import BonusBatch, BonusLedgerEntry, ProlificRun, ProlificStudy
 
 
 @admin.register(BonusLedgerEntry)
@@ -23,3 +23,11 @@ class BonusBatchAdmin(admin.ModelAdmin):
 class ProlificStudyAdmin(admin.ModelAdmin):
     list_display = ("study", "prolific_study_id", "synced_at")
     readonly_fields = ("synced_at",)
+
+
+@admin.register(ProlificRun)
+class ProlificRunAdmin(admin.ModelAdmin):
+    list_display = ("pk", "study", "action", "state", "created_at", "finished_at")
+    list_filter = ("state", "action")
+    readonly_fields = ("study", "action", "state", "message", "requested_by", "created_at",
+                       "started_at", "finished_at")

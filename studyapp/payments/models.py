@@ -103,3 +103,34 @@ class ProlificSubmission(models.Model):
 
     def __str__(self) -> str:
         return f"{self.submission_id}: {self.status}"
+
+
+class RunState(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ProlificRun(models.Model):
+    """One dashboard request to talk to Prolific (import, review, pay), run by a worker."""
+
+    study = models.ForeignKey(
+        "studies.Study", on_delete=models.CASCADE, related_name="prolific_runs"
+    )
+    action = models.CharField(max_length=20)
+    state = models.CharField(max_length=10, choices=RunState.choices, default=RunState.QUEUED)
+    message = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.study.slug} {self.action}: {self.state}"

@@ -9,9 +9,10 @@ and pay is sent only by whoever moves the batch from SET_UP to PAY_SENT: never t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
@@ -259,3 +260,51 @@ def _owed_cents(study: Study, pid: str, batch: BonusBatch) -> int:
         Q(paid_batch=batch) | Q(paid_batch__pay_state__in=[PayState.PAID, PayState.CSV])
     ).aggregate(total=Sum("amount"))["total"] or Decimal(0)
     return int(total * 100)
+
+
+@dataclass
+class RecheckReport:
+    paid: list[int] = field(default_factory=list)  # Prolific shows every bonus: marked paid
+    released: list[int] = field(default_factory=list)  # Prolific shows none, long after: unpaid
+    unconfirmed: list[int] = field(default_factory=list)  # too early, or only some shown
+
+
+def prolific_batches_recheck(*, study: Study, client: ProlificClient) -> RecheckReport:
+    """Read back the bonuses of every batch whose pay call went unanswered.
+
+    A batch whose bonuses Prolific shows on every submission is marked paid. One of which it
+    shows none, PROLIFIC_PAY_SETTLE_S after the call, was not paid: it goes back to NEW
+    (its bulk id dropped), so the next pay sets it up afresh and pays it once. Anything else
+    (too early, or only part shown) stays sent and is never paid again from here.
+    """
+    link = _link(study)
+    report = RecheckReport()
+    sent = list(BonusBatch.objects.filter(study=study, pay_state=PayState.PAY_SENT)
+                .order_by("pk"))
+    if not sent:
+        return report
+    shown = {s.participant_id: s.bonus_cents for s in client.submissions(link.prolific_study_id)}
+    settled_before = timezone.now() - timedelta(seconds=settings.PROLIFIC_PAY_SETTLE_S)
+    for batch in sent:
+        rows = bonus_batch_rows(batch=batch)
+        owed = {pid: _owed_cents(study, pid, batch) for pid, _ in rows}
+        before = {pid: owed[pid] - int(amount * 100) for pid, amount in rows}
+        if all(shown.get(pid, 0) >= owed[pid] for pid in owed):
+            BonusBatch.objects.filter(pk=batch.pk, pay_state=PayState.PAY_SENT).update(
+                pay_state=PayState.PAID, paid_at=timezone.now())
+            report.paid.append(batch.pk)
+        elif (batch.pay_sent_at is not None and batch.pay_sent_at <= settled_before
+              and all(shown.get(pid, 0) <= before[pid] for pid in before)):
+            released = BonusBatch.objects.filter(
+                pk=batch.pk, pay_state=PayState.PAY_SENT
+            ).update(
+                pay_state=PayState.NEW, prolific_payment_id="", pay_sent_at=None,
+                pay_error=(f"Not paid: Prolific showed none of bulk bonus "
+                           f"{batch.prolific_payment_id} after {batch.pay_sent_at:%Y-%m-%d %H:%M}"
+                           f" UTC; released to be set up and paid again."),
+            )
+            if released:
+                report.released.append(batch.pk)
+        else:
+            report.unconfirmed.append(batch.pk)
+    return report

@@ -12,10 +12,13 @@ from django.db.models import Count, Sum
 from studyapp.payments.models import (
     BonusBatch,
     BonusLedgerEntry,
+    ProlificRun,
     ProlificStudy,
     ProlificSubmission,
 )
 from studyapp.studies.models import Study
+
+RECENT_RUNS = 5
 
 
 def bonus_batch_rows(*, batch: BonusBatch) -> list[tuple[str, Decimal]]:
@@ -63,4 +66,5 @@ def prolific_panel(*, study: Study) -> dict[str, object]:
     panel["batches"] = sorted(
         BonusBatch.objects.filter(study=study).values_list("pay_state").annotate(n=Count("pk"))
     )
+    panel["runs"] = list(ProlificRun.objects.filter(study=study)[:RECENT_RUNS])
     return panel

@@ -11,6 +11,7 @@ from studyapp.participants.models import Participation
 from studyapp.payments.models import ProlificStudy
 from studyapp.payments.prolific import ProlificError, prolific_client
 from studyapp.payments.prolific_sync import prolific_submissions_import
+from studyapp.payments.runs import prolific_run_execute
 from studyapp.payments.services import COMPLETION_REASON, bonus_grant
 
 logger = logging.getLogger(__name__)
@@ -47,3 +48,12 @@ def prolific_import_task() -> dict[str, int]:
                 continue
             imported[link.study.slug] = report.matched
     return imported
+
+
+# Paying must not be retried blindly: the run's own claim and the ledger decide what is sent.
+@shared_task(name="payments.prolific_run", acks_late=True, soft_time_limit=300, time_limit=360)
+def prolific_run_task(run_id: int) -> str | None:
+    """A dashboard's Prolific request (import, review or pay); a redelivered one that finished
+    does nothing."""
+    run = prolific_run_execute(run_id=run_id)
+    return None if run is None else run.state

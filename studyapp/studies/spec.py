@@ -327,6 +327,8 @@ PREREG_OUTCOMES = (
     "interaction_mean",
 )
 PREREG_TESTS = ("welch", "mann_whitney")
+# The omnibus test across the compared arms, declared beside the pairwise test (optional).
+PREREG_OMNIBUS = ("kruskal_wallis", "anova", "welch_anova")
 PREREG_CORRECTIONS = ("holm", "bonferroni", "none")
 # failed_attention: attention_passed is false; researcher: a researcher excluded them.
 PREREG_EXCLUSIONS = ("failed_attention", "researcher")
@@ -339,7 +341,7 @@ def _preregistration(block: Any, conditions: list[dict[str, Any]]) -> dict[str, 
         return None
     _require(isinstance(block, dict), "preregistration must be a mapping")
     known = {"primary", "secondary", "test", "alpha", "correction", "exclusions",
-             "target_n_per_arm", "comparisons", "population"}
+             "target_n_per_arm", "comparisons", "population", "omnibus"}
     unknown = set(block) - known
     _require(not unknown, f"preregistration: unknown keys {sorted(unknown)}")
     primary = block.get("primary")
@@ -354,6 +356,9 @@ def _preregistration(block: Any, conditions: list[dict[str, Any]]) -> dict[str, 
              "preregistration.secondary repeats an outcome")
     test = block.get("test")
     _require(test in PREREG_TESTS, f"preregistration.test must be one of {PREREG_TESTS}")
+    omnibus = block.get("omnibus")
+    _require(omnibus is None or omnibus in PREREG_OMNIBUS,
+             f"preregistration.omnibus must be one of {PREREG_OMNIBUS}")
     alpha = block.get("alpha", 0.05)
     _require(isinstance(alpha, float) and 0 < alpha < 1, "preregistration.alpha must be in (0, 1)")
     correction = block.get("correction", "holm")
@@ -378,7 +383,7 @@ def _preregistration(block: Any, conditions: list[dict[str, Any]]) -> dict[str, 
             and all(arm in names for arm in pair),
             f"preregistration.comparisons: {pair!r} must name two different conditions",
         )
-    return {
+    normalised: dict[str, Any] = {
         "primary": primary,
         "secondary": list(secondary),
         "test": test,
@@ -389,6 +394,10 @@ def _preregistration(block: Any, conditions: list[dict[str, Any]]) -> dict[str, 
         "population": population,
         "comparisons": [list(pair) for pair in comparisons],
     }
+    if omnibus is not None:
+        # Only when declared, so plans frozen before this key existed keep their hash.
+        normalised["omnibus"] = omnibus
+    return normalised
 
 
 def preregistration(spec: dict[str, Any]) -> dict[str, Any] | None:

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from studyapp.payments.prolific import ProlificError, prolific_client
 from studyapp.payments.prolific_sync import ProlificSyncError
-from studyapp.payments.views import ACTIONS
+from studyapp.payments.runs import ACTIONS
 from studyapp.studies.models import Study
 
 
