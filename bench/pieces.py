@@ -11,7 +11,7 @@ range over the rounds (the run-to-run spread), lost and duplicated frames, and p
 gain (the medians off minus on) against the larger of the two spreads.
 
     python -m bench.pieces [--rounds 3] [--minutes 10] [--streams 200] [--spread 1]
-                           [--only http1,eagerstart] [--json PATH]
+                           [--only http1,scriptpipe] [--json PATH]
 """
 
 from __future__ import annotations
@@ -56,12 +56,6 @@ PIECES = [
         ("studyapp/realtime/scriptpipe.py",),
         {"RELAY_SCRIPT_CLIENT": "redis-py"},
         "redis-py asyncio",
-    ),
-    Piece(
-        "eagerstart",
-        ("studyapp/realtime/eagerstart.py",),
-        {"RELAY_EAGER_START": "0"},
-        "asyncio.create_task",
     ),
     Piece(
         "worker pipe",

@@ -318,9 +318,6 @@ RELAY_FLUSH_MS = max(1, env_int("RELAY_FLUSH_MS", 100))
 # The model calls' HTTP/1.1 client of collab_models/http1.py, or httpx (collab_models reads the
 # same variable itself when Django is not set up).
 COLLAB_MODELS_FAST_HTTP = env_bool("COLLAB_MODELS_FAST_HTTP", default=True)
-# A socket's next frames sent in the generation's own turn of the event loop
-# (studyapp/realtime/eagerstart.py), or in a task of their own (asyncio.create_task).
-RELAY_EAGER_START = env_bool("RELAY_EAGER_START", default=True)
 # The relay's Redis scripts run on its own lean connection ("pipe") or through redis-py.
 RELAY_SCRIPT_CLIENT = env_str("RELAY_SCRIPT_CLIENT", "pipe")
 if RELAY_SCRIPT_CLIENT not in ("pipe", "redis-py"):

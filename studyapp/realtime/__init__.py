@@ -39,7 +39,6 @@ The face the study apps call:
 - ``framebus.watch(key, sink)`` / ``unwatch(key, sink)`` and
   ``framestore.frame_store().snapshot(key)`` / ``frames_after(key, seq)``: resume a socket.
 - ``dbcalls.in_db_worker(fn)`` and ``dbretry.db_retry(...)``: a database call off the loop.
-- ``eagerstart.start_now(coroutine, name)``: start a reply before the socket's handler returns.
 - ``lifespan.on_startup(hook)`` / ``on_shutdown(hook)``: an app's work for the server's life.
 
 This package imports none of the study apps (tests/test_import_layers.py). Its modules are not

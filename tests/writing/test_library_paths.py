@@ -24,7 +24,6 @@ pytestmark = [
 OFF = {
     "http1": ({"COLLAB_MODELS_FAST_HTTP": "0"}, "model HTTP httpx"),
     "scriptpipe": ({"RELAY_SCRIPT_CLIENT": "redis-py"}, "Redis scripts redis-py"),
-    "eagerstart": ({"RELAY_EAGER_START": "0"}, "frames out create_task"),
     "worker pipe": ({"WRITING_DB_PIPE": "0"}, "database calls ProcessPoolExecutor"),
 }
 
