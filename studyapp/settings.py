@@ -318,12 +318,6 @@ RELAY_FLUSH_MS = max(1, env_int("RELAY_FLUSH_MS", 100))
 # The model calls' HTTP/1.1 client of collab_models/http1.py, or httpx (collab_models reads the
 # same variable itself when Django is not set up).
 COLLAB_MODELS_FAST_HTTP = env_bool("COLLAB_MODELS_FAST_HTTP", default=True)
-# The relay's Redis scripts run on its own lean connection ("pipe") or through redis-py.
-RELAY_SCRIPT_CLIENT = env_str("RELAY_SCRIPT_CLIENT", "pipe")
-if RELAY_SCRIPT_CLIENT not in ("pipe", "redis-py"):
-    raise ImproperlyConfigured(
-        f"RELAY_SCRIPT_CLIENT must be pipe or redis-py, not {RELAY_SCRIPT_CLIENT!r}"
-    )
 # A relay script call Redis has not answered in this many seconds fails, and its connection is
 # opened again.
 REDIS_CALL_TIMEOUT_S = max(1, env_int("REDIS_CALL_TIMEOUT_S", 5))

@@ -7,7 +7,7 @@ How a frame travels:
    Beginning it marks it in flight in the frame store and returns its lease
    (:class:`.framebus.Lease`): the one writer of its frames and of its end. A lease whose
    generation was claimed as lost, or replaced by a newer one, is refused.
-2. The frame store (:mod:`.framestore`, Redis scripts over :mod:`.scriptpipe`) numbers every
+2. The frame store (:mod:`.framestore`, Redis scripts through redis-py) numbers every
    frame of a participation, a lease's and anyone else's, with one counter, and keeps them:
    it is the replay buffer. The script that stores a batch also publishes it; a frame reaches
    a socket only once it is stored.
