@@ -51,12 +51,6 @@ PIECES = [
         {"COLLAB_MODELS_FAST_HTTP": "0"},
         "httpx",
     ),
-    Piece(
-        "worker pipe",
-        ("studyapp/realtime/dbprocesses.py", "studyapp/realtime/dbworker.py"),
-        {"WRITING_DB_PIPE": "0"},
-        "ProcessPoolExecutor",
-    ),
 ]
 ALL_ON = "all on"
 KEYS = ("ttft_added_p50", "ttft_added_p99")

@@ -126,10 +126,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
 # thread.
 WRITING_DB_PROCESSES = max(0, env_int("WRITING_DB_PROCESSES", 1))
 WRITING_DB_THREADS = max(1, env_int("WRITING_DB_THREADS", 2))
-# The hand-written pieces of the real-time path, each kept only for a gain measured side by side
-# with the library it replaces (bench/README.md, Hand-written pieces); off, the library runs.
-# Worker processes reached over a pipe of their own, or concurrent.futures.ProcessPoolExecutor.
-WRITING_DB_PIPE = env_bool("WRITING_DB_PIPE", default=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")

@@ -20,11 +20,11 @@ How a frame travels:
 6. A generation whose process died is claimed by one process, which ends it in the store
    (``framebus.end_lost``; the writing app's sweep, studyapp/writing/lost.py).
 
-The database calls of the chat run off the event loop (:mod:`.dbcalls`: worker processes of
-:mod:`.dbprocesses`/:mod:`.dbworker`, or threads), are retried while the database is away
-(:mod:`.dbretry`). Redis being away (a restart) is an expected condition: each component that
-meets it says so in one warning per outage (:mod:`.outage`), not a traceback per call. The
-ASGI lifespan (:mod:`.lifespan`) starts and stops that machinery.
+The database calls of the chat run off the event loop (:mod:`.dbcalls`: a
+``ProcessPoolExecutor`` of :mod:`.dbworker` processes, or threads), are retried while the
+database is away (:mod:`.dbretry`). Redis being away (a restart) is an expected condition:
+each component that meets it says so in one warning per outage (:mod:`.outage`), not a
+traceback per call. The ASGI lifespan (:mod:`.lifespan`) starts and stops that machinery.
 
 The face the study apps call:
 

@@ -65,7 +65,6 @@ def paths() -> str:
     """Which side of each hand-written piece's switch this process runs (studyapp/settings.py)."""
     chosen = {
         "model HTTP": "http1" if settings.COLLAB_MODELS_FAST_HTTP else "httpx",
-        "database calls": "pipe" if settings.WRITING_DB_PIPE else "ProcessPoolExecutor",
     }
     return ", ".join(f"{piece} {way}" for piece, way in chosen.items())
 
