@@ -42,7 +42,10 @@ def read_header(data: bytes | bytearray) -> tuple[int, int]:
 
 
 def _read_exact(stream: Any, size: int) -> bytes | None:
-    data = stream.read(size)
+    try:
+        data = stream.read(size)
+    except ConnectionError:  # a parent killed with answers unread resets the socket
+        return None
     return data if data is not None and len(data) == size else None
 
 
