@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             outcomes[-1].notes.append(replica_note(before, stack.model_requests()))
             print_outcome(outcomes[-1])
     finally:
+        served = stack.model_requests()  # the logs go with the stack unless --keep
         stack.close(keep=args.keep)
     if steps:
         print_steps(steps)
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{outcome.fault}: {outcome.notes[-1]}")
     print(
         f"model requests from the app per replica, whole run: "
-        f"{' / '.join(map(str, stack.model_requests()))}"
+        f"{' / '.join(map(str, served))}"
     )
     if args.keep:
         print(f"servers' logs kept in {stack.logs}")
