@@ -1,6 +1,8 @@
 """The fault campaign's model server: tests/collab_models/vllm_fake.py (vLLM's stream format on
 loopback, at a set number of tokens per second) whose replies begin with the marker word of the
-message they answer, so that a reply shown to another participant is seen.
+message they answer, so that a reply shown to another participant is seen. Each chat request
+writes one line to stdout (``chat request``, ``app`` when it carries a marker word, i.e. came
+from the app), so the soak counts the requests each replica served (bench/load/topology.py).
 
     python -m bench.faults.model --port 8001 --tps 50 --tokens 60
 """
@@ -14,12 +16,15 @@ from typing import Any
 from bench.faults.accounting import MARKER
 from tests.collab_models.vllm_fake import DEFAULT_MODELS, FakeVLLM, Script, _Server
 
+REQUEST_LINE = "chat request"
+
 
 class MarkerEcho(FakeVLLM):
     def _tokens(self, script: Script, body: dict[str, Any]) -> list[str]:
         tokens = super()._tokens(script, body)
         users = [m for m in body.get("messages", []) if m.get("role") == "user"]
         found = MARKER.findall(str(users[-1].get("content", ""))) if users else []
+        print(REQUEST_LINE + (" app" if found else ""), flush=True)
         return [f"For {found[-1]}:", " " + tokens[0].lstrip(), *tokens[1:]] if found else tokens
 
 

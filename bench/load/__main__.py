@@ -81,6 +81,14 @@ def print_steps(steps: list[Step]) -> None:
         print("| " + " | ".join(step_row(step)) + " |")
 
 
+def replica_note(before: list[int], after: list[int]) -> str:
+    """The app's model requests per replica between two counts; a replica at 0 is named."""
+    served = [b - a for a, b in zip(before, after, strict=True)]
+    line = "model requests from the app per replica: " + " / ".join(map(str, served))
+    idle = [f"model-{i}" if i else "model" for i, n in enumerate(served) if n == 0]
+    return line + (f" (NO TRAFFIC: {', '.join(idle)})" if idle and sum(served) else "")
+
+
 def load_steps(stack: SoakStack, args: argparse.Namespace, tag: str) -> tuple[list[Step], int]:
     """Every step up to the first that misses the goal; the participants held."""
     config = StepConfig(seconds=args.step_seconds, interval=args.interval,
@@ -89,9 +97,11 @@ def load_steps(stack: SoakStack, args: argparse.Namespace, tag: str) -> tuple[li
     stack.start_apps()
     try:
         for count in (int(n) for n in args.steps.split(",")):
+            before = stack.model_requests()
             steps.append(run_step(stack, count, config, tag))
             print("  ".join(f"{c}={v}" for c, v in zip(STEP_COLUMNS, step_row(steps[-1]),
                                                        strict=True)), flush=True)  # fmt: skip
+            print(f"  {replica_note(before, stack.model_requests())}", flush=True)
             if not steps[-1].passed(args.p99_limit):
                 break
             held = count
@@ -116,15 +126,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.steps:
             steps, held = load_steps(stack, args, tag)
         for key in args.chosen:
+            before = stack.model_requests()
             outcomes.append(run_scenario(stack, SOAK_SCENARIOS[key], scale, tag))
+            outcomes[-1].notes.append(replica_note(before, stack.model_requests()))
             print_outcome(outcomes[-1])
     finally:
+        served = stack.model_requests()  # the logs go with the stack unless --keep
         stack.close(keep=args.keep)
     if steps:
         print_steps(steps)
         print(f"\nparticipants held at added p99 <= {args.p99_limit:g} ms with no error: {held}")
     if outcomes:
         print_table(outcomes)
+        for outcome in outcomes:
+            print(f"{outcome.fault}: {outcome.notes[-1]}")
+    print(
+        f"model requests from the app per replica, whole run: "
+        f"{' / '.join(map(str, served))}"
+    )
     if args.keep:
         print(f"servers' logs kept in {stack.logs}")
     if args.json:

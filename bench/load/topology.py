@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from bench.faults.model import REQUEST_LINE
 from bench.faults.services import AppProcess, ModelServer, free_port, stop_process, wait_port
 from bench.faults.stack import Stack
 
@@ -80,6 +81,16 @@ class SoakStack(Stack):
 
     def ports(self) -> list[int]:
         return [self.proxy.port]
+
+    def model_requests(self) -> list[int]:
+        """Chat requests from the app each replica has served so far (its log survives a
+        restart: the server appends to it)."""
+        counts = []
+        for model in self.models:
+            log = self.logs / f"{model.name}.log"
+            text = log.read_text(errors="replace") if log.exists() else ""
+            counts.append(text.count(f"{REQUEST_LINE} app\n"))
+        return counts
 
     def close(self, keep: bool) -> None:
         self.proxy.stop()

@@ -27,26 +27,11 @@ from prometheus_client.utils import floatToGoString
 from studyapp.operations.gauges import REPLIES_IN_FLIGHT
 from studyapp.participants.models import Participation
 from studyapp.realtime import generations
+from studyapp.writing.errorkinds import OTHER
 from studyapp.writing.models import Message, Role
 
 FIRST_VISIBLE_BUCKETS_S = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 TOKENS_PER_SECOND_BUCKETS = (5, 10, 20, 30, 50, 75, 100, 200)
-
-
-def _error_kind(error: str) -> str:
-    """A short, bounded label for a stored error text."""
-    text = error.lower()
-    for kind, needles in (
-        ("server_lost", ("server stopped", "lost", "no end after")),
-        ("timeout", ("timeout", "timed out", "stall")),
-        ("connect", ("connect", "refused", "unreachable")),
-        ("http_4xx", ("http 4", " 40", " 41", " 42")),
-        ("http_5xx", ("http 5", " 50")),
-        ("blinding", ("response",)),
-    ):
-        if any(needle in text for needle in needles):
-            return kind
-    return "other"
 
 
 def _replies() -> Iterator[Metric]:
@@ -68,12 +53,19 @@ def _replies() -> Iterator[Metric]:
     errors = CounterMetricFamily(
         "collabstudy_model_errors", "Failed replies, by kind of error.", labels=[*labels, "kind"]
     )
+    # The kind was stored with the reply (studyapp/writing/errorkinds.py): one grouped query.
     counts: dict[tuple[str, str, str], int] = {}
-    for study, arm, error in assistant.exclude(error="").values_list(
-        "participation__version__study__slug", "participation__condition__name", "error"
+    for failed in (
+        assistant.exclude(error="")
+        .values(
+            s_slug=F("participation__version__study__slug"),
+            a_name=F("participation__condition__name"),
+            kind=F("error_kind"),
+        )
+        .annotate(n=Count("id"))
     ):
-        key = (study, arm, _error_kind(error))
-        counts[key] = counts.get(key, 0) + 1
+        key = (failed["s_slug"], failed["a_name"], failed["kind"] or OTHER)
+        counts[key] = counts.get(key, 0) + failed["n"]
     for key, n in sorted(counts.items()):
         errors.add_metric(list(key), n)
     yield errors

@@ -42,6 +42,7 @@ from studyapp.writing.selectors import (
     chat_state,
     page_settings,
     participation_next_url,
+    sent_message_turn,
     socket_access,
 )
 from studyapp.writing.services import (
@@ -296,7 +297,8 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         # unanswered turn in the database, so message_send would store a message it cannot
         # answer.
         elif await relay.generation_in_flight(self.public_id):
-            raise ProtocolError("busy")
+            await self._busy_unless_stored(send.client_msg_id)
+            return
         store = functools.partial(
             in_db_worker(message_send),
             participation_id=self.participation_id,
@@ -335,6 +337,20 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
                 duplicate=plan.duplicate,
             )
         )
+
+    async def _busy_unless_stored(self, client_msg_id: str) -> None:
+        """Answer a send that came while a reply streams: a resend of a stored message (the
+        page's own, after a reconnect whose state was read before the message was stored) is
+        acknowledged as the duplicate it is, so the page does not ask its participant to send
+        it again as a new turn; anything else is ``busy``."""
+        turn = client_msg_id and await in_db_worker(sent_message_turn)(
+            participation_id=self.participation_id, client_msg_id=client_msg_id
+        )
+        if not turn:
+            raise ProtocolError("busy")
+        if self.view is not None:
+            self.view.stored_ids.add(client_msg_id)
+        await self._send(out.ack("send", turn=turn, client_msg_id=client_msg_id, duplicate=True))
 
     async def on_retry(self, frame: dict[str, Any]) -> None:
         if await relay.generation_in_flight(self.public_id):

@@ -1,9 +1,11 @@
 """What happens on the co-writing page: chat messages, document versions and edit batches."""
 
 import uuid
+from typing import Any
 
 from django.db import models
 
+from studyapp.writing.errorkinds import error_kind
 from studyapp.writing.sql import WordCount
 
 
@@ -57,6 +59,8 @@ class Message(models.Model):
     duration_ms = models.FloatField(null=True, blank=True)
     finish_reason = models.CharField(max_length=40, blank=True)
     error = models.TextField(blank=True)
+    # ``error``'s kind (studyapp/writing/errorkinds.py), kept with it by ``save``.
+    error_kind = models.CharField(max_length=20, blank=True)
     # The model server that answered (base URL of the replica).
     endpoint = models.CharField(max_length=300, blank=True)
     # Older exchanges left out of the prompt to fit the model's window (collab_models/context.py).
@@ -94,6 +98,12 @@ class Message(models.Model):
             ),
         ]
         ordering = ["participation", "turn", "id"]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Stored, not derived at read time: /metrics then counts failed replies by kind in one
+        # grouped query instead of reading every error text at each scrape.
+        self.error_kind = error_kind(self.error)
+        super().save(*args, **kwargs)
 
 
 class DocumentVersion(models.Model):

@@ -102,6 +102,17 @@ def pending_turn(messages: list[Message]) -> int | None:
     return max(asked) if asked else None
 
 
+def sent_message_turn(*, participation_id: int, client_msg_id: str) -> int | None:
+    """The turn of the user message stored under ``client_msg_id``, if any (a resend)."""
+    return (
+        Message.objects.filter(
+            participation_id=participation_id, role=Role.USER, client_msg_id=client_msg_id
+        )
+        .values_list("turn", flat=True)
+        .first()
+    )
+
+
 def latest_document(*, participation_id: int) -> DocumentVersion | None:
     return (
         DocumentVersion.objects.filter(participation_id=participation_id)

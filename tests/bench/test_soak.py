@@ -83,3 +83,20 @@ def test_cpu_is_counted_for_the_role_of_each_process():
     assert as_caddy["caddy"] >= 0.35
     assert unnamed["caddy"] == 0
     assert unnamed["other"] - as_caddy["other"] >= 0.35 - 0.05  # the same seconds, unnamed
+
+
+def test_the_soak_counts_the_app_requests_each_model_replica_served(tmp_path):
+    from types import SimpleNamespace
+
+    from bench.faults.model import REQUEST_LINE
+    from bench.load.__main__ import replica_note
+    from bench.load.topology import SoakStack
+
+    (tmp_path / "model.log").write_text(f"listening\n{REQUEST_LINE} app\n{REQUEST_LINE}\n" * 3)
+    (tmp_path / "model-1.log").write_text(f"{REQUEST_LINE} app\n")
+    stack = SimpleNamespace(
+        logs=tmp_path, models=[SimpleNamespace(name="model"), SimpleNamespace(name="model-1")]
+    )
+    assert SoakStack.model_requests(stack) == [3, 1]  # the direct clients' requests left out
+    assert replica_note([1, 1], [3, 1]).endswith("2 / 0 (NO TRAFFIC: model-1)")
+    assert replica_note([0, 0], [5, 4]).endswith(": 5 / 4")

@@ -164,3 +164,16 @@ def test_consent_prewriting_and_finish_count_as_actions(client, version):
     finished = writing_finish(participation=participation)
     assert finished.acted_at == finished.finished_at
     assert participations_time_out() == []
+
+
+def test_the_periodic_job_skips_a_run_while_the_database_is_away(monkeypatch, caplog):
+    from django.db import OperationalError
+
+    from studyapp.participants import tasks
+
+    def database_away():
+        raise OperationalError("couldn't get a connection after 3.00 sec")
+
+    monkeypatch.setattr(tasks, "participations_time_out", database_away)
+    assert participations_time_out_task.delay().get() == 0
+    assert [r.levelname for r in caplog.records if r.name == tasks.__name__] == ["WARNING"]

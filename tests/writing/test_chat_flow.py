@@ -218,3 +218,25 @@ async def test_deltas_are_coalesced_into_a_frame_per_flush_interval(writer, sett
     else:
         assert len(deltas) == 2  # the first at once, the rest when the reply ends
     await client.close()
+
+
+async def test_a_resend_during_its_own_reply_is_acknowledged_not_refused_as_busy(writer):
+    # The page resends a cut message under its own id when its reconnect's state was read
+    # before the message was stored; by then the reply may be streaming. "busy" would leave the
+    # message in the box, and the participant would send it again as a new turn.
+    first, _ = await open_client("demo", token_for(writer))
+    send = {"type": "send", "text": "Hello there, about cooking", "client_msg_id": "cut-id"}
+    await first.send(send)
+    await first.until_type("delta")
+    second, _ = await open_client("demo", token_for(writer))
+    await second.send(send)
+    ack = (await second.until(lambda f: f["type"] in ("ack", "error")))[-1]
+    assert (ack["duplicate"], ack["turn"], ack["client_msg_id"]) == (True, 1, "cut-id")
+    await second.send({**send, "client_msg_id": "another-id"})  # a new message is still busy
+    error = (await second.until_type("error"))[-1]
+    assert error["code"] == "busy"
+    await first.until_type("turn_end")
+    count = await db(lambda: Message.objects.filter(participation=writer, role=Role.USER).count())
+    assert count == 1
+    await first.close()
+    await second.close()
