@@ -1,17 +1,22 @@
 from django.contrib import admin, messages
 
 from studyapp.exports.models import ExportJob
-from studyapp.exports.services import export_job_cancel, export_job_retry
 
 
 @admin.action(description="Retry stuck jobs (queued, failed, cancelled or silent)")
 def retry_selected(modeladmin, request, queryset):
+    # Imported here: the services pull in pyarrow, numpy and the model clients, which every
+    # web process would otherwise load at start-up for an action few ever run.
+    from studyapp.exports.services import export_job_retry
+
     done = sum(export_job_retry(job=job) for job in queryset)
     modeladmin.message_user(request, f"{done} job(s) queued again.", messages.SUCCESS)
 
 
 @admin.action(description="Cancel queued or running jobs")
 def cancel_selected(modeladmin, request, queryset):
+    from studyapp.exports.services import export_job_cancel
+
     done = sum(export_job_cancel(job=job) for job in queryset)
     modeladmin.message_user(request, f"{done} job(s) cancelled.", messages.SUCCESS)
 
