@@ -41,6 +41,7 @@ class Anomaly:
     generation_id: str
     turn: int
 
+
 # How often a send refused for now is sent again by the page (writing.js's MAX_SEND_RETRIES).
 MAX_SEND_RETRIES = 40
 

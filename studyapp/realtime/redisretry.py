@@ -34,13 +34,17 @@ def redis_wait_s() -> float:
 async def redis_retry(
     call: Callable[[], Awaitable[T]], *, outage: Outage, limit_s: float | None = None
 ) -> T:
-    """``await call()``, called again while Redis is unreachable, for up to ``limit_s``."""
+    """``await call()``, called again while Redis is unreachable, for up to ``limit_s``.
+
+    Each try is cut at the deadline too: one may wait for this process's subscription to
+    return (studyapp/realtime/framebus.py), longer than the whole wait."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + (redis_wait_s() if limit_s is None else limit_s)
     delay = FIRST_DELAY_S
     while True:
         try:
-            result = await call()
+            async with asyncio.timeout(max(deadline - loop.time(), FIRST_DELAY_S)):
+                result = await call()
         except Exception as exc:
             if not redis_unavailable(exc):
                 raise
