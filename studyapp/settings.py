@@ -326,6 +326,9 @@ SHUTDOWN_DRAIN_S = max(0, env_int("SHUTDOWN_DRAIN_S", 20))
 # How long a reply that has ended is retried into an unreachable database before it is given up
 # (the participant then gets turn_error); keep it well under the claim on a lost reply (600 s).
 TURN_STORE_RETRY_S = max(0, env_int("TURN_STORE_RETRY_S", 120))
+# How long a socket's `send` waits out Redis being away before it is refused for now
+# (`unavailable` with `retry_after`: the page sends it again by itself).
+SEND_REDIS_WAIT_S = max(0, env_int("SEND_REDIS_WAIT_S", 12))
 EXPORT_DIR = Path(env_str("EXPORT_DIR", str(BASE_DIR / "exports")))
 # Export archives hold participant data: they are deleted this many days after they were written
 # (the periodic task exports.expire_files; 0 keeps them forever).

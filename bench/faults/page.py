@@ -10,6 +10,7 @@ regenerate.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,10 @@ class Anomaly:
     turn: int
 
 
+# How often a send refused for now is sent again by the page (writing.js's MAX_SEND_RETRIES).
+MAX_SEND_RETRIES = 40
+
+
 @dataclass
 class Page:
     last_seq: int | None = None
@@ -52,6 +57,10 @@ class Page:
     pending_send: tuple[str, str] | None = None  # (client_msg_id, text) sent, not acknowledged
     unsent: str | None = None  # text left in the input box: the participant must send it again
     resend: tuple[str, str] | None = None  # sent again by the page itself after a reconnect
+    # A send refused for now (an error with retry_after): the page sends it again by itself
+    # at this time.monotonic(), with its id, as writing.js does.
+    resend_at: float | None = None
+    send_retries: int = 0
     rating_sending: bool = False
     doc_version: int = 0
     doc_sending: bool = False
@@ -91,6 +100,13 @@ class Page:
             or self.unanswered() is not None
         )
 
+    def resend_due(self, now: float) -> tuple[str, str] | None:
+        """The send the page sends again by itself now (refused for now), if any."""
+        if self.resend_at is None or now < self.resend_at or not self.got_state:
+            return None
+        self.resend_at = None
+        return self.pending_send
+
     # -- the socket -------------------------------------------------------------------------
     def connection_lost(self) -> None:
         # The page keeps a message it sent in its input box until the state after the
@@ -101,8 +117,12 @@ class Page:
         """The participant sent ``frame`` on the socket."""
         kind = frame.get("type")
         if kind == "send":
-            self.pending_send = (str(frame.get("client_msg_id", "")), str(frame.get("text", "")))
+            sending = (str(frame.get("client_msg_id", "")), str(frame.get("text", "")))
+            if sending != self.pending_send:
+                self.send_retries = 0
+            self.pending_send = sending
             self.unsent = None
+            self.resend_at = None
         elif kind == "rate":
             self.rating_sending = True
         elif kind == "doc":
@@ -156,6 +176,7 @@ class Page:
             stored = any(m.get("client_msg_id") == client_msg_id for m in f.get("messages", []))
             # Not stored yet: the page sends it again with its id (writing.js), by itself.
             self.resend = None if stored else self.pending_send
+            self.resend_at = None
             self.unsent = None
             if stored:
                 self.pending_send = None
@@ -223,8 +244,14 @@ class Page:
             return
         if code == "not_generating":
             return
-        self.refusals.append(f)
         of = f.get("of")
+        retry_after = f.get("retry_after")
+        retryable = of == "send" and self.pending_send is not None and retry_after is not None
+        if retryable and self.send_retries < MAX_SEND_RETRIES:
+            self.send_retries += 1
+            self.resend_at = time.monotonic() + min(30.0, float(retry_after or 3.0))
+            return
+        self.refusals.append(f)
         if of == "send" and self.pending_send is not None:
             self.unsent = self.pending_send[1]
             self.pending_send = None

@@ -177,6 +177,10 @@ class Participant:
         """Do the next thing the page allows, or reload a page stuck with nothing to do (a
         human's act); False when there is nothing to do now."""
         now = time.monotonic()
+        again = self.page.resend_due(now)
+        if again is not None:  # the page's own resend of a send refused for now
+            self._send({"type": "send", "text": again[1], "client_msg_id": again[0]})
+            return True
         if self._next_step(now):
             self.last_progress = now
             return True

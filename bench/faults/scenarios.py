@@ -353,7 +353,14 @@ def _what_participants_did(participants: list[Participant]) -> list[str]:
         if count:
             notes.append(f"{count} {what}")
     received = (json.loads(e.data) for e in entries if e.kind == "recv")
-    refusals = Counter(f.get("code") for f in received if f.get("type") == "error")
+    # A send refused for now (``retry_after``) is sent again by the page itself: named apart.
+    refusals = Counter(
+        f"{f.get('code')} (page resent)"
+        if f.get("of") == "send" and "retry_after" in f
+        else f.get("code")
+        for f in received
+        if f.get("type") == "error"
+    )
     if refusals:
         notes.append("refusals shown: " + ", ".join(f"{c} x{n}" for c, n in refusals.items()))
     gave_up = sum(any(e.kind == "gave_up" for e in p.log) for p in participants)

@@ -54,7 +54,9 @@
   var regenSending = false;
   var ratingDue = null;        // turn whose rating is required, or null
   var retryTurn = null;        // turn whose reply failed, or null
-  var pendingSend = null;      // {client_msg_id, text} sent but not acknowledged
+  var pendingSend = null;      // {client_msg_id, text, retries} sent but not acknowledged
+  // How often a send refused for now (an error with retry_after) is sent again by the page.
+  var MAX_SEND_RETRIES = 40;
   var ratingSending = false;
 
   var docVersion = 0;          // the server version our text is based on
@@ -526,6 +528,19 @@
         send({ type: "hello", last_seq: lastSeq, focused: document.hasFocus() });
         return;
       }
+      if (f.of === "send" && pendingSend && f.retry_after !== undefined &&
+          pendingSend.retries < MAX_SEND_RETRIES) {
+        // Refused for now (Redis away, or a reply of a stopped server still marked in flight):
+        // the page sends it again by itself, under its id, which is stored at most once.
+        var again = pendingSend;
+        again.retries += 1;
+        setTimeout(function () {
+          if (pendingSend === again && gotState) {
+            send({ type: "send", text: again.text, client_msg_id: again.client_msg_id });
+          }
+        }, Math.min(30, Number(f.retry_after) || 3) * 1000);
+        return;
+      }
       if (f.of === "send") { pendingSend = null; }
       if (f.of === "rate") { ratingSending = false; }
       if (f.of === "choose") { choosing = false; }
@@ -693,7 +708,7 @@
     var text = els.input.value;
     if (els.send.disabled || !text.trim()) { return; }
     showChatError("");
-    pendingSend = { client_msg_id: newId(), text: text };
+    pendingSend = { client_msg_id: newId(), text: text, retries: 0 };
     if (!send({ type: "send", text: text, client_msg_id: pendingSend.client_msg_id })) { pendingSend = null; }
     refresh();
   });

@@ -32,6 +32,7 @@ from studyapp.realtime.dbcalls import in_db_worker
 from studyapp.realtime.dbretry import db_retry
 from studyapp.realtime.framestore import Frame, GenerationBusy, frame_store
 from studyapp.realtime.outage import Outage, redis_unavailable
+from studyapp.realtime.redisretry import RedisAway, redis_retry
 from studyapp.writing import frames as out
 from studyapp.writing import protocol, relay
 from studyapp.writing.alternatives import relay as alternatives
@@ -56,6 +57,10 @@ from studyapp.writing.timelimits import writing_stay, writing_time_check
 log = logging.getLogger(__name__)
 # This process's sockets that could not read the store: one warning per outage for them all.
 _store_outage = Outage(log, "writing socket frames")
+# A send waits out a short Redis outage (studyapp/realtime/redisretry.py): one warning for all.
+_send_outage = Outage(log, "writing socket sends")
+# Seconds after which the page sends again, by itself, a send refused for now (protocol §5).
+SEND_RETRY_AFTER_S = 3
 
 # An alias with no entry in CHANNEL_LAYERS: channels then gives the consumer no channel layer.
 NO_CHANNEL_LAYER = "none"
@@ -199,13 +204,24 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         except (WritingRefused, RatingRefused) as exc:
             await self._refused(exc.code, exc.message, kind)
         except GenerationBusy:  # a reply began in another tab between our check and our start
-            await self._send(error_frame("busy", of=kind))
+            msg_id = frame.get("client_msg_id") if kind == "send" else None
+            await self._send(self._busy(kind, msg_id))
+        except RedisAway as exc:  # Redis stayed away past the wait: the page sends it again
+            log.warning("writing socket: %s frame not handled, Redis unavailable: %s", kind, exc)
+            await self._send(error_frame("unavailable", of=kind, retry_after=SEND_RETRY_AFTER_S))
         except UNAVAILABLE_ERRORS as exc:  # the database's outage, not a fault of ours: one line
             log.warning("writing socket: %s frame not handled, database unavailable: %r", kind, exc)
             await self._send(error_frame("unavailable", of=kind))
         except Exception:
             log.exception("writing socket: %s frame failed", kind)
             await self._send(error_frame("server_error", of=kind))
+
+    @staticmethod
+    def _busy(kind: str | None, client_msg_id: object = None) -> dict[str, Any]:
+        """``busy``; for a send with an id, with ``retry_after``: the page sends it again."""
+        if client_msg_id and isinstance(client_msg_id, str):
+            return error_frame("busy", of=kind, retry_after=SEND_RETRY_AFTER_S)
+        return error_frame("busy", of=kind)
 
     async def _refused(self, code: str, message: str, kind: str | None) -> None:
         extra = {}
@@ -280,23 +296,20 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         # at once, with the history the socket expects, while the database stores the message;
         # the reply is withdrawn if the database refuses it or stores another turn.
         view = self.view
-        call = None
         history = view.next_call(send.text, send.client_msg_id) if view is not None else None
-        if view is not None and history is not None:
-            call = generations.call_open(view.config, history, key=self.public_id)
-        timeline.mark("model_call_opened", self.public_id)
         early = None
-        if call is not None:
-            early = await relay.early_start(
-                participation_id=self.participation_id,
-                public_id=self.public_id,
-                user_text=send.text,
-                call=call,
+        if view is not None and history is not None:
+            # Redis being away for a moment (a restart) is waited out, not the page's to redo.
+            early = await redis_retry(
+                functools.partial(self._early_start, view, history, send.text),
+                outage=_send_outage,
             )
         # Otherwise check before anything is stored: a regeneration in flight has no
         # unanswered turn in the database, so message_send would store a message it cannot
         # answer.
-        elif await relay.generation_in_flight(self.public_id):
+        if early is None and await redis_retry(
+            functools.partial(relay.generation_in_flight, self.public_id), outage=_send_outage
+        ):
             await self._busy_unless_stored(send.client_msg_id)
             return
         store = functools.partial(
@@ -338,6 +351,21 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             )
         )
 
+    async def _early_start(
+        self, view: ChatView, history: list[dict[str, str]], text: str
+    ) -> relay.EarlyReply | None:
+        """Open the model call and begin the reply early; None when the call cannot open."""
+        call = generations.call_open(view.config, history, key=self.public_id)
+        timeline.mark("model_call_opened", self.public_id)
+        if call is None:
+            return None
+        return await relay.early_start(
+            participation_id=self.participation_id,
+            public_id=self.public_id,
+            user_text=text,
+            call=call,
+        )
+
     async def _busy_unless_stored(self, client_msg_id: str) -> None:
         """Answer a send that came while a reply streams: a resend of a stored message (the
         page's own, after a reconnect whose state was read before the message was stored) is
@@ -347,7 +375,11 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
             participation_id=self.participation_id, client_msg_id=client_msg_id
         )
         if not turn:
-            raise ProtocolError("busy")
+            # The reply in flight may be this very message's, begun early on a process that
+            # died before storing it: the page sends it again by itself, under its id, until
+            # that reply's marker expires and it is withdrawn (studyapp/writing/lost.py).
+            await self._send(self._busy("send", client_msg_id))
+            return
         if self.view is not None:
             self.view.stored_ids.add(client_msg_id)
         await self._send(out.ack("send", turn=turn, client_msg_id=client_msg_id, duplicate=True))

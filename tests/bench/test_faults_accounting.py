@@ -261,3 +261,22 @@ def test_hostile_frames_must_be_refused_with_a_documented_code_on_an_open_socket
 def test_marker_words_are_told_apart_and_not_found_in_ordinary_text():
     assert MARKER.findall(f"{ME} and {OTHER} and zqabcd12x") == [ME, OTHER]
     assert not MARKER.findall("Here is a short draft that you can shape further together")
+
+
+def test_the_scripted_page_resends_a_send_refused_for_now_by_itself_under_its_id():
+    from bench.faults.page import Page
+
+    page = Page()
+    page.apply({"type": "state", "messages": [], "last_seq": 0, "epoch": "e", "document": {}})
+    page.sent({"type": "send", "text": "Hello", "client_msg_id": "m1"})
+    page.apply({"type": "error", "code": "unavailable", "of": "send", "retry_after": 1})
+    assert page.unsent is None  # nothing for the participant to press
+    assert page.resend_due(now=0.0) is None  # not before retry_after
+    at = page.resend_at
+    assert at is not None
+    assert page.resend_due(now=at) == ("m1", "Hello")
+    assert page.resend_due(now=at) is None  # once per refusal
+
+    page.apply({"type": "error", "code": "busy", "of": "send"})  # no retry_after: a human's
+    assert page.unsent == "Hello"
+    assert page.pending_send is None

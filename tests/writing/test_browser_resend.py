@@ -102,3 +102,61 @@ def test_a_send_cut_before_its_ack_is_stored_once_and_answered_once(
     assert [(m.turn, m.client_msg_id) for m in users] == [(1, cut.sends[0])]
     replies = Message.objects.filter(participation=participation, role=Role.ASSISTANT)
     assert [(m.turn, m.text) for m in replies] == [(1, reply)]
+
+
+class RefuseFirstSend:
+    """Forwards every frame both ways, except the page's first ``send``: answered in the
+    server's stead with a refusal for now (``unavailable`` with ``retry_after``), as when Redis
+    stayed away past the send's wait; records every ``send``."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self.sends: list[str] = []
+
+    def __call__(self, ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            frame = json.loads(message) if isinstance(message, str) else {}
+            if frame.get("type") == "send":
+                self.sends.append(frame["client_msg_id"])
+                if len(self.sends) == 1:
+                    refusal = {"type": "error", "code": self.code, "message": "Not now.",
+                               "of": "send", "retry_after": 1}  # fmt: skip
+                    ws.send(json.dumps(refusal))
+                    return
+            server.send(message)
+
+        ws.on_message(from_page)
+        server.on_message(ws.send)
+
+
+@pytest.mark.parametrize("code", ["unavailable", "busy"])
+def test_a_send_refused_with_retry_after_is_sent_again_by_the_page(
+    live_servers, demo_version, code
+):
+    from playwright.sync_api import sync_playwright
+
+    participation = make_participation(demo_version)
+    session_key = _session_for(participation)
+    refuse = RefuseFirstSend(code)
+    with sync_playwright() as pw:
+        browser = Browser(pw, live_servers[0].url, session_key)
+        page = browser.page
+        page.route_web_socket(re.compile(r"/ws/study/"), refuse)
+        browser.open()
+        browser.send("Help me write a blog post about budget travel in Lisbon")
+        reply = browser.finished_reply(1)
+        browser.expect(page.locator(".msg.user")).to_have_count(1)
+        shown = page.locator("#chat-error").text_content()
+        errors = browser.errors
+        browser.close()
+
+    assert errors == []
+    assert not shown  # the refusal was never the participant's to see
+    assert len(refuse.sends) == 2  # once refused, once again by the page itself
+    assert len(set(refuse.sends)) == 1, refuse.sends  # under its own id
+    users = Message.objects.filter(participation=participation, role=Role.USER)
+    assert [(m.turn, m.client_msg_id) for m in users] == [(1, refuse.sends[0])]
+    replies = Message.objects.filter(participation=participation, role=Role.ASSISTANT)
+    assert [(m.turn, m.text) for m in replies] == [(1, reply)]

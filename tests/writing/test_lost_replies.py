@@ -55,6 +55,7 @@ async def _orphan(
     stored: bool = True,
     start: dict[str, Any] | None = None,
     deltas: list[dict[str, Any]] | None = None,
+    ttl_s: int = 1,
 ) -> str:
     """A reply begun by a process that then died, leaving its generation in the store; its
     marker lives one second. ``stored``: the user message of turn 1 is stored here first;
@@ -71,7 +72,7 @@ async def _orphan(
         marker["kind"] = kinds[first["type"]]
     frames = deltas or [{"type": "delta", "text": t} for t in PARTIAL]
     with monkeypatch.context() as patch:
-        patch.setattr(framestore, "GENERATION_TTL_S", 1)
+        patch.setattr(framestore, "GENERATION_TTL_S", ttl_s)
         await frame_store().begin(key, marker, {**first, "generation_id": generation_id})
         await frame_store().append(key, frames)
     return generation_id
@@ -233,4 +234,27 @@ async def test_a_dead_side_by_side_pair_fails_as_a_pair(monkeypatch):
 
     await client.send({"type": "retry"})
     assert [f["type"] for f in await client.until_type("pair_end")][:2] == ["ack", "pair_start"]
+    await client.close()
+
+
+async def test_a_resend_of_a_message_whose_early_reply_died_unstored_gets_its_reply(
+    writer, monkeypatch
+):
+    """The killed process began the message's reply early and died before storing it: the
+    survivor refuses the page's resend ``busy`` with ``retry_after`` while the dead reply's
+    marker lives, and once it expired the same resend is stored and answered."""
+    client, _ = await open_client("demo", token_for(writer))
+    await _orphan(writer, monkeypatch, stored=False, ttl_s=4)
+    send = {"type": "send", "text": "Hi there", "client_msg_id": "m1"}
+    await client.send(send)
+    refusal = (await client.until(lambda f: f.get("of") == "send"))[-1]
+    assert (refusal["type"], refusal["code"]) == ("error", "busy")
+    assert refusal["retry_after"] > 0
+    await wait_for(functools.partial(_no_marker, writer.public_id.hex), wait_s=10)
+    await client.send(send)  # the page's own resend, after retry_after
+    ack = (await client.until(lambda f: f.get("of") == "send"))[-1]
+    assert (ack["type"], ack["turn"], ack["duplicate"]) == ("ack", 1, False)
+    await client.until_type("turn_end", wait_s=15)
+    users = await db(lambda: list(Message.objects.filter(participation=writer, role=Role.USER)))
+    assert [(m.turn, m.client_msg_id) for m in users] == [(1, "m1")]
     await client.close()
