@@ -110,7 +110,7 @@ class Page:
     # -- the socket -------------------------------------------------------------------------
     def connection_lost(self) -> None:
         # The page keeps a message it sent in its input box until the state after the
-        # reconnect says whether it was stored; a rating sent stays "sending" (writing.js).
+        # reconnect says whether it was stored, and so does a rating sent (writing.js).
         self.got_state = False
 
     def sent(self, frame: Frame) -> None:
@@ -167,6 +167,8 @@ class Page:
         if generation is not None:
             self._start(int(generation.get("turn", 0)), str(generation["generation_id"]), keep)
         self.rating_due = f.get("rating_due")
+        if not self.got_state:  # a rating sent before the reconnect: stored, or due again
+            self.rating_sending = False
         self.retry_turn = f.get("retry_turn")
         self.last_seq = f.get("last_seq")
         self.epoch = f.get("epoch") or None

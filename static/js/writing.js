@@ -326,6 +326,9 @@
         startStreaming(g.turn, g.generation_id, keep);
       }
       ratingDue = f.rating_due;
+      // A rating sent on a socket that closed before its answer: this state says whether it
+      // was stored (no longer due) or not (due again, and the rating buttons are offered).
+      if (!gotState) { ratingSending = false; }
       retryTurn = f.retry_turn;
       if (retryTurn !== null) { els.turnErrorText.textContent = "The last reply was interrupted."; }
       lastSeq = f.last_seq;

@@ -160,3 +160,61 @@ def test_a_send_refused_with_retry_after_is_sent_again_by_the_page(
     assert [(m.turn, m.client_msg_id) for m in users] == [(1, refuse.sends[0])]
     replies = Message.objects.filter(participation=participation, role=Role.ASSISTANT)
     assert [(m.turn, m.text) for m in replies] == [(1, reply)]
+
+
+class CutFirstRate:
+    """Forwards every frame both ways, except that the page's first ``rate`` closes its socket
+    before the frame reaches the server (lost with the socket)."""
+
+    def __init__(self) -> None:
+        self.rates = 0
+        self.sockets = 0
+
+    def __call__(self, ws: Any) -> None:
+        server = ws.connect_to_server()
+        self.sockets += 1
+
+        def from_page(message: str | bytes) -> None:
+            frame = json.loads(message) if isinstance(message, str) else {}
+            if frame.get("type") == "rate":
+                self.rates += 1
+                if self.rates == 1:
+                    ws.close(code=4000, reason="cut")
+                    server.close()
+                    return
+            server.send(message)
+
+        ws.on_message(from_page)
+        server.on_message(ws.send)
+
+
+def test_a_rating_cut_before_its_answer_is_offered_again_after_the_reconnect(
+    live_servers, demo_version
+):
+    from playwright.sync_api import sync_playwright
+
+    demo_version.spec["writing"]["rating_every"] = 1
+    demo_version.save(update_fields=["spec"])
+    participation = make_participation(demo_version)
+    session_key = _session_for(participation)
+    cut = CutFirstRate()
+    with sync_playwright() as pw:
+        browser = Browser(pw, live_servers[0].url, session_key)
+        page, expect = browser.page, browser.expect
+        page.route_web_socket(re.compile(r"/ws/study/"), cut)
+        browser.open()
+        browser.send("Help me write a blog post about budget travel in Lisbon")
+        browser.finished_reply(1)
+        expect(page.locator("#rating")).to_be_visible()
+        page.click('#rating .rating-value[data-value="7"]')
+        # The socket closed before the rating reached the server: after the reconnect the
+        # state says it is still due, and the buttons are offered again, not left "sending".
+        expect(page.locator('#rating .rating-value[data-value="8"]')).to_be_enabled()
+        page.click('#rating .rating-value[data-value="8"]')
+        expect(page.locator("#rating")).to_be_hidden()
+        errors = browser.errors
+        browser.close()
+
+    assert errors == []
+    assert cut.sockets >= 2 and cut.rates == 2
+    assert list(participation.ratings.values_list("turn", "value")) == [(1, 8)]
