@@ -11,7 +11,7 @@ range over the rounds (the run-to-run spread), lost and duplicated frames, and p
 gain (the medians off minus on) against the larger of the two spreads.
 
     python -m bench.pieces [--rounds 3] [--minutes 10] [--streams 200] [--spread 1]
-                           [--only http1] [--json PATH]
+                           [--only http1,eagerstart] [--json PATH]
 """
 
 from __future__ import annotations
@@ -50,6 +50,24 @@ PIECES = [
         ("collab_models/http1.py", "collab_models/transport.py"),
         {"COLLAB_MODELS_FAST_HTTP": "0"},
         "httpx",
+    ),
+    Piece(
+        "scriptpipe",
+        ("studyapp/realtime/scriptpipe.py",),
+        {"RELAY_SCRIPT_CLIENT": "redis-py"},
+        "redis-py asyncio",
+    ),
+    Piece(
+        "eagerstart",
+        ("studyapp/realtime/eagerstart.py",),
+        {"RELAY_EAGER_START": "0"},
+        "asyncio.create_task",
+    ),
+    Piece(
+        "worker pipe",
+        ("studyapp/realtime/dbprocesses.py", "studyapp/realtime/dbworker.py"),
+        {"WRITING_DB_PIPE": "0"},
+        "ProcessPoolExecutor",
     ),
 ]
 ALL_ON = "all on"

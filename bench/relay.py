@@ -408,8 +408,8 @@ def cpu_by_role(app_pid: int, model_pid: int) -> dict[str, float]:
             role = "bench"
         elif pid == model_pid:
             role = "model server"
-        elif b"multiprocessing.spawn" in command:
-            # Children of uvicorn (or its workers): its ProcessPoolExecutor's.
+        elif b"studyapp.realtime.dbworker" in command or b"multiprocessing.spawn" in command:
+            # Children of uvicorn (or its workers): the pipe's or ProcessPoolExecutor's.
             role = "database workers"
         elif pid in app:
             role = "uvicorn"

@@ -126,6 +126,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
 # thread.
 WRITING_DB_PROCESSES = max(0, env_int("WRITING_DB_PROCESSES", 1))
 WRITING_DB_THREADS = max(1, env_int("WRITING_DB_THREADS", 2))
+# The hand-written pieces of the real-time path, each kept only for a gain measured side by side
+# with the library it replaces (bench/README.md, Hand-written pieces); off, the library runs.
+# Worker processes reached over a pipe of their own, or concurrent.futures.ProcessPoolExecutor.
+WRITING_DB_PIPE = env_bool("WRITING_DB_PIPE", default=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")
@@ -314,6 +318,15 @@ RELAY_FLUSH_MS = max(1, env_int("RELAY_FLUSH_MS", 100))
 # The model calls' HTTP/1.1 client of collab_models/http1.py, or httpx (collab_models reads the
 # same variable itself when Django is not set up).
 COLLAB_MODELS_FAST_HTTP = env_bool("COLLAB_MODELS_FAST_HTTP", default=True)
+# A socket's next frames sent in the generation's own turn of the event loop
+# (studyapp/realtime/eagerstart.py), or in a task of their own (asyncio.create_task).
+RELAY_EAGER_START = env_bool("RELAY_EAGER_START", default=True)
+# The relay's Redis scripts run on its own lean connection ("pipe") or through redis-py.
+RELAY_SCRIPT_CLIENT = env_str("RELAY_SCRIPT_CLIENT", "pipe")
+if RELAY_SCRIPT_CLIENT not in ("pipe", "redis-py"):
+    raise ImproperlyConfigured(
+        f"RELAY_SCRIPT_CLIENT must be pipe or redis-py, not {RELAY_SCRIPT_CLIENT!r}"
+    )
 # A relay script call Redis has not answered in this many seconds fails, and its connection is
 # opened again.
 REDIS_CALL_TIMEOUT_S = max(1, env_int("REDIS_CALL_TIMEOUT_S", 5))

@@ -7,7 +7,7 @@ How a frame travels:
    Beginning it marks it in flight in the frame store and returns its lease
    (:class:`.framebus.Lease`): the one writer of its frames and of its end. A lease whose
    generation was claimed as lost, or replaced by a newer one, is refused.
-2. The frame store (:mod:`.framestore`, Redis scripts through redis-py) numbers every
+2. The frame store (:mod:`.framestore`, Redis scripts over :mod:`.scriptpipe`) numbers every
    frame of a participation, a lease's and anyone else's, with one counter, and keeps them:
    it is the replay buffer. The script that stores a batch also publishes it; a frame reaches
    a socket only once it is stored.
@@ -20,11 +20,11 @@ How a frame travels:
 6. A generation whose process died is claimed by one process, which ends it in the store
    (``framebus.end_lost``; the writing app's sweep, studyapp/writing/lost.py).
 
-The database calls of the chat run off the event loop (:mod:`.dbcalls`: a
-``ProcessPoolExecutor`` of :mod:`.dbworker` processes, or threads), are retried while the
-database is away (:mod:`.dbretry`). Redis being away (a restart) is an expected condition:
-each component that meets it says so in one warning per outage (:mod:`.outage`), not a
-traceback per call. The ASGI lifespan (:mod:`.lifespan`) starts and stops that machinery.
+The database calls of the chat run off the event loop (:mod:`.dbcalls`: worker processes of
+:mod:`.dbprocesses`/:mod:`.dbworker`, or threads), are retried while the database is away
+(:mod:`.dbretry`). Redis being away (a restart) is an expected condition: each component that
+meets it says so in one warning per outage (:mod:`.outage`), not a traceback per call. The
+ASGI lifespan (:mod:`.lifespan`) starts and stops that machinery.
 
 The face the study apps call:
 
@@ -39,6 +39,7 @@ The face the study apps call:
 - ``framebus.watch(key, sink)`` / ``unwatch(key, sink)`` and
   ``framestore.frame_store().snapshot(key)`` / ``frames_after(key, seq)``: resume a socket.
 - ``dbcalls.in_db_worker(fn)`` and ``dbretry.db_retry(...)``: a database call off the loop.
+- ``eagerstart.start_now(coroutine, name)``: start a reply before the socket's handler returns.
 - ``lifespan.on_startup(hook)`` / ``on_shutdown(hook)``: an app's work for the server's life.
 
 This package imports none of the study apps (tests/test_import_layers.py). Its modules are not

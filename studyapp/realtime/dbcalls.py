@@ -4,14 +4,13 @@ The event loop relays every reply of the process, so the database work must not 
 it needs. Where a call runs:
 
 - PostgreSQL with ``WRITING_DB_PROCESSES`` > 0 (the default): in that many worker processes of
-  this ASGI process, a ``concurrent.futures.ProcessPoolExecutor`` (studyapp/realtime/dbworker.py)
-  started with the server (studyapp/realtime/lifespan.py) or on first use. The loop only
-  pickles the call and unpickles its answer. A thread running the services' Python would take
-  the GIL from the loop whenever the loop waited, for up to a switch interval (5 ms) each time:
-  at 200 simultaneous messages that delayed the first tokens by tens to hundreds of ms
-  (bench/README.md, Relay). The call and its answer are pickled by this module and the worker,
-  so one that does not cross fails alone (:class:`DatabaseCallNotSent`, a ``RuntimeError``
-  naming it) and every caller gets its own call's answer.
+  this ASGI process (studyapp/realtime/dbprocesses.py), started with the server
+  (studyapp/realtime/lifespan.py) or on first use. The loop only pickles the call and its result. A
+  thread running the services' Python would take the GIL from the loop whenever the loop
+  waited, for up to a switch interval (5 ms) each time: at 200 simultaneous messages that
+  delayed the first tokens by tens to hundreds of ms (bench/README.md, Relay).
+  With ``WRITING_DB_PIPE`` off, the processes are a ``concurrent.futures.ProcessPoolExecutor``
+  instead: its feeder and result threads take the GIL from the loop at every call.
 - PostgreSQL with ``WRITING_DB_PROCESSES = 0``: ``WRITING_DB_THREADS`` threads (the tests'
   setting: their database and settings overrides live in the test process).
 - SQLite (``make run``): Django's one thread-sensitive thread, since SQLite has one writer and
@@ -28,7 +27,6 @@ import asyncio
 import functools
 import multiprocessing
 import os
-import pickle
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -38,16 +36,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from studyapp.realtime import dbworker
-
-
-class DatabaseWorkerLost(RuntimeError):
-    """The worker process died (or was stopped) before it answered; the call may have run."""
-
-
-class DatabaseCallNotSent(RuntimeError):
-    """The call (its function or arguments) does not pickle: it was not sent and did not run."""
-
+from studyapp.realtime import dbprocesses, dbworker
 
 _lock = threading.Lock()
 _threads: ThreadPoolExecutor | None = None
@@ -83,7 +72,10 @@ def in_db_worker(fn: Callable[..., Any]) -> Callable[..., Any]:
         return on_thread
 
     async def run(*args: Any, **kwargs: Any) -> Any:
-        return await _pool_call(functools.partial(fn, *args, **kwargs))
+        call = functools.partial(fn, *args, **kwargs)
+        if not settings.WRITING_DB_PIPE:
+            return await _pool_call(call)
+        return await dbprocesses.call(call, worker_processes())
 
     return run
 
@@ -104,42 +96,30 @@ def _process_pool() -> ProcessPoolExecutor:
 
 async def _pool_call(call: Callable[[], Any]) -> Any:
     global _processes
-    try:
-        payload = pickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:  # a lambda, a local class, nesting past the recursion limit
-        raise DatabaseCallNotSent(f"the database call could not be sent: {exc!r}") from exc
     pool = _process_pool()
     try:
-        answer = await asyncio.get_running_loop().run_in_executor(pool, dbworker.answer, payload)
+        return await asyncio.get_running_loop().run_in_executor(pool, dbworker.call, call)
     except BrokenProcessPool as exc:
         with _lock:
             if _processes is pool:
                 _processes = None
         pool.shutdown(wait=False)
-        raise DatabaseWorkerLost(str(exc)) from exc
-    try:
-        status, value, *trace = pickle.loads(answer)  # noqa: S301 (our own child)
-    except Exception as exc:  # e.g. an exception class that cannot be rebuilt from its args
-        raise RuntimeError(f"the database call's answer could not be read: {exc!r}") from exc
-    if status == "ok":
-        return value
-    value.add_note(f"In the database worker process:\n{trace[0]}")
-    raise value
+        raise dbprocesses.DatabaseWorkerLost(str(exc)) from exc
 
 
 def warm_up() -> None:
     """Start the worker processes now, so the first participant does not wait for them."""
-    if worker_processes() > 0:
-        # One call per worker: the pool starts a process for each call that finds none idle.
-        pool = _process_pool()
-        for started in [pool.submit(dbworker.pid) for _ in range(worker_processes())]:
-            started.result()
+    if worker_processes() > 0 and not settings.WRITING_DB_PIPE:
+        _process_pool().submit(dbworker.pid).result()
+    elif worker_processes() > 0:
+        dbprocesses.start(worker_processes())
 
 
 def shutdown() -> None:
     """Stop this process's worker processes (server shutdown, tests) once they have answered
     the calls they have; a later call starts new ones."""
     global _processes
+    dbprocesses.stop(wait=True)
     with _lock:
         pool, _processes = _processes, None
     if pool is not None:

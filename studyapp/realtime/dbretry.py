@@ -20,7 +20,7 @@ from django import db
 from django.conf import settings
 
 from studyapp.realtime import framestore
-from studyapp.realtime.dbcalls import DatabaseWorkerLost
+from studyapp.realtime.dbprocesses import DatabaseWorkerLost
 
 log = logging.getLogger(__name__)
 

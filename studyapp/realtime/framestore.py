@@ -43,6 +43,8 @@ from typing import Any, Protocol
 import redis.asyncio as redis
 from django.conf import settings
 
+from studyapp.realtime.scriptpipe import RedisPyScripts, ScriptPipe
+
 Frame = dict[str, Any]
 Ready = Callable[[], Awaitable[None]]
 Receiver = Callable[[str, list[Frame]], None]
@@ -56,10 +58,6 @@ FRAMES_TTL_S = 2 * 3600
 # socket of the participation send its page a fresh state.
 SEQ_TTL_S = 3 * 24 * 3600
 REDIS_POOL_SIZE = 64  # connections per event loop
-# The relay scripts' own connections per event loop: more than the replies one process streams
-# at once (a reply has one script call out at a time), so a burst never waits for one.
-SCRIPT_POOL_SIZE = 256
-SCRIPT_CLIENT_NAME = "collabstudy-relay-scripts"  # as CLIENT LIST shows it
 # How long one process holds the claim to resolve a lost generation (record it, end it): past
 # this, a process that died while resolving it is replaced by the next one that notices.
 LOST_CLAIM_S = 600
@@ -500,38 +498,10 @@ return last .. ' ' .. epoch
 """
 
 
-class RelayScripts:
-    """The relay's hot script calls, every frame of every reply one, on a pool of their own.
-
-    The pool blocks: a call waits for a free connection instead of failing with "No connection
-    available". Waiting for a connection, connecting and each read are bounded by
-    ``timeout_s``, so a stalled Redis fails a call instead of hanging it (redis-py drops the
-    connection that timed out).
-    """
-
-    def __init__(self, url: str, scripts: dict[str, str], *, timeout_s: float) -> None:
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=SCRIPT_POOL_SIZE,
-            timeout=timeout_s,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            client_name=SCRIPT_CLIENT_NAME,
-            driver_info=None,
-        )
-        self.client = redis.Redis(connection_pool=pool)
-        self.scripts = {name: self.client.register_script(body) for name, body in scripts.items()}
-
-    def call(self, name: str, keys: list[Any], args: list[Any]) -> Awaitable[Any]:
-        """Run script ``name`` (``EVALSHA``, loading it again if Redis forgot it)."""
-        reply: Awaitable[Any] = self.scripts[name](keys=keys, args=args)
-        return reply
-
-
 class _Client(redis.Redis):
-    """A redis-py client that also carries the relay's hot scripts on their own pool."""
+    """A redis-py client that also carries the relay's scripts on their own connection."""
 
-    relay_scripts: RelayScripts
+    relay_scripts: ScriptPipe | RedisPyScripts
 
 
 class RedisFrameStore:
@@ -568,7 +538,10 @@ class RedisFrameStore:
                 driver_info=None,
             )
             client = _Client(connection_pool=pool)
-            client.relay_scripts = RelayScripts(
+            # The scripts, some 4,000 calls a second at 200 streams, on a lean connection of
+            # their own (studyapp/realtime/scriptpipe.py), or on redis-py's by setting.
+            kind = RedisPyScripts if settings.RELAY_SCRIPT_CLIENT == "redis-py" else ScriptPipe
+            client.relay_scripts = kind(
                 self._url,
                 {
                     name: self._helpers() + body

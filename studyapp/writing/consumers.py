@@ -13,7 +13,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -30,6 +30,7 @@ from studyapp.participants.models import EventKind
 from studyapp.realtime import framebus, generations, timeline
 from studyapp.realtime.dbcalls import in_db_worker
 from studyapp.realtime.dbretry import db_retry
+from studyapp.realtime.eagerstart import start_now
 from studyapp.realtime.framestore import Frame, GenerationBusy, frame_store
 from studyapp.realtime.outage import Outage, redis_unavailable
 from studyapp.realtime.redisretry import RedisAway, redis_retry
@@ -94,14 +95,12 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     activity_pending: asyncio.Task[None] | None = None
     # The latest saved document version, and its announcement to the other tabs.
     doc_version_due: int | None = None
-    doc_publish: asyncio.Task[None] | None = None
+    doc_publish: asyncio.Future[None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.inbox: asyncio.Queue[list[Frame] | None] = asyncio.Queue()
         self.delivering = asyncio.Lock()
-        # Strong references: the event loop keeps only weak ones to running tasks.
-        self.spawned: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -424,7 +423,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         if saved.changed:  # the other tabs load the new version unless they hold edits
             self.doc_version_due = saved.version
             if self.doc_publish is None or self.doc_publish.done():
-                self.doc_publish = self._spawn(self._doc_version_publish(), "doc-version")
+                self.doc_publish = start_now(self._doc_version_publish(), "doc-version")
 
     async def _doc_version_publish(self) -> None:
         """Announce the latest saved version; saves made while it is published are announced
@@ -479,23 +478,17 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     # -- frames from the relay ----------------------------------------------------------------
     def _frames_in(self, frames: list[Frame] | None) -> None:
         if self._sendable_now(frames):
-            self._spawn(self._frames_out(frames), "writing-frames")
+            start_now(self._frames_out(frames), "writing-frames")
             return
         self.inbox.put_nowait(frames)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coroutine, name=name)
-        self.spawned.add(task)
-        task.add_done_callback(self.spawned.discard)
-        return task
-
     def _sendable_now(self, frames: list[Frame] | None) -> bool:
-        """Whether ``frames`` can be sent by a task of their own instead of waiting for the
-        pump: they are the reply's next text, and nothing is queued or being sent before them
-        (tasks start in the order they were created, so these keep their order). Other frames
-        keep their place behind what a handler sends in its own turn (an ack before the
-        ``turn_start`` of the reply it started), and a gap is filled by the pump, from the
-        store."""
+        """Whether ``frames`` can be sent in the bus's own turn of the event loop (the
+        generation's) instead of the pump's next one, a turn of a loop that may be busy for
+        tens of ms: they are the reply's next text, and nothing is queued or being sent before
+        them. Other frames keep their place behind what a handler sends in its own turn (an
+        ack before the ``turn_start`` of the reply it started), and a gap is filled by the
+        pump, from the store."""
         if not frames or self.frame_pump is None or self.sent_seq is None:
             return False
         if not self.inbox.empty() or self.delivering.locked():

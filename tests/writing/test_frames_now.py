@@ -1,5 +1,5 @@
-"""Which frames a writing socket sends at once, in a task of their own, and which wait for its
-frame pump (studyapp/writing/consumers.py)."""
+"""Which frames a writing socket sends in the bus's own turn of the event loop, and which wait
+for its frame pump (studyapp/writing/consumers.py)."""
 
 from __future__ import annotations
 

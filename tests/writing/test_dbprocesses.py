@@ -1,17 +1,18 @@
-"""The database worker processes (studyapp/realtime/dbcalls.py): a call or answer that cannot
-cross between processes fails alone, and no answer ever reaches a caller it does not belong to."""
+"""The database worker pipe (studyapp/realtime/dbprocesses.py): a call that cannot cross fails
+alone, and no answer ever reaches a caller it does not belong to."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from studyapp.realtime import dbcalls, dbworker
-from studyapp.realtime.dbcalls import DatabaseCallNotSent
+from studyapp.realtime import dbcalls, dbprocesses, dbworker
+from studyapp.realtime.dbprocesses import DatabaseCallNotSent, DatabaseWorkerLost
 from studyapp.writing.models import Message, Role
 from tests.writing.conftest import LiveServer, db, make_participation
 from tests.writing.test_live_relay import LiveClient
@@ -76,7 +77,7 @@ async def test_a_call_that_does_not_pickle_fails_alone_and_later_calls_get_their
     with pytest.raises(DatabaseCallNotSent, match="could not be sent"):
         await asyncio.wait_for(dbcalls.in_db_worker(len)(argument), 10)
     assert await _echoes(8) == list(range(1, 9))
-    assert await dbcalls.in_db_worker(dbworker.pid)() == worker  # the pool was not broken
+    assert dbprocesses.pids() == [worker]  # the same worker: nothing was out of step
 
 
 @pytest.mark.usefixtures("worker_processes")
@@ -117,6 +118,22 @@ async def test_a_result_too_deep_to_pickle_is_answered_to_its_own_call():
     assert answers[1:] == [1, 2, 3, 4]
 
 
+@pytest.mark.usefixtures("worker_processes")
+async def test_an_answer_to_another_call_fails_the_waiting_calls_and_replaces_the_worker():
+    first = await dbcalls.in_db_worker(dbworker.pid)()
+    slow = asyncio.ensure_future(dbcalls.in_db_worker(functools.partial(time.sleep, 1))())
+    await asyncio.sleep(0.2)
+    (worker,) = dbprocesses._workers
+    (waiting_id, _), *_ = worker.answers.waiting
+    # An answer arrives bearing another call's id (a channel out of step).
+    worker.answers.data_received(dbworker.frame(("ok", "someone else's"), waiting_id + 1))
+    with pytest.raises(DatabaseWorkerLost, match="out of step"):
+        await asyncio.wait_for(slow, 5)
+    fresh = await dbcalls.in_db_worker(dbworker.pid)()
+    assert fresh != first
+    assert await _echoes(8) == list(range(1, 9))
+
+
 # -- through a live server --------------------------------------------------------------------
 def _conversation(participation, n: int) -> list[str]:
     texts = []
@@ -133,7 +150,7 @@ def _conversation(participation, n: int) -> list[str]:
 
 @pytest.fixture
 def uvicorn_server(monkeypatch) -> Iterator[LiveServer]:
-    monkeypatch.setenv("WRITING_DB_PROCESSES", "1")  # worker processes, not threads
+    monkeypatch.setenv("WRITING_DB_PROCESSES", "1")  # the pipe, not threads
     server = LiveServer(tokens_per_second=25)
     try:
         server.wait_ready()
