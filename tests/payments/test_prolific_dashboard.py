@@ -2,7 +2,6 @@
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from studyapp.participants.models import Status
@@ -12,24 +11,8 @@ from studyapp.payments.tasks import prolific_import_task
 from studyapp.studies.services import study_load
 from tests.conftest import REFERENCE_STUDY
 from tests.exports.builders import participation_make
-from tests.payments.prolific_fake import TOKEN, FakeProlific
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def fake(settings):
-    with FakeProlific().running() as server:
-        settings.PROLIFIC_API_TOKEN = TOKEN
-        settings.PROLIFIC_API_URL = server.url
-        yield server
-
-
-@pytest.fixture
-def staff(client):
-    user = get_user_model().objects.create_user("researcher", password="pw", is_staff=True)
-    client.force_login(user)
-    return client
 
 
 def test_buttons_import_review_and_pay(staff, fake):

@@ -2,7 +2,6 @@
 neither repeats a finished run nor pays twice."""
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from studyapp.payments.models import BonusBatch, PayState, ProlificRun, ProlificStudy, RunState
 from studyapp.payments.services import bonus_grant
@@ -10,24 +9,8 @@ from studyapp.payments.tasks import prolific_run_task
 from studyapp.studies.services import study_load
 from tests.conftest import REFERENCE_STUDY
 from tests.exports.builders import participation_make
-from tests.payments.prolific_fake import TOKEN, FakeProlific
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def fake(settings):
-    with FakeProlific().running() as server:
-        settings.PROLIFIC_API_TOKEN = TOKEN
-        settings.PROLIFIC_API_URL = server.url
-        yield server
-
-
-@pytest.fixture
-def staff(client):
-    user = get_user_model().objects.create_user("researcher", password="pw", is_staff=True)
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

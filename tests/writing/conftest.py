@@ -302,3 +302,17 @@ async def fake_vllm(clean_transport) -> AsyncIterator[Any]:
     async with FakeVLLM(tps=0) as fake:
         yield fake
         await generations.generations_wait(20)  # nothing may still be reading from it
+
+
+@pytest.fixture
+def private_redis(tmp_path, monkeypatch):
+    """A Redis server of the test's own, which it may stop and restart, as the frame store."""
+    from studyapp.realtime import framestore
+    from studyapp.realtime.framestore import RedisFrameStore
+    from tests.writing.private_redis import PrivateRedis
+
+    server = PrivateRedis(tmp_path)
+    server.start()
+    monkeypatch.setattr(framestore, "_store", RedisFrameStore(server.url))
+    yield server
+    server.stop()

@@ -13,20 +13,10 @@ import uuid
 
 import pytest
 
-from studyapp.realtime import framebus, framestore
+from studyapp.realtime import framebus
 from studyapp.realtime.framestore import Frame, RedisFrameStore
-from tests.writing.private_redis import PrivateRedis
 
 pytestmark = pytest.mark.usefixtures("drain_generations")
-
-
-@pytest.fixture
-def private_redis(tmp_path, monkeypatch):
-    server = PrivateRedis(tmp_path)
-    server.start()
-    monkeypatch.setattr(framestore, "_store", RedisFrameStore(server.url))
-    yield server
-    server.stop()
 
 
 async def _until(got: list[list[Frame] | None], predicate, limit_s: float = 5.0) -> None:

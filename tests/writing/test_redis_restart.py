@@ -13,25 +13,15 @@ from typing import Any
 
 import pytest
 
-from studyapp.realtime import framebus, framestore, generations
+from studyapp.realtime import framebus, generations
 from studyapp.realtime.framestore import RedisFrameStore
 from studyapp.writing.models import Message, Role
 from tests.writing.conftest import Client, db, open_client, token_for
-from tests.writing.private_redis import PrivateRedis
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("drain_generations"),
 ]
-
-
-@pytest.fixture
-def private_redis(tmp_path, monkeypatch):
-    server = PrivateRedis(tmp_path)
-    server.start()
-    monkeypatch.setattr(framestore, "_store", RedisFrameStore(server.url))
-    yield server
-    server.stop()
 
 
 class Page:

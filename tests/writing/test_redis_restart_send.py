@@ -12,8 +12,6 @@ import logging
 
 import pytest
 
-from studyapp.realtime import framestore
-from studyapp.realtime.framestore import RedisFrameStore
 from studyapp.writing.models import Message, Role
 from tests.writing.conftest import db, open_client, token_for
 from tests.writing.private_redis import PrivateRedis
@@ -22,15 +20,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("drain_generations"),
 ]
-
-
-@pytest.fixture
-def private_redis(tmp_path, monkeypatch):
-    server = PrivateRedis(tmp_path)
-    server.start()
-    monkeypatch.setattr(framestore, "_store", RedisFrameStore(server.url))
-    yield server
-    server.stop()
 
 
 def _shutdown(server: PrivateRedis) -> None:
