@@ -11,7 +11,7 @@ range over the rounds (the run-to-run spread), lost and duplicated frames, and p
 gain (the medians off minus on) against the larger of the two spreads.
 
     python -m bench.pieces [--rounds 3] [--minutes 10] [--streams 200] [--spread 1]
-                           [--only http1,eagerstart] [--json PATH]
+                           [--only http1,fastsql] [--json PATH]
 """
 
 from __future__ import annotations
@@ -50,6 +50,12 @@ PIECES = [
         ("collab_models/http1.py", "collab_models/transport.py"),
         {"COLLAB_MODELS_FAST_HTTP": "0"},
         "httpx",
+    ),
+    Piece(
+        "fastsql",
+        ("studyapp/realtime/fastsql.py", "studyapp/writing/rows.py"),
+        {"WRITING_FAST_SQL": "0"},
+        "the ORM",
     ),
     Piece(
         "scriptpipe",

@@ -115,10 +115,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
     "DB_PREPARED_STATEMENTS", default=True
 ):
-    # psycopg prepares a statement once it has run this often on a connection. Django binds
-    # parameters on the client, so few of its queries repeat as text. Set
-    # DB_PREPARED_STATEMENTS=0 behind a pooler that cannot keep prepared statements (PgBouncer
-    # in transaction mode before 1.21).
+    # The statements every chat message runs are prepared once per connection
+    # (studyapp/realtime/fastsql.py). The threshold is for everything else: Django binds
+    # parameters on the client, so its queries rarely repeat as text and are in effect never
+    # prepared. Set DB_PREPARED_STATEMENTS=0 behind a pooler that cannot keep prepared
+    # statements (PgBouncer in transaction mode before 1.21).
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 100
 # Where each ASGI process runs the chat's database calls (studyapp/realtime/dbcalls.py), on
 # PostgreSQL: in this many worker processes of its own, or, with 0, in WRITING_DB_THREADS
@@ -130,6 +131,8 @@ WRITING_DB_THREADS = max(1, env_int("WRITING_DB_THREADS", 2))
 # with the library it replaces (bench/README.md, Hand-written pieces); off, the library runs.
 # Worker processes reached over a pipe of their own, or concurrent.futures.ProcessPoolExecutor.
 WRITING_DB_PIPE = env_bool("WRITING_DB_PIPE", default=True)
+# The send path's statements built once and prepared (studyapp/realtime/fastsql.py), or the ORM.
+WRITING_FAST_SQL = env_bool("WRITING_FAST_SQL", default=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")

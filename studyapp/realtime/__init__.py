@@ -22,9 +22,10 @@ How a frame travels:
 
 The database calls of the chat run off the event loop (:mod:`.dbcalls`: worker processes of
 :mod:`.dbprocesses`/:mod:`.dbworker`, or threads), are retried while the database is away
-(:mod:`.dbretry`). Redis being away (a restart) is an expected condition: each component that
-meets it says so in one warning per outage (:mod:`.outage`), not a traceback per call. The
-ASGI lifespan (:mod:`.lifespan`) starts and stops that machinery.
+(:mod:`.dbretry`), and the hottest statements skip the ORM's per-query work (:mod:`.fastsql`).
+Redis being away (a restart) is an expected condition: each component that meets it says so in
+one warning per outage (:mod:`.outage`), not a traceback per call. The ASGI lifespan
+(:mod:`.lifespan`) starts and stops that machinery.
 
 The face the study apps call:
 

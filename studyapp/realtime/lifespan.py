@@ -65,6 +65,7 @@ def paths() -> str:
     """Which side of each hand-written piece's switch this process runs (studyapp/settings.py)."""
     chosen = {
         "model HTTP": "http1" if settings.COLLAB_MODELS_FAST_HTTP else "httpx",
+        "send SQL": "fastsql" if settings.WRITING_FAST_SQL else "orm",
         "Redis scripts": settings.RELAY_SCRIPT_CLIENT,
         "frames out": "eager" if settings.RELAY_EAGER_START else "create_task",
         "database calls": "pipe" if settings.WRITING_DB_PIPE else "ProcessPoolExecutor",

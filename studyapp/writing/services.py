@@ -23,6 +23,7 @@ from studyapp.participants.locks import NOT_WRITING, participation_writing_locke
 from studyapp.participants.models import EventKind, Participation, ParticipationEvent, Status
 from studyapp.participants.pseudonyms import participation_pseudonym
 from studyapp.participants.services import participation_end_technical
+from studyapp.realtime import fastsql
 from studyapp.refusals import Refused
 from studyapp.sidebyside.selectors import (
     Candidate,
@@ -32,6 +33,7 @@ from studyapp.sidebyside.selectors import (
 )
 from studyapp.studies.spec import rating_turns
 from studyapp.writing import rows
+from studyapp.writing.errorkinds import error_kind
 from studyapp.writing.models import DocumentVersion, EditBatch, Message, Role
 from studyapp.writing.rows import MessageRow, WritingRow
 from studyapp.writing.selectors import latest_document, model_history, pending_turn
@@ -136,7 +138,7 @@ def locked_for_writing(participation_id: int) -> Participation:
 
 
 def _writing_locked(participation_id: int) -> WritingRow:
-    """:func:`locked_for_writing` for the send path, as a plain row (studyapp/writing/rows.py)."""
+    """:func:`locked_for_writing` for the send path, in plain SQL (studyapp/writing/rows.py)."""
     writing = rows.writing_locked(participation_id)
     if writing.status != Status.WRITING or writing.condition_id is None:
         raise WritingRefused("not_writing", NOT_WRITING)
@@ -199,7 +201,7 @@ def message_send(*, participation_id: int, text: str, client_msg_id: str) -> Tur
             text=text,
             client_msg_id=client_msg_id,
         )
-        message.save(force_insert=True)
+        fastsql.insert(message)
         return _plan(writing, turn, text, [*messages, message])
 
 
@@ -264,6 +266,8 @@ def turn_record(
         seed=seed,
         # A reply that succeeded with a complaint (e.g. repaired JSON) is a warning, not an error.
         error=(problem or "model error") if failed else "",
+        # Message.save derives it; fastsql.insert runs no save.
+        error_kind=error_kind(problem or "model error") if failed else "",
         warning="" if failed else problem,
         **fields,
     )
@@ -288,9 +292,9 @@ def _reply_save(message: Message, *, savepoint: bool) -> Message:
     try:
         if savepoint:
             with transaction.atomic():
-                message.save(force_insert=True)
+                fastsql.insert(message)
         else:
-            message.save(force_insert=True)
+            fastsql.insert(message)
     except IntegrityError:
         stored = Message.objects.filter(generation_id=message.generation_id).first()
         if stored is not None:
@@ -298,7 +302,7 @@ def _reply_save(message: Message, *, savepoint: bool) -> Message:
         message.pk = None
         message.is_active = False
         message.warning = (message.warning + " superseded: turn already answered").strip()
-        message.save(force_insert=True)
+        fastsql.insert(message)
     return message
 
 

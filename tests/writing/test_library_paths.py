@@ -23,6 +23,7 @@ pytestmark = [
 # The switch, and what the server says it runs with it (studyapp/realtime/lifespan.py).
 OFF = {
     "http1": ({"COLLAB_MODELS_FAST_HTTP": "0"}, "model HTTP httpx"),
+    "fastsql": ({"WRITING_FAST_SQL": "0"}, "send SQL orm"),
     "scriptpipe": ({"RELAY_SCRIPT_CLIENT": "redis-py"}, "Redis scripts redis-py"),
     "eagerstart": ({"RELAY_EAGER_START": "0"}, "frames out create_task"),
     "worker pipe": ({"WRITING_DB_PIPE": "0"}, "database calls ProcessPoolExecutor"),

@@ -1,4 +1,4 @@
-"""The send path's reads as plain rows (studyapp/writing/rows.py)."""
+"""The send path's plain SQL (studyapp/writing/rows.py) against what the ORM would do."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import subprocess
 import sys
 
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
+from django.forms.models import model_to_dict
 
 from studyapp.participants.models import Participation, ParticipationEvent
+from studyapp.realtime import fastsql
 from studyapp.studies.models import StudyVersion
 from studyapp.writing import rows
 from studyapp.writing.models import Message, Role
@@ -17,6 +19,51 @@ from studyapp.writing.services import message_send
 from tests.writing.conftest import make_participation
 
 pytestmark = pytest.mark.django_db
+
+
+def _stored(message: Message) -> dict:
+    row = model_to_dict(Message.objects.get(pk=message.pk))
+    return {k: v for k, v in row.items() if k not in ("id", "generation_id")}
+
+
+def test_insert_stores_what_save_stores(demo_version):
+    participation = make_participation(demo_version)
+    fields = {
+        "participation_id": participation.pk,
+        "turn": 1,
+        "role": Role.ASSISTANT,
+        "text": "Three short words",
+        "sampling": {"temperature": 0.7, "top_p": 0.9},
+        "prompt_tokens": 12,
+        "ttft_ms": 3.5,
+        "finish_reason": "stop",
+    }
+    saved = Message(**fields)
+    saved.save()
+    inserted = Message(**{**fields, "turn": 2})
+    fastsql.insert(inserted)
+
+    assert inserted.pk is not None
+    assert not inserted._state.adding
+    assert _stored(inserted) == {**_stored(saved), "turn": 2}
+    stored = Message.objects.get(pk=inserted.pk)
+    assert stored.sampling == {"temperature": 0.7, "top_p": 0.9}  # JSON, not a string
+    assert stored.word_count == 3  # the database's generated column
+    assert stored.created_at is not None
+    assert stored.generation_id == inserted.generation_id  # the model's default, kept
+
+
+def test_insert_of_a_row_the_constraints_refuse_raises_integrity_error(demo_version):
+    participation = make_participation(demo_version)
+    first = Message(participation_id=participation.pk, turn=1, role=Role.USER, text="hi")
+    fastsql.insert(first)
+    copy = Message(
+        participation_id=participation.pk, turn=1, role=Role.USER, text="hi",
+        generation_id=first.generation_id,
+    )  # fmt: skip
+    with pytest.raises(IntegrityError), transaction.atomic():
+        fastsql.insert(copy)
+    assert Message.objects.filter(participation=participation).count() == 1
 
 
 def test_writing_locked_reads_the_spec_and_the_arm(demo_version):
@@ -70,6 +117,23 @@ def _prepared() -> dict[tuple[str, str], int]:
             "SELECT name, statement, generic_plans + custom_plans FROM pg_prepared_statements"
         )
         return {(name, text): runs for name, text, runs in cursor.fetchall()}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_send_paths_statements_are_prepared_once_per_connection(demo_version):
+    first, second = make_participation(demo_version), make_participation(demo_version)
+    message_send(participation_id=first.pk, text="Hello", client_msg_id="a")
+    once = _prepared()  # earlier tests on this connection may have prepared some already
+    message_send(participation_id=second.pk, text="Hello", client_msg_id="b")
+    twice = _prepared()
+    ran = [text for (name, text) in once if twice[name, text] == once[name, text] + 1]
+    # The row lock, the active messages and the INSERT ran prepared, with server-side
+    # parameters, and the second message prepared nothing more.
+    assert len(ran) == 3
+    assert any("FOR UPDATE" in s for s in ran)
+    assert any(s.startswith('INSERT INTO "writing_message"') for s in ran)
+    assert all("$1" in statement for statement in ran)
+    assert set(twice) == set(once)
 
 
 @pytest.mark.django_db(transaction=True)
