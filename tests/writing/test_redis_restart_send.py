@@ -1,6 +1,7 @@
 """A ``send`` that arrives while Redis is away: a short outage is waited out, a longer one is
 refused with ``retry_after`` (the page sends it again by itself under its id); never a
-``server_error`` with a traceback, never a message stored twice.
+``server_error`` with a traceback, never a message stored twice, and the model asked once
+however many times the send tries Redis.
 
 Each test runs its own redis-server and stops it (the shared Redis is never touched).
 """
@@ -12,8 +13,10 @@ import logging
 
 import pytest
 
+from studyapp.realtime import framebus
 from studyapp.writing.models import Message, Role
-from tests.writing.conftest import db, open_client, token_for
+from tests.collab_models.vllm_fake import FakeVLLM, Script
+from tests.writing.conftest import db, open_client, remote_participation, token_for
 from tests.writing.private_redis import PrivateRedis
 
 pytestmark = [
@@ -39,6 +42,20 @@ def _answer(frame) -> bool:
 
 def _errors(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+@pytest.fixture
+def quick_subscription(monkeypatch):
+    """The bus waits for its Redis subscription a fraction of a second instead of 10 s, so
+    that a send's wait for Redis holds several tries, as the 12 s wait does in production."""
+    monkeypatch.setattr(framebus, "READY_TIMEOUT_S", 0.3)
+
+
+async def _remote_client(version, fake: FakeVLLM):
+    """A socket of a participation whose arm is ``fake``: its requests are counted."""
+    participation = await db(remote_participation, version, fake.url)
+    client, _ = await open_client("demo", token_for(participation))
+    return participation, client
 
 
 async def test_a_send_during_a_short_redis_outage_is_answered_without_a_resend(
@@ -82,3 +99,57 @@ async def test_a_send_refused_while_redis_stays_away_carries_retry_after(
     assert await db(_user_messages, writer) == [(1, "m-1")]
     assert _errors(caplog) == []
     await client.close()
+
+
+@pytest.mark.usefixtures("quick_subscription")
+async def test_a_send_that_waits_out_redis_asks_the_model_once(
+    private_redis, fake_vllm, demo_version, caplog
+):
+    fake_vllm.script(Script(text="A shorter one"))
+    participation, client = await _remote_client(demo_version, fake_vllm)
+    _shutdown(private_redis)
+    await client.send({"type": "send", "text": "Make it shorter", "client_msg_id": "m-1"})
+    await asyncio.sleep(1.5)  # the send tries Redis again and again meanwhile
+    private_redis.start()
+    ack = (await client.until(_answer, wait_s=15))[-1]
+    assert (ack["type"], ack["turn"], ack["duplicate"]) == ("ack", 1, False)
+    end = (await client.until(lambda f: f["type"] == "turn_end", wait_s=15))[-1]
+    assert end["text"] == "A shorter one"
+    # The call opened when the send arrived is the one the reply streamed: none was reopened.
+    assert len(fake_vllm.chat_requests()) == 1
+    assert fake_vllm.disconnects == 0
+    assert await db(_user_messages, participation) == [(1, "m-1")]
+    assert _errors(caplog) == []
+    await client.close()
+
+
+@pytest.mark.usefixtures("quick_subscription")
+async def test_a_send_refused_while_redis_stays_away_asked_the_model_once(
+    private_redis, fake_vllm, demo_version, settings, caplog
+):
+    settings.SEND_REDIS_WAIT_S = 2
+    # The first request is answered slowly: only the send's giving up can close it.
+    fake_vllm.script(Script(text="Never shown", first_token_delay=10), Script(text="The reply"))
+    participation, client = await _remote_client(demo_version, fake_vllm)
+    _shutdown(private_redis)
+    send = {"type": "send", "text": "Help me with Portugal", "client_msg_id": "m-1"}
+    await client.send(send)
+    refusal = (await client.until(_answer, wait_s=10))[-1]
+    assert (refusal["type"], refusal["code"]) == ("error", "unavailable")
+    assert refusal["retry_after"] > 0
+    # One request for the whole wait, closed once when the send gave up.
+    assert len(fake_vllm.chat_requests()) == 1
+    assert await fake_vllm.wait_for(lambda: fake_vllm.disconnects == 1)
+    assert await db(_user_messages, participation) == []
+
+    private_redis.start()
+    settings.SEND_REDIS_WAIT_S = 12
+    await client.send(send)  # the page's own resend, under the same id
+    ack = (await client.until(_answer, wait_s=15))[-1]
+    assert (ack["type"], ack["turn"], ack["duplicate"]) == ("ack", 1, False)
+    end = (await client.until(lambda f: f["type"] == "turn_end", wait_s=15))[-1]
+    assert end["text"] == "The reply"
+    assert len(fake_vllm.chat_requests()) == 2
+    assert _errors(caplog) == []
+    await client.close()
+
