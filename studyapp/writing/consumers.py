@@ -48,6 +48,7 @@ from studyapp.writing.selectors import (
     socket_access,
 )
 from studyapp.writing.services import (
+    TurnPlan,
     WritingRefused,
     document_save,
     message_send,
@@ -333,10 +334,11 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         if early is not None and not early.adopt(plan):
             await early.withdraw()
             early = None
-        if early is None and not plan.duplicate:
-            await alternatives.reply_start(plan)
         if view is not None and send.client_msg_id:
+            # Before the reply starts: should it not, the page's resend is no new turn.
             view.stored_ids.add(send.client_msg_id)
+        if early is None and plan.starts_reply:
+            await self._reply_start(plan)
         await self._send(
             out.ack(
                 "send",
@@ -371,6 +373,13 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         except BaseException:
             generations.call_discard(call)
             raise
+
+    @staticmethod
+    async def _reply_start(plan: TurnPlan) -> None:
+        """Start the stored turn's reply, waiting out a short Redis outage. Past the wait,
+        ``RedisAway`` answers the send ``unavailable`` with ``retry_after``: the message is
+        stored, and the page's resend starts its reply (``TurnPlan.reply_due``)."""
+        await redis_retry(functools.partial(alternatives.reply_start, plan), outage=_send_outage)
 
     async def _busy_unless_stored(self, client_msg_id: str) -> None:
         """Answer a send that came while a reply streams: a resend of a stored message (the

@@ -95,10 +95,11 @@ class EarlyReply:
         self.task: asyncio.Task[None] | None = None
 
     def adopt(self, plan: TurnPlan) -> bool:
-        """Confirm the reply with the stored turn's plan; False (nothing confirmed) when the
-        stored turn is not the one this reply was begun for."""
+        """Confirm the reply with the stored turn's plan (a new turn, or a resend whose reply
+        is due); False (nothing confirmed) when the stored turn is not the one this reply was
+        begun for."""
         fits = (
-            not plan.duplicate
+            plan.starts_reply
             and not plan.candidates
             and plan.turn == self.plan.turn
             and self.call.fits(plan.condition_config, plan.history)
