@@ -48,6 +48,7 @@ from studyapp.writing.selectors import (
     socket_access,
 )
 from studyapp.writing.services import (
+    TurnPlan,
     WritingRefused,
     document_save,
     message_send,
@@ -298,11 +299,7 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         history = view.next_call(send.text, send.client_msg_id) if view is not None else None
         early = None
         if view is not None and history is not None:
-            # Redis being away for a moment (a restart) is waited out, not the page's to redo.
-            early = await redis_retry(
-                functools.partial(self._early_start, view, history, send.text),
-                outage=_send_outage,
-            )
+            early = await self._early_start(view, history, send.text)
         # Otherwise check before anything is stored: a regeneration in flight has no
         # unanswered turn in the database, so message_send would store a message it cannot
         # answer.
@@ -337,10 +334,11 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
         if early is not None and not early.adopt(plan):
             await early.withdraw()
             early = None
-        if early is None and not plan.duplicate:
-            await alternatives.reply_start(plan)
         if view is not None and send.client_msg_id:
+            # Before the reply starts: should it not, the page's resend is no new turn.
             view.stored_ids.add(send.client_msg_id)
+        if early is None and plan.starts_reply:
+            await self._reply_start(plan)
         await self._send(
             out.ack(
                 "send",
@@ -353,17 +351,35 @@ class WritingConsumer(AlternativesHandlers, AsyncWebsocketConsumer):
     async def _early_start(
         self, view: ChatView, history: list[dict[str, str]], text: str
     ) -> relay.EarlyReply | None:
-        """Open the model call and begin the reply early; None when the call cannot open."""
+        """Open the model call and begin the reply early; None when the call cannot open.
+
+        Redis being away for a moment (a restart) is waited out, not the page's to redo. Only
+        the launch is tried again: the call is opened once, and discarded once if the reply
+        never begins (Redis stayed away, another reply is in flight, the handler was
+        cancelled)."""
         call = generations.call_open(view.config, history, key=self.public_id)
         timeline.mark("model_call_opened", self.public_id)
         if call is None:
             return None
-        return await relay.early_start(
+        launch = functools.partial(
+            relay.early_start,
             participation_id=self.participation_id,
             public_id=self.public_id,
             user_text=text,
             call=call,
         )
+        try:
+            return await redis_retry(launch, outage=_send_outage)
+        except BaseException:
+            generations.call_discard(call)
+            raise
+
+    @staticmethod
+    async def _reply_start(plan: TurnPlan) -> None:
+        """Start the stored turn's reply, waiting out a short Redis outage. Past the wait,
+        ``RedisAway`` answers the send ``unavailable`` with ``retry_after``: the message is
+        stored, and the page's resend starts its reply (``TurnPlan.reply_due``)."""
+        await redis_retry(functools.partial(alternatives.reply_start, plan), outage=_send_outage)
 
     async def _busy_unless_stored(self, client_msg_id: str) -> None:
         """Answer a send that came while a reply streams: a resend of a stored message (the

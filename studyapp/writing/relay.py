@@ -28,7 +28,6 @@ from studyapp.realtime.generations import (
     Generation,
     ModelCall,
     ServerStopping,
-    call_discard,
     generation_end,
     generation_marker,
     generation_timeout_s,
@@ -96,10 +95,11 @@ class EarlyReply:
         self.task: asyncio.Task[None] | None = None
 
     def adopt(self, plan: TurnPlan) -> bool:
-        """Confirm the reply with the stored turn's plan; False (nothing confirmed) when the
-        stored turn is not the one this reply was begun for."""
+        """Confirm the reply with the stored turn's plan (a new turn, or a resend whose reply
+        is due); False (nothing confirmed) when the stored turn is not the one this reply was
+        begun for."""
         fits = (
-            not plan.duplicate
+            plan.starts_reply
             and not plan.candidates
             and plan.turn == self.plan.turn
             and self.call.fits(plan.condition_config, plan.history)
@@ -125,7 +125,10 @@ async def early_start(
     *, participation_id: int, public_id: str, user_text: str, call: ModelCall
 ) -> EarlyReply:
     """Begin the reply to ``user_text`` before the database has stored it (see
-    :class:`EarlyReply`); raises ``GenerationBusy`` when another reply is in flight."""
+    :class:`EarlyReply`); raises ``GenerationBusy`` when another reply is in flight.
+
+    Only the launch is tried here: if it raises, ``call`` is still the caller's, to launch
+    again (Redis away for a moment) or to discard."""
     turn = sum(m["role"] == "user" for m in call.history)
     provisional = TurnPlan(
         participation_id=participation_id,
@@ -137,13 +140,7 @@ async def early_start(
     )
     early = EarlyReply(provisional, call)
     start = out.turn_start(turn=turn, user_text=user_text)
-    try:
-        _, early.task = await _launch(
-            provisional, start, functools.partial(_early_run, early=early)
-        )
-    except BaseException:
-        call_discard(call)
-        raise
+    _, early.task = await _launch(provisional, start, functools.partial(_early_run, early=early))
     return early
 
 

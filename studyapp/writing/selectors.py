@@ -102,6 +102,13 @@ def pending_turn(messages: list[Message]) -> int | None:
     return max(asked) if asked else None
 
 
+def turn_has_reply(*, participation_id: int, turn: int) -> bool:
+    """Whether any reply to ``turn`` is stored: the chat's, a failed one or a pair's candidate."""
+    return Message.objects.filter(
+        participation_id=participation_id, turn=turn, role=Role.ASSISTANT
+    ).exists()
+
+
 def sent_message_turn(*, participation_id: int, client_msg_id: str) -> int | None:
     """The turn of the user message stored under ``client_msg_id``, if any (a resend)."""
     return (

@@ -6,6 +6,7 @@ both pass the "may I send now?" checks.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -36,7 +37,12 @@ from studyapp.writing import rows
 from studyapp.writing.errorkinds import error_kind
 from studyapp.writing.models import DocumentVersion, EditBatch, Message, Role
 from studyapp.writing.rows import MessageRow, WritingRow
-from studyapp.writing.selectors import latest_document, model_history, pending_turn
+from studyapp.writing.selectors import (
+    latest_document,
+    model_history,
+    pending_turn,
+    turn_has_reply,
+)
 
 MAX_EDIT_EVENTS = 2000
 
@@ -57,10 +63,17 @@ class TurnPlan:
     condition_config: dict[str, Any] = field(default_factory=dict)
     # An interaction rating is due once this turn's reply has ended.
     rating_checkpoint: bool = False
-    # True when the message was already stored (a resend): nothing new to generate.
+    # True when the message was already stored (a resend): nothing new to store.
     duplicate: bool = False
+    # A resend whose turn has no reply stored: the send that stored it could not start one.
+    reply_due: bool = False
     # A side-by-side turn: the two candidates to generate (studyapp/writing/alternatives).
     candidates: tuple[Candidate, ...] = ()
+
+    @property
+    def starts_reply(self) -> bool:
+        """Whether a reply is to start for this plan: a new turn, or a resend's due reply."""
+        return not self.duplicate or self.reply_due
 
 
 class SendFacts(Protocol):
@@ -170,7 +183,8 @@ def message_send(*, participation_id: int, text: str, client_msg_id: str) -> Tur
     """Store a user message as the next turn, if the chat allows one now.
 
     Precondition: the caller has checked that no generation is in flight (``busy``); an
-    unanswered turn found here is one whose reply failed (``retry_required``).
+    unanswered turn found here is one whose reply failed (``retry_required``), or a resend's
+    whose reply never started (``reply_due``, see :func:`_resend_plan`).
     """
     with transaction.atomic():
         writing = _writing_locked(participation_id)
@@ -182,13 +196,7 @@ def message_send(*, participation_id: int, text: str, client_msg_id: str) -> Tur
             None,
         )
         if existing:
-            return TurnPlan(
-                participation_id=writing.pk,
-                public_id=writing.public_id.hex,
-                turn=existing.turn,
-                user_text=existing.text,
-                duplicate=True,
-            )
+            return _resend_plan(writing, existing, messages)
         facts = _StoredFacts(writing, messages)
         refusal = send_refusal(facts)
         if refusal is not None:
@@ -203,6 +211,28 @@ def message_send(*, participation_id: int, text: str, client_msg_id: str) -> Tur
         )
         fastsql.insert(message)
         return _plan(writing, turn, text, [*messages, message])
+
+
+def _resend_plan(
+    writing: WritingRow, existing: MessageRow, messages: Sequence[MessageRow]
+) -> TurnPlan:
+    """The plan of a resend: nothing is stored, and its reply is due only when its turn is
+    the latest, with no reply stored at all (not even a failed one, whose turn is the
+    participant's to retry). That is a send stored while Redis went away before its reply
+    could start: the page sends it again until it is answered."""
+    turn = existing.turn
+    if pending_turn(messages) == turn and not turn_has_reply(
+        participation_id=writing.pk, turn=turn
+    ):
+        plan = _plan(writing, turn, existing.text, [m for m in messages if m.turn <= turn])
+        return dataclasses.replace(plan, duplicate=True, reply_due=True)
+    return TurnPlan(
+        participation_id=writing.pk,
+        public_id=writing.public_id.hex,
+        turn=turn,
+        user_text=existing.text,
+        duplicate=True,
+    )
 
 
 def turn_retry(*, participation_id: int) -> TurnPlan:

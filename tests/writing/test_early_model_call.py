@@ -151,3 +151,35 @@ async def test_a_send_the_rules_refuse_by_what_the_socket_saw_asks_no_model(demo
         assert len(fake.chat_requests()) == 4
         assert fake.disconnects == 0
         await client.close()
+
+
+async def test_a_resend_of_a_message_stored_unseen_adopts_its_early_call(demo_version):
+    """A message stored, its reply never started (Redis went away: the send was answered
+    ``unavailable``), is sent again on a socket whose view of the chat predates it: the reply
+    the socket begins at once is that turn's, with no second request and nothing withdrawn."""
+    async with FakeVLLM(tps=0) as fake:
+        fake.script(Script(text="The reply"))
+        participation = await db(_remote_participation, demo_version, fake.url)
+        client, _ = await open_client("demo", token_for(participation))
+        await db(
+            Message.objects.create,
+            participation=participation,
+            turn=1,
+            role=Role.USER,
+            text="Help me with a blog post",
+            client_msg_id="m1",
+        )
+
+        frames = await client.turn("Help me with a blog post", "m1")
+        assert frames[-1]["type"] == "turn_end"
+        assert frames[-1]["text"] == "The reply"
+        assert not any(f["type"] == "turn_withdrawn" for f in frames)
+        acks = [f for f in client.frames if f["type"] == "ack"] or await client.until_type("ack")
+        assert (acks[-1]["turn"], acks[-1]["duplicate"]) == (1, True)
+        assert len(fake.chat_requests()) == 1
+        assert fake.disconnects == 0
+        assert await db(_messages, participation) == [
+            (1, Role.USER, "Help me with a blog post"),
+            (1, Role.ASSISTANT, "The reply"),
+        ]
+        await client.close()
