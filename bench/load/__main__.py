@@ -116,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     scale = scale_from(args)
     stack = SoakStack(tps=args.tps, tokens=args.tokens)
-    tag = random_tag()
     steps: list[Step] = []
     outcomes: list[Outcome] = []
     held = 0
@@ -129,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             steps, held = load_steps(stack, args)
         for key in args.chosen:
             before = stack.model_requests()
-            outcomes.append(run_scenario(stack, SOAK_SCENARIOS[key], scale, tag))
+            # Marker words of its own, so that one scenario's reply shown in another's is seen.
+            outcomes.append(run_scenario(stack, SOAK_SCENARIOS[key], scale, random_tag()))
             outcomes[-1].notes.append(replica_note(before, stack.model_requests()))
             print_outcome(outcomes[-1])
     finally:
