@@ -37,8 +37,13 @@ DETAILS_KEPT = 5  # problems described per participant, beside the counts
 
 
 def marker_word(tag: str, index: int) -> str:
-    """The marker of participant ``index`` in a run tagged ``tag`` (four lowercase letters)."""
-    return f"zq{tag}{index:04d}x"
+    """The marker of participant ``index`` in a run tagged ``tag`` (four lowercase letters);
+    ValueError for a tag or index that ``MARKER`` would not find."""
+    word = f"zq{tag}{index:04d}x"
+    # A word MARKER misses is neither echoed by the model server nor checked for strangers.
+    if not MARKER.fullmatch(word):
+        raise ValueError(f"marker word {word!r} does not match {MARKER.pattern}")
+    return word
 
 
 @dataclass

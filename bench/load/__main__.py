@@ -4,7 +4,8 @@ Starts the production topology on this machine (bench/load/topology.py: Caddy, t
 processes, PostgreSQL, Redis, Celery, two model replicas), raises the number of scripted
 participants step by step until the added time to first visible character passes
 ``--p99-limit`` at p99 or any error appears (bench/load/steps.py), then runs the fault campaign
-on the same topology (bench/load/faults.py). See bench/README.md, "Soak".
+on the same topology (bench/load/faults.py). After each step and each fault it prints the
+model requests from the app that each replica served. See bench/load/README.md.
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ def replica_note(before: list[int], after: list[int]) -> str:
     return line + (f" (NO TRAFFIC: {', '.join(idle)})" if idle and sum(served) else "")
 
 
-def load_steps(stack: SoakStack, args: argparse.Namespace, tag: str) -> tuple[list[Step], int]:
-    """Every step up to the first that misses the goal; the participants held."""
+def load_steps(stack: SoakStack, args: argparse.Namespace) -> tuple[list[Step], int]:
+    """Every step up to the first that misses the goal; the participants held. Each step has
+    marker words of its own, so that a reply shown to a participant of another step is seen."""
     config = StepConfig(seconds=args.step_seconds, interval=args.interval,
                         stuck_after=args.stuck_after)  # fmt: skip
     steps, held = [], 0
@@ -98,7 +100,7 @@ def load_steps(stack: SoakStack, args: argparse.Namespace, tag: str) -> tuple[li
     try:
         for count in (int(n) for n in args.steps.split(",")):
             before = stack.model_requests()
-            steps.append(run_step(stack, count, config, tag))
+            steps.append(run_step(stack, count, config, random_tag()))
             print("  ".join(f"{c}={v}" for c, v in zip(STEP_COLUMNS, step_row(steps[-1]),
                                                        strict=True)), flush=True)  # fmt: skip
             print(f"  {replica_note(before, stack.model_requests())}", flush=True)
@@ -114,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     scale = scale_from(args)
     stack = SoakStack(tps=args.tps, tokens=args.tokens)
-    tag = random_tag()
     steps: list[Step] = []
     outcomes: list[Outcome] = []
     held = 0
@@ -124,10 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"servers up in {time.monotonic() - started:.0f} s ({stack.root}); "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
         if args.steps:
-            steps, held = load_steps(stack, args, tag)
+            steps, held = load_steps(stack, args)
         for key in args.chosen:
             before = stack.model_requests()
-            outcomes.append(run_scenario(stack, SOAK_SCENARIOS[key], scale, tag))
+            # Marker words of its own, so that one scenario's reply shown in another's is seen.
+            outcomes.append(run_scenario(stack, SOAK_SCENARIOS[key], scale, random_tag()))
             outcomes[-1].notes.append(replica_note(before, stack.model_requests()))
             print_outcome(outcomes[-1])
     finally:
@@ -140,10 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(outcomes)
         for outcome in outcomes:
             print(f"{outcome.fault}: {outcome.notes[-1]}")
-    print(
-        f"model requests from the app per replica, whole run: "
-        f"{' / '.join(map(str, served))}"
-    )
+    print(f"model requests from the app per replica, whole run: {' / '.join(map(str, served))}")
     if args.keep:
         print(f"servers' logs kept in {stack.logs}")
     if args.json:

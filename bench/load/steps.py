@@ -45,6 +45,7 @@ class StepConfig:
 class Step:
     participants: int
     sends: int = 0
+    replies: int = 0  # stored for the step's participants (active, not failed)
     app_ms: list[float] = field(default_factory=list)
     direct_ms: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
@@ -166,9 +167,11 @@ def cpu_by_role(roles: dict[int, str]) -> dict[str, float]:
 
 # -- one step -------------------------------------------------------------------------------
 def run_step(stack: SoakStack, count: int, config: StepConfig, tag: str) -> Step:
-    """``count`` participants for ``config.seconds``; the ASGI processes must be running."""
+    """``count`` participants for ``config.seconds``; the ASGI processes must be running.
+    ``tag`` (four lowercase letters, as ``random_tag`` makes) is the step's own: it names its
+    participations and their marker words."""
     people = study.participations(count, f"{tag}-load-{count}")
-    markers = [marker_word(f"{tag}l{count}", i) for i in range(count)]
+    markers = [marker_word(tag, i) for i in range(count)]
     step = Step(count)
     roles = stack_roles(stack)
     before, started = cpu_by_role(roles), time.monotonic()
@@ -187,6 +190,7 @@ def run_step(stack: SoakStack, count: int, config: StepConfig, tag: str) -> Step
             step.errors[kind] = step.errors.get(kind, 0) + n
     outcome = Outcome(f"load {count}")
     count_outcome(outcome, people, markers, participants, [])
+    step.replies = outcome.replies
     for name in ("lost", "duplicated", "stranded", "wrong"):
         if getattr(outcome, name):
             step.errors[f"replies {name}"] = getattr(outcome, name)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from bench.faults.accounting import (
     MARKER,
     Answer,
@@ -261,6 +263,16 @@ def test_hostile_frames_must_be_refused_with_a_documented_code_on_an_open_socket
 def test_marker_words_are_told_apart_and_not_found_in_ordinary_text():
     assert MARKER.findall(f"{ME} and {OTHER} and zqabcd12x") == [ME, OTHER]
     assert not MARKER.findall("Here is a short draft that you can shape further together")
+
+
+def test_a_marker_word_the_pattern_would_miss_is_refused():
+    # The soak's load steps once tagged their words "<tag>l<count>": never found, so their
+    # replies were neither echoed with the marker nor counted per model replica.
+    with pytest.raises(ValueError, match="does not match"):
+        marker_word("abcdl100", 0)
+    with pytest.raises(ValueError, match="does not match"):
+        marker_word("abcd", 10_000)
+    assert MARKER.fullmatch(marker_word("abcd", 9_999))
 
 
 def test_the_scripted_page_resends_a_send_refused_for_now_by_itself_under_its_id():

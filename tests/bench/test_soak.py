@@ -1,8 +1,10 @@
-"""bench/load: the soak's pieces at tiny scale. Caddy (the real binary) in front of WebSocket
-upstreams as the soak configures it, the times to first visible character and the errors read
-from a participant's frames, and CPU counted by role."""
+"""bench/load: the soak's pieces at tiny scale (Caddy, the real binary, in front of WebSocket
+upstreams as the soak configures it; the times to first visible character and the errors read
+from a participant's frames; CPU counted by role), then one tiny load step of the whole soak."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -12,6 +14,7 @@ from websockets.asyncio.server import serve
 
 from bench.faults.accounting import Entry
 from bench.faults.services import free_port
+from bench.load.__main__ import STEP_COLUMNS
 from bench.load.steps import cpu_by_role, first_character_ms, log_errors
 from bench.load.topology import Caddy
 
@@ -100,3 +103,34 @@ def test_the_soak_counts_the_app_requests_each_model_replica_served(tmp_path):
     assert SoakStack.model_requests(stack) == [3, 1]  # the direct clients' requests left out
     assert replica_note([1, 1], [3, 1]).endswith("2 / 0 (NO TRAFFIC: model-1)")
     assert replica_note([0, 0], [5, 4]).endswith(": 5 / 4")
+
+
+def test_a_load_step_counts_each_replica_s_share_of_the_replies_its_participants_got(tmp_path):
+    """The whole soak (its own PostgreSQL, Redis, Celery, Caddy, three ASGI processes and two
+    model replicas) through one tiny load step, as ``make soak`` runs it."""
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"} | {
+        "SECRET_KEY": "bench-only-key-of-throwaway-databases",  # as the Makefile's soak sets
+        "SECURE_SSL_REDIRECT": "0",
+        "SECURE_COOKIES": "0",
+    }
+    results = tmp_path / "soak.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.load", "--steps", "3", "--step-seconds", "5",
+         "--interval", "1.5", "--scenarios", "none", "--tps", "400", "--tokens", "12",
+         "--json", str(results)],
+        env=env, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"{STEP_COLUMNS[0]}=3 "))
+    note = re.fullmatch(
+        r"  model requests from the app per replica: (\d+) / (\d+)",
+        lines[at + 1],
+    )
+    assert note, done.stdout  # printed right after the step's line, with no replica idle
+    served = [int(n) for n in note.groups()]
+    step = json.loads(results.read_text())["steps"][0]
+    assert step["errors"] == {}, done.stdout
+    assert step["replies"] >= 3, done.stdout  # a reply for each participant at least
+    assert all(n > 0 for n in served), done.stdout  # the app uses both replicas
+    assert sum(served) == step["replies"], done.stdout
