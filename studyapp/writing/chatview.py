@@ -33,6 +33,9 @@ class ChatView:
     due: int | None  # the turn whose rating is due
     # client_msg_ids of the user messages known to be stored: a resend of one is no new turn.
     stored_ids: set[str] = field(default_factory=set)
+    # A reply ended for a turn this view never saw begin: a message was stored after the
+    # hello's read, so the view can no longer tell a new message from a resend.
+    missed: bool = False
 
     @classmethod
     def read(cls, state: ChatState, *, streaming: bool) -> ChatView:
@@ -69,7 +72,7 @@ class ChatView:
     def next_call(self, text: str, client_msg_id: str = "") -> list[dict[str, str]] | None:
         """The history a reply to ``text`` would be given, if it may begin now: the rules
         allow the message, it is no resend, nothing streams, and its reply is a single one."""
-        if self.streaming or not self.config or client_msg_id in self.stored_ids:
+        if self.streaming or self.missed or not self.config or client_msg_id in self.stored_ids:
             return None
         if model_context_has(self.spec, "document"):
             return None  # another tab may have saved a newer version: the stored turn decides
@@ -95,6 +98,7 @@ class ChatView:
             if not self.history or self.history[-1] != user:
                 self.history.append(user)
         elif kind in ("turn_end", "pair_chosen"):
+            self.missed = self.missed or int(frame.get("turn") or 0) >= self.next_turn()
             self.unanswered = self.choosing = False
             self.history.append({"role": "assistant", "content": frame.get("text", "")})
         elif kind == "pair_end":
